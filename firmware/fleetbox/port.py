@@ -32,6 +32,10 @@ if MICROPYTHON:
     def aes_cbc_decrypt(key, iv, data):
         return _aes(key, 2, iv).decrypt(data)
 
+    def aes_cbc_encrypt_into(key, iv, buf):
+        """Encrypt the writable buffer buf (a multiple of 16 bytes) in place."""
+        _aes(key, 2, iv).encrypt(buf, buf)
+
     def collect():
         import gc
         gc.collect()
@@ -39,6 +43,19 @@ if MICROPYTHON:
     def mem_free():
         import gc
         return gc.mem_free()
+
+    def wait_readable(sock):
+        """Await until the non-blocking socket `sock` is readable (asyncio's I/O queue,
+        as MicroPython's own asyncio/stream.py does). Use as `await wait_readable(s)`."""
+        from asyncio import core
+        yield core._io_queue.queue_read(sock)
+
+    def addr_key(addr):
+        """A comparable (address, port) key of an IPv4 socket address, whatever form
+        the port's socket module uses (sockaddr bytes on unix, tuples on lwIP)."""
+        if isinstance(addr, tuple):
+            return addr[0], addr[1]
+        return bytes(addr[2:8])
 
 else:
     import time as _time
@@ -66,11 +83,35 @@ else:
         d = Cipher(algorithms.AES(bytes(key)), modes.CBC(bytes(iv))).decryptor()
         return d.update(bytes(data)) + d.finalize()
 
+    def aes_cbc_encrypt_into(key, iv, buf):
+        """Encrypt the writable buffer buf (a multiple of 16 bytes) in place."""
+        buf[:] = aes_cbc_encrypt(key, iv, buf)
+
     def collect():
         pass
 
     def mem_free():
         return -1
+
+    def _wake(fut):
+        if not fut.done():
+            fut.set_result(None)
+
+    async def wait_readable(sock):
+        """Await until the non-blocking socket `sock` is readable."""
+        import asyncio
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        fd = sock.fileno()
+        loop.add_reader(fd, _wake, fut)
+        try:
+            await fut
+        finally:
+            loop.remove_reader(fd)
+
+    def addr_key(addr):
+        """A comparable (address, port) key of an IPv4 socket address."""
+        return addr[0], addr[1]
 
 
 def time_s():
@@ -112,3 +153,30 @@ def consteq(a, b):
     for x, y in zip(a, b):
         r |= x ^ y
     return r == 0
+
+
+def tls_wrap(sock, server_hostname, ca_der):
+    """TLS 1.2+ client over a connected socket, server verified against ca_der.
+
+    Returns (tls_socket, leaf_certificate_der) so callers can pin the server key.
+    """
+    if MICROPYTHON:
+        import tls
+        ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+        ctx.verify_mode = tls.CERT_REQUIRED
+        ctx.load_verify_locations(ca_der)
+        chain = {}
+
+        def keep(cert, depth):
+            chain[depth] = bytes(cert)
+            return 0
+
+        ctx.verify_callback = keep
+        s = ctx.wrap_socket(sock, server_hostname=server_hostname)
+        return s, chain.get(0)
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_verify_locations(cadata=bytes(ca_der))
+    s = ctx.wrap_socket(sock, server_hostname=server_hostname)
+    return s, s.getpeercert(True)

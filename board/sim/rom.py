@@ -1,0 +1,111 @@
+"""The sim board's mask ROM: the only code the box runs that does not come from its flash.
+
+Usage: micropython board/sim/rom.py FLASH.img
+
+Like a real board's ROM it knows the flash chip and nothing else: it reads the
+partition table at offset 0 (docs/flash-layout.md), offers partitions as block
+devices through a `rom` module (the same shape as esp32.Partition), mounts the
+`loader` partition and hands over to its `boot` module. Everything after that
+(loader, firmware, board support) is bytecode read from the flash image.
+"""
+import struct
+import sys
+
+PT_MAGIC = b"FBPT"
+PT_HEAD = "<4sBBHI"       # magic, version, count, reserved, block size
+PT_ENTRY = "<16sIIB3x"    # name, offset, size, type
+TYPE_NAMES = {1: "table", 2: "lfs", 3: "raw"}
+
+
+class Partition:
+    """A region of the flash file as a MicroPython block device (readblocks/writeblocks/ioctl)."""
+
+    def __init__(self, flash, name, offset, size, block_size):
+        self.flash = flash
+        self.name = name
+        self.offset = offset
+        self.size = size
+        self.block_size = block_size
+
+    def readblocks(self, n, buf, off=0):
+        f = self.flash
+        f.seek(self.offset + n * self.block_size + off)
+        f.readinto(buf)
+
+    def writeblocks(self, n, buf, off=None):
+        f = self.flash
+        if off is None:
+            # Whole-block write: a real chip erases first.
+            off = 0
+        f.seek(self.offset + n * self.block_size + off)
+        f.write(buf)
+        f.flush()
+
+    def ioctl(self, op, arg):
+        if op == 4:  # block count
+            return self.size // self.block_size
+        if op == 5:  # block size
+            return self.block_size
+        if op == 6:  # erase: fill with 0xff like NOR flash
+            f = self.flash
+            f.seek(self.offset + arg * self.block_size)
+            f.write(b"\xff" * self.block_size)
+            return 0
+        return 0
+
+    def __repr__(self):
+        return "<Partition %s @0x%x +0x%x>" % (self.name, self.offset, self.size)
+
+
+def _crc32(data):
+    import binascii
+    return binascii.crc32(data) & 0xFFFFFFFF
+
+
+def read_table(flash):
+    flash.seek(0)
+    head = flash.read(struct.calcsize(PT_HEAD))
+    magic, version, count, _, block_size = struct.unpack(PT_HEAD, head)
+    if magic != PT_MAGIC or version != 1:
+        raise OSError("no fleetbox partition table in flash")
+    body = flash.read(count * struct.calcsize(PT_ENTRY))
+    (crc,) = struct.unpack("<I", flash.read(4))
+    if crc != _crc32(head + body):
+        raise OSError("partition table CRC mismatch")
+    table = {}
+    esz = struct.calcsize(PT_ENTRY)
+    for i in range(count):
+        name, offset, size, ptype = struct.unpack(PT_ENTRY, body[i * esz:(i + 1) * esz])
+        name = name.rstrip(b"\x00").decode()
+        table[name] = (offset, size, TYPE_NAMES.get(ptype, "raw"))
+    return table, block_size
+
+
+class Rom:
+    """What the ROM offers the loader: partitions by name and the flash path."""
+
+    def __init__(self, path):
+        self.flash_path = path
+        self.flash = open(path, "r+b")
+        self.table, self.block_size = read_table(self.flash)
+
+    def partition(self, name):
+        offset, size, _ = self.table[name]
+        return Partition(self.flash, name, offset, size, self.block_size)
+
+
+def main():
+    import vfs
+    if len(sys.argv) < 2:
+        print("usage: rom.py FLASH.img")
+        sys.exit(2)
+    rom = Rom(sys.argv[1])
+    sys.modules["rom"] = rom
+    vfs.mount(vfs.VfsLfs2(rom.partition("loader")), "/loader")
+    # Only flash-resident code from here on: drop the ROM's own directory from the path.
+    sys.path[:] = ["/loader"]
+    import boot  # noqa: F401  (the loader runs on import)
+
+
+if __name__ == "__main__":
+    main()

