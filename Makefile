@@ -15,7 +15,7 @@ deps: $(STAMP) $(SYSDEPS_STAMP)
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r requirements.txt
-	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
+	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
 # net-snmp's tools and agent are peers in tests and benchmarks (Debian packages).

@@ -102,8 +102,8 @@ def main():
     rom = Rom(sys.argv[1])
     sys.modules["rom"] = rom
     vfs.mount(vfs.VfsLfs2(rom.partition("loader")), "/loader")
-    # Only flash-resident code from here on: drop the ROM's own directory from the path.
-    sys.path[:] = ["/loader"]
+    # Only flash-resident (and the runtime's frozen) code from here on.
+    sys.path[:] = [".frozen", "/loader"]
     import boot  # noqa: F401  (the loader runs on import)
 
 

@@ -15,7 +15,7 @@ SLOTS = ("slot_a", "slot_b")
 
 def _mount(name, path, readonly=False):
     fs = vfs.VfsLfs2(rom.partition(name))
-    vfs.mount(fs, path, readonly)
+    vfs.mount(fs, path, readonly=readonly)
 
 
 def _boot_state():
@@ -31,7 +31,7 @@ def _boot_state():
 
 def _start(slot):
     _mount(slot, "/app", True)
-    sys.path[:] = ["/app", "/loader"]
+    sys.path[:] = [".frozen", "/app", "/loader"]
     import board
     from fleetbox import main
     print("loader: starting %s from %s" % (main.VERSION, slot))

@@ -1,0 +1,191 @@
+"""The simulated cloud: liberty and rescue, two real HTTPS receivers over one SQLite store.
+
+POST /v1/ingest   body: an envelope (docs/envelope.md) holding a CBOR payload (docs/payload.md)
+GET  /v1/devices  the latest record of every device, JSON
+GET  /v1/history?box=B&device=D   a device's readings, newest first, JSON
+Every refused request gets a 4xx with {"reason": ...}, a log line and a row in `rejects`.
+"""
+import io
+import json
+import logging
+import os
+import ssl
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import cbor2
+
+from simulator import cloud_envelope
+from simulator.store import Store
+
+log = logging.getLogger("fleetbox.cloud")
+MAX_BODY = 1 << 20
+STATUS = {"malformed": 400, "bad-padding": 400, "unsupported-version": 400, "bad-payload": 400,
+          "unknown-key": 403, "bad-mac": 403, "replay": 409, "out-of-window": 409}
+
+
+class PayloadError(Exception):
+    pass
+
+
+def decode_payload(plaintext):
+    """The CBOR sequence of docs/payload.md -> (upload header, batch)."""
+    stream = io.BytesIO(plaintext)
+    try:
+        dec = cbor2.CBORDecoder(stream)
+        head = dec.decode()
+        batch = dec.decode()
+    except (cbor2.CBORDecodeError, EOFError, ValueError) as e:
+        raise PayloadError("not a CBOR upload: %s" % e)
+    if stream.read(1):
+        raise PayloadError("trailing bytes after the batch")
+    if not isinstance(head, dict) or head.get("v") != 1 or not isinstance(head.get("upload"), int):
+        raise PayloadError("bad upload header %r" % (head,))
+    if not isinstance(batch, dict) or not isinstance(batch.get("records"), list) \
+            or not all(isinstance(r, dict) for r in batch["records"]):
+        raise PayloadError("batch without a records list")
+    return head, batch
+
+
+def manifest_keys(path):
+    """Key lookup over fbtool's manufacturing manifest {serial: {kid: key hex}}, re-read when it changes."""
+    cache = {"mtime": None, "data": {}}
+
+    def keys(device_id, kid):
+        try:
+            m = os.path.getmtime(path)
+            if m != cache["mtime"]:
+                with open(path) as f:
+                    cache["data"] = json.load(f)
+                cache["mtime"] = m
+        except (OSError, ValueError):
+            return None
+        k = cache["data"].get(device_id, {}).get(str(kid))
+        return bytes.fromhex(k) if k else None
+
+    return keys
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "fleetbox-cloud/1"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        log.debug("%s %s", self.server.name, fmt % args)
+
+    def _reply(self, status, obj):
+        body = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _refuse(self, reason, detail):
+        log.warning("%s refused an upload from %s: %s (%s)", self.server.name, self.client_address[0], reason, detail)
+        self.server.store.reject(self.server.name, reason, detail)
+        self._reply(STATUS.get(reason, 400), {"ok": False, "reason": reason})
+
+    def do_POST(self):
+        if urllib.parse.urlsplit(self.path).path != "/v1/ingest":
+            return self._reply(404, {"ok": False, "reason": "not-found"})
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            return self._refuse("malformed", "no Content-Length")
+        if not 0 < length <= MAX_BODY:
+            return self._refuse("malformed", "body of %d bytes" % length)
+        data = self.rfile.read(length)
+        srv = self.server
+        try:
+            header, plaintext = srv.opener.open(data)
+        except cloud_envelope.EnvelopeError as e:
+            if e.duplicate:
+                return self._reply(200, {"ok": True, "duplicate": True})
+            return self._refuse(e.reason, str(e))
+        try:
+            head, batch = decode_payload(plaintext)
+        except PayloadError as e:
+            return self._refuse("bad-payload", str(e))
+        fresh = srv.store.store_upload(header["device_id"], header["seq"], head["upload"], batch, srv.name, len(data))
+        log.info("%s stored upload %d from %s: %d records%s", srv.name, head["upload"], header["device_id"],
+                 len(batch["records"]), "" if fresh else " (already stored)")
+        self._reply(200, {"ok": True, "upload": head["upload"], "time": int(time.time())})
+
+    def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        q = dict(urllib.parse.parse_qsl(url.query))
+        if url.path == "/v1/devices":
+            return self._reply(200, self.server.store.devices(q.get("box")))
+        if url.path == "/v1/history" and "box" in q and "device" in q:
+            return self._reply(200, self.server.store.history(q["box"], q["device"]))
+        self._reply(404, {"ok": False, "reason": "not-found"})
+
+
+class Receiver:
+    """One HTTPS endpoint (liberty or rescue) in a background thread."""
+
+    def __init__(self, name, address, port, cert, key, store, keys, window=86400):
+        self.name, self.address, self.port = name, address, port
+        self.cert, self.key = cert, key
+        self.store, self.keys, self.window = store, keys, window
+        self.httpd = None
+        self.thread = None
+
+    def start(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.load_cert_chain(self.cert, self.key)
+        httpd = ThreadingHTTPServer((self.address, self.port), _Handler, bind_and_activate=False)
+        httpd.allow_reuse_address = True
+        httpd.daemon_threads = True
+        httpd.server_bind()
+        httpd.server_activate()
+        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+        httpd.name = self.name
+        httpd.store = self.store
+        httpd.opener = cloud_envelope.Opener(self.keys, self.store, self.window)
+        self.httpd = httpd
+        self.thread = threading.Thread(target=httpd.serve_forever, name=self.name, daemon=True)
+        self.thread.start()
+        log.info("%s listening on https://%s:%d", self.name, self.address, self.port)
+        return self
+
+    @property
+    def running(self):
+        return self.httpd is not None
+
+    def stop(self):
+        if self.httpd:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+
+
+class Cloud:
+    """liberty + rescue over one store, as the simulator runs them."""
+
+    def __init__(self, state_dir, store_path, manifest_path, endpoints, ca, window=86400):
+        from simulator import pki
+        self.store = Store(store_path)
+        keys = manifest_keys(manifest_path)
+        self.receivers = {}
+        for name, (address, port) in endpoints.items():
+            hostname = "%s.fleetbox.test" % name
+            cert, key = pki.ensure_server(state_dir, name, hostname, [address], ca)
+            self.receivers[name] = Receiver(name, address, port, cert, key, self.store, keys, window)
+
+    def start(self):
+        for r in self.receivers.values():
+            r.start()
+        return self
+
+    def stop(self):
+        for r in self.receivers.values():
+            r.stop()
+
+    def box_config(self, name):
+        r = self.receivers[name]
+        return {"name": name, "url": "https://%s.fleetbox.test:%d/v1/ingest" % (name, r.port), "resolve": r.address}
