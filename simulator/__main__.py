@@ -19,7 +19,7 @@ def report(sim, console):
 
 def cmd_run(args):
     from rich.console import Console
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 150)
     logging.basicConfig(level=logging.WARNING, format="cloud: %(message)s")
     sim = Simulation(args.state, snmp_port=args.snmp_port, cloud_port=args.cloud_port, interval=args.interval,
                      echo=console.print if args.verbose else (lambda s: None if s.startswith("  |") else console.print(s)))

@@ -83,7 +83,12 @@ class Simulation:
             ", ".join(site_networks(self.site.devices))))
 
     def start_cloud(self):
-        self.cloud = Cloud(self.state, os.path.join(self.state, "cloud.sqlite"), self.manifest,
+        # The box is flashed afresh each run (its sequence numbers restart), so the cloud starts empty too.
+        db = os.path.join(self.state, "cloud.sqlite")
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(db + suffix):
+                os.remove(db + suffix)
+        self.cloud = Cloud(self.state, db, self.manifest,
                            self.endpoints, self.ca).start()
         for name, (addr, port) in self.endpoints.items():
             self.echo("cloud: %s on https://%s:%d" % (name, addr, port))
@@ -154,7 +159,7 @@ class Simulation:
             if self.box.poll() is not None:
                 raise SimError("the box stopped (exit %s):\n%s" % (self.box.returncode, "\n".join(self.box_log[-20:])))
             # A cycle is complete once the next one has started arriving, or the box said so.
-            done = [c for c in self.cycles()]
+            done = self.cycles()
             if len(done) >= n and self._cycle_logged(n):
                 return done
             time.sleep(0.5)

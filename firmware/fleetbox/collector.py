@@ -6,7 +6,8 @@ printer shares.
 """
 import asyncio
 
-from fleetbox import ber, snmp, port
+from fleetbox import ber, snmp
+from fleetbox.port import time_s
 
 SYS = "1.3.6.1.2.1.1."
 SYS_DESCR = SYS + "1.0"
@@ -102,6 +103,13 @@ def manufacturer_of(sys_object_id, descr):
     if "hewlett" in d or "jetdirect" in d or "laserjet" in d:
         return "HP"
     return None
+
+
+def clean_model(model):
+    """Drop the firmware noise some devices append ("Xerox AltaLink C8045; SS 100.002…")."""
+    if model and ";" in model:
+        model = model.split(";", 1)[0].strip()
+    return model or None
 
 
 def supply_state(level, percent):
@@ -204,7 +212,7 @@ class Collector:
     async def is_printer(self, host, port, sys_object_id):
         nxt = await self.client.getnext(host, [PRINTER_MIB], community=self.community,
                                         version=self.version, port=port)
-        if nxt and ber.oid_startswith(nxt[0][0], PRINTER_MIB):
+        if nxt and nxt[0][0].startswith(PRINTER_MIB + ".") and not ber.is_exception(nxt[0][1]):
             return True
         # Without the Printer-MIB, only a printer vendor's own agent with an hrDevicePrinter counts:
         # a Windows server lists its print queues as hrDevicePrinter too.
@@ -235,7 +243,7 @@ class Collector:
         status = {"device": None, "printer": None, "errors": [], "display": [], "alerts": []}
         model = None
         if printer_idx is not None:
-            model = text(hr[printer_idx].get(3))
+            model = clean_model(text(hr[printer_idx].get(3)))
             status["device"] = DEVICE_STATUS.get(integer(hr[printer_idx].get(5)), "unknown")
             p = await self._get(host, port, [HR_PRINTER_STATUS + str(printer_idx),
                                              HR_PRINTER_ERRORS + str(printer_idx)])
@@ -272,7 +280,7 @@ class Collector:
             "mac": mac,
             "hostname": text(g.get(SYS_NAME)),
             "manufacturer": manufacturer_of(sys_object_id, descr),
-            "model": model or descr,
+            "model": model or clean_model(descr),
             "serial": text(g.get(PRT_SERIAL)),
             "firmware": None,
             "location": text(g.get(SYS_LOCATION)),
@@ -288,7 +296,7 @@ class Collector:
             "counters": counters,
             "supplies": supplies,
             "status": status,
-            "collected_at": port.time_s(),
+            "collected_at": time_s(),
             "scan": scan,
             "snmp_version": self.version,
         }
@@ -313,6 +321,9 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
                 rec = None
             except (snmp.SnmpError, ber.BERError) as e:
                 print("collector: %s:%d answered badly: %s" % (host, p, e))
+                rec = None
+            except Exception as e:  # noqa: BLE001  one device's surprise must not stop the sweep
+                print("collector: %s:%d failed: %s %s" % (host, p, type(e).__name__, e))
                 rec = None
             if rec is not None:
                 counts[1] += 1

@@ -50,6 +50,40 @@ if MICROPYTHON:
         from asyncio import core
         yield core._io_queue.queue_read(sock)
 
+    def recv_datagram(sock, maxsize):
+        """Receive one datagram of at most maxsize bytes: return (data, address).
+
+        recvfrom(maxsize) would allocate a maxsize block for every datagram (which a
+        fragmented heap may not have, even when the reply is small), and readinto()
+        on a socket runs several reads into one buffer, joining datagrams. So: peek
+        at the sender and the first octets, take the size of the message from its
+        outer BER header, and recv() just that many bytes (one read: one datagram;
+        the rest of a longer datagram is discarded by the kernel).
+        """
+        import socket
+        try:
+            head, addr = sock.recvfrom(6, socket.MSG_PEEK)
+        except TypeError:  # a port whose recvfrom() takes no flags
+            return sock.recvfrom(maxsize)
+        # one octet more than the header announces, so trailing junk is still seen
+        return sock.recv(min(_ber_size(head) + 1, maxsize)), addr
+
+    def _ber_size(head):
+        """Total size of the TLV whose first octets are head; 1 when head is not a
+        SEQUENCE header (such a datagram is read as one octet, and so discarded)."""
+        if len(head) < 2 or head[0] != 0x30:
+            return 1
+        n = head[1]
+        if n < 0x80:
+            return 2 + n
+        k = n & 0x7F
+        if k == 0 or k > 4 or len(head) < 2 + k:
+            return 1
+        v = 0
+        for i in range(2, 2 + k):
+            v = (v << 8) | head[i]
+        return 2 + k + v
+
     def addr_key(addr):
         """A comparable (address, port) key of an IPv4 socket address, whatever form
         the port's socket module uses (sockaddr bytes on unix, tuples on lwIP)."""
@@ -102,12 +136,15 @@ else:
         import asyncio
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        fd = sock.fileno()
-        loop.add_reader(fd, _wake, fut)
+        loop.add_reader(sock, _wake, fut)
         try:
             await fut
         finally:
-            loop.remove_reader(fd)
+            loop.remove_reader(sock)  # by object: still works once sock is closed
+
+    def recv_datagram(sock, maxsize):
+        """Receive one datagram of at most maxsize bytes: return (data, address)."""
+        return sock.recvfrom(maxsize)
 
     def addr_key(addr):
         """A comparable (address, port) key of an IPv4 socket address."""
@@ -143,6 +180,35 @@ def hmac_digest(key, msg, name="sha256"):
     outer.update(bytes(b ^ 0x5C for b in key))
     outer.update(inner.digest())
     return outer.digest()
+
+
+class _Hmac:
+    def __init__(self, key, name):
+        block = 128 if name in ("sha384", "sha512") else 64
+        if len(key) > block:
+            h = _hash_new(name)
+            h.update(key)
+            key = h.digest()
+        key = bytes(key) + b"\x00" * (block - len(key))
+        self._name = name
+        self._okey = bytes(b ^ 0x5C for b in key)
+        self._inner = _hash_new(name)
+        self._inner.update(bytes(b ^ 0x36 for b in key))
+
+    def update(self, msg):
+        self._inner.update(msg)
+
+    def digest(self):
+        """The MAC; call once, after the last update()."""
+        outer = _hash_new(self._name)
+        outer.update(self._okey)
+        outer.update(self._inner.digest())
+        return outer.digest()
+
+
+def hmac_new(key, name="sha256"):
+    """Incremental HMAC: an object with update(msg) and digest(), for MACing streams."""
+    return _Hmac(key, name)
 
 
 def consteq(a, b):

@@ -76,7 +76,7 @@ def cmd_scan(args):
         print(json.dumps(records, indent=1))
     else:
         from rich.console import Console
-        Console().print(scan.table(records, "%d printers among %d addresses" % (len(records), probed)))
+        Console(width=None if sys.stdout.isatty() else 150).print(scan.table(records, "%d printers among %d addresses" % (len(records), probed)))
     return 0
 
 
