@@ -132,3 +132,11 @@ def test_scan_of_silent_address_succeeds_empty():
     r = fbtool("scan", "127.0.0.1:9", "--json", "--timeout-ms", "200", "--retries", "0")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == []
+
+
+def test_scan_takes_many_targets():
+    """Hundreds of target specs reach the collector (they travel on stdin, not argv)."""
+    specs = ["127.0.9.%d:9" % i for i in range(1, 255)]
+    r = fbtool("scan", *specs, "--json", "--timeout-ms", "100", "--retries", "0")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == []

@@ -1,6 +1,7 @@
 """Runs ON MICROPYTHON, started by `fbtool scan`: the firmware's collector, once, from the host.
 
-argv: FIRMWARE_DIR JSON_OPTIONS. Prints one line per record: `REC <json>`, then `DONE <probed> <found>`.
+argv: FIRMWARE_DIR; options arrive as one JSON line on stdin (the unix port aborts on
+very long arguments). Prints one line per record: `REC <json>`, then `DONE <probed> <found>`.
 """
 import json
 import sys
@@ -10,7 +11,7 @@ import asyncio  # noqa: E402
 
 from fleetbox import collector, snmp, targets  # noqa: E402
 
-opts = json.loads(sys.argv[2])
+opts = json.loads(sys.stdin.readline())
 
 
 def emit(rec):

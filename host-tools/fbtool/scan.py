@@ -25,8 +25,8 @@ def run(target_specs, community="public", version="2c", port=161, exclude=(), ti
     opts = {"targets": list(target_specs), "exclude": list(exclude), "community": community,
             "version": version, "port": port, "timeout_ms": timeout_ms, "retries": retries, "workers": workers}
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mp_scan.py")
-    proc = subprocess.run([paths.micropython(), "-X", "heapsize=4M", script, paths.FIRMWARE, json.dumps(opts)],
-                          capture_output=True, text=True)
+    proc = subprocess.run([paths.micropython(), "-X", "heapsize=4M", script, paths.FIRMWARE],
+                          input=json.dumps(opts) + "\n", capture_output=True, text=True)
     records, probed = [], None
     for line in proc.stdout.splitlines():
         if line.startswith("REC "):
