@@ -167,19 +167,9 @@ def _hash_new(name):
 
 def hmac_digest(key, msg, name="sha256"):
     """HMAC (RFC 2104) over hashlib, since MicroPython has no `hmac` module."""
-    block = 128 if name in ("sha384", "sha512") else 64
-    if len(key) > block:
-        h = _hash_new(name)
-        h.update(key)
-        key = h.digest()
-    key = bytes(key) + b"\x00" * (block - len(key))
-    inner = _hash_new(name)
-    inner.update(bytes(b ^ 0x36 for b in key))
-    inner.update(msg)
-    outer = _hash_new(name)
-    outer.update(bytes(b ^ 0x5C for b in key))
-    outer.update(inner.digest())
-    return outer.digest()
+    h = _Hmac(key, name)
+    h.update(msg)
+    return h.digest()
 
 
 class _Hmac:
