@@ -1,11 +1,50 @@
-"""python -m simulator run [--forever]: the box on MicroPython against a simulated site and cloud."""
+"""python -m simulator run [--forever]: the box on MicroPython against a simulated site and cloud.
+
+Faults are injected with --fault SECONDS:COMMAND (after boot) or, with --forever, by
+typing commands on stdin (`help` lists them): power-cut, cable-pull, liberty-down, ...
+"""
 import argparse
 import logging
 import os
 import sys
+import threading
 import time
 
-from simulator.runner import ROOT, SimError, Simulation
+from simulator.runner import FAULTS, ROOT, SimError, Simulation
+
+
+def _schedule(sim, console, faults):
+    """Run each 'SECONDS:COMMAND' of --fault that many seconds after boot."""
+    def run():
+        t0 = time.time()
+        for at, command in sorted(faults):
+            time.sleep(max(0, at - (time.time() - t0)))
+            _apply(sim, console, command)
+    threading.Thread(target=run, daemon=True).start()
+
+
+def _apply(sim, console, command):
+    try:
+        console.print("[bold]fault[/bold] %s: %s" % (command, sim.inject(command)))
+    except (SimError, ValueError, IndexError) as e:
+        console.print("[red]%s[/red]" % e)
+
+
+def _read_commands(sim, console):
+    for line in sys.stdin:
+        line = line.strip()
+        if line in ("help", "?"):
+            console.print(FAULTS, markup=False)
+        elif line:
+            _apply(sim, console, line)
+
+
+def _fault_arg(text):
+    at, sep, command = text.partition(":")
+    try:
+        return float(at), command.strip()
+    except ValueError:
+        raise argparse.ArgumentTypeError("--fault takes SECONDS:COMMAND, e.g. 20:cable-pull")
 
 
 def report(sim, console):
@@ -22,24 +61,29 @@ def cmd_run(args):
     console = Console(width=None if sys.stdout.isatty() else 150)
     logging.basicConfig(level=logging.WARNING, format="cloud: %(message)s")
     sim = Simulation(args.state, snmp_port=args.snmp_port, cloud_port=args.cloud_port, interval=args.interval,
+                     watchdog_s=args.watchdog_s, rtc=args.rtc or None,
                      echo=console.print if args.verbose else (lambda s: None if s.startswith("  |") else console.print(s)))
     code = 0
     try:
         sim.start()
+        if args.fault:
+            _schedule(sim, console, args.fault)
         if args.forever:
-            console.print("running until Ctrl-C (LED and cycles below)")
+            console.print("running until Ctrl-C; the box's state on every change below; "
+                          "type a fault command (help lists them)")
+            threading.Thread(target=_read_commands, args=(sim, console), daemon=True).start()
             last = None
             while True:
-                if sim.box.poll() is not None:
-                    raise SimError("the box stopped (exit %s)" % sim.box.returncode)
-                state = (sim.led(), len(sim.cycles()), len(sim.devices()))
-                if state != last:
-                    console.print("LED %-15s cycles %3d  printers %d" % state)
-                    last = state
-                time.sleep(1)
+                if sim.hw.exit is not None:
+                    raise SimError("the box stopped (exit %s)" % sim.hw.exit)
+                line = sim.status_line()
+                if line != last:
+                    console.print(line, markup=False)
+                    last = line
+                time.sleep(0.5)
         else:
             sim.wait_cycles(args.cycles, args.timeout)
-            console.print("LED: %s" % sim.led())
+            console.print(sim.status_line(), markup=False)
             report(sim, console)
     except KeyboardInterrupt:
         report(sim, console)
@@ -54,7 +98,7 @@ def cmd_run(args):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m simulator", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run the whole simulation")
+    r = sub.add_parser("run", help="run the whole simulation", formatter_class=argparse.RawTextHelpFormatter)
     r.add_argument("--forever", action="store_true", help="keep running until Ctrl-C")
     r.add_argument("--cycles", type=int, default=2, help="collection cycles to wait for (default 2)")
     r.add_argument("--interval", type=int, default=15, help="seconds between collection cycles")
@@ -63,6 +107,10 @@ def main(argv=None):
     r.add_argument("--snmp-port", type=int, default=None, help="UDP port of every simulated printer (default 161)")
     r.add_argument("--cloud-port", type=int, default=443, help="HTTPS port of liberty and rescue")
     r.add_argument("-v", "--verbose", action="store_true", help="show the box's log")
+    r.add_argument("--fault", action="append", type=_fault_arg, metavar="SECONDS:COMMAND",
+                   help="inject a fault that many seconds after boot (repeatable):\n" + FAULTS)
+    r.add_argument("--watchdog-s", type=float, default=None, help="the sim board's watchdog timeout (board.yaml)")
+    r.add_argument("--rtc", action="store_true", help="give the sim board an RTC (default: it learns the time from the cloud)")
     r.set_defaults(func=cmd_run)
     args = p.parse_args(argv)
     return args.func(args)

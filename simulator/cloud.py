@@ -1,14 +1,17 @@
 """The simulated cloud: liberty and rescue, two real HTTPS receivers over one SQLite store.
 
 POST /v1/ingest   body: an envelope (docs/envelope.md) holding a CBOR payload (docs/payload.md)
-GET  /v1/devices  the latest record of every device, JSON
-GET  /v1/history?box=B&device=D   a device's readings, newest first, JSON
+GET  /v1/boxes    every box: last sequence number, last seen, endpoint, device and upload counts
+GET  /v1/devices[?box=B]          the latest full record of every device, JSON
+GET  /v1/device?box=B&device=D    one device's latest full record (D: serial, else MAC, else ip:port)
+GET  /v1/history?box=B&device=D[&limit=N][&since=T]   a device's full readings, newest first, JSON
 Every refused request gets a 4xx with {"reason": ...}, a log line and a row in `rejects`.
 """
 import io
 import json
 import logging
 import os
+import socket
 import ssl
 import threading
 import time
@@ -31,7 +34,7 @@ class PayloadError(Exception):
 
 
 def decode_payload(plaintext):
-    """The CBOR sequence of docs/payload.md -> (upload header, batch)."""
+    """The CBOR sequence of docs/payload.md -> (upload header, batch); v1 (full records) or v2 (deltas)."""
     stream = io.BytesIO(plaintext)
     try:
         dec = cbor2.CBORDecoder(stream)
@@ -41,11 +44,26 @@ def decode_payload(plaintext):
         raise PayloadError("not a CBOR upload: %s" % e)
     if stream.read(1):
         raise PayloadError("trailing bytes after the batch")
-    if not isinstance(head, dict) or head.get("v") != 1 or not isinstance(head.get("upload"), int):
+    if not isinstance(head, dict) or head.get("v") not in (1, 2) or not isinstance(head.get("upload"), int) \
+            or isinstance(head.get("upload"), bool) or head["upload"] < 0:
         raise PayloadError("bad upload header %r" % (head,))
     if not isinstance(batch, dict) or not isinstance(batch.get("records"), list) \
             or not all(isinstance(r, dict) for r in batch["records"]):
         raise PayloadError("batch without a records list")
+    if batch.get("cycle") is not None and not isinstance(batch["cycle"], int):
+        raise PayloadError("cycle is not an integer")
+    for r in batch["records"]:
+        if not all(isinstance(k, str) for k in r):
+            raise PayloadError("record with a non-text key")
+        if "=" in r or "-" in r or "@" in r or "^" in r:
+            if head["v"] < 2:
+                raise PayloadError("delta record in a version 1 upload")
+            ref = r.get("=")
+            if not (isinstance(ref, list) and len(ref) == 2 and isinstance(ref[0], str) and isinstance(ref[1], int)):
+                raise PayloadError("delta record without a valid \"=\": [device, base upload]")
+            if not isinstance(r.get("-", []), list) or not isinstance(r.get("@", 0), int) \
+                    or not (r.get("^") is None or isinstance(r["^"], int)):
+                raise PayloadError("delta record with bad \"-\", \"@\" or \"^\"")
     return head, batch
 
 
@@ -70,57 +88,104 @@ def manifest_keys(path):
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "fleetbox-cloud/1"
-    protocol_version = "HTTP/1.1"
+    protocol_version = "HTTP/1.1"   # keep-alive: one TLS session serves a box's whole drain
+    timeout = 300                   # an idle kept-alive connection is closed after this
 
     def log_message(self, fmt, *args):
         log.debug("%s %s", self.server.name, fmt % args)
 
-    def _reply(self, status, obj):
-        body = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+    def setup(self):
+        super().setup()
+        self.server.conns.add(self.connection)
+
+    def finish(self):
+        self.server.conns.discard(self.connection)
+        super().finish()
+
+    def _reply(self, status, obj, content_type=True):
+        # Few header bytes: they travel on every upload (no Server, Date or, for ingest, Content-Type).
+        body = json.dumps(obj, separators=(",", ":")).encode()
+        self.send_response_only(status)
+        if content_type:
+            self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+        self.log_request(status, len(body))
 
     def _refuse(self, reason, detail):
         log.warning("%s refused an upload from %s: %s (%s)", self.server.name, self.client_address[0], reason, detail)
         self.server.store.reject(self.server.name, reason, detail)
-        self._reply(STATUS.get(reason, 400), {"ok": False, "reason": reason})
+        self._reply(STATUS.get(reason, 400), {"ok": False, "reason": reason}, False)
 
     def do_POST(self):
+        try:
+            self._ingest()
+        except Exception as e:   # a bug must cost one request, never the receiver
+            log.exception("%s failed on an upload from %s", self.server.name, self.client_address[0])
+            self.close_connection = True
+            try:
+                self._reply(500, {"ok": False, "reason": "internal", "detail": type(e).__name__}, False)
+            except OSError:
+                pass
+
+    def _ingest(self):
         if urllib.parse.urlsplit(self.path).path != "/v1/ingest":
             return self._reply(404, {"ok": False, "reason": "not-found"})
         try:
             length = int(self.headers.get("Content-Length", ""))
         except ValueError:
+            self.close_connection = True
             return self._refuse("malformed", "no Content-Length")
         if not 0 < length <= MAX_BODY:
+            self.close_connection = True
             return self._refuse("malformed", "body of %d bytes" % length)
         data = self.rfile.read(length)
+        if len(data) < length:
+            self.close_connection = True
+            return self._refuse("malformed", "body cut short (%d of %d bytes)" % (len(data), length))
         srv = self.server
         try:
             header, plaintext = srv.opener.open(data)
         except cloud_envelope.EnvelopeError as e:
             if e.duplicate:
-                return self._reply(200, {"ok": True, "duplicate": True})
+                log.info("%s acknowledged a copy of the last envelope from %s", srv.name, e.header["device_id"])
+                return self._reply(200, {"ok": True, "duplicate": True}, False)
             return self._refuse(e.reason, str(e))
         try:
             head, batch = decode_payload(plaintext)
         except PayloadError as e:
             return self._refuse("bad-payload", str(e))
-        fresh = srv.store.store_upload(header["device_id"], header["seq"], head["upload"], batch, srv.name, len(data))
-        log.info("%s stored upload %d from %s: %d records%s", srv.name, head["upload"], header["device_id"],
-                 len(batch["records"]), "" if fresh else " (already stored)")
-        self._reply(200, {"ok": True, "upload": head["upload"], "time": int(time.time())})
+        fresh, resync = srv.store.store_upload(header["device_id"], header["seq"], head["upload"], batch,
+                                               srv.name, len(data))
+        log.info("%s stored upload %d from %s: %d records%s%s", srv.name, head["upload"], header["device_id"],
+                 len(batch["records"]), "" if fresh else " (already stored)",
+                 " resync %s" % resync if resync else "")
+        reply = {"ok": True, "upload": head["upload"], "time": int(time.time())}
+        if not fresh:
+            reply["duplicate"] = True
+        if resync:
+            reply["resync"] = resync
+        self._reply(200, reply, False)
 
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)
         q = dict(urllib.parse.parse_qsl(url.query))
+        store = self.server.store
+        try:
+            limit = int(q.get("limit", 100))
+            since = int(q["since"]) if "since" in q else None
+        except ValueError:
+            return self._reply(400, {"ok": False, "reason": "limit and since must be integers"})
+        if url.path == "/v1/boxes":
+            return self._reply(200, store.boxes())
         if url.path == "/v1/devices":
-            return self._reply(200, self.server.store.devices(q.get("box")))
+            return self._reply(200, store.devices(q.get("box")))
+        if url.path == "/v1/device" and "box" in q and "device" in q:
+            rec = store.device(q["box"], q["device"])
+            return self._reply(200, rec) if rec is not None else self._reply(404, {"ok": False, "reason": "no such device"})
         if url.path == "/v1/history" and "box" in q and "device" in q:
-            return self._reply(200, self.server.store.history(q["box"], q["device"]))
+            return self._reply(200, store.history(q["box"], q["device"], max(1, min(limit, 1000)), since))
         self._reply(404, {"ok": False, "reason": "not-found"})
 
 
@@ -145,6 +210,7 @@ class Receiver:
         httpd.server_activate()
         httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
         httpd.name = self.name
+        httpd.conns = set()   # kept-alive connections, cut when the receiver stops
         httpd.store = self.store
         httpd.opener = cloud_envelope.Opener(self.keys, self.store, self.window)
         self.httpd = httpd
@@ -161,6 +227,11 @@ class Receiver:
         if self.httpd:
             self.httpd.shutdown()
             self.httpd.server_close()
+            for conn in list(self.httpd.conns):
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
             self.httpd = None
 
 

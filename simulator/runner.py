@@ -7,7 +7,6 @@ import ipaddress
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ import time
 
 from simulator import pki
 from simulator.cloud import Cloud
+from simulator.hardware import Hardware
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -25,8 +25,28 @@ class SimError(Exception):
     pass
 
 
+FAULTS = """\
+  power-cut [SECONDS]        cut the power (SIGKILL the box) and power it on again (default 1 s)
+  power-off | power-on       cut the power / power on
+  cable-pull | cable-plug    pull / plug the ethernet cable (the box's network is cut meanwhile)
+  poe | adapter              switch the power source
+  button [MS] | long-press   press the button (held 200 ms; long-press holds 6 s: reboot)
+  hang                       hang the firmware's loop (the watchdog resets the box)
+  liberty-down | liberty-up  stop / start a cloud endpoint (also rescue-down, rescue-up)
+  printer NAME KIND [k=v]    fault a dynamic printer: down, up, unreachable, slow [delay=S],
+                             lossy [loss=0.5], jammed, doorOpen, noPaper, clear
+  status                     one line: LED, link, power, boots, resets, cycles, printers"""
+
+
 def _tool(name):
     return os.path.join(BIN, name)
+
+
+def board_hardware(board="sim"):
+    """The `hardware:` section of board/<board>/board.yaml (watchdog_s, rtc, ...)."""
+    import yaml
+    with open(os.path.join(ROOT, "board", board, "board.yaml")) as f:
+        return yaml.safe_load(f).get("hardware", {})
 
 
 def site_networks(devices):
@@ -41,7 +61,7 @@ def site_networks(devices):
 
 class Simulation:
     def __init__(self, state_dir, snmp_port=None, cloud_port=443, interval=15, serial="SIM-0001",
-                 liberty="127.77.0.1", rescue="127.77.0.2", site_yaml=None, echo=print):
+                 liberty="127.77.0.1", rescue="127.77.0.2", site_yaml=None, echo=print, watchdog_s=None, rtc=None):
         self.state = os.path.abspath(state_dir)
         self.snmp_port = snmp_port
         self.cloud_port = cloud_port
@@ -50,11 +70,14 @@ class Simulation:
         self.endpoints = {"liberty": (liberty, cloud_port), "rescue": (rescue, cloud_port)}
         self.site_yaml = site_yaml
         self.echo = echo
-        self.site = self.cloud = self.box = None
+        self.site = self.cloud = None
         self.flash = os.path.join(self.state, "flash.img")
         self.board_dir = os.path.join(self.state, "board")
         self.box_log = []
-        self._reader = None
+        hw = board_hardware()
+        self.watchdog_s = watchdog_s or hw.get("watchdog_s", 60)
+        self.rtc = hw.get("rtc", False) if rtc is None else rtc
+        self.hw = None
 
     # -- set-up
     def _run_tool(self, *args):
@@ -116,22 +139,25 @@ class Simulation:
                        "--config", cfg_path, "--erase")
 
     def boot_box(self):
-        env = dict(os.environ, FLEETBOX_SIM_DIR=self.board_dir)
-        self.box = subprocess.Popen([_tool("micropython"), "-X", "heapsize=1M", os.path.join(ROOT, "board", "sim", "rom.py"),
-                                     self.flash], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                    env=env, start_new_session=True)
-        self._reader = threading.Thread(target=self._read_box, daemon=True)
-        self._reader.start()
+        env = dict(os.environ, FLEETBOX_SIM_RTC="1" if self.rtc else "0")
+        command = [_tool("micropython"), "-X", "heapsize=1M", os.path.join(ROOT, "board", "sim", "rom.py"), self.flash]
+        self._logf = open(os.path.join(self.state, "box.log"), "a")
+        self._log_lock = threading.Lock()
+        self.hw = Hardware(self.board_dir, command, env, self._box_line, self.watchdog_s, self.echo)
+        self.hw.power_on()
         self.echo("box: booting the sim board from %s (pid %d)" % (self.flash, self.box.pid))
 
-    def _read_box(self):
-        with open(os.path.join(self.state, "box.log"), "a") as logf:
-            for line in self.box.stdout:
-                line = line.rstrip()
-                self.box_log.append(line)
-                logf.write(line + "\n")
-                logf.flush()
-                self.echo("  | " + line)
+    @property
+    def box(self):
+        """The box's current MicroPython process (a new one after every reset)."""
+        return self.hw.proc if self.hw else None
+
+    def _box_line(self, line):
+        with self._log_lock:
+            self.box_log.append(line)
+            self._logf.write(line + "\n")
+            self._logf.flush()
+        self.echo("  | " + line)
 
     def start(self):
         self.prepare()
@@ -156,8 +182,8 @@ class Simulation:
         """Wait until the cloud holds n complete collection cycles from the box."""
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if self.box.poll() is not None:
-                raise SimError("the box stopped (exit %s):\n%s" % (self.box.returncode, "\n".join(self.box_log[-20:])))
+            if self.hw.exit is not None:
+                raise SimError("the box stopped (exit %s):\n%s" % (self.hw.exit, "\n".join(self.box_log[-20:])))
             # A cycle is complete once the next one has started arriving, or the box said so.
             done = self.cycles()
             if len(done) >= n and self._cycle_logged(n):
@@ -171,15 +197,81 @@ class Simulation:
     def devices(self):
         return self.cloud.store.devices(self.serial)
 
+    def board_state(self):
+        """The box's own view of its hardware (board/sim/board.py publishes it), or None."""
+        return self.hw.state() if self.hw else None
+
+    def wait_for(self, what, predicate, timeout):
+        """Wait until predicate() is true; SimError naming `what` (with the box's log) otherwise."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.hw.exit is not None:
+                raise SimError("the box stopped (exit %s) while waiting for %s" % (self.hw.exit, what))
+            if predicate():
+                return
+            time.sleep(0.2)
+        raise SimError("no %s within %d s; box log:\n%s" % (what, timeout, "\n".join(self.box_log[-15:])))
+
+    # -- fault injection: the same commands from the command line and from tests
+    def inject(self, command):
+        """Apply one fault-injection command (see FAULTS); returns what was done."""
+        words = command.split()
+        if not words:
+            raise SimError("empty command")
+        verb, args = words[0], words[1:]
+        hw = self.hw
+        if verb == "power-cut":
+            hw.power_cut(float(args[0]) if args else 1.0)
+            return "power cut, box booting again"
+        if verb == "power-off":
+            hw.power_off()
+            return "power off"
+        if verb == "power-on":
+            hw.power_on()
+            return "power on"
+        if verb in ("cable-pull", "cable-plug"):
+            hw.cable(verb == "cable-plug")
+            return "cable " + ("plugged in" if verb == "cable-plug" else "pulled")
+        if verb in ("poe", "adapter"):
+            hw.set_power_source(verb)
+            return "power source: " + verb
+        if verb in ("button", "long-press"):
+            held = int(args[0]) if args else (6000 if verb == "long-press" else 200)
+            hw.button(held)
+            return "button held %d ms" % held
+        if verb == "hang":
+            hw.hang()
+            return "firmware told to hang (the watchdog should reset it)"
+        if verb.endswith(("-down", "-up")) and verb.rsplit("-", 1)[0] in self.cloud.receivers:
+            name, how = verb.rsplit("-", 1)
+            r = self.cloud.receivers[name]
+            if how == "down" and r.running:
+                r.stop()
+            elif how == "up" and not r.running:
+                r.start()
+            return "%s %s" % (name, how)
+        if verb == "printer" and len(args) >= 2:
+            params = dict(a.split("=", 1) for a in args[2:] if "=" in a)
+            from simulator.site import SiteError
+            try:
+                self.site.set_fault(args[0], args[1], **params)
+            except SiteError as e:
+                raise SimError(str(e))
+            return "printer %s: %s %s" % (args[0], args[1], " ".join(args[2:]))
+        if verb == "status":
+            return self.status_line()
+        raise SimError("unknown command %r; commands:\n%s" % (command, FAULTS))
+
+    def status_line(self):
+        st = self.board_state() or {}
+        return "LED %-14s link %-4s power %-7s boots %d resets %s cycles %d printers %d" % (
+            self.led(), "up" if st.get("link") else "down", st.get("power"), self.hw.boots,
+            ",".join("%s=%d" % kv for kv in sorted(self.hw.resets.items())), len(self.cycles()), len(self.devices()))
+
     # -- tear-down
     def stop(self):
-        if self.box and self.box.poll() is None:
-            os.killpg(self.box.pid, signal.SIGTERM)
-            try:
-                self.box.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.box.pid, signal.SIGKILL)
-                self.box.wait()
+        if self.hw:
+            self.hw.shutdown()
         if self.cloud:
             self.cloud.stop()
         if self.site:

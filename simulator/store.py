@@ -1,7 +1,9 @@
 """The cloud's storage (SQLite): devices, their readings, uploads seen, envelope sequence numbers.
 
 liberty and rescue are two receivers over one Store, so a batch delivered to either
-is stored once, and an envelope replayed to the other is still refused.
+is stored once, and an envelope replayed to the other is still refused. Delta records
+(docs/payload.md) are merged onto the device's full latest record: `devices` and
+`readings` always hold full records.
 """
 import json
 import sqlite3
@@ -16,6 +18,7 @@ CREATE TABLE IF NOT EXISTS uploads (box TEXT NOT NULL, upload INTEGER NOT NULL, 
                                     PRIMARY KEY (box, upload));
 CREATE TABLE IF NOT EXISTS devices (box TEXT NOT NULL, device TEXT NOT NULL, ip TEXT, manufacturer TEXT,
                                     model TEXT, serial TEXT, record TEXT, updated REAL,
+                                    last_upload INTEGER, clock TEXT,
                                     PRIMARY KEY (box, device));
 CREATE TABLE IF NOT EXISTS readings (box TEXT NOT NULL, device TEXT NOT NULL, collected_at INTEGER, cycle INTEGER,
                                      scan TEXT, total INTEGER, lowest_supply INTEGER, record TEXT);
@@ -26,6 +29,33 @@ CREATE TABLE IF NOT EXISTS rejects (at REAL, endpoint TEXT, reason TEXT, detail 
 def device_key(rec):
     """A device's identity across readings: its serial, else its MAC, else its address."""
     return rec.get("serial") or rec.get("mac") or "%s:%s" % (rec.get("ip"), rec.get("port", 161))
+
+
+CONTROL = ("=", "-", "@", "^")
+
+
+def merge(old, clock, delta, cycle):
+    """(full record, clock) from the full record held and a delta record (docs/payload.md).
+
+    clock is [collected_at, uptime_s] of the last reading that carried an uptime."""
+    rec = dict(old)
+    for k, v in delta.items():
+        if k not in CONTROL:
+            rec[k] = v
+    for k in delta.get("-", ()):
+        rec.pop(k, None)
+    if "collected_at" not in delta and cycle is not None:
+        rec["collected_at"] = cycle + delta.get("@", 0)
+    at = rec.get("collected_at")
+    if "uptime_s" in delta:
+        if delta["uptime_s"] is not None:
+            clock = [at, delta["uptime_s"]]
+    elif "^" in delta and delta["^"] is None:
+        pass    # not read this time: the last value stays
+    elif None not in clock and at is not None:
+        rec["uptime_s"] = clock[1] + at - clock[0] + delta.get("^", 0)
+        clock = [at, rec["uptime_s"]]
+    return rec, clock
 
 
 def lowest_supply(rec):
@@ -53,9 +83,12 @@ class Store:
                             "last_seen=excluded.last_seen", (box, seq, time.time()))
 
     def store_upload(self, box, seq, upload, batch, endpoint, nbytes):
-        """Store one decrypted batch atomically; False when this upload id was stored before."""
+        """Store one decrypted batch atomically -> (fresh, resync): fresh is False when this upload id
+        was stored before; resync lists device keys whose delta did not apply to the state held here."""
         records = batch.get("records") or []
+        cycle = batch.get("cycle")
         now = time.time()
+        resync = []
         with self.lock:
             cur = self.db.cursor()
             cur.execute("BEGIN IMMEDIATE")
@@ -65,18 +98,9 @@ class Store:
                 else:
                     fresh = True
                     cur.execute("INSERT INTO uploads VALUES(?,?,?,?,?,?,?,?)",
-                                (box, upload, batch.get("scan"), batch.get("cycle"), len(records), endpoint, now, nbytes))
-                    for rec in records:
-                        dev = device_key(rec)
-                        blob = json.dumps(rec, sort_keys=True)
-                        cur.execute("INSERT INTO readings VALUES(?,?,?,?,?,?,?,?)",
-                                    (box, dev, rec.get("collected_at"), batch.get("cycle"), batch.get("scan"),
-                                     (rec.get("counters") or {}).get("total"), lowest_supply(rec), blob))
-                        cur.execute("INSERT INTO devices VALUES(?,?,?,?,?,?,?,?) ON CONFLICT(box, device) DO UPDATE "
-                                    "SET ip=excluded.ip, manufacturer=excluded.manufacturer, model=excluded.model, "
-                                    "serial=excluded.serial, record=excluded.record, updated=excluded.updated",
-                                    (box, dev, rec.get("ip"), rec.get("manufacturer"), rec.get("model"),
-                                     rec.get("serial"), blob, now))
+                                (box, upload, batch.get("scan"), cycle, len(records), endpoint, now, nbytes))
+                    for item in records:
+                        self._store_record(cur, box, upload, cycle, batch.get("scan"), item, now, resync)
                 cur.execute("INSERT INTO boxes(box, last_seq, last_seen, last_endpoint) VALUES(?,?,?,?) "
                             "ON CONFLICT(box) DO UPDATE SET last_seq=max(last_seq, excluded.last_seq), "
                             "last_seen=excluded.last_seen, last_endpoint=excluded.last_endpoint",
@@ -85,7 +109,33 @@ class Store:
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-        return fresh
+        return fresh, resync
+
+    def _store_record(self, cur, box, upload, cycle, scan, item, now, resync):
+        if "=" in item:
+            dev, base = item["="]
+            row = cur.execute("SELECT record, last_upload, clock FROM devices WHERE box=? AND device=?",
+                              (box, dev)).fetchone()
+            if row is None or row[1] != base:
+                resync.append(dev)   # the box's base is not what we hold: ask for the full record
+            old = json.loads(row[0]) if row else {}
+            clock = json.loads(row[2]) if row and row[2] else [None, None]
+            rec, clock = merge(old, clock, item, cycle)
+        else:
+            rec = item
+            dev = device_key(rec)
+            up = rec.get("uptime_s")
+            clock = [rec.get("collected_at"), up] if up is not None else [None, None]
+        blob = json.dumps(rec, sort_keys=True)
+        cur.execute("INSERT INTO readings VALUES(?,?,?,?,?,?,?,?)",
+                    (box, dev, rec.get("collected_at"), cycle, scan,
+                     (rec.get("counters") or {}).get("total"), lowest_supply(rec), blob))
+        cur.execute("INSERT INTO devices VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(box, device) DO UPDATE "
+                    "SET ip=excluded.ip, manufacturer=excluded.manufacturer, model=excluded.model, "
+                    "serial=excluded.serial, record=excluded.record, updated=excluded.updated, "
+                    "last_upload=excluded.last_upload, clock=excluded.clock",
+                    (box, dev, rec.get("ip"), rec.get("manufacturer"), rec.get("model"),
+                     rec.get("serial"), blob, now, upload, json.dumps(clock)))
 
     def reject(self, endpoint, reason, detail):
         with self.lock:
@@ -96,9 +146,27 @@ class Store:
         q = "SELECT record FROM devices" + (" WHERE box=?" if box else "") + " ORDER BY ip"
         return [json.loads(r[0]) for r in self.db.execute(q, (box,) if box else ())]
 
-    def history(self, box, device, limit=100):
-        return [json.loads(r[0]) for r in self.db.execute(
-            "SELECT record FROM readings WHERE box=? AND device=? ORDER BY rowid DESC LIMIT ?", (box, device, limit))]
+    def device(self, box, device):
+        row = self.db.execute("SELECT record FROM devices WHERE box=? AND device=?", (box, device)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def device_keys(self, box):
+        return [r[0] for r in self.db.execute("SELECT device FROM devices WHERE box=? ORDER BY ip", (box,))]
+
+    def history(self, box, device, limit=100, since=None):
+        """A device's full readings, newest first; `since`: only those collected at or after it."""
+        q = "SELECT record FROM readings WHERE box=? AND device=?"
+        args = [box, device]
+        if since is not None:
+            q += " AND collected_at >= ?"
+            args.append(since)
+        return [json.loads(r[0]) for r in self.db.execute(q + " ORDER BY rowid DESC LIMIT ?", args + [limit])]
+
+    def boxes(self):
+        return [dict(zip(("box", "last_seq", "last_seen", "last_endpoint", "devices", "uploads"), r)) for r in self.db.execute(
+            "SELECT b.box, b.last_seq, b.last_seen, b.last_endpoint, "
+            "(SELECT count(*) FROM devices d WHERE d.box=b.box), (SELECT count(*) FROM uploads u WHERE u.box=b.box) "
+            "FROM boxes b ORDER BY b.box")]
 
     def cycles(self, box):
         """Distinct collection cycles received from a box."""

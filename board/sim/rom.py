@@ -15,6 +15,7 @@ PT_MAGIC = b"FBPT"
 PT_HEAD = "<4sBBHI"       # magic, version, count, reserved, block size
 PT_ENTRY = "<16sIIB3x"    # name, offset, size, type
 TYPE_NAMES = {1: "table", 2: "lfs", 3: "raw"}
+PAGE_SIZE = 256           # NOR flash program page
 
 
 class Partition:
@@ -37,9 +38,14 @@ class Partition:
         if off is None:
             # Whole-block write: a real chip erases first.
             off = 0
-        f.seek(self.offset + n * self.block_size + off)
-        f.write(buf)
-        f.flush()
+            self.ioctl(6, n)
+        # NOR flash programs one page at a time: a power cut can land between pages
+        # and leave a block half written, which the filesystem must survive.
+        pos = self.offset + n * self.block_size + off
+        mv = memoryview(buf)
+        for i in range(0, len(buf), PAGE_SIZE):
+            f.seek(pos + i)
+            f.write(mv[i:i + PAGE_SIZE])
 
     def ioctl(self, op, arg):
         if op == 4:  # block count

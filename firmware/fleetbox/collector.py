@@ -1,12 +1,14 @@
-"""Collector: one address in, one device record (docs: shared/spec/device-record.md) out.
+"""Collector: one address in, one device record (shared/spec/device-record.md) out; sweep().
 
-Standard MIBs first (SNMPv2-MIB, IF-MIB, HOST-RESOURCES-MIB, Printer-MIB). Vendor
-knowledge arrives later as compiled profiles; this module only holds what every
-printer shares.
+Standard MIBs first (SNMPv2-MIB, IF-MIB, IP-MIB, HOST-RESOURCES-MIB, ENTITY-MIB,
+Printer-MIB), vendor knowledge from compiled profiles (fleetbox.profiles), decoding in
+fleetbox.records. Few bytes on the LAN: scalars in one GET, tables as GETBULK of just
+the needed columns, sized by a first pass over one narrow column (or by the row count
+remembered from the last scan).
 """
 import asyncio
 
-from fleetbox import ber, snmp
+from fleetbox import ber, profiles, records, snmp
 from fleetbox.port import time_s
 
 SYS = "1.3.6.1.2.1.1."
@@ -17,298 +19,596 @@ SYS_CONTACT = SYS + "4.0"
 SYS_NAME = SYS + "5.0"
 SYS_LOCATION = SYS + "6.0"
 IF_PHYS_ADDRESS = "1.3.6.1.2.1.2.2.1.6"
-HR_DEVICE_TYPE = "1.3.6.1.2.1.25.3.2.1.2"
-HR_DEVICE_DESCR = "1.3.6.1.2.1.25.3.2.1.3."
-HR_DEVICE_STATUS = "1.3.6.1.2.1.25.3.2.1.5."
+IP_AD_ENT_IF_INDEX = "1.3.6.1.2.1.4.20.1.2."
+HR_DEVICE = "1.3.6.1.2.1.25.3.2.1"
 HR_PRINTER_STATUS = "1.3.6.1.2.1.25.3.5.1.1."
 HR_PRINTER_ERRORS = "1.3.6.1.2.1.25.3.5.1.2."
 HR_DEVICE_PRINTER = "1.3.6.1.2.1.25.3.1.5"
+ENT_PHYSICAL = "1.3.6.1.2.1.47.1.1.1.1."
+ENT_SERIAL = ENT_PHYSICAL + "11.1"
+ENT_MODEL = ENT_PHYSICAL + "13.1"
+ENT_FIRMWARE = ENT_PHYSICAL + "9.1"
 PRINTER_MIB = "1.3.6.1.2.1.43"
 PRT_SERIAL = "1.3.6.1.2.1.43.5.1.1.17.1"
 PRT_LIFE_COUNT = "1.3.6.1.2.1.43.10.2.1.4.1.1"
 PRT_MARK_TECH = "1.3.6.1.2.1.43.10.2.1.2.1.1"
 PRT_COLORANTS = "1.3.6.1.2.1.43.10.2.1.6.1.1"
 PRT_SUPPLIES = "1.3.6.1.2.1.43.11.1.1"
-PRT_COLORANT_VALUE = "1.3.6.1.2.1.43.12.1.1.4"
+PRT_COLORANT = "1.3.6.1.2.1.43.12.1.1"
+PRT_MEDIA_PATH = "1.3.6.1.2.1.43.13.4.1"
+PRT_CONSOLE = "1.3.6.1.2.1.43.16.5.1"
+PRT_ALERT = "1.3.6.1.2.1.43.18.1.1"
 
-# sysObjectID enterprise number -> clean manufacturer name (OEMs share their maker's number).
-ENTERPRISES = {
-    11: "HP", 1602: "Canon", 1347: "Kyocera", 367: "Ricoh", 253: "Xerox", 2435: "Brother",
-    641: "Lexmark", 18334: "Konica Minolta", 2385: "Sharp", 1248: "Epson", 2001: "OKI",
-    236: "Samsung", 1129: "Toshiba", 674: "Dell", 297: "Fujifilm", 10642: "Zebra",
-}
-
-SUPPLY_KINDS = {3: "toner", 21: "toner", 4: "waste", 5: "ink", 6: "ink", 12: "ink", 9: "drum",
-                10: "developer", 15: "fuser", 20: "transfer", 7: "waste", 8: "waste",
-                13: "staples", 18: "waste", 19: "drum", 14: "other"}
-SUPPLY_UNITS = {3: "tenThousandthsOfInches", 4: "micrometers", 7: "impressions", 8: "sheets",
-                11: "hours", 12: "thousandthsOfOunces", 13: "tenthsOfGrams", 14: "hundrethsOfFluidOunces",
-                15: "tenthsOfMilliliters", 16: "feet", 17: "meters", 18: "items", 19: "percent"}
-MARK_TECH = {2: "laser", 3: "laser", 4: "laser", 5: "laser", 6: "laser", 7: "impact", 8: "impact",
-             9: "impact", 10: "inkjet", 11: "inkjet", 12: "inkjet", 13: "inkjet", 14: "solid-ink",
-             15: "impact", 16: "thermal", 17: "thermal", 18: "thermal", 19: "thermal", 20: "thermal",
-             21: "laser", 22: "laser", 23: "thermal", 24: "thermal", 25: "laser", 26: "laser", 27: "laser"}
-DEVICE_STATUS = {1: "unknown", 2: "running", 3: "warning", 4: "testing", 5: "down"}
-PRINTER_STATUS = {1: "other", 2: "unknown", 3: "idle", 4: "printing", 5: "warmup"}
-ERROR_BITS = ("lowPaper", "noPaper", "lowToner", "noToner", "doorOpen", "jammed", "offline",
-              "serviceRequested", "inputTrayMissing", "outputTrayMissing", "markerSupplyMissing",
-              "outputNearFull", "outputFull", "inputTrayEmpty", "overduePreventMaint")
-LOW_PERCENT = 10
-
-
-def text(value):
-    """Device text to str: UTF-16 with a BOM, else UTF-8, else Latin-1; NULs and blanks trimmed."""
-    if value is None or ber.is_exception(value):
-        return None
-    if isinstance(value, str):
-        s = value
-    else:
-        b = bytes(value)
-        if b[:2] in (b"\xff\xfe", b"\xfe\xff"):
-            s = _utf16(b)
-        else:
-            try:
-                s = b.decode("utf-8")
-            except UnicodeError:
-                s = "".join(chr(c) for c in b)
-    s = s.replace("\x00", "").strip()
-    return s or None
-
-
-def _utf16(b):
-    # By hand: MicroPython's bytes.decode knows only UTF-8. Surrogate pairs become U+FFFD.
-    little = b[0] == 0xFF
-    out = []
-    for i in range(2, len(b) - 1, 2):
-        c = b[i] | (b[i + 1] << 8) if little else (b[i] << 8) | b[i + 1]
-        out.append(chr(c) if c < 0xD800 or c > 0xDFFF else "\ufffd")
-    return "".join(out)
-
-
-def integer(value):
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def manufacturer_of(sys_object_id, descr):
-    if sys_object_id and sys_object_id.startswith("1.3.6.1.4.1."):
-        arcs = sys_object_id.split(".")
-        if len(arcs) > 6 and arcs[6].isdigit():
-            name = ENTERPRISES.get(int(arcs[6]))
-            if name:
-                return name
-    d = (descr or "").lower()
-    for name in ENTERPRISES.values():
-        if name.lower() in d:
-            return name
-    if "hewlett" in d or "jetdirect" in d or "laserjet" in d:
-        return "HP"
-    return None
-
-
-def clean_model(model):
-    """Drop the firmware noise some devices append ("Xerox AltaLink C8045; SS 100.002…")."""
-    if model and ";" in model:
-        model = model.split(";", 1)[0].strip()
-    return model or None
-
-
-def supply_state(level, percent):
-    if level is None:
-        return "unknown"
-    if level == -1:
-        return "unrestricted"
-    if level == -2:
-        return "unknown"
-    if level == -3:
-        return "some-remaining"
-    if level == 0:
-        return "empty"
-    if percent is not None and percent < LOW_PERCENT:
-        return "low"
-    return "ok"
-
-
-def build_supplies(rows, colorants):
-    """rows: {index: {column: value}} of prtMarkerSuppliesTable; colorants: {index: name}."""
-    out = []
-    for idx in sorted(rows):
-        r = rows[idx]
-        mx = integer(r.get(8))
-        lv = integer(r.get(9))
-        tcode = integer(r.get(5))
-        kind = SUPPLY_KINDS.get(tcode, "other")
-        if tcode == 3 and r.get(6) and "ink" in (text(r.get(6)) or "").lower():
-            kind = "ink"
-        level = lv if lv is not None and lv >= 0 else None
-        maxc = mx if mx is not None and mx > 0 else None
-        percent = None
-        if level is not None and maxc:
-            percent = min(100, level * 100 // maxc)
-        out.append({
-            "index": idx,
-            "kind": kind,
-            "type_code": tcode,
-            "color": colorants.get(integer(r.get(3))),
-            "description": text(r.get(6)),
-            "unit": SUPPLY_UNITS.get(integer(r.get(7))),
-            "max": maxc,
-            "level": level,
-            "percent": percent,
-            "state": supply_state(lv, percent),
-        })
-    return out
-
-
-def decode_errors(value):
-    if not isinstance(value, (bytes, bytearray)) or not value:
-        return []
-    out = []
-    for i, name in enumerate(ERROR_BITS):
-        byte = i // 8
-        if byte < len(value) and value[byte] & (0x80 >> (i % 8)):
-            out.append(name)
-    return out
-
-
-def _table(pairs, root):
-    """Walk results under root -> {row index (last arc as int or dotted rest): {column: value}}."""
-    rows = {}
-    plen = len(root) + 1
-    for oid, value in pairs:
-        rest = oid[plen:]
-        col, _, idx = rest.partition(".")
-        if not col.isdigit():
-            continue
-        # Supplies are indexed hrDeviceIndex.prtMarkerSuppliesIndex: keep the last arc.
-        key = idx.rsplit(".", 1)[-1]
-        key = int(key) if key.isdigit() else idx
-        rows.setdefault(key, {})[int(col)] = value
-    return rows
+IF_ROOT = IF_PHYS_ADDRESS
+SUPPLY_ROOT = PRT_SUPPLIES + ".9"
+ALERT_ROOT = PRT_ALERT + ".2"
+NEXT_ROOTS = (SUPPLY_ROOT, ALERT_ROOT, IF_ROOT)
+KINDS = ("discovery", "full", "counters", "supplies", "parts", "alerts")
+CONSUMABLES = ("toner", "ink")
+SLEEP_WORDS = ("sleep", "energy sav", "power sav", "low power")
+MAX_ROWS = 64
 
 
 class Collector:
-    """Reads records over SNMP with a shared client; one instance per scan."""
+    """Reads records over SNMP with a shared client; one instance per scan.
 
-    def __init__(self, client, community=b"public", version="2c"):
+    `creds`: credentials (snmp.Credential) tried in order on a device's first answer and
+    remembered per device in `state` (a devstate.DeviceState) or for this collector's
+    life. `pace_ms`: the least time between two requests to one device.
+    """
+
+    def __init__(self, client, community=b"public", version="2c", profile_list=None, cred=None,
+                 creds=None, state=None, pace_ms=0):
         self.client = client
-        self.community = community
-        self.version = version
+        if creds:
+            self.creds = list(creds)
+        else:
+            self.creds = [cred if cred is not None else snmp.Credential(version, community)]
+        self.profiles = profile_list or []
+        self.state = state
+        self.pace_ms = pace_ms
+        self._cred_of = {}
 
-    async def _get(self, host, port, oids):
-        got = await self.client.get(host, oids, community=self.community, version=self.version, port=port)
+    # ------------------------------------------------------------------ transport
+    async def _pace(self):
+        if self.pace_ms:
+            await asyncio.sleep(self.pace_ms / 1000)
+
+    async def _get(self, dev, oids):
+        await self._pace()
+        got = await self.client.get(dev["host"], oids, port=dev["port"], cred=dev["cred"])
         return dict(got)
 
-    async def _walk(self, host, port, root):
-        return await self.client.walk(host, root, community=self.community, version=self.version,
-                                      port=port, max_rows=512)
+    async def _getnext(self, dev, oids):
+        await self._pace()
+        return await self.client.getnext(dev["host"], oids, port=dev["port"], cred=dev["cred"])
 
-    async def probe(self, host, port):
-        """One small GET: does anything speak SNMP here? Returns the system values or None."""
-        try:
-            return await self._get(host, port, [SYS_DESCR, SYS_OBJECT_ID])
-        except snmp.Timeout:
+    async def _bulk(self, dev, oids, reps):
+        """GETBULK, or GETNEXT on v1 / agents that refuse GETBULK (then one row per request)."""
+        if dev["cred"].version != "1" and not dev.get("nobulk"):
+            await self._pace()
+            try:
+                return await self.client.getbulk(dev["host"], oids, 0, reps, port=dev["port"],
+                                                 cred=dev["cred"]), len(oids)
+            except snmp.Timeout:
+                raise
+            except snmp.SnmpError:
+                dev["nobulk"] = True
+        return await self._getnext(dev, oids), len(oids)
+
+    async def walk_roots(self, dev, roots, reps, limit=MAX_ROWS, starts=None, seeds=None):
+        """Several columns (any tables) at once: [{row index (last arc): value}] per root.
+
+        One GETBULK carries every root still going; a root stops at the end of its
+        subtree, and after `limit` rows. `starts`/`seeds`: resume each root after an OID
+        already read (None in starts: that root is known to be absent).
+        """
+        cur = list(starts) if starts else list(roots)
+        out = seeds if seeds else [{} for _ in roots]
+        active = [i for i in range(len(roots)) if cur[i] is not None]
+        while active:
+            try:
+                vbs, k = await self._bulk(dev, [cur[i] for i in active], reps)
+            except snmp.Timeout:
+                # The agent answered before: some rows make it choke (seen on replayed and real
+                # agents alike). Try once more row by row, then keep what was read.
+                if reps == 1:
+                    break
+                reps = 1
+                continue
+            if not vbs:
+                break
+            ended = []
+            for j, (oid, val) in enumerate(vbs):
+                i = active[j % k]
+                if i in ended:
+                    continue
+                root = roots[i]
+                if (val is ber.END_OF_MIB_VIEW or not oid.startswith(root + ".")
+                        or ber.oid_compare(oid, cur[i]) <= 0):
+                    ended.append(i)
+                    continue
+                cur[i] = oid
+                last = oid.rsplit(".", 1)[1]
+                out[i][int(last) if last.isdigit() else last] = val
+                if len(out[i]) >= limit:
+                    ended.append(i)
+            active = [i for i in active if i not in ended]
+            # Grow slowly: past its end a column returns the next one's values (overshoot).
+            reps = 4 if reps < 4 else 16
+        return out
+
+    async def columns(self, dev, base, cols, reps, limit=MAX_ROWS):
+        """{row index: {column: value}} for `cols` of the table at `base`."""
+        got = await self.walk_roots(dev, [base + "." + str(c) for c in cols], reps, limit)
+        rows = {}
+        for c, vals in zip(cols, got):
+            for idx, v in vals.items():
+                rows.setdefault(idx, {})[c] = v
+        return rows
+
+    async def tables(self, dev, specs, reps, got):
+        """Tables read in two passes. specs: [(name, base, count_col, other_cols, first, strict)].
+
+        `got` holds the answers to a GET of each table's likely first cell (`first`, e.g.
+        "1.1"), asked with the scalars: a table whose first cell is there is walked on
+        from it; a missing one is absent when `strict`, else looked for with GETNEXT (the
+        object past an absent table can be big: asking a cell is cheaper).
+        Pass one walks every table's narrow `count_col` in shared GETBULKs; pass two
+        reads each table's other columns in one GETBULK sized to its rows (a short table
+        costs no overshoot). Returns {name: {row index: {column: value}}}.
+        """
+        roots, starts, seeds = [], [], []
+        for name, base, col, rest, first, strict in specs:
+            root = base + "." + str(col)
+            roots.append(root)
+            seed = {}
+            start = root
+            if first:
+                cell = root + "." + first
+                v = got.get(cell)
+                if v is not None and not ber.is_exception(v):
+                    start = cell
+                    last = first.rsplit(".", 1)[-1]
+                    seed[int(last)] = v
+                elif strict:
+                    start = None
+            elif root in NEXT_ROOTS:
+                start = None   # absent unless the first GETNEXT found a row
+                for oid, v in dev.get("next") or ():
+                    if oid.startswith(root + ".") and not ber.is_exception(v):
+                        start = oid
+                        last = oid.rsplit(".", 1)[1]
+                        seed[int(last) if last.isdigit() else last] = v
+                        break
+            starts.append(start)
+            seeds.append(seed)
+        firsts = await self.walk_roots(dev, roots, reps, MAX_ROWS, starts, seeds)
+        out = {}
+        empty = [spec[0] for spec, vals in zip(specs, firsts) if not vals]
+        for (name, base, col, rest, _, _), vals in zip(specs, firsts):
+            if name == "supplies" and "colorants" in empty:
+                rest = [c for c in rest if c != 3]   # no colorant table: its index is useless
+            rows = {}
+            for idx, v in vals.items():
+                rows[idx] = {col: v}
+            dev.setdefault("newrows", {})[name] = len(rows)
+            if rows and rest:
+                more = await self.columns(dev, base, rest, len(rows), len(rows))
+                for idx, r in more.items():
+                    if idx in rows:
+                        rows[idx].update(r)
+            out[name] = rows
+        return out
+
+    async def first_mac(self, dev):
+        """The first non-empty 6-octet ifPhysAddress (the first GETNEXT often has it)."""
+        start = None
+        for oid, v in dev.get("next") or ():
+            if oid.startswith(IF_ROOT + "."):
+                if records.mac_text(v):
+                    return records.mac_text(v)
+                start = oid
+        if start is None:
             return None
+        got = await self.walk_roots(dev, [IF_ROOT], 4, 16, [start], [{}])
+        for _, v in sorted(got[0].items()):
+            if records.mac_text(v):
+                return records.mac_text(v)
+        return None
 
-    async def is_printer(self, host, port, sys_object_id):
-        nxt = await self.client.getnext(host, [PRINTER_MIB], community=self.community,
-                                        version=self.version, port=port)
+    # ------------------------------------------------------------------ discovery
+    async def probe(self, host, port):
+        """First contact: the credential that answers and the system group, or None."""
+        order = list(range(len(self.creds)))
+        known = self._cred_of.get(host)
+        if known is None and self.state is not None:
+            known = self.state.get("@" + host).get("cred")
+        if known is not None and 0 <= known < len(self.creds):
+            order.remove(known)
+            order.insert(0, known)
+        for i in order:
+            dev = {"host": host, "port": port, "cred": self.creds[i]}
+            try:
+                got = await self._get(dev, [SYS_DESCR, SYS_OBJECT_ID, SYS_UPTIME, SYS_CONTACT,
+                                            SYS_NAME, SYS_LOCATION])
+            except snmp.Timeout:
+                continue
+            except snmp.SnmpError:
+                continue
+            if len(self._cred_of) > 1024:
+                self._cred_of.clear()
+            self._cred_of[host] = i
+            if self.state is not None and known != i:
+                self.state.update("@" + host, cred=i)
+            dev["sys"] = got
+            return dev
+        return None
+
+    async def is_printer(self, dev, sys_object_id, profile):
+        nxt = await self._getnext(dev, [PRINTER_MIB, HR_DEVICE + ".2"] + list(NEXT_ROOTS))
+        # The first rows of tables whose first index varies, for collect() to go on from.
+        dev["next"] = nxt[2:]
+        # Where the second GETNEXT lands tells how much of the hrDeviceTable exists.
+        hr_next = nxt[1][0] if len(nxt) > 1 and not ber.is_exception(nxt[1][1]) else ""
+        dev["hr"] = "types" if hr_next.startswith(HR_DEVICE + ".2.") else (
+            "descr" if hr_next.startswith(HR_DEVICE + ".") else None)
         if nxt and nxt[0][0].startswith(PRINTER_MIB + ".") and not ber.is_exception(nxt[0][1]):
             return True
-        # Without the Printer-MIB, only a printer vendor's own agent with an hrDevicePrinter counts:
-        # a Windows server lists its print queues as hrDevicePrinter too.
-        if manufacturer_of(sys_object_id, None) is None:
+        # Without the Printer-MIB only a printer maker's own agent with an hrDevicePrinter
+        # counts: a Windows server lists its print queues as hrDevicePrinter too.
+        if profile is None:
             return False
-        for _, v in await self._walk(host, port, HR_DEVICE_TYPE):
-            if v == HR_DEVICE_PRINTER:
+        if dev["hr"] != "types":
+            return False
+        if nxt[1][1] == HR_DEVICE_PRINTER:
+            return True
+        rows = await self.columns(dev, HR_DEVICE, [2], 4, 32)
+        for r in rows.values():
+            if r.get(2) == HR_DEVICE_PRINTER:
                 return True
         return False
 
+    # ------------------------------------------------------------------ the record
     async def collect(self, host, port=161, scan="full"):
-        """The full record of the printer at host:port, or None when it is no printer / silent."""
-        first = await self.probe(host, port)
-        if not first:
+        """The record of the printer at host:port, or None when it is no printer / silent."""
+        if scan not in KINDS:
+            raise ValueError("unknown scan kind %r" % scan)
+        dev = await self.probe(host, port)
+        if dev is None:
             return None
-        oid = first.get(SYS_OBJECT_ID)
+        sysv = dev.pop("sys")
+        oid = sysv.get(SYS_OBJECT_ID)
         sys_object_id = oid if isinstance(oid, str) else None
-        if not await self.is_printer(host, port, sys_object_id):
+        descr = records.text(sysv.get(SYS_DESCR))
+        profile = profiles.match(self.profiles, sys_object_id, descr)
+        if not await self.is_printer(dev, sys_object_id, profile):
             return None
-        g = await self._get(host, port, [SYS_UPTIME, SYS_CONTACT, SYS_NAME, SYS_LOCATION, PRT_SERIAL,
-                                         PRT_LIFE_COUNT, PRT_MARK_TECH, PRT_COLORANTS])
-        hr = _table(await self._walk(host, port, "1.3.6.1.2.1.25.3.2.1"), "1.3.6.1.2.1.25.3.2.1")
+        full = scan == "full"
+        want_counters = scan in ("full", "counters")
+        want_supplies = scan in ("full", "supplies", "parts")
+        want_status = scan in ("full", "alerts")
+        sources = {}
+
+        pre = self.state.get("@" + host) if self.state is not None else {}
+        dev["rows"] = pre.get("rows") or {}
+        specs = []
+        if dev["hr"] == "types":
+            specs.append(("hr", HR_DEVICE, 2, (3, 5) if want_status else (3,), "1", False))
+        elif dev["hr"] == "descr":
+            specs.append(("hr", HR_DEVICE, 3, (5,) if want_status else (), "1", False))
+        if want_supplies:
+            specs.append(("supplies", PRT_SUPPLIES, 9, (3, 5, 6, 7, 8), None, False))
+            specs.append(("colorants", PRT_COLORANT, 4, (), "1.1", True))
+        if want_status:
+            specs.append(("console", PRT_CONSOLE, 2, (), "1.1", True))
+            specs.append(("alerts", PRT_ALERT, 2, (4, 7, 8), None, False))
+        if full:
+            specs.append(("paths", PRT_MEDIA_PATH, 9, (), "1.1", True))
+
+        scalars = [PRT_SERIAL]
+        if want_counters:
+            scalars.append(PRT_LIFE_COUNT)
+        if full:
+            scalars += [PRT_MARK_TECH, PRT_COLORANTS]
+        ip_key = None
+        if _is_ip(host):
+            ip_key = IP_AD_ENT_IF_INDEX + host
+            scalars.append(ip_key)
+        for o in profiles.oids(profile, counters=want_counters):
+            if o not in scalars:
+                scalars.append(o)
+        for name, base, col, _, first, _ in specs:
+            if first:
+                scalars.append(base + "." + str(col) + "." + first)
+        g = await self._get(dev, scalars)
+
+        serial = records.text(g.get(PRT_SERIAL))
+        if serial:
+            sources["serial"] = "prtGeneralSerialNumber"
+        ifidx = records.integer(g.get(ip_key)) if ip_key else None
+        known = [n for n in dev["rows"].values() if isinstance(n, int)]
+        t = await self.tables(dev, specs, max(known) + 1 if known else 4, g)
+        hr = t.get("hr") or {}
         printer_idx = None
         for idx in sorted(k for k in hr if isinstance(k, int)):
             if hr[idx].get(2) == HR_DEVICE_PRINTER:
                 printer_idx = idx
                 break
-        status = {"device": None, "printer": None, "errors": [], "display": [], "alerts": []}
-        model = None
-        if printer_idx is not None:
-            model = clean_model(text(hr[printer_idx].get(3)))
-            status["device"] = DEVICE_STATUS.get(integer(hr[printer_idx].get(5)), "unknown")
-            p = await self._get(host, port, [HR_PRINTER_STATUS + str(printer_idx),
-                                             HR_PRINTER_ERRORS + str(printer_idx)])
-            status["printer"] = PRINTER_STATUS.get(integer(p.get(HR_PRINTER_STATUS + str(printer_idx))), "unknown")
-            status["errors"] = decode_errors(p.get(HR_PRINTER_ERRORS + str(printer_idx)))
-        descr = text(first.get(SYS_DESCR))
-        supplies_rows = _table(await self._walk(host, port, PRT_SUPPLIES), PRT_SUPPLIES)
-        colorant_pairs = await self._walk(host, port, PRT_COLORANT_VALUE)
-        colorants = {}
-        for o, v in colorant_pairs:
-            last = o.rsplit(".", 1)[-1]
-            if last.isdigit():
-                colorants[int(last)] = text(v)
-        supplies = build_supplies(supplies_rows, colorants)
+        if printer_idx is None and dev["hr"] == "descr" and hr:
+            printer_idx = min(hr)
+        hr_descr = records.text(hr[printer_idx].get(3)) if printer_idx is not None else None
+        ctx = {"get": g, "hr": hr_descr, "sysdescr": descr}
+
+        # Follow-ups in one GET: the MAC of the interface carrying the address, printer status.
+        follow = []
+        if ifidx is not None:
+            follow.append(IF_PHYS_ADDRESS + "." + str(ifidx))
+        if want_status and printer_idx is not None:
+            follow += [HR_PRINTER_STATUS + str(printer_idx), HR_PRINTER_ERRORS + str(printer_idx)]
+        lazy = profiles.pending(profile, ctx)
+        follow += lazy
+        need_entity = not serial and not (profile or {}).get("serial")
+        if need_entity:
+            follow += [ENT_SERIAL, ENT_MODEL, ENT_FIRMWARE]
+        f = await self._get(dev, follow) if follow else {}
+        for o in lazy:
+            g[o] = f.get(o)
+        more = profiles.pending(profile, ctx)
+        if more:
+            # A third rule deep: rare, one more small GET.
+            g.update(await self._get(dev, more))
         mac = None
-        for _, v in await self._walk(host, port, IF_PHYS_ADDRESS):
-            if isinstance(v, (bytes, bytearray)) and len(v) == 6 and any(v):
-                mac = ":".join("%02x" % b for b in v)
-                break
-        counters = {}
-        total = integer(g.get(PRT_LIFE_COUNT))
-        if total is not None and total >= 0:
-            counters["total"] = total
-        uptime = integer(g.get(SYS_UPTIME))
-        colorants_n = integer(g.get(PRT_COLORANTS))
-        colour = None
-        if colorants_n is not None:
-            colour = colorants_n > 1
-        elif supplies:
-            colour = any(s["color"] not in (None, "black") for s in supplies)
-        return {
+        if ifidx is not None:
+            mac = records.mac_text(f.get(IF_PHYS_ADDRESS + "." + str(ifidx)))
+            if mac:
+                sources["mac"] = "ifPhysAddress.%d (ipAdEntIfIndex)" % ifidx
+        if mac is None:
+            mac = await self.first_mac(dev)
+            if mac:
+                sources["mac"] = "ifPhysAddress (first)"
+
+        # Identification.
+        manufacturer = profile["vendor"] if profile else None
+        if profile:
+            sources["manufacturer"] = "profile %s" % profile["vendor"]
+        if not serial:
+            serial = records.text(f.get(ENT_SERIAL)) if need_entity else None
+            if serial:
+                sources["serial"] = "entPhysicalSerialNum"
+            else:
+                serial, src = profiles.first_text(profile, "serial", ctx)
+                if serial:
+                    sources["serial"] = src
+        model, src = derive_model(profile, ctx, printer_idx, f.get(ENT_MODEL) if need_entity else None)
+        if model:
+            sources["model"] = src
+        firmware, src = profiles.first_text(profile, "firmware", ctx)
+        if not firmware and need_entity:
+            firmware, src = records.text(f.get(ENT_FIRMWARE)), "entPhysicalFirmwareRev"
+        if firmware:
+            sources["firmware"] = src
+        brand, src = profiles.first_text(profile, "brand", ctx)
+        uptime = records.integer(sysv.get(SYS_UPTIME))
+        rec = {
             "ip": host,
             "port": port,
             "mac": mac,
-            "hostname": text(g.get(SYS_NAME)),
-            "manufacturer": manufacturer_of(sys_object_id, descr),
-            "model": model or clean_model(descr),
-            "serial": text(g.get(PRT_SERIAL)),
-            "firmware": None,
-            "location": text(g.get(SYS_LOCATION)),
-            "contact": text(g.get(SYS_CONTACT)),
+            "hostname": records.text(sysv.get(SYS_NAME)),
+            "manufacturer": manufacturer,
+            "model": model,
+            "serial": serial,
+            "firmware": firmware,
+            "location": records.text(sysv.get(SYS_LOCATION)),
+            "contact": records.text(sysv.get(SYS_CONTACT)),
             "sys_object_id": sys_object_id,
             "sys_descr": descr,
             "uptime_s": uptime // 100 if uptime is not None else None,
-            "typology": "unknown",
-            "technology": MARK_TECH.get(integer(g.get(PRT_MARK_TECH)), "unknown"),
-            "color": colour,
-            "duplex": None,
-            "install_date": None,
-            "counters": counters,
-            "supplies": supplies,
-            "status": status,
-            "collected_at": time_s(),
-            "scan": scan,
-            "snmp_version": self.version,
         }
+        if brand and manufacturer and brand.lower() != manufacturer.lower():
+            rec["brand"] = brand
+            sources["brand"] = src
+
+        counters = {}
+        if want_counters:
+            total = records.integer(g.get(PRT_LIFE_COUNT))
+            if total is not None and total >= 0:
+                counters["total"] = total
+                sources["counters.total"] = "prtMarkerLifeCount"
+            profiles.counters(profile, ctx, counters, sources)
+            rec["counters"] = counters
+
+        p = profile or {}
+        supplies = []
+        if want_supplies:
+            colorants = {}
+            srows = t.get("supplies") or {}
+            for idx, r in (t.get("colorants") or {}).items():
+                colorants[idx] = records.text(r.get(4), True)
+            special = None
+            if p.get("supply_special"):
+                special = {}
+                for lv, st in p["supply_special"]:
+                    special[lv] = st
+            supplies = records.build_supplies(srows, colorants, special,
+                                              p.get("low_percent", records.LOW_PERCENT))
+            if scan == "parts":
+                supplies = [s for s in supplies if s["kind"] not in CONSUMABLES]
+            rec["supplies"] = supplies
+            if srows:
+                sources["supplies"] = "prtMarkerSuppliesTable"
+
+        if want_status:
+            status = {"device": None, "printer": None, "errors": [], "display": [], "alerts": []}
+            if printer_idx is not None:
+                status["device"] = records.DEVICE_STATUS.get(records.integer(hr[printer_idx].get(5)), "unknown")
+                status["printer"] = records.PRINTER_STATUS.get(
+                    records.integer(f.get(HR_PRINTER_STATUS + str(printer_idx))), "unknown")
+                status["errors"] = records.decode_errors(f.get(HR_PRINTER_ERRORS + str(printer_idx)))
+            for idx, r in sorted((t.get("console") or {}).items()):
+                line = records.text(r.get(2), True)
+                if line:
+                    status["display"].append(line)
+            status["alerts"] = records.decode_alerts(t.get("alerts") or {})
+            text_seen = " ".join(status["display"]).lower()
+            status["power"] = "on"
+            for w in SLEEP_WORDS:
+                if w in text_seen:
+                    status["power"] = "sleep"
+            for a in status["alerts"]:
+                if a["code"] == "subunitPowerSaver":
+                    status["power"] = "sleep"
+            rec["status"] = status
+
+        if full:
+            paths = t.get("paths") or {}
+            duplex = None
+            if paths:
+                duplex = any(records.integer(r.get(9)) in records.DUPLEX_PATHS for r in paths.values())
+                sources["duplex"] = "prtMediaPathType"
+            ncol = records.integer(g.get(PRT_COLORANTS))
+            colour = None
+            if ncol is not None and ncol > 0:
+                colour = ncol > 1
+                sources["color"] = "prtMarkerProcessColorants"
+            elif supplies:
+                colour = any(s["color"] not in (None, "black") or records.colour_words(s["description"])
+                             for s in supplies if s["kind"] in CONSUMABLES)
+                sources["color"] = "supplies"
+            tech = records.MARK_TECH.get(records.integer(g.get(PRT_MARK_TECH)))
+            if tech:
+                sources["technology"] = "prtMarkerMarkTech"
+            elif p.get("technology"):
+                tech = p["technology"]
+                sources["technology"] = "profile %s" % manufacturer
+            typology, why = _typology(p, model, descr, hr, printer_idx, counters)
+            if why:
+                sources["typology"] = why
+            rec.update({"typology": typology, "technology": tech or "unknown", "color": colour,
+                        "duplex": duplex, "install_date": None})
+
+        rec["collected_at"] = time_s()
+        rec["scan"] = scan
+        rec["snmp_version"] = dev["cred"].version
+        rec["sources"] = sources
+
+        key = serial or ("@" + host)
+        if self.state is not None:
+            self.state.update("@" + host, rows=dev.get("newrows") or dev["rows"])
+            if want_counters and counters:
+                flags = records.check_counters(self.state.counters(key), counters)
+                self.state.keep_counters(key, counters, rec["collected_at"])
+                if flags:
+                    rec["counter_flags"] = flags
+        elif want_counters and counters:
+            flags = records.check_counters(None, counters)
+            if flags:
+                rec["counter_flags"] = flags
+        return rec
 
 
-async def sweep(client, addresses, on_record, community=b"public", version="2c", workers=32):
+# sysDescr texts that name a network card or agent, not a printer model.
+NOT_MODELS = ("multi-environment", "printing system", "built-in", "printserver", "print server",
+              "zebranet", "zebra wired", " nc-")
+
+
+def derive_model(profile, ctx, printer_idx=None, entity_model=None):
+    """(model, provenance): the profile's rules, else hrDeviceDescr, else ENTITY-MIB, else
+    sysDescr; cleaned of firmware noise, the vendor name and marketing suffixes."""
+    p = profile or {}
+    model, src = None, None
+    for rule in p.get("model", ()):
+        v = profiles.extract_text(rule, ctx)
+        if v and not ("sysdescr" in rule and _not_model(v)):
+            model, src = v, profiles.provenance(rule, p)
+            break
+    if not model and ctx.get("hr"):
+        model, src = ctx["hr"], "hrDeviceDescr" + ("" if printer_idx is None else ".%d" % printer_idx)
+    if not model and entity_model is not None:
+        model, src = records.text(entity_model), "entPhysicalModelName"
+    if not model and ctx.get("sysdescr") and not _not_model(ctx["sysdescr"]):
+        model, src = ctx["sysdescr"], "sysDescr"
+    if not model:
+        return None, None
+    vendor = p.get("vendor")
+    prefixes = p.get("model_prefixes") or ([vendor + " "] if vendor else [])
+    model = records.clean_model(model, prefixes, p.get("model_suffixes", ()), p.get("model_replace", ()))
+    if model and " " in model:
+        head, last = model.rsplit(" ", 1)
+        if "." in last and last.replace(".", "").isdigit():
+            model = head   # a trailing firmware version ("Aficio MP C3002 2.20")
+    return model, (src if model else None)
+
+
+def _not_model(s):
+    s = " " + s.lower()
+    for w in NOT_MODELS:
+        if w in s:
+            return True
+    return False
+
+
+def _typology(p, model, descr, hr, printer_idx, counters):
+    if p.get("typology"):
+        return p["typology"], "profile"
+    for k in ("copy", "scan", "fax"):
+        if k in counters:
+            return "mfp", "counters." + k
+    for idx, r in hr.items():
+        if idx != printer_idx and records.has_mfp_words(records.text(r.get(3))):
+            return "mfp", "hrDeviceDescr.%s" % idx
+    if descr and records.has_mfp_words(descr):
+        return "mfp", "sysDescr"
+    for m in p.get("mfp_models", ()):
+        if model and m in model:
+            return "mfp", "profile model name"
+    if model:
+        return "printer", None
+    return "unknown", None
+
+
+def _is_ip(host):
+    parts = host.split(".")
+    return len(parts) == 4 and all(x.isdigit() for x in parts)
+
+
+class Merger:
+    """Tells a device answering on several addresses: same serial or same MAC.
+
+    Remembers at most `limit` keys (a sweep of a /16 does not grow it past that)."""
+
+    def __init__(self, limit=1024):
+        self.limit = limit
+        self.seen = {}
+
+    def first_ip(self, rec):
+        """The address this device was already reported at, or None (and remember it)."""
+        keys = []
+        if rec.get("serial"):
+            keys.append("s:%s:%s" % (rec.get("manufacturer"), rec["serial"]))
+        if rec.get("mac"):
+            keys.append("m:" + rec["mac"])
+        for k in keys:
+            if k in self.seen:
+                return self.seen[k]
+        if len(self.seen) + len(keys) > self.limit:
+            self.seen.clear()
+        for k in keys:
+            self.seen[k] = rec["ip"]
+        return None
+
+
+async def sweep(client, addresses, on_record, community=b"public", version="2c", workers=32,
+                scan="full", profile_list=None, cred=None, creds=None, state=None, pace_ms=0,
+                on_duplicate=None):
     """Collect every printer among `addresses` (an iterator of (ip, port)), calling on_record(rec).
 
     A fixed pool of workers pulls from the iterator, so memory does not grow with the
-    range. Returns (probed, found).
+    range. A device seen again at another address (same serial or MAC) is reported once;
+    on_duplicate(rec, first_ip) hears about the others. Returns (probed, found).
     """
-    col = Collector(client, community, version)
+    col = Collector(client, community, version, profile_list, cred, creds, state, pace_ms)
+    merger = Merger()
     it = iter(addresses)
     counts = [0, 0]
 
@@ -316,7 +616,7 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
         for host, p in it:
             counts[0] += 1
             try:
-                rec = await col.collect(host, p)
+                rec = await col.collect(host, p, scan)
             except snmp.Timeout:
                 rec = None
             except (snmp.SnmpError, ber.BERError) as e:
@@ -325,9 +625,15 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
             except Exception as e:  # noqa: BLE001  one device's surprise must not stop the sweep
                 print("collector: %s:%d failed: %s %s" % (host, p, type(e).__name__, e))
                 rec = None
-            if rec is not None:
-                counts[1] += 1
-                on_record(rec)
+            if rec is None:
+                continue
+            first = merger.first_ip(rec)
+            if first is not None and first != rec["ip"]:
+                if on_duplicate:
+                    on_duplicate(rec, first)
+                continue
+            counts[1] += 1
+            on_record(rec)
 
     await asyncio.gather(*[worker() for _ in range(workers)])
     return counts[0], counts[1]

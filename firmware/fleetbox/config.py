@@ -21,7 +21,19 @@ DEFAULTS = {
     "ca": None,
     "pins": [],
     "spool_max": 256,
+    "pace_ms": 10,          # least time between two requests to one printer (gentle polling)
+    "spool_max_bytes": None,
+    # uplink (docs/uplink.md)
+    "proxy": None,
+    "keepalive": True,
+    "http_timeout_s": 15,
+    "backoff_s": [10, 900],
+    "return_after_s": 600,
 }
+
+
+# Scan kinds (docs/profiles.md, fleetbox.collector.KINDS); each may have its own interval.
+SCAN_KINDS = ("discovery", "full", "counters", "supplies", "parts", "alerts")
 
 
 class ConfigError(ValueError):
@@ -51,9 +63,25 @@ def check(cfg):
     iv = out["intervals"]
     if not isinstance(iv, dict) or not all(isinstance(v, (int, float)) and v > 0 for v in iv.values()):
         raise ConfigError("intervals must map scan kinds to positive seconds")
+    for k in iv:
+        if k not in SCAN_KINDS:
+            raise ConfigError("intervals: unknown scan kind %r (one of %s)" % (k, ", ".join(SCAN_KINDS)))
+    if not isinstance(out["pace_ms"], int) or out["pace_ms"] < 0:
+        raise ConfigError("pace_ms must be a non-negative integer")
     for ep in out["endpoints"]:
         if not isinstance(ep, dict) or not str(ep.get("url", "")).startswith("https://"):
             raise ConfigError("every endpoint needs an https:// url")
+    px = out["proxy"]
+    if px is not None and (not isinstance(px, dict) or not str(px.get("url", "")).startswith("http://")):
+        raise ConfigError("proxy must be {\"url\": \"http://host:port\", \"user\", \"password\"}")
+    b = out["backoff_s"]
+    if not (isinstance(b, list) and len(b) == 2 and all(isinstance(x, int) and x > 0 for x in b) and b[0] <= b[1]):
+        raise ConfigError("backoff_s must be [base, max] positive seconds")
+    for k in ("http_timeout_s", "return_after_s"):
+        if not isinstance(out[k], int) or out[k] <= 0:
+            raise ConfigError("%s must be a positive integer" % k)
+    if out["spool_max_bytes"] is not None and (not isinstance(out["spool_max_bytes"], int) or out["spool_max_bytes"] <= 0):
+        raise ConfigError("spool_max_bytes must be a positive integer")
     if out["ca"] is not None:
         try:
             out["ca"] = binascii.a2b_base64(out["ca"])

@@ -1,4 +1,6 @@
-"""A small HTTPS client for the uplink: TLS with CA verification and SPKI pinning, never plain HTTP."""
+"""A small HTTPS client for the uplink: TLS with CA verification and SPKI pinning, never plain HTTP,
+kept-alive connections, and tunnelling through an HTTP proxy (CONNECT, optional basic auth)."""
+import binascii
 import hashlib
 import socket
 
@@ -10,6 +12,10 @@ class HttpError(Exception):
 
 
 class PinError(HttpError):
+    pass
+
+
+class ProxyError(HttpError):
     pass
 
 
@@ -56,58 +62,155 @@ def split_url(url):
     return host, int(p) if p else 443, "/" + path
 
 
-def request(method, url, body=b"", ca_der=None, pins=(), resolve=None, timeout_s=15, headers=None):
-    """One HTTPS request; returns (status, body bytes). Raises HttpError/OSError on failure.
+def split_proxy(proxy):
+    """(host, port, Proxy-Authorization value or None) of {"url": "http://h:p", "user", "password"}."""
+    url = proxy["url"]
+    if not url.startswith("http://"):
+        raise HttpError("proxy url must be http://host:port (the tunnel inside carries TLS): %r" % url)
+    host, _, p = url[7:].rstrip("/").partition(":")
+    auth = None
+    if proxy.get("user") is not None:
+        cred = ("%s:%s" % (proxy["user"], proxy.get("password", ""))).encode()
+        auth = "Basic " + binascii.b2a_base64(cred).decode().strip()
+    return host, int(p) if p else 3128, auth
+
+
+class Connection:
+    """One kept-alive HTTPS connection to one endpoint (HTTP/1.1), opened on first use.
+
+    Every request after the first rides the same TLS session, so a drain of many
+    uploads pays for one handshake. A connection the server closed in between
+    fails the next request with OSError/HttpError: the caller retries on a fresh one
+    (uploads are idempotent by upload id). `proxy`: {"url": "http://h:p", "user",
+    "password"}: the connection is tunnelled with CONNECT (RFC 9110 9.3.6).
+    """
+
+    def __init__(self, url, ca_der, pins=(), resolve=None, proxy=None, timeout_s=15):
+        if ca_der is None:
+            raise HttpError("no CA configured: refusing an unverified connection")
+        self.host, self.port, self.path = split_url(url)
+        self.ca, self.pins, self.resolve = ca_der, pins, resolve
+        self.proxy = proxy
+        self.timeout_s = timeout_s
+        self.sock = self.stream = None
+        self.requests = 0   # on the current TLS session
+
+    @property
+    def open(self):
+        return self.stream is not None
+
+    def connect(self):
+        if self.proxy:
+            phost, pport, auth = split_proxy(self.proxy)
+            addr = socket.getaddrinfo(phost, pport)[0][-1]
+        else:
+            addr = socket.getaddrinfo(self.resolve or self.host, self.port)[0][-1]
+        sock = socket.socket()
+        sock.settimeout(self.timeout_s)
+        try:
+            sock.connect(addr)
+            if self.proxy:
+                _tunnel(sock, self.resolve or self.host, self.port, self.host, auth)
+            s, leaf = port.tls_wrap(sock, self.host, self.ca)
+        except Exception:
+            sock.close()
+            raise
+        if self.pins and (leaf is None or spki_sha256(leaf) not in self.pins):
+            s.close()
+            raise PinError("server key of %s matches no pin" % self.host)
+        self.sock = s
+        self.stream = s if hasattr(s, "readline") else s.makefile("rb")
+        self.requests = 0
+
+    def request(self, method, body=b"", headers=None, path=None):
+        """(status, body bytes) of one request on the kept-alive connection."""
+        if self.stream is None:
+            self.connect()
+        head = "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n" % (
+            method, path or self.path, self.host, len(body))
+        for k, v in (headers or {}).items():
+            head += "%s: %s\r\n" % (k, v)
+        try:
+            # One write, so head and body travel in one TLS record.
+            self.sock.write(head.encode() + b"\r\n" + body)
+            status, reply, keep = _read_response(self.stream)
+        except Exception:
+            self.close()
+            raise
+        self.requests += 1
+        if not keep:
+            self.close()
+        return status, reply
+
+    def close(self):
+        s, self.sock, self.stream = self.sock, None, None
+        if s is not None:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+def _tunnel(sock, host, p, hostname, auth):
+    """CONNECT through an HTTP proxy; the socket then carries the TLS session to host:p."""
+    head = "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n" % (host, p, hostname, p)
+    if auth:
+        head += "Proxy-Authorization: %s\r\n" % auth
+    data = (head + "\r\n").encode()
+    while data:
+        data = data[sock.send(data):]
+    reply = b""
+    while not reply.endswith(b"\r\n\r\n"):
+        c = sock.recv(1)     # byte by byte: not one byte of the TLS stream may be read here
+        if not c:
+            raise HttpError("proxy closed the connection during CONNECT")
+        reply += c
+        if len(reply) > 4096:
+            raise HttpError("proxy reply too long")
+    parts = reply.split(None, 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise HttpError("bad proxy reply %r" % reply[:40])
+    if parts[1] != b"200":
+        raise ProxyError("proxy refused CONNECT: %s" % reply.split(b"\r\n", 1)[0].decode())
+
+
+def request(method, url, body=b"", ca_der=None, pins=(), resolve=None, timeout_s=15, headers=None, proxy=None):
+    """One HTTPS request on its own connection; returns (status, body bytes).
 
     `resolve` overrides DNS for the URL's host (like curl --resolve); `pins` are
     SPKI SHA-256 digests of which the server's leaf key must match one, when given.
     """
-    if ca_der is None:
-        raise HttpError("no CA configured: refusing an unverified connection")
-    host, p, path = split_url(url)
-    addr = socket.getaddrinfo(resolve or host, p)[0][-1]
-    sock = socket.socket()
-    sock.settimeout(timeout_s)
+    c = Connection(url, ca_der, pins, resolve, proxy, timeout_s)
     try:
-        sock.connect(addr)
-        s, leaf = port.tls_wrap(sock, host, ca_der)
-    except Exception:
-        sock.close()
-        raise
-    try:
-        if pins:
-            if leaf is None or spki_sha256(leaf) not in pins:
-                raise PinError("server key of %s matches no pin" % host)
-        head = "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nConnection: close\r\n" % (
-            method, path, host, len(body))
-        for k, v in (headers or {}).items():
-            head += "%s: %s\r\n" % (k, v)
-        s.write(head.encode() + b"\r\n")
-        if body:
-            s.write(body)
-        return _read_response(s)
+        return c.request(method, body, dict(headers or {}, Connection="close"))
     finally:
-        s.close()
+        c.close()
 
 
 def _read_response(s):
-    if not hasattr(s, "readline"):
-        s = s.makefile("rb")
+    """(status, body, keep-alive?) of one HTTP/1.1 response with a Content-Length."""
     status_line = s.readline()
     parts = status_line.split(None, 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
         raise HttpError("bad HTTP status line %r" % status_line[:40])
     status = int(parts[1])
+    keep = parts[0] == b"HTTP/1.1"
     length = None
     while True:
         line = s.readline()
-        if not line or line in (b"\r\n", b"\n"):
+        if not line:
+            raise HttpError("connection closed inside the response head")
+        if line in (b"\r\n", b"\n"):
             break
         k, _, v = line.partition(b":")
-        if k.strip().lower() == b"content-length":
+        k = k.strip().lower()
+        if k == b"content-length":
             length = int(v.strip())
+        elif k == b"connection" and v.strip().lower() == b"close":
+            keep = False
     if length is None:
-        body = s.read()
+        keep = False
+        body = s.read(65537)
     else:
         if length > 65536:
             raise HttpError("response too large (%d bytes)" % length)
@@ -115,6 +218,8 @@ def _read_response(s):
         while len(body) < length:
             chunk = s.read(length - len(body))
             if not chunk:
-                break
+                raise HttpError("connection closed inside the response body")
             body += chunk
-    return status, body
+    if len(body) > 65536:
+        raise HttpError("response too large")
+    return status, body, keep

@@ -1,7 +1,9 @@
 """The application: one asyncio loop that collects, spools and uploads on a schedule."""
 import asyncio
+import json
 
-from fleetbox import cbor, collector, config, port, snmp, targets, uplink
+from fleetbox import collector, config, devstate, health, port, profiles, snmp, targets, uplink
+from fleetbox import spool as spool_mod
 from fleetbox.spool import Spool
 from fleetbox.version import VERSION  # noqa: F401  (the loader prints it)
 
@@ -19,12 +21,22 @@ class App:
     def __init__(self, board, cfg, identity):
         self.board = board
         self.cfg = cfg
-        self.spool = Spool(board.data_dir + "/spool", cfg["spool_max"])
+        self.spool = Spool(board.data_dir + "/spool", cfg["spool_max"], cfg.get("spool_max_bytes"))
         self.uplink = uplink.Uplink(cfg, identity, board.data_dir)
+        self.health = health.Health(board)
         self.cycle = 0
+        # Vendor profiles: an update on the data partition wins over the firmware's own copy.
+        try:
+            self.profiles = profiles.load([board.data_dir + "/profiles.json", "/app/profiles.json"])
+        except profiles.ProfileError as e:
+            log("profiles unusable, standard MIBs only: %s" % e)
+            self.profiles = []
+        self.devices = devstate.DeviceState(board.data_dir + "/devices.json")
 
     def _spool(self, scan, started, records):
-        self.spool.put(cbor.dumps({"scan": scan, "cycle": started, "records": records}))
+        # JSON on flash: the uplink reads it back to send only what changed (fleetbox.delta).
+        klass = {"counters": spool_mod.COUNTERS, "alerts": spool_mod.ALERTS}.get(scan, spool_mod.BULK)
+        self.spool.put(json.dumps({"scan": scan, "cycle": started, "records": records}), klass)
 
     async def collect(self, scan="full"):
         """One sweep of the configured targets; records go to the spool in batches as they come."""
@@ -41,42 +53,66 @@ class App:
         client = snmp.Client(timeout_ms=cfg["timeout_ms"], retries=cfg["retries"])
         try:
             addrs = targets.expand(cfg["targets"], cfg["exclude"], cfg["snmp_port"])
-            probed, found = await collector.sweep(client, addrs, on_record, cfg["communities"][0],
-                                                  cfg["snmp_version"], cfg["workers"])
+            creds = [snmp.Credential(cfg["snmp_version"], c) for c in cfg["communities"]]
+            probed, found = await collector.sweep(client, addrs, on_record, workers=cfg["workers"],
+                                                  scan=scan, profile_list=self.profiles, creds=creds,
+                                                  state=self.devices, pace_ms=cfg["pace_ms"])
         finally:
             client.close()
+            try:
+                self.devices.save()
+            except OSError as e:
+                log("device state not saved: %s" % e)
         if pending:
             self._spool(scan, started, pending)
         log("cycle %d: %s scan probed %d addresses, found %d printers, spool holds %d"
             % (self.cycle, scan, probed, found, len(self.spool)))
 
     def upload(self):
+        if not self.health.link:
+            return  # cable out: the batches wait in the spool
+        if not self.uplink.due():
+            return  # backing off after failed drains (docs/uplink.md)
         try:
             n = self.uplink.drain(self.spool)
             if n:
-                log("uploaded %d batches via %s" % (n, self.uplink.stats["last_endpoint"]))
-            self.board.led(LED_RUNNING)
+                via = self.uplink.stats["last_endpoint"]
+                log("uploaded %d batches via %s" % (n, via))
+                self.health.delivered(via != self.cfg["endpoints"][0].get("name"))
         except uplink.UplinkError as e:
             log("upload failed, %d batches kept: %s" % (len(self.spool), e))
-            self.board.led(LED_UPLINK_FAILING)
+            self.health.delivery_failed()
+        self.health.cloud_time(self.uplink.stats.get("cloud_time"))
 
     async def wait(self, seconds):
-        end = port.ticks_ms() + int(seconds * 1000)
-        while port.ticks_diff(end, port.ticks_ms()) > 0:
-            self.board.feed_watchdog()
-            await asyncio.sleep(min(1, port.ticks_diff(end, port.ticks_ms()) / 1000))
+        # The health task feeds the watchdog meanwhile; a button press ends the wait early.
+        await self.health.sleep(seconds)
 
     async def main(self):
-        self.board.led(LED_RUNNING)
-        interval = self.cfg["intervals"].get("full", 300)
+        asyncio.create_task(self.health.run())
+        intervals = self.cfg["intervals"] or {"full": 300}
+        due = {}   # scan kind -> ticks_ms when it is due; all are due at start
         while True:
+            await self.health.network()  # no collection while the cable is out
+            self.health.progress()
             self.cycle += 1
-            t0 = port.ticks_ms()
-            await self.collect("full")
+            now = port.ticks_ms()
+            kinds = [k for k in config.SCAN_KINDS if k in intervals
+                     and port.ticks_diff(now, due.get(k, now)) >= 0]
+            if "full" in kinds:
+                kinds = ["full"]   # a full scan reads what every other kind reads
+            for kind in kinds:
+                await self.collect(kind)
+                due[kind] = port.ticks_ms() + int(intervals[kind] * 1000)
+            if "full" in kinds:
+                for k in intervals:
+                    if k not in ("full", "discovery"):
+                        due[k] = port.ticks_ms() + int(intervals[k] * 1000)
             self.upload()
             port.collect()
-            elapsed = port.ticks_diff(port.ticks_ms(), t0) / 1000
-            await self.wait(max(1, interval - elapsed))
+            now = port.ticks_ms()
+            wait = min(port.ticks_diff(due[k], now) for k in due) / 1000
+            await self.wait(max(1, wait))
 
 
 def run(board):
@@ -89,4 +125,9 @@ def run(board):
         raise SystemExit(78)
     log("serial %s, %d target specs, endpoints %s" % (
         identity.get("serial"), len(cfg["targets"]), ", ".join(e.get("name", "?") for e in cfg["endpoints"])))
-    asyncio.run(App(board, cfg, identity).main())
+    port.set_clock(board.time)
+    app = App(board, cfg, identity)
+    try:
+        asyncio.run(app.main())
+    except Exception as e:  # noqa: BLE001  (whatever it was, the box must come back)
+        app.health.fatal(e)

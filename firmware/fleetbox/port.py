@@ -36,6 +36,11 @@ if MICROPYTHON:
         """Encrypt the writable buffer buf (a multiple of 16 bytes) in place."""
         _aes(key, 2, iv).encrypt(buf, buf)
 
+    def aes_ecb_encryptor(key):
+        """A function block -> AES(key) encryption of that 16-byte block (one key
+        schedule for many blocks: SNMPv3 CFB mode is built on it)."""
+        return _aes(key, 1, None).encrypt
+
     def collect():
         import gc
         gc.collect()
@@ -121,6 +126,11 @@ else:
         """Encrypt the writable buffer buf (a multiple of 16 bytes) in place."""
         buf[:] = aes_cbc_encrypt(key, iv, buf)
 
+    def aes_ecb_encryptor(key):
+        """A function block -> AES(key) encryption of that 16-byte block (one key
+        schedule for many blocks: SNMPv3 CFB mode is built on it)."""
+        return Cipher(algorithms.AES(bytes(key)), modes.ECB()).encryptor().update
+
     def collect():
         pass
 
@@ -151,9 +161,26 @@ else:
         return addr[0], addr[1]
 
 
+_clock = None
+
+
+def set_clock(source):
+    """Take the time from source() (UNIX seconds or None) instead of the host clock:
+    the box installs its board's clock, which may only learn the time from the cloud."""
+    global _clock
+    _clock = source
+
+
 def time_s():
-    """UNIX seconds from the host clock (the box sets its clock from the cloud)."""
+    """UNIX seconds; 0 while the box's clock does not know the time yet (see set_clock)."""
+    if _clock is not None:
+        return _clock() or 0
     return int(_time.time())
+
+
+def time_known():
+    """False while the box's clock has not learnt the time yet (time_s() then says 0)."""
+    return time_s() != 0
 
 
 async def sleep_ms(ms):

@@ -1,4 +1,4 @@
-"""SNMP v1/v2c messages and an asyncio client (one UDP socket, many requests in flight).
+"""SNMP v1/v2c/v3 messages and an asyncio client (one UDP socket, many requests in flight).
 
 Runs on MicroPython and CPython; the runtime-specific "wait until the socket is
 readable" lives in fleetbox.port. The client never listens: its one socket is an
@@ -9,8 +9,9 @@ import socket
 import errno
 
 from fleetbox import port as _port
+from fleetbox import usm
 from fleetbox.ber import (
-    BERError, read_tlv, decode_int, decode_oid, decode_value, encode_int,
+    BERError, read_tlv, decode_int, decode_oid, decode_value, encode_int, tlv,
     encode_oid, encode_null, header_len, put_header, oid_normalize, oid_startswith, oid_arcs,
     is_exception, NO_SUCH_OBJECT, END_OF_MIB_VIEW,
     INTEGER, OCTET_STRING, OID, SEQUENCE, GET, GETNEXT, RESPONSE, SET, GETBULK, INFORM,
@@ -59,11 +60,54 @@ def _wire_version(version):
         return 0
     if version == "2c" or version == 1:
         return 1
+    if version == "3" or version == 3:
+        return 3
     raise ValueError("unsupported SNMP version %r" % (version,))
 
 
 def _bytes(community):
     return community.encode() if isinstance(community, str) else bytes(community)
+
+
+class Credential:
+    """How to talk to an agent: a v1/v2c community or a v3 USM user (+ context name).
+    Build with Credential.v1(), .v2c() or .v3(); pass as `cred=` to the Client."""
+
+    def __init__(self, version, community=b"", user=None, context=b""):
+        self.version = "1" if _wire_version(version) == 0 else ("3" if version in ("3", 3) else "2c")
+        self.community = _bytes(community)
+        self.user = user
+        self.context = _bytes(context)
+
+    @staticmethod
+    def v1(community=b"public"):
+        return Credential("1", community)
+
+    @staticmethod
+    def v2c(community=b"public"):
+        return Credential("2c", community)
+
+    @staticmethod
+    def v3(user, auth_proto=None, auth_pass=None, priv_proto=None, priv_pass=None,
+           context=b""):
+        """auth_proto: MD5, SHA, SHA224, SHA256, SHA384, SHA512 or None (noAuthNoPriv);
+        priv_proto: AES, AES192, AES256 (net-snmp's key extension), AES192C, AES256C
+        (Cisco's) or None (authNoPriv). Raises usm.UsmError on a bad value (DES too)."""
+        return Credential("3", b"", usm.User(user, auth_proto, auth_pass, priv_proto,
+                                             priv_pass), context)
+
+    def __repr__(self):
+        if self.version == "3":
+            return "Credential(v3 %r %s)" % (self.user.name, self.user.level)
+        return "Credential(v%s)" % self.version
+
+
+def _credential(community, version, cred):
+    if cred is not None:
+        return cred
+    if isinstance(community, Credential):
+        return community
+    return Credential(version, community)
 
 
 # ------------------------------------------------------------------- messages
@@ -91,8 +135,11 @@ def encode_message(version, community, pdu_type, request_id, varbinds,
                    error_status=0, error_index=0):
     """Encode a message. `varbinds` is [(oid, encoded_value_tlv_bytes), ...].
     Sizes are computed first and everything is written into one buffer."""
-    ver = encode_int(_wire_version(version))
-    if pdu_type == GETBULK and ver[2] == 0:
+    wv = _wire_version(version)
+    if wv == 3:
+        raise ValueError("SNMPv3 messages are built by the Client (see usm.encode_message)")
+    ver = encode_int(wv)
+    if pdu_type == GETBULK and wv == 0:
         raise ValueError("GetBulk needs v2c")
     community = _bytes(community)
     vbs = []
@@ -132,6 +179,14 @@ def encode_request(version, community, pdu_type, request_id, oids,
     return encode_message(version, community, pdu_type, request_id, vbs)
 
 
+def encode_pdu(pdu_type, request_id, oids, non_repeaters=0, max_repetitions=10):
+    """A request PDU alone (the data of an SNMPv3 ScopedPDU)."""
+    null = encode_null()
+    vbl = b"".join(tlv(SEQUENCE, encode_oid(o) + null) for o in oids)
+    a, b = (non_repeaters, max_repetitions) if pdu_type == GETBULK else (0, 0)
+    return tlv(pdu_type, encode_int(request_id) + encode_int(a) + encode_int(b) + tlv(SEQUENCE, vbl))
+
+
 def _expect(b, pos, end, tag):
     t, s, e = read_tlv(b, pos, end)
     if t != tag:
@@ -154,7 +209,13 @@ def decode_response(data):
         raise BERError("unsupported version %d" % ver)
     s2, e2 = _expect(b, e1, e, OCTET_STRING)
     community = bytes(b[s2:e2])
-    pdu_type, ps, pe = read_tlv(b, e2, e)
+    pdu_type, rid, es, ei, varbinds = decode_pdu(b, e2, e)
+    return Response("1" if ver == 0 else "2c", community, pdu_type, rid, es, ei, varbinds)
+
+
+def decode_pdu(b, pos, e):
+    """The PDU filling b[pos:e] -> (pdu_type, request_id, error_status, error_index, varbinds)."""
+    pdu_type, ps, pe = read_tlv(b, pos, e)
     if pdu_type not in _PDUS:
         raise BERError("unsupported PDU 0x%02x" % pdu_type)
     if pe != e:
@@ -178,16 +239,28 @@ def decode_response(data):
         if xe != p:
             raise BERError("trailing data in varbind")
         varbinds.append((oid, decode_value(t, b, xs, xe)))
-    return Response("1" if ver == 0 else "2c", community, pdu_type, rid, es, ei, varbinds)
+    return pdu_type, rid, es, ei, varbinds
+
+
+def message_version(data):
+    """The wire version of a message (0, 1, 3, ...); BERError when it has none."""
+    b = memoryview(data)
+    s, e = _expect(b, 0, len(b), SEQUENCE)
+    s1, e1 = _expect(b, s, e, INTEGER)
+    return decode_int(b, s1, e1)
 
 
 # --------------------------------------------------------------------- client
 
 class _Pending:
-    def __init__(self, key, community, version):
+    def __init__(self, key, cred, rid, engine=None, discovery=False):
         self.key = key
-        self.community = community
-        self.version = version
+        self.cred = cred
+        self.community = cred.community
+        self.version = cred.version
+        self.rid = rid
+        self.engine = engine            # usm.Engine the v3 request was secured for
+        self.discovery = discovery      # a v3 engine-discovery probe
         self.resp = None
         self.event = asyncio.Event()
 
@@ -197,24 +270,34 @@ def _seed_id():
     return ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) & 0x7FFFFFFF
 
 
+_DISCOVERY_USER = usm.User(b"")
+
+
 class Client:
-    """Asynchronous SNMP v1/v2c manager.
+    """Asynchronous SNMP v1/v2c/v3 manager.
 
     timeout_ms: first attempt's timeout; it doubles on each retry, capped at 8x.
     retries:    retransmissions (same request id) after the first attempt.
     window:     most requests in flight at once; more callers wait their turn.
     bufsize:    largest datagram accepted (bigger replies are truncated, counted and
                 dropped). On MicroPython only the reply's own size is allocated.
+    rate:       most datagrams sent per second (token bucket of `burst`), 0 = no limit.
     """
 
-    def __init__(self, timeout_ms=1000, retries=1, window=64, bufsize=8192):
+    MAX_ENGINES = 1024  # SNMPv3 engines remembered (ID, boots, time), oldest dropped
+
+    def __init__(self, timeout_ms=1000, retries=1, window=64, bufsize=8192, rate=0,
+                 burst=None):
         self.timeout_ms = timeout_ms
         self.retries = retries
         self.window = max(1, window)
         self.bufsize = bufsize
+        self.rate = rate
+        self.burst = burst if burst is not None else max(1, rate // 10)
         self.stats = {"sent": 0, "received": 0, "dropped": 0, "malformed": 0,
                       "timeouts": 0, "retries": 0, "bytes_out": 0, "bytes_in": 0,
-                      "send_errors": 0, "recv_errors": 0, "truncated": 0}
+                      "send_errors": 0, "recv_errors": 0, "truncated": 0,
+                      "auth_failures": 0, "not_in_time_window": 0, "discoveries": 0}
         self._sock = None
         self._rx = None
         self._pending = {}
@@ -222,6 +305,10 @@ class Client:
         self._inflight = 0
         self._slot = asyncio.Event()
         self._addr_cache = None
+        self._engines = {}
+        self._salt = int.from_bytes(_port.urandom(8), "big")
+        self._tokens = self.burst
+        self._tok_at = _port.ticks_ms()
 
     # -- plumbing
 
@@ -249,6 +336,10 @@ class Client:
         self._next_id = (rid + 1) & 0x7FFFFFFF
         return rid
 
+    def _new_salt(self):
+        self._salt = (self._salt + 1) & 0xFFFFFFFFFFFFFFFF
+        return self._salt.to_bytes(8, "big")
+
     async def _receive(self, sock):
         st = self.stats
         while True:
@@ -272,19 +363,83 @@ class Client:
 
     def _dispatch(self, data, addr):
         try:
-            r = decode_response(data)
+            if len(data) > MAX_MSG:
+                raise BERError("message too large")
+            if message_version(data) == 3:
+                r = None
+                m = usm.decode_message(data)
+            else:
+                r = decode_response(data)
         except BERError:
             self.stats["malformed"] += 1
             self.stats["dropped"] += 1
             return
-        p = self._pending.get(r.request_id)
-        if (p is None or p.resp is not None or r.pdu_type != RESPONSE
-                or p.key != _port.addr_key(addr) or p.community != r.community
-                or p.version != r.version):
+        if r is None:
+            p = self._pending.get(m.msg_id)
+            if p is not None and p.version == "3" and p.key == _port.addr_key(addr):
+                r = self._open_v3(p, m)
+            if r is None:
+                self.stats["dropped"] += 1
+                return
+        else:
+            p = self._pending.get(r.request_id)
+            if (p is None or r.pdu_type != RESPONSE or p.key != _port.addr_key(addr)
+                    or p.community != r.community or p.version != r.version):
+                self.stats["dropped"] += 1
+                return
+        if p.resp is not None:
             self.stats["dropped"] += 1
             return
         p.resp = r
         p.event.set()
+
+    def _open_v3(self, p, m):
+        """Check the security of an SNMPv3 reply to p and decode it: a Response (with
+        .usm = the message) or None when it must be dropped (RFC 3414 3.2)."""
+        user = p.cred.user
+        st = self.stats
+        authed = m.flags & usm.FLAG_AUTH
+        if p.discovery:
+            if authed or m.flags & usm.FLAG_PRIV or not m.engine_id:
+                return None
+        elif authed:
+            if (not user.auth or m.user != user.name
+                    or m.engine_id != p.engine.engine_id):
+                return None
+            if not usm.verify(m, user):
+                st["auth_failures"] += 1
+                return None
+        elif m.flags & usm.FLAG_PRIV:
+            return None
+        try:
+            if m.encrypted is not None:
+                if not (authed and m.flags & usm.FLAG_PRIV and user.priv):
+                    return None
+                b = usm.decrypt(m, user)
+                s, e = 0, len(b)
+            elif m.flags & usm.FLAG_PRIV:
+                return None
+            else:
+                b = m.data
+                s, e = m.scoped
+            b = memoryview(b)
+            _, _, ps, pe = usm.decode_scoped(b, s, e)
+            pdu_type, rid, es, ei, vbs = decode_pdu(b, ps, pe)
+        except BERError:
+            st["malformed"] += 1
+            return None
+        if pdu_type == REPORT:
+            pass  # unauthenticated reports are all an agent can send to a stranger
+        elif pdu_type != RESPONSE or p.discovery or rid != p.rid:
+            return None
+        elif (m.flags & 3) != user.flags:
+            return None  # not at the security level asked for
+        elif authed and not p.engine.in_window(m.boots, m.time):
+            st["not_in_time_window"] += 1
+            return None
+        r = Response("3", b"", pdu_type, rid, es, ei, vbs)
+        r.usm = m
+        return r
 
     def _send(self, sock, msg, addr):
         try:
@@ -294,6 +449,20 @@ class Client:
             return
         self.stats["sent"] += 1
         self.stats["bytes_out"] += len(msg)
+
+    async def _throttle(self):
+        """Token bucket: at most `rate` datagrams a second, bursts of `burst`."""
+        rate = self.rate
+        if not rate:
+            return
+        while True:
+            now = _port.ticks_ms()
+            self._tokens = min(self.burst, self._tokens + _port.ticks_diff(now, self._tok_at) * rate / 1000)
+            self._tok_at = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return
+            await _port.sleep_ms(int((1 - self._tokens) * 1000 / rate) + 1)
 
     async def _acquire(self):
         while self._inflight >= self.window:
@@ -305,25 +474,21 @@ class Client:
         self._inflight -= 1
         self._slot.set()
 
-    async def request(self, host, pdu_type, oids, community=b"public", version="2c",
-                      port=161, non_repeaters=0, max_repetitions=10):
-        """Send one PDU and return the matching Response (any error_status).
-        Raises Timeout when no valid reply came after all retries."""
-        community = _bytes(community)
-        addr = self._resolve(host, port)
+    async def _exchange(self, host, port, addr, cred, build, engine=None, discovery=False):
+        """Send build(request_id) and wait for the matching reply, with retries."""
         await self._acquire()
         rid = None
         try:
             sock = self._socket()
             rid = self._new_id()
-            msg = encode_request(version, community, pdu_type, rid, oids,
-                                 non_repeaters, max_repetitions)
-            p = _Pending(_port.addr_key(addr), community, "1" if _wire_version(version) == 0 else "2c")
+            msg = build(rid)
+            p = _Pending(_port.addr_key(addr), cred, rid, engine, discovery)
             self._pending[rid] = p
             t = self.timeout_ms
             cap = self.timeout_ms * 8
             attempt = 0
             while True:
+                await self._throttle()
                 self._send(sock, msg, addr)
                 try:
                     await asyncio.wait_for(p.event.wait(), t / 1000)
@@ -342,18 +507,87 @@ class Client:
                 self._pending.pop(rid, None)
             self._release()
 
-    async def _getlike(self, host, pdu_type, oids, community, version, port):
+    async def request(self, host, pdu_type, oids, community=b"public", version="2c",
+                      port=161, non_repeaters=0, max_repetitions=10, cred=None):
+        """Send one PDU and return the matching Response (any error_status).
+        Raises Timeout when no valid reply came after all retries."""
+        cred = _credential(community, version, cred)
+        addr = self._resolve(host, port)
+        if cred.version == "3":
+            return await self._request_v3(host, port, addr, cred, pdu_type, oids,
+                                          non_repeaters, max_repetitions)
+
+        def build(rid):
+            return encode_request(cred.version, cred.community, pdu_type, rid, oids,
+                                  non_repeaters, max_repetitions)
+        return await self._exchange(host, port, addr, cred, build)
+
+    # -- SNMPv3
+
+    async def _discover(self, host, port, addr, cred):
+        """Learn the agent's engine ID, boots and time from its unknownEngineIDs report
+        (RFC 3414 4): a noAuthNoPriv GET with no varbinds and an empty user."""
+        self.stats["discoveries"] += 1
+
+        def build(rid):
+            scoped = usm.encode_scoped(b"", b"", encode_pdu(GET, rid, []))
+            return usm.encode_message(rid, self.bufsize, _DISCOVERY_USER, b"", 0, 0, scoped)
+        r = await self._exchange(host, port, addr, cred, build, discovery=True)
+        m = r.usm
+        eng = usm.Engine(m.engine_id, m.boots, m.time)
+        key = _port.addr_key(addr)
+        if len(self._engines) >= self.MAX_ENGINES and key not in self._engines:
+            self._engines.pop(next(iter(self._engines)))
+        self._engines[key] = eng
+        return eng
+
+    async def _request_v3(self, host, port, addr, cred, pdu_type, oids, nr, mr):
+        user = cred.user
+        key = _port.addr_key(addr)
+        eng = self._engines.get(key)
+        for _ in range(4):
+            if eng is None:
+                eng = await self._discover(host, port, addr, cred)
+
+            def build(rid, eng=eng):
+                boots, t = eng.now()
+                scoped = usm.encode_scoped(eng.engine_id, cred.context,
+                                           encode_pdu(pdu_type, rid, oids, nr, mr))
+                return usm.encode_message(rid, self.bufsize, user, eng.engine_id, boots, t,
+                                          scoped, self._new_salt() if user.priv else None)
+            r = await self._exchange(host, port, addr, cred, build, eng)
+            if r.pdu_type != REPORT:
+                return r
+            oid = r.varbinds[0][0] if r.varbinds else ""
+            name = usm.REPORT_NAMES.get(oid, "report " + oid)
+            m = r.usm
+            if oid == usm.NOT_IN_TIME_WINDOW and m.flags & usm.FLAG_AUTH:
+                eng.set_time(m.boots, m.time)
+                continue
+            if oid == usm.UNKNOWN_ENGINE_ID:
+                self._engines.pop(key, None)
+                eng = None
+                continue
+            e = SnmpError("%s:%d refused SNMPv3 user %r (%s): %s" % (
+                host, port, user.name.decode(), user.level, name))
+            e.name = name
+            raise e
+        e = SnmpError("%s:%d: SNMPv3 time/engine synchronisation failed" % (host, port))
+        e.name = "notInTimeWindows"
+        raise e
+
+    async def _getlike(self, host, pdu_type, oids, cred, port):
         """GET/GETNEXT with v1 noSuchName and tooBig handling; results in request order."""
         oids = [oid_normalize(o) for o in oids]
         n = len(oids)
         out = [None] * n
-        v1 = _wire_version(version) == 0
+        v1 = cred.version == "1"
         filler = NO_SUCH_OBJECT if pdu_type == GET else END_OF_MIB_VIEW
         work = [list(range(n))] if n else []
         while work:
             idx = work.pop()
-            r = await self.request(host, pdu_type, [oids[i] for i in idx], community,
-                                   version, port)
+            r = await self.request(host, pdu_type, [oids[i] for i in idx], port=port,
+                                   cred=cred)
             st = r.error_status
             if st == 0:
                 if len(r.varbinds) != len(idx):
@@ -376,59 +610,69 @@ class Client:
                                 st, r.error_index)
         return out
 
-    # -- public API
+    # -- public API (community/version, or cred=Credential; a Credential may also be
+    # passed in place of the community)
 
-    async def get(self, host, oids, community=b"public", version="2c", port=161):
-        return await self._getlike(host, GET, oids, community, version, port)
+    async def get(self, host, oids, community=b"public", version="2c", port=161, cred=None):
+        return await self._getlike(host, GET, oids, _credential(community, version, cred), port)
 
-    async def getnext(self, host, oids, community=b"public", version="2c", port=161):
-        return await self._getlike(host, GETNEXT, oids, community, version, port)
+    async def getnext(self, host, oids, community=b"public", version="2c", port=161,
+                      cred=None):
+        return await self._getlike(host, GETNEXT, oids, _credential(community, version, cred),
+                                   port)
 
     async def getbulk(self, host, oids, non_repeaters=0, max_repetitions=10,
-                      community=b"public", version="2c", port=161):
-        if _wire_version(version) == 0:
-            raise ValueError("GetBulk needs v2c")
+                      community=b"public", version="2c", port=161, cred=None):
+        cred = _credential(community, version, cred)
+        if cred.version == "1":
+            raise ValueError("GetBulk needs v2c or v3")
         oids = [oid_normalize(o) for o in oids]
-        r = await self.request(host, GETBULK, oids, community, version, port,
-                               non_repeaters, max_repetitions)
+        r = await self.request(host, GETBULK, oids, port=port, non_repeaters=non_repeaters,
+                               max_repetitions=max_repetitions, cred=cred)
         if r.error_status:
             raise SnmpError("%s (index %d)" % (error_name(r.error_status), r.error_index),
                             r.error_status, r.error_index)
         return r.varbinds
 
     async def walk(self, host, root_oid, community=b"public", version="2c", port=161,
-                   max_rows=10000, max_repetitions=10):
+                   max_rows=10000, max_repetitions=10, cred=None):
         """All (oid, value) strictly under root_oid, in agent order (see walk_each)."""
         out = []
 
         def keep(oid, value):
             out.append((oid, value))
         await self.walk_each(host, root_oid, keep, community, version, port, max_rows,
-                             max_repetitions)
+                             max_repetitions, cred)
         return out
 
     async def walk_each(self, host, root_oid, fn, community=b"public", version="2c",
-                        port=161, max_rows=10000, max_repetitions=10):
+                        port=161, max_rows=10000, max_repetitions=10, cred=None):
         """Call fn(oid, value) for each row strictly under root_oid, without keeping
-        the rows; return how many there were. GETBULK on v2c (max_repetitions halves
-        after a timeout once the agent has answered), GETNEXT on v1. Stops at the end
-        of the subtree, endOfMibView, a non-increasing OID or max_rows."""
+        the rows; return how many there were. GETBULK on v2c/v3 (max_repetitions halves
+        on tooBig, and after a timeout once the agent has answered), GETNEXT on v1.
+        Stops at the end of the subtree, endOfMibView, a non-increasing OID or max_rows."""
+        cred = _credential(community, version, cred)
         root = oid_normalize(root_oid)
         last = oid_arcs(root)
         cur = root
         count = 0
-        v1 = _wire_version(version) == 0
+        v1 = cred.version == "1"
         mr = max(1, max_repetitions)
         answered = False
         while count < max_rows:
             try:
                 if v1:
-                    vbs = await self.getnext(host, [cur], community, version, port)
+                    vbs = await self.getnext(host, [cur], port=port, cred=cred)
                 else:
                     vbs = await self.getbulk(host, [cur], 0, min(mr, max_rows - count),
-                                             community, version, port)
+                                             port=port, cred=cred)
             except Timeout:
                 if v1 or not answered or mr == 1:
+                    raise
+                mr //= 2
+                continue
+            except SnmpError as e:
+                if v1 or e.status != TOO_BIG or mr == 1:
                     raise
                 mr //= 2
                 continue

@@ -1,29 +1,74 @@
-"""Spool: a persistent FIFO of upload batches on the board's flash (LittleFS).
+"""Spool: a persistent, bounded queue of upload batches on the board's flash (LittleFS).
 
-Every batch is written (to a temporary name, then renamed: atomic on LittleFS)
-before anything tries to send it, and removed only after the cloud acknowledged it.
-Names are zero-padded sequence numbers, so the order survives a reboot.
+Every batch is written to a temporary name and then renamed (atomic on LittleFS and
+POSIX) before anything tries to send it, and removed only after the cloud
+acknowledged it, so a power cut at any instant loses nothing that `put` returned.
+Names are `<id, 10 digits>-<class>.b`: the id orders the queue across reboots and is
+never reused (the cloud dedups on it); the class ranks batches for eviction.
+
+Eviction (when more than max_items batches or max_bytes bytes are held): the batch
+with the lowest rank goes first, the oldest among equals. Ranks: BULK (full and
+other inventory scans) 0, COUNTERS 1, ALERTS 2, and the newest COUNTERS batch 3:
+alerts and the latest counters go last. docs/uplink.md has the whole policy.
 """
 import os
 
 SUFFIX = ".b"
+BULK, COUNTERS, ALERTS = 0, 1, 2
+_LATEST_COUNTERS = 3
+ENOSPC = 28
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def atomic_write(path, data):
+    """Replace the file at path with data, all or nothing across a power cut."""
+    tmp = path + ".tmp"
+    with open(tmp, "wb" if isinstance(data, (bytes, bytearray)) else "w") as f:
+        f.write(data)
+    os.rename(tmp, path)
+
+
+def _parse(name):
+    """(id, class) of a batch file name, or None for any other file."""
+    if not name.endswith(SUFFIX):
+        return None
+    stem = name[:-len(SUFFIX)]
+    ident, _, klass = stem.partition("-")
+    if not (ident.isdigit() and klass.isdigit()):
+        return None
+    return int(ident), int(klass)
 
 
 class Spool:
-    def __init__(self, directory, max_items=256):
+    def __init__(self, directory, max_items=256, max_bytes=None):
         self.dir = directory
         self.max_items = max_items
+        self.max_bytes = max_bytes
         try:
             os.mkdir(directory)
         except OSError:
             pass
-        self._ids = sorted(int(n[:-2]) for n in os.listdir(directory) if n.endswith(SUFFIX) and n[:-2].isdigit())
-        for n in os.listdir(directory):
-            if n.endswith(".tmp"):
+        self._class = {}   # id -> class
+        self._size = {}    # id -> bytes on flash
+        for name in os.listdir(directory):
+            parsed = _parse(name)
+            if parsed:
+                self._class[parsed[0]] = parsed[1]
+                self._size[parsed[0]] = os.stat(self._path(name))[6]
+            elif name.endswith(".tmp"):
                 # A write that a power cut interrupted never became part of the spool.
-                os.remove(self._path(n))
+                os.remove(self._path(name))
+        self._ids = sorted(self._class)
+        self.bytes = sum(self._size.values())
         self.evicted = 0
-        self._next = self._ids[-1] + 1 if self._ids else self._read_last() + 1
+        self.evicted_ids = []
+        self._next = max(self._ids[-1] if self._ids else 0, self._read_last()) + 1
 
     def _read_last(self):
         try:
@@ -35,45 +80,85 @@ class Spool:
     def _path(self, name):
         return self.dir + "/" + name
 
-    def _name(self, ident):
-        return "%010d%s" % (ident, SUFFIX)
+    def _file(self, ident):
+        return self._path("%010d-%d%s" % (ident, self._class[ident], SUFFIX))
 
     def __len__(self):
         return len(self._ids)
 
-    def put(self, data):
-        """Store one batch; returns its id, unique for the life of the spool. Evicts the oldest when full."""
+    def ids(self):
+        return list(self._ids)
+
+    def put(self, data, klass=BULK):
+        """Store one batch (bytes or str); returns its id, unique for the life of the spool. Evicts when over bounds."""
+        if isinstance(data, str):
+            data = data.encode()
         ident = self._next
         self._next += 1
+        self._class[ident] = klass
         tmp = self._path("%010d.tmp" % ident)
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.rename(tmp, self._path(self._name(ident)))
+        while True:
+            try:
+                with open(tmp, "wb") as f:
+                    f.write(data)
+                os.rename(tmp, self._file(ident))
+                break
+            except OSError as e:
+                # Flash full (ENOSPC): make room by the eviction order, as if over max_bytes.
+                _remove(tmp)
+                if e.args[0] != ENOSPC or not self._ids:
+                    del self._class[ident]
+                    raise
+                self._evict(self._victim())
         self._ids.append(ident)
-        while len(self._ids) > self.max_items:
-            self.ack(self._ids[0])
-            self.evicted += 1
+        self._size[ident] = len(data)
+        self.bytes += len(data)
+        while len(self._ids) > 1 and (len(self._ids) > self.max_items or
+                                      (self.max_bytes is not None and self.bytes > self.max_bytes)):
+            self._evict(self._victim())
         return ident
+
+    def _evict(self, victim):
+        self.ack(victim)
+        self.evicted += 1
+        self.evicted_ids.append(victim)
+        del self.evicted_ids[:-16]
+
+    def _victim(self):
+        newest_counters = None
+        for i in self._ids:
+            if self._class[i] == COUNTERS:
+                newest_counters = i
+        best = None
+        for i in self._ids:
+            rank = _LATEST_COUNTERS if i == newest_counters else self._class[i]
+            if best is None or rank < best[0]:
+                best = (rank, i)
+        return best[1]
 
     def peek(self):
         """(id, bytes) of the oldest batch, or None when empty."""
         while self._ids:
             ident = self._ids[0]
             try:
-                with open(self._path(self._name(ident)), "rb") as f:
+                with open(self._file(ident), "rb") as f:
                     return ident, f.read()
             except OSError:
-                self._ids.pop(0)
+                self._forget(ident)
         return None
 
-    def ack(self, ident):
-        if self._ids == [ident]:
-            # Ids must never repeat (the cloud dedups on them): remember the last before it goes.
-            with open(self._path("last"), "w") as f:
-                f.write(str(ident))
-        try:
-            os.remove(self._path(self._name(ident)))
-        except OSError:
-            pass
-        if ident in self._ids:
+    def _forget(self, ident):
+        if ident in self._class:
             self._ids.remove(ident)
+            self.bytes -= self._size.pop(ident)
+            del self._class[ident]
+
+    def ack(self, ident):
+        """Remove a batch the cloud acknowledged (or that eviction chose)."""
+        if ident not in self._class:
+            return
+        if self._ids[-1] == ident:
+            # Ids must never repeat (the cloud dedups on them): remember the newest before it goes.
+            atomic_write(self._path("last"), str(ident))
+        _remove(self._file(ident))
+        self._forget(ident)

@@ -67,9 +67,12 @@ def cmd_identity(args):
 
 def cmd_scan(args):
     from . import scan
+    if args.capture:
+        return cmd_capture(args)
     try:
         records, probed = scan.run(args.targets, args.community, args.snmp_version, args.port,
-                                   args.exclude or (), args.timeout_ms, args.retries)
+                                   args.exclude or (), args.timeout_ms, args.retries,
+                                   v3=args.v3, context=args.context, kind=args.kind)
     except scan.ScanError as e:
         return _die(str(e))
     if args.json:
@@ -77,6 +80,33 @@ def cmd_scan(args):
     else:
         from rich.console import Console
         Console(width=None if sys.stdout.isatty() else 150).print(scan.table(records, "%d printers among %d addresses" % (len(records), probed)))
+    return 0
+
+
+def cmd_capture(args):
+    from . import capture, scan
+    from fleetbox import targets
+    if len(args.targets) != 1 or targets.count(args.targets, (), args.port) != 1:
+        return _die("--capture walks exactly one device: give one ADDR or ADDR:PORT")
+    host, port = next(targets.expand(args.targets, (), args.port))
+    try:
+        lines = capture.capture(host, port, args.community, args.snmp_version or "2c",
+                                args.timeout_ms / 1000, args.retries)
+    except capture.CaptureError as e:
+        return _die(str(e))
+    capture.write(args.capture, lines)
+    print("captured %d objects of %s:%d -> %s" % (len(lines), host, port, args.capture))
+    return 0
+
+
+def cmd_profiles(args):
+    from . import profiles
+    try:
+        data = profiles.compile_to(args.output, args.source)
+    except profiles.ProfileError as e:
+        return _die(str(e))
+    n = len(profiles.compile_dir(args.source)["profiles"])
+    print("compiled %d profiles from %s -> %s (%d bytes)" % (n, args.source, args.output, len(data)))
     return 0
 
 
@@ -109,13 +139,30 @@ def parser():
     s = sub.add_parser("scan", help="run the firmware's collector once, on MicroPython, against targets")
     s.add_argument("targets", nargs="+", metavar="TARGET", help="ADDR, ADDR:PORT, CIDR or range a.b.c.d-e.f.g.h")
     s.add_argument("--community", default="public")
-    s.add_argument("--snmp-version", choices=("1", "2c"), default="2c")
+    s.add_argument("--snmp-version", choices=("1", "2c", "3"), default=None,
+                   help="2c unless --v3 is given")
+    s.add_argument("--v3", metavar="USER:AUTHPROTO:AUTHPASS:PRIVPROTO:PRIVPASS",
+                   help="SNMPv3 user; AUTHPROTO MD5|SHA|SHA224|SHA256|SHA384|SHA512, PRIVPROTO "
+                        "AES|AES192|AES256; omit PRIV for authNoPriv, AUTH too for noAuthNoPriv")
+    s.add_argument("--context", metavar="NAME", help="SNMPv3 context name (e.g. Toshiba MFP)")
     s.add_argument("--port", type=int, default=161, help="default SNMP port")
     s.add_argument("--exclude", action="append", metavar="TARGET")
     s.add_argument("--timeout-ms", type=int, default=1000)
     s.add_argument("--retries", type=int, default=1)
     s.add_argument("--json", action="store_true", help="print the JSON array of device records")
+    s.add_argument("--kind", default="full",
+                   choices=("discovery", "full", "counters", "supplies", "parts", "alerts"),
+                   help="scan kind: what is read besides identification (default full)")
+    s.add_argument("--capture", metavar="FILE",
+                   help="write the raw walk of ONE device to FILE in .snmprec form (onboarding)")
     s.set_defaults(func=cmd_scan)
+
+    pr = sub.add_parser("profiles", help="vendor profiles: compile profiles/*.yaml for the box")
+    prs = pr.add_subparsers(dest="action", required=True)
+    pc = prs.add_parser("compile", help="compile the YAML profiles into the box's compact file")
+    pc.add_argument("-o", "--output", default=os.path.join(paths.BUILD, "profiles.json"))
+    pc.add_argument("--source", default=os.path.join(paths.ROOT, "profiles"), help="folder of *.yaml")
+    pc.set_defaults(func=cmd_profiles)
     return p
 
 

@@ -49,8 +49,18 @@ def app_sources(board):
         if name.endswith(".py"):
             out.append(("fleetbox/" + name[:-3] + ".mpy", os.path.join(pkg, name)))
     out.append(("hal.mpy", os.path.join(paths.BOARDS, "hal.py")))
+    # Vendor profiles: data, not code, kept as their own file so an update can replace them alone.
+    from . import profiles
+    compiled = os.path.join(paths.BUILD, "profiles.json")
+    profiles.compile_to(compiled)
+    out.append(("profiles.json", compiled))
     out.append(("board.mpy", os.path.join(paths.board_dir(board), "board.py")))
     return out
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def loader_sources():
@@ -59,7 +69,8 @@ def loader_sources():
 
 def build(board="sim", version=None):
     """Compile and pack the application; returns the image bytes."""
-    files = [(arc, compile_mpy(src, arc[:-4] + ".py")) for arc, src in app_sources(board)]
+    files = [(arc, compile_mpy(src, arc[:-4] + ".py") if arc.endswith(".mpy") else _read(src))
+             for arc, src in app_sources(board)]
     manifest = {
         "format": FORMAT_VERSION,
         "kind": "app",

@@ -9,7 +9,7 @@ import sys
 sys.path.insert(0, sys.argv[1])
 import asyncio  # noqa: E402
 
-from fleetbox import collector, snmp, targets  # noqa: E402
+from fleetbox import collector, profiles, snmp, targets  # noqa: E402
 
 opts = json.loads(sys.stdin.readline())
 
@@ -22,8 +22,16 @@ async def main():
     client = snmp.Client(timeout_ms=opts["timeout_ms"], retries=opts["retries"])
     try:
         addrs = targets.expand(opts["targets"], opts["exclude"], opts["port"])
-        probed, found = await collector.sweep(client, addrs, emit, opts["community"].encode(),
-                                              opts["version"], opts["workers"])
+        v3 = opts.get("v3")
+        if v3:
+            cred = snmp.Credential.v3(v3["user"], v3["auth"], v3["auth_pass"], v3["priv"],
+                                      v3["priv_pass"], v3["context"])
+        else:
+            cred = snmp.Credential(opts["version"], opts["community"])
+        plist = profiles.load([opts["profiles"]]) if opts.get("profiles") else []
+        probed, found = await collector.sweep(client, addrs, emit, workers=opts["workers"],
+                                              cred=cred, scan=opts.get("kind", "full"),
+                                              profile_list=plist)
     finally:
         client.close()
     print("DONE %d %d" % (probed, found))

@@ -8,22 +8,56 @@ from . import paths
 
 sys.path.insert(0, paths.FIRMWARE)
 from fleetbox import targets  # noqa: E402  (the firmware's own parser: same rules as the box)
+from fleetbox import usm  # noqa: E402
 
 
 class ScanError(Exception):
     pass
 
 
+def parse_v3(spec, context=""):
+    """`USER[:AUTHPROTO:AUTHPASS[:PRIVPROTO:PRIVPASS]]` -> the JSON-able v3 credential that
+    mp_scan.py hands to snmp.Credential.v3; ScanError on anything malformed."""
+    parts = spec.split(":")
+    if len(parts) not in (1, 3, 5) or not parts[0]:
+        raise ScanError("--v3 wants USER, USER:AUTHPROTO:AUTHPASS or "
+                        "USER:AUTHPROTO:AUTHPASS:PRIVPROTO:PRIVPASS (got %d fields)" % len(parts))
+    parts += [None] * (5 - len(parts))
+    user, auth, auth_pass, priv, priv_pass = parts
+    if auth is not None and auth.upper() not in usm.AUTH_PROTOCOLS:
+        raise ScanError("--v3: unknown AUTHPROTO %r (one of %s)" % (auth, "|".join(usm.AUTH_PROTOCOLS)))
+    if priv is not None and priv.upper() not in ("AES", "AES192", "AES256", "AES192C", "AES256C"):
+        what = "DES is not supported (broken cipher); set the device to AES" if "DES" in priv.upper() \
+            else "unknown PRIVPROTO %r (one of AES|AES192|AES256)" % priv
+        raise ScanError("--v3: " + what)
+    try:
+        usm.User(user, auth, auth_pass, priv, priv_pass)
+    except usm.UsmError as e:
+        raise ScanError("--v3: %s" % e)
+    return {"user": user, "auth": auth and auth.upper(), "auth_pass": auth_pass,
+            "priv": priv and priv.upper(), "priv_pass": priv_pass, "context": context}
+
+
 def run(target_specs, community="public", version="2c", port=161, exclude=(), timeout_ms=1000,
-        retries=1, workers=32):
-    """Scan on MicroPython; returns (records sorted by ip, addresses probed)."""
+        retries=1, workers=32, v3=None, context=None, kind="full", profiles_path=None):
+    """Scan on MicroPython; returns (records sorted by ip, addresses probed).
+    v3: a `--v3` spec (see parse_v3), with version "3" (or None); context: its context name."""
+    if v3 is not None and version not in (None, "3"):
+        raise ScanError("--v3 goes with --snmp-version 3, not %s" % version)
+    if v3 is None and version == "3":
+        raise ScanError("--snmp-version 3 needs --v3 USER[:AUTHPROTO:AUTHPASS[:PRIVPROTO:PRIVPASS]]")
+    if context and v3 is None:
+        raise ScanError("--context is an SNMPv3 option: give --v3 too")
+    cred = parse_v3(v3, context or "") if v3 is not None else None
+    version = "3" if v3 is not None else (version or "2c")
     for spec in list(target_specs) + list(exclude):
         try:
             targets.parse(spec, port)
         except targets.TargetError as e:
             raise ScanError(str(e))
     opts = {"targets": list(target_specs), "exclude": list(exclude), "community": community,
-            "version": version, "port": port, "timeout_ms": timeout_ms, "retries": retries, "workers": workers}
+            "version": version, "v3": cred, "port": port, "timeout_ms": timeout_ms, "retries": retries, "workers": workers,
+            "kind": kind, "profiles": profiles_path or compiled_profiles()}
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mp_scan.py")
     proc = subprocess.run([paths.micropython(), "-X", "heapsize=4M", script, paths.FIRMWARE],
                           input=json.dumps(opts) + "\n", capture_output=True, text=True)
@@ -39,6 +73,17 @@ def run(target_specs, community="public", version="2c", port=161, exclude=(), ti
         raise ScanError("the collector failed on MicroPython:\n" + (proc.stderr or proc.stdout)[-2000:])
     records.sort(key=lambda r: targets.ip_to_int(r["ip"]))
     return records, probed
+
+
+def compiled_profiles():
+    """build/profiles.json, compiled afresh from profiles/*.yaml (the box's own file format)."""
+    from . import profiles
+    out = os.path.join(paths.BUILD, "profiles.json")
+    try:
+        profiles.compile_to(out)
+    except profiles.ProfileError as e:
+        raise ScanError("profiles: %s" % e)
+    return out
 
 
 def lowest_supply(rec):

@@ -158,6 +158,7 @@ class Agent:
         self.mib = dict((o, v) for k, o, v in self.rows)
         self.community = community
         self.max_varbinds = max_varbinds   # > 0: answer tooBig above this many varbinds
+        self.max_bulk = 0                  # > 0: answer tooBig to GETBULKs asking for more rows
         self.requests = []                 # (Response, addr_key)
         self.drop = 0                      # silently drop the next N requests
         self.drop_if = None                # fn(req) -> True to drop
@@ -211,6 +212,8 @@ class Agent:
         v1 = req.version == "1"
         oids = [o for o, v in req.varbinds]
         if self.max_varbinds and len(oids) > self.max_varbinds:
+            return [(o, ber.encode_null()) for o in oids], 1, 0
+        if self.max_bulk and req.pdu_type == ber.GETBULK and req.error_index > self.max_bulk:
             return [(o, ber.encode_null()) for o in oids], 1, 0
         out = []
         if req.pdu_type == ber.GET:
@@ -639,3 +642,37 @@ def test_client_survives_several_event_loops_and_close():
     assert asyncio.run(once()) == [(SYS + ".5.0", b"fb-test")]
     c.close()
     c.close()
+
+
+def test_walk_adapts_max_repetitions_on_toobig():
+    async def go(c, a):
+        a.max_bulk = 6
+        rows = await c.walk("127.0.0.1", "1.3.6.1.2.1.2.2.1.2", port=a.port, max_repetitions=40)
+        bulks = [q.error_index for q, k in a.requests if q.pdu_type == ber.GETBULK]
+        a.max_bulk = 0
+        capped = await c.walk("127.0.0.1", "1.3.6.1.2.1.2.2.1.2", port=a.port, max_repetitions=40,
+                              max_rows=25)
+        last = a.requests[-1][0].error_index
+        return rows, bulks, capped, last
+    rows, bulks, capped, last = run(go)
+    assert len(rows) == 60 and rows[-1] == ("1.3.6.1.2.1.2.2.1.2.60", b"if59")
+    assert bulks[:4] == [40, 20, 10, 5] and set(bulks[4:]) == {5}
+    assert len(capped) == 25 and last == 25  # never asks for more rows than max_rows allows
+
+    async def one_row(c, a):  # tooBig even for one row: the error surfaces
+        a.max_bulk = 0.5
+        try:
+            await c.walk("127.0.0.1", SYS, port=a.port, max_repetitions=4)
+        except snmp.SnmpError as e:
+            return e.name, [q.error_index for q, k in a.requests]
+    assert run(one_row) == ("tooBig", [4, 2, 1])
+
+
+def test_rate_limit_spaces_requests():
+    async def go(c, a):
+        t0 = fbport.ticks_ms()
+        await asyncio.gather(*[c.get("127.0.0.1", [SYS + ".5.0"], port=a.port) for _ in range(8)])
+        return fbport.ticks_diff(fbport.ticks_ms(), t0), c.stats
+    elapsed, st = run(go, rate=40, burst=2, timeout_ms=2000)
+    # 2 at once, then one per 25 ms: the last of 8 leaves no earlier than 150 ms in
+    assert elapsed >= 140 and st["sent"] == 8 and st["timeouts"] == 0

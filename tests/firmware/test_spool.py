@@ -55,3 +55,43 @@ def test_ids_never_repeat_after_drain():
     s.ack(a)
     assert len(s) == 0
     assert Spool(d).put(b"b") == a + 1
+
+
+def test_eviction_order_bulk_then_counters_then_alerts_latest_counters_last():
+    from fleetbox.spool import BULK, COUNTERS, ALERTS
+    d = _fresh("prio")
+    s = Spool(d, max_items=4)
+    a1 = s.put(b"alert1", ALERTS)
+    c1 = s.put(b"counters1", COUNTERS)
+    b1 = s.put(b"bulk1", BULK)
+    c2 = s.put(b"counters2", COUNTERS)
+    s.put(b"bulk2", BULK)            # over bound: bulk1 goes
+    assert b1 not in s.ids() and s.evicted_ids == [b1]
+    s.put(b"alert2", ALERTS)         # bulk2 goes
+    s.put(b"alert3", ALERTS)         # the older counters go, the latest stay
+    assert c1 not in s.ids() and c2 in s.ids()
+    s.put(b"alert4", ALERTS)         # then the oldest alert
+    assert a1 not in s.ids() and c2 in s.ids()
+    reopened = Spool(d, max_items=4)
+    assert reopened.ids() == s.ids()
+
+
+def test_bounded_by_bytes():
+    d = _fresh("bytes")
+    s = Spool(d, max_items=100, max_bytes=250)
+    for i in range(5):
+        s.put(bytes(100))
+    assert len(s) == 2 and s.bytes == 200 and s.evicted == 3
+    assert Spool(d).bytes == 200
+
+
+def test_torn_last_marker_never_reuses_ids():
+    d = _fresh("last")
+    s = Spool(d)
+    for _ in range(3):
+        s.ack(s.put(b"x"))
+    with open(d + "/last.tmp", "w") as f:   # a power cut while the marker was rewritten
+        f.write("")
+    s2 = Spool(d)
+    assert s2.put(b"y") == 4
+    assert "last.tmp" not in os.listdir(d)

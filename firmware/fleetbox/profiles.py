@@ -1,0 +1,196 @@
+"""Vendor profiles on the box: load the compiled file, pick a device's profile, read its rules.
+
+The YAML sources live in profiles/ and are compiled by `fbtool profiles compile` into one
+compact JSON file (docs/profiles.md). The box loads `/data/profiles.json` when present
+(an update sent on its own), else the one shipped in the firmware slot.
+"""
+import json
+
+from fleetbox import records
+
+FORMAT = 1
+NAMES = ("model", "serial", "firmware", "brand")
+COUNTER_KEYS = ("total", "mono", "color", "print", "copy", "scan", "fax", "a3", "a4", "duplex")
+
+
+class ProfileError(ValueError):
+    pass
+
+
+def load(paths):
+    """The profile list from the first readable file among `paths`, else []."""
+    for path in paths:
+        try:
+            with open(path) as f:
+                data = json.load(f)
+        except OSError:
+            continue
+        except ValueError as e:
+            raise ProfileError("%s is not JSON: %s" % (path, e))
+        return check(data, path)
+    return []
+
+
+def check(data, where="profiles"):
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("profiles"), list):
+        raise ProfileError("%s: not a fleetbox profile file of format %d" % (where, FORMAT))
+    for p in data["profiles"]:
+        if not isinstance(p, dict) or not isinstance(p.get("vendor"), str):
+            raise ProfileError("%s: every profile needs a vendor" % where)
+    return data["profiles"]
+
+
+def enterprise(sys_object_id):
+    if sys_object_id and sys_object_id.startswith("1.3.6.1.4.1."):
+        arc = sys_object_id.split(".")[6:7]
+        if arc and arc[0].isdigit():
+            return int(arc[0])
+    return None
+
+
+def match(profiles, sys_object_id, descr):
+    """The profile for a device: sysObjectID's enterprise first, then words of sysDescr."""
+    ent = enterprise(sys_object_id)
+    d = (descr or "").lower()
+    best, score = None, 0
+    for p in profiles:
+        s = 0
+        if ent is not None and ent in p.get("enterprises", ()):
+            s = 3
+        for w in p.get("descr", ()):
+            w = w.lower()
+            if d.startswith(w):
+                s = max(s, 2)
+            elif (" " + w) in d:
+                s = max(s, 1)
+        if s > score:
+            best, score = p, s
+    return best
+
+
+def oids(profile, counters=True, ident=True):
+    """Every OID the profile's rules read with a GET."""
+    out = []
+    if not profile:
+        return out
+    if ident:
+        # Only a leading OID rule: later ones are asked only if earlier rules found nothing.
+        for name in NAMES:
+            rules = profile.get(name, ())
+            if rules and "oid" in rules[0]:
+                _src_oids(rules[0], out)
+    if counters:
+        c = profile.get("counters") or {}
+        for k in COUNTER_KEYS:
+            if k in c:
+                _src_oids(c[k], out)
+        for src in (c.get("vendor") or {}).values():
+            _src_oids(src, out)
+    return out
+
+
+def _src_oids(src, out):
+    if "oid" in src and src["oid"] not in out:
+        out.append(src["oid"])
+    for o in src.get("sum", ()):
+        if o not in out:
+            out.append(o)
+
+
+def pending(profile, ctx, names=NAMES):
+    """OIDs of text rules that would be tried next but were not read yet."""
+    out = []
+    for name in names:
+        for src in (profile or {}).get(name, ()):
+            if "oid" in src and src["oid"] not in ctx["get"]:
+                if src["oid"] not in out:
+                    out.append(src["oid"])
+                break
+            if extract_text(src, ctx):
+                break
+    return out
+
+
+def extract_text(src, ctx):
+    """Text from one source rule, or None. ctx: {"get": {oid: value}, "hr": str, "sysdescr": str}."""
+    if "oid" in src:
+        s = records.text(ctx["get"].get(src["oid"]), True)
+    elif "hr" in src:
+        s = ctx.get("hr")
+    elif "sysdescr" in src:
+        s = ctx.get("sysdescr")
+    else:
+        return None
+    if not s:
+        return None
+    if "ieee1284" in src:
+        s = records.ieee1284(s, src["ieee1284"])
+        if not s:
+            return None
+    if "after" in src:
+        i = s.find(src["after"])
+        if i < 0:
+            return None
+        s = s[i + len(src["after"]):]
+    if "before" in src:
+        i = s.find(src["before"])
+        if i >= 0:
+            s = s[:i]
+    s = s.strip()
+    if s and "only" in src:
+        low = s.lower()
+        for w in src["only"]:
+            if w.lower() == low:
+                return w
+        return None
+    return s or None
+
+
+def provenance(src, profile):
+    where = src.get("oid") or ("sum(" + ",".join(src["sum"]) + ")" if "sum" in src else
+                               "hrDeviceDescr" if "hr" in src else "sysDescr")
+    return "profile %s: %s" % (profile["vendor"], where)
+
+
+def first_text(profile, name, ctx):
+    """(value, provenance) of the first rule of `name` that yields text, else (None, None)."""
+    for src in (profile or {}).get(name, ()):
+        v = extract_text(src, ctx)
+        if v:
+            return v, provenance(src, profile)
+    return None, None
+
+
+def extract_counter(src, ctx):
+    if "sum" in src:
+        total = 0
+        for o in src["sum"]:
+            v = records.number(ctx["get"].get(o))
+            if v is None or v < 0:
+                return None
+            total += v
+        return total
+    if "oid" in src:
+        v = ctx["get"].get(src["oid"])
+        v = records.number(v) if src.get("text") else records.integer(v)
+        return v if v is not None and v >= 0 else None
+    return None
+
+
+def counters(profile, ctx, into, sources):
+    """Fill `into` (a counters object) with the profile's counters the device answered."""
+    c = (profile or {}).get("counters") or {}
+    for k in COUNTER_KEYS:
+        if k in c and k not in into:
+            v = extract_counter(c[k], ctx)
+            if v is not None:
+                into[k] = v
+                sources["counters." + k] = provenance(c[k], profile)
+    vendor = {}
+    for name, src in (c.get("vendor") or {}).items():
+        v = extract_counter(src, ctx)
+        if v is not None:
+            vendor[name] = v
+    if vendor:
+        into["vendor"] = vendor
+        sources["counters.vendor"] = "profile " + profile["vendor"]

@@ -1,0 +1,196 @@
+"""`fbtool profiles compile`: vendor profiles in YAML (profiles/*.yaml) -> the box's compact file.
+
+The language is documented in docs/profiles.md. The output is one JSON object without
+whitespace, `{"format": 1, "profiles": [...]}`, sorted by vendor; the box loads it with
+firmware/fleetbox/profiles.py. Every mistake in a YAML file is an error naming the file
+and the key, never a silently ignored rule.
+"""
+import glob
+import json
+import os
+import re
+
+import yaml
+
+from . import paths
+
+FORMAT = 1
+PROFILES_DIR = os.path.join(paths.ROOT, "profiles")
+TOP_KEYS = {"vendor", "enterprises", "descr", "model", "serial", "firmware", "brand",
+            "model_prefixes", "model_suffixes", "model_replace", "mfp_models", "counters",
+            "supply_special", "low_percent", "technology", "typology"}
+TEXT_RULES = ("model", "serial", "firmware", "brand")
+SOURCE_KEYS = {"oid", "hr", "sysdescr", "after", "before", "ieee1284", "only"}
+COUNTER_KEYS = ("total", "mono", "color", "print", "copy", "scan", "fax", "a3", "a4", "duplex")
+STATES = ("ok", "low", "empty", "some-remaining", "unknown", "unrestricted")
+TECHNOLOGIES = ("laser", "inkjet", "thermal", "solid-ink", "impact")
+OID_RE = re.compile(r"^1\.3\.6\.1(\.(0|[1-9][0-9]*))+$")
+
+
+class ProfileError(ValueError):
+    pass
+
+
+def _oid(v, where):
+    s = str(v).strip().lstrip(".")
+    if not OID_RE.match(s):
+        raise ProfileError("%s: %r is not a dotted OID under 1.3.6.1" % (where, v))
+    return s
+
+
+def _strings(v, where):
+    if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+        raise ProfileError("%s: expected a list of non-empty strings" % where)
+    return v
+
+
+def _text_source(src, where):
+    if src in ("hr", "sysdescr"):
+        return {src: True}
+    if isinstance(src, str):
+        return {"oid": _oid(src, where)}
+    if not isinstance(src, dict):
+        raise ProfileError("%s: a source is 'hr', 'sysdescr', an OID or a mapping" % where)
+    unknown = set(src) - SOURCE_KEYS
+    if unknown:
+        raise ProfileError("%s: unknown keys %s" % (where, sorted(unknown)))
+    kinds = [k for k in ("oid", "hr", "sysdescr") if k in src]
+    if len(kinds) != 1:
+        raise ProfileError("%s: a source names exactly one of oid, hr, sysdescr" % where)
+    out = {"oid": _oid(src["oid"], where)} if "oid" in src else {kinds[0]: True}
+    for k in ("after", "before", "ieee1284"):
+        if k in src:
+            if not isinstance(src[k], str) or not src[k]:
+                raise ProfileError("%s.%s: expected a non-empty string" % (where, k))
+            out[k] = src[k]
+    if "only" in src:
+        out["only"] = _strings(src["only"], where + ".only")
+    return out
+
+
+def _counter_source(src, where):
+    if isinstance(src, str):
+        return {"oid": _oid(src, where)}
+    if not isinstance(src, dict):
+        raise ProfileError("%s: a counter is an OID, {oid: ...} or {sum: [...]}" % where)
+    unknown = set(src) - {"oid", "sum", "text"}
+    if unknown:
+        raise ProfileError("%s: unknown keys %s" % (where, sorted(unknown)))
+    if ("oid" in src) == ("sum" in src):
+        raise ProfileError("%s: a counter has exactly one of oid, sum" % where)
+    if "sum" in src:
+        if not isinstance(src["sum"], list) or len(src["sum"]) < 2:
+            raise ProfileError("%s.sum: expected a list of at least two OIDs" % where)
+        return {"sum": [_oid(o, where + ".sum") for o in src["sum"]]}
+    out = {"oid": _oid(src["oid"], where)}
+    if src.get("text"):
+        out["text"] = True
+    return out
+
+
+def compile_profile(data, where):
+    if not isinstance(data, dict):
+        raise ProfileError("%s: expected a mapping" % where)
+    unknown = set(data) - TOP_KEYS
+    if unknown:
+        raise ProfileError("%s: unknown keys %s" % (where, sorted(unknown)))
+    if not isinstance(data.get("vendor"), str) or not data["vendor"].strip():
+        raise ProfileError("%s: vendor is required" % where)
+    out = {"vendor": data["vendor"].strip()}
+    ents = data.get("enterprises", [])
+    if not isinstance(ents, list) or not all(isinstance(e, int) and e > 0 for e in ents):
+        raise ProfileError("%s.enterprises: expected a list of positive integers" % where)
+    out["enterprises"] = ents
+    out["descr"] = _strings(data.get("descr", []), where + ".descr")
+    if not ents and not out["descr"]:
+        raise ProfileError("%s: needs enterprises or descr to ever match" % where)
+    for name in TEXT_RULES:
+        if name in data:
+            if not isinstance(data[name], list):
+                raise ProfileError("%s.%s: expected a list of sources" % (where, name))
+            out[name] = [_text_source(s, "%s.%s[%d]" % (where, name, i)) for i, s in enumerate(data[name])]
+    for k in ("model_prefixes", "model_suffixes", "mfp_models"):
+        if k in data:
+            out[k] = _strings(data[k], where + "." + k)
+    if "model_replace" in data:
+        rep = data["model_replace"]
+        if not isinstance(rep, list) or not all(isinstance(p, list) and len(p) == 2 and
+                                                all(isinstance(x, str) for x in p) and p[0] for p in rep):
+            raise ProfileError("%s.model_replace: expected a list of [old, new] pairs" % where)
+        out["model_replace"] = rep
+    if "counters" in data:
+        c = data["counters"]
+        if not isinstance(c, dict):
+            raise ProfileError("%s.counters: expected a mapping" % where)
+        bad = set(c) - set(COUNTER_KEYS) - {"vendor"}
+        if bad:
+            raise ProfileError("%s.counters: unknown counters %s (vendor ones go under vendor:)" % (where, sorted(bad)))
+        cc = {k: _counter_source(c[k], "%s.counters.%s" % (where, k)) for k in COUNTER_KEYS if k in c}
+        if "vendor" in c:
+            if not isinstance(c["vendor"], dict):
+                raise ProfileError("%s.counters.vendor: expected a mapping" % where)
+            cc["vendor"] = {str(n): _counter_source(s, "%s.counters.vendor.%s" % (where, n))
+                            for n, s in c["vendor"].items()}
+        out["counters"] = cc
+    if "supply_special" in data:
+        sp = data["supply_special"]
+        if not isinstance(sp, dict):
+            raise ProfileError("%s.supply_special: expected a mapping level -> state" % where)
+        pairs = []
+        for k, v in sp.items():
+            try:
+                level = int(k)
+            except (TypeError, ValueError):
+                raise ProfileError("%s.supply_special: %r is not an integer level" % (where, k))
+            if v not in STATES:
+                raise ProfileError("%s.supply_special: state %r not one of %s" % (where, v, STATES))
+            pairs.append([level, v])
+        out["supply_special"] = pairs
+    if "low_percent" in data:
+        lp = data["low_percent"]
+        if not isinstance(lp, int) or not 0 <= lp <= 100:
+            raise ProfileError("%s.low_percent: expected an integer 0-100" % where)
+        out["low_percent"] = lp
+    if "technology" in data:
+        if data["technology"] not in TECHNOLOGIES:
+            raise ProfileError("%s.technology: one of %s" % (where, TECHNOLOGIES))
+        out["technology"] = data["technology"]
+    if "typology" in data:
+        if data["typology"] not in ("mfp", "printer"):
+            raise ProfileError("%s.typology: mfp or printer" % where)
+        out["typology"] = data["typology"]
+    return out
+
+
+def compile_dir(directory=PROFILES_DIR):
+    """Every *.yaml of `directory` -> the compiled object (a dict)."""
+    files = sorted(glob.glob(os.path.join(directory, "*.yaml")))
+    if not files:
+        raise ProfileError("no *.yaml profiles in %s" % directory)
+    profiles, vendors = [], {}
+    for path in files:
+        name = os.path.basename(path)
+        try:
+            with open(path) as f:
+                data = yaml.safe_load(f)
+        except (OSError, yaml.YAMLError) as e:
+            raise ProfileError("%s: %s" % (name, e))
+        p = compile_profile(data, name)
+        if p["vendor"] in vendors:
+            raise ProfileError("%s: vendor %s already defined in %s" % (name, p["vendor"], vendors[p["vendor"]]))
+        vendors[p["vendor"]] = name
+        profiles.append(p)
+    profiles.sort(key=lambda p: p["vendor"])
+    return {"format": FORMAT, "profiles": profiles}
+
+
+def dumps(compiled):
+    return json.dumps(compiled, separators=(",", ":"), sort_keys=True).encode()
+
+
+def compile_to(output, directory=PROFILES_DIR):
+    data = dumps(compile_dir(directory))
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    with open(output, "wb") as f:
+        f.write(data)
+    return data

@@ -1,0 +1,33 @@
+"""The box's spool + uplink on MicroPython, driven by a test or bench/uplink over stdin.
+
+Usage: micropython mp_uplink_box.py ROOT STATE_DIR < commands (one JSON per line):
+  {"config": {...}, "identity": {...}}          first line
+  {"put": batch, "class": 0}                     spool a batch (the JSON App._spool writes)
+  {"drain": true}                                drain; prints {"sent", "error", "stats", "spool"}
+"""
+import json
+import sys
+
+root, state = sys.argv[1], sys.argv[2]
+sys.path.insert(0, root + "/firmware")
+from fleetbox import config, uplink  # noqa: E402
+from fleetbox.spool import Spool  # noqa: E402
+
+first = json.loads(sys.stdin.readline())
+cfg = config.check(first["config"])
+up = uplink.Uplink(cfg, first["identity"], state)
+spool = Spool(state + "/spool")
+for line in sys.stdin:
+    cmd = json.loads(line)
+    if "put" in cmd:
+        spool.put(json.dumps(cmd["put"]), cmd.get("class", 0))
+    elif "drain" in cmd:
+        out = {"sent": 0, "error": None}
+        try:
+            out["sent"] = up.drain(spool)
+        except uplink.UplinkError as e:
+            out["error"] = str(e)
+        out["stats"] = up.stats
+        out["spool"] = spool.ids()
+        print(json.dumps(out))
+up.close()

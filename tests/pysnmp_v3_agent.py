@@ -1,0 +1,76 @@
+"""A pysnmp command responder (GET/GETNEXT/GETBULK) for interop tests and benchmarks.
+
+Usage: python tests/pysnmp_v3_agent.py HOST PORT [HOST2 ...]
+Serves pysnmp's own SNMPv2-MIB (sysDescr etc.) to v1/v2c community "public" and to one
+SNMPv3 user per auth x priv combination (USERS below), in the default context and in
+context "MFP". Prints "ready" once listening; stops on SIGTERM.
+"""
+import asyncio
+import sys
+
+from pyasn1.type import univ
+from pysnmp.carrier.asyncio.dgram import udp
+from pysnmp.entity import config, engine
+from pysnmp.entity.rfc3413 import cmdrsp, context
+
+AUTH = {"MD5": config.USM_AUTH_HMAC96_MD5, "SHA": config.USM_AUTH_HMAC96_SHA,
+        "SHA224": config.USM_AUTH_HMAC128_SHA224, "SHA256": config.USM_AUTH_HMAC192_SHA256,
+        "SHA384": config.USM_AUTH_HMAC256_SHA384, "SHA512": config.USM_AUTH_HMAC384_SHA512}
+# net-snmp's AES-192/256 key extension is pysnmp's "Blumenthal"; Cisco's is pysnmp's plain Aes192/256
+PRIV = {"AES": config.USM_PRIV_CFB128_AES,
+        "AES192": config.USM_PRIV_CFB192_AES_BLUMENTHAL, "AES256": config.USM_PRIV_CFB256_AES_BLUMENTHAL,
+        "AES192C": config.USM_PRIV_CFB192_AES, "AES256C": config.USM_PRIV_CFB256_AES}
+ENGINE_ID = bytes.fromhex("80001f8880fb1e7b0c0ffee000000001")
+
+
+def users():
+    """(user name, auth, auth pass, priv, priv pass) for every combination."""
+    out = [("noauth", None, None, None, None)]
+    for a in AUTH:
+        out.append(("%s-none" % a.lower(), a, "auth-%s-pass" % a.lower(), None, None))
+        for p in PRIV:
+            out.append(("%s-%s" % (a.lower(), p.lower()), a, "auth-%s-pass" % a.lower(),
+                        p, "priv-%s-pass" % p.lower()))
+    return out
+
+
+USERS = users()
+
+
+def main():
+    hosts = sys.argv[1:-1] if len(sys.argv) > 3 else [sys.argv[1]]
+    port = int(sys.argv[-1])
+    eng = engine.SnmpEngine(snmpEngineID=univ.OctetString(hexValue=ENGINE_ID.hex()))
+    for i, h in enumerate(hosts):
+        config.add_transport(eng, udp.DOMAIN_NAME + (i + 1,),
+                             udp.UdpTransport().open_server_mode((h, port)))
+    config.add_v1_system(eng, "area", "public")
+    config.add_vacm_user(eng, 1, "area", "noAuthNoPriv", (1, 3, 6))
+    config.add_vacm_user(eng, 2, "area", "noAuthNoPriv", (1, 3, 6))
+    for name, a, ap, p, pp in USERS:
+        if a is None:
+            config.add_v3_user(eng, name)
+            level = "noAuthNoPriv"
+        elif p is None:
+            config.add_v3_user(eng, name, AUTH[a], ap)
+            level = "authNoPriv"
+        else:
+            config.add_v3_user(eng, name, AUTH[a], ap, PRIV[p], pp)
+            level = "authPriv"
+        config.add_vacm_user(eng, 3, name, level, (1, 3, 6), contextName=b"")
+        config.add_vacm_user(eng, 3, name, level, (1, 3, 6), contextName=b"MFP")
+    ctx = context.SnmpContext(eng)
+    ctx.register_context_name(b"MFP", ctx.get_mib_instrum(b""))
+    cmdrsp.GetCommandResponder(eng, ctx)
+    cmdrsp.NextCommandResponder(eng, ctx)
+    cmdrsp.BulkCommandResponder(eng, ctx)
+    eng.transport_dispatcher.job_started(1)
+    print("ready", flush=True)
+    try:
+        eng.open_dispatcher()
+    finally:
+        eng.close_dispatcher()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,289 @@
+"""The box's uplink (firmware, here on CPython) against the real cloud over real HTTPS on loopback:
+deltas rebuilt into full records, keep-alive, failover and return, outages, impostors, a proxy."""
+import itertools
+import json
+import os
+import time
+
+import pytest
+
+from fleetbox import envelope, https, uplink
+from fleetbox.spool import Spool
+from simulator import pki
+from tests.uplink_kit import ConnectProxy, Impostor, Kit, Relay
+
+T0 = int(time.time()) - 3600
+_hosts = itertools.count(10)
+
+
+def sample_records(cycle, n=8, scan="full"):
+    """Records shaped like device-record.md; counters move every cycle, a toner every third."""
+    out = []
+    for i in range(n):
+        at = T0 + cycle * 300 + i
+        rec = {"ip": "192.0.2.%d" % (10 + i), "port": 161, "serial": "SN-%04d" % i, "mac": "00:11:22:33:44:%02x" % i,
+               "manufacturer": "HP", "model": "LaserJet M50%d" % i, "hostname": "prn%d" % i,
+               "sys_descr": "HP ETHERNET MULTI-ENVIRONMENT,ROM none,JETDIRECT,JD153", "location": "floor %d" % i,
+               "uptime_s": 86400 + cycle * 300 + (i if cycle % 2 else 0), "collected_at": at, "scan": scan,
+               "snmp_version": "2c", "typology": "mfp", "technology": "laser", "color": i % 2 == 0,
+               "counters": {"total": 10000 * i + 37 * cycle, "mono": 8000 * i + 30 * cycle, "color": 7 * cycle},
+               "supplies": [{"index": 1, "kind": "toner", "color": "black", "description": "Black Cartridge",
+                             "unit": "percent", "max": 100, "level": 90 - cycle // 3, "percent": 90 - cycle // 3,
+                             "state": "ok"}],
+               "status": {"device": "running", "printer": "idle", "errors": [], "display": ["Ready"], "alerts": []}}
+        if cycle >= 2 and i == 3:
+            del rec["location"]                 # a field that went away
+            rec["status"]["errors"] = ["lowPaper"]
+        out.append(rec)
+    return out
+
+
+def put_cycle(spool, cycle, n=8, scan="full"):
+    recs = sample_records(cycle, n, scan)
+    spool.put(json.dumps({"scan": scan, "cycle": T0 + cycle * 300, "records": recs}))
+    return recs
+
+
+@pytest.fixture
+def kit_dir(tmp_path):
+    d = tmp_path / "cloud"
+    d.mkdir()
+    return str(d)
+
+
+def _kit(kit_dir):
+    h = next(_hosts)
+    return Kit(kit_dir, ("127.77.5.%d" % h, 17543), ("127.77.6.%d" % h, 17543)).start()
+
+
+@pytest.fixture
+def cloud(kit_dir):
+    k = _kit(kit_dir)
+    yield k
+    k.stop()
+
+
+def box(cloud, tmp_path, **cfg):
+    state = str(tmp_path / "box")
+    os.makedirs(state, exist_ok=True)
+    c = cloud.cfg(**cfg)
+    return Spool(state + "/spool"), uplink.Uplink(c, cloud.identity, state)
+
+
+def stored(cloud):
+    return {r["serial"]: r for r in cloud.store.devices(cloud.serial)}
+
+
+def test_deltas_travel_and_the_cloud_rebuilds_full_records(cloud, tmp_path):
+    spool, up = box(cloud, tmp_path)
+    sizes = []
+    for cycle in range(4):
+        recs = put_cycle(spool, cycle)
+        before = up.stats["bytes_out"]
+        assert up.drain(spool) == 1
+        sizes.append(up.stats["bytes_out"] - before)
+        assert stored(cloud) == {r["serial"]: r for r in recs}   # full state, byte for byte
+    assert sizes[1] * 4 < sizes[0]          # after first sight only what changed travels
+    hist = cloud.store.history(cloud.serial, "SN-0003")
+    assert [h["collected_at"] for h in hist] == [T0 + c * 300 + 3 for c in (3, 2, 1, 0)]
+    assert hist[0] == sample_records(3)[3] and hist[-1] == sample_records(0)[3]
+    assert up.stats["handshakes"] == 1       # one kept-alive TLS session for all four
+    assert len(spool) == 0
+
+
+def test_partial_scans_merge_without_losing_fields(cloud, tmp_path):
+    spool, up = box(cloud, tmp_path)
+    put_cycle(spool, 0)
+    counters = [{k: r[k] for k in ("ip", "port", "serial", "mac", "uptime_s", "collected_at", "counters")}
+                for r in sample_records(1)]
+    spool.put(json.dumps({"scan": "counters", "cycle": T0 + 300, "records": counters}))
+    assert up.drain(spool) == 2
+    want = {r["serial"]: dict(r, counters=c["counters"], uptime_s=c["uptime_s"], collected_at=c["collected_at"])
+            for r, c in zip(sample_records(0), counters)}
+    assert stored(cloud) == want
+
+
+def test_cloud_asks_for_full_records_when_its_state_differs(cloud, tmp_path):
+    spool, up = box(cloud, tmp_path)
+    put_cycle(spool, 0)
+    up.drain(spool)
+    cloud.store.db.execute("DELETE FROM devices WHERE device='SN-0002'")   # the cloud lost one device
+    put_cycle(spool, 1)
+    up.drain(spool)
+    assert "SN-0002" not in up.delta.devices                                # told to resync
+    recs = put_cycle(spool, 2)
+    up.drain(spool)
+    assert stored(cloud) == {r["serial"]: r for r in recs}
+
+
+def test_cloud_down_many_cycles_then_back_every_record_once(cloud, tmp_path):
+    spool, up = box(cloud, tmp_path)
+    put_cycle(spool, 0)
+    up.drain(spool)
+    for r in cloud.cloud.receivers.values():
+        r.stop()
+    for cycle in range(1, 13):
+        put_cycle(spool, cycle)
+        with pytest.raises(uplink.UplinkError):
+            up.drain(spool)
+    assert len(spool) == 12 and up.backoff_n == 12 and not up.due()
+    for r in cloud.cloud.receivers.values():
+        r.start()
+    assert up.drain(spool) == 12 and len(spool) == 0
+    uploads = cloud.store.uploads(cloud.serial)
+    assert [u["upload"] for u in uploads] == list(range(1, 14))
+    for i in range(8):
+        hist = cloud.store.history(cloud.serial, "SN-%04d" % i, limit=1000)
+        assert [h["collected_at"] for h in reversed(hist)] == [T0 + c * 300 + i for c in range(13)]
+        assert list(reversed(hist)) == [sample_records(c)[i] for c in range(13)]
+
+
+def test_lost_acknowledgement_is_not_stored_twice(cloud, tmp_path):
+    spool, up = box(cloud, tmp_path)
+    put_cycle(spool, 0)
+    ident, data = spool.peek()
+    up.send(ident, json.loads(data))            # delivered, but the box "crashed" before spool.ack
+    spool2, up2 = box(cloud, tmp_path)          # reboot: the same batch is still spooled
+    assert up2.drain(spool2) == 1 and up2.stats["duplicates"] == 1
+    assert len(cloud.store.history(cloud.serial, "SN-0001")) == 1
+
+
+def test_failover_to_rescue_and_back_to_liberty(cloud, tmp_path):
+    spool, up = box(cloud, tmp_path, return_after_s=1)
+    cloud.cloud.receivers["liberty"].stop()
+    put_cycle(spool, 0)
+    up.drain(spool)
+    assert up.stats["last_endpoint"] == "rescue" and up.stats["failovers"] == 1
+    put_cycle(spool, 1)
+    up.drain(spool)                             # stays on rescue: no retry of liberty every upload
+    assert up.stats["last_endpoint"] == "rescue" and up.stats["failovers"] == 1
+    cloud.cloud.receivers["liberty"].start()
+    time.sleep(1.1)
+    put_cycle(spool, 2)
+    up.drain(spool)
+    assert up.stats["last_endpoint"] == "liberty"
+    assert [u["endpoint"] for u in cloud.store.uploads(cloud.serial)] == ["rescue", "rescue", "liberty"]
+
+
+def test_backoff_is_exponential_with_jitter_and_capped():
+    assert uplink.backoff_ms(1, 10, 900, rand=0) == 5000
+    assert uplink.backoff_ms(1, 10, 900, rand=0.999) < 10000
+    assert uplink.backoff_ms(3, 10, 900, rand=0) == 20000
+    assert uplink.backoff_ms(30, 10, 900, rand=0.999) <= 900000
+    assert len({uplink.backoff_ms(4) for _ in range(50)}) > 5
+
+
+def _impostor(tmp_path, kit, own_ca):
+    d = str(tmp_path / ("mitm-own-ca" if own_ca else "mitm-our-ca"))
+    os.makedirs(d, exist_ok=True)
+    ca = pki.ensure_ca(d, "evil-ca", "Evil CA") if own_ca else kit.ca
+    addr = "127.77.7.%d" % next(_hosts)
+    cert, key = pki.ensure_server(d, "liberty", "liberty.fleetbox.test", [addr], ca)
+    return Impostor(addr, cert, key)
+
+
+@pytest.mark.parametrize("own_ca", [True, False], ids=["certificate-from-another-ca", "right-ca-wrong-pin"])
+def test_man_in_the_middle_is_refused_and_data_kept(cloud, tmp_path, own_ca):
+    mitm = _impostor(tmp_path, cloud, own_ca)
+    try:
+        cfg = cloud.raw_cfg(endpoints=("liberty",), resolve={"liberty": (mitm.address, mitm.port)})
+        from fleetbox import config
+        state = str(tmp_path / "box")
+        os.makedirs(state)
+        spool, up = Spool(state + "/spool"), uplink.Uplink(config.check(cfg), cloud.identity, state)
+        put_cycle(spool, 0)
+        before = {i: spool._file(i) for i in spool.ids()}
+        content = [open(p, "rb").read() for p in before.values()]
+        with pytest.raises(uplink.UplinkError) as e:
+            up.drain(spool)
+        assert ("matches no pin" in str(e.value)) == (not own_ca)
+        assert spool.ids() == list(before) and [open(p, "rb").read() for p in before.values()] == content
+        assert mitm.received == []              # not one byte of HTTP reached the impostor
+        assert cloud.store.uploads(cloud.serial) == []
+    finally:
+        mitm.stop()
+
+
+def test_through_an_http_proxy_with_basic_auth(cloud, tmp_path):
+    lib = cloud.cloud.receivers["liberty"]
+    target = "liberty.fleetbox.test:%d" % lib.port
+    proxy = ConnectProxy("127.77.8.%d" % next(_hosts), "box", "s3cret", allowed={target: (lib.address, lib.port)})
+    try:
+        cfg = cloud.raw_cfg(endpoints=("liberty",),
+                            proxy={"url": "http://%s:%d" % (proxy.address, proxy.port), "user": "box", "password": "s3cret"})
+        for ep in cfg["endpoints"]:
+            ep.pop("resolve")                   # the proxy resolves names, not the box
+        from fleetbox import config
+        state = str(tmp_path / "box")
+        os.makedirs(state)
+        spool, up = Spool(state + "/spool"), uplink.Uplink(config.check(cfg), cloud.identity, state)
+        put_cycle(spool, 0)
+        put_cycle(spool, 1)
+        assert up.drain(spool) == 2
+        assert proxy.tunnels == [target]        # one tunnel, kept alive for both uploads
+        assert len(cloud.store.uploads(cloud.serial)) == 2
+        cfg["proxy"]["password"] = "wrong"
+        up2 = uplink.Uplink(config.check(cfg), cloud.identity, state)
+        put_cycle(spool, 2)
+        with pytest.raises(uplink.UplinkError) as e:
+            up2.drain(spool)
+        assert "407" in str(e.value) and len(spool) == 1
+        assert ("auth", target) in proxy.refused
+    finally:
+        proxy.stop()
+
+
+def test_replayed_bitflipped_and_garbage_envelopes_get_4xx_over_https(cloud):
+    url = "https://liberty.fleetbox.test:%d/v1/ingest" % cloud.cloud.receivers["liberty"].port
+    res = cloud.cloud.receivers["liberty"].address
+    ca = pki.der(cloud.ca[1])
+    pins = [bytes.fromhex(p) for p in cloud.pins()]
+    key = bytes.fromhex(cloud.identity["device_key"])
+    from fleetbox import cbor
+
+    def env(seq, upload):
+        pt = cbor.dumps({"v": 2, "upload": upload}) + cbor.dumps({"scan": "full", "cycle": T0, "records": sample_records(0, 1)})
+        return envelope.seal(key, 1, cloud.serial, seq, int(time.time()), pt)
+
+    def post(body):
+        status, reply = https.request("POST", url, body, ca, pins, res)
+        return status, json.loads(reply)
+
+    first, second = env(1, 1), env(2, 2)
+    assert post(first)[0] == 200 and post(second)[0] == 200
+    assert post(first) == (409, {"ok": False, "reason": "replay"})
+    flipped = bytearray(env(3, 3))
+    flipped[60] ^= 0x01
+    assert post(bytes(flipped)) == (403, {"ok": False, "reason": "bad-mac"})
+    assert post(b"not an envelope at all")[1]["reason"] == "malformed"
+    assert post(second)[1].get("duplicate") is True          # a copy of the last one: acknowledged, not stored again
+    assert [u["upload"] for u in cloud.store.uploads(cloud.serial)] == [1, 2]
+    assert [r["reason"] for r in cloud.store.rejects()] == ["replay", "bad-mac", "malformed"]
+    assert post(env(4, 3))[0] == 200                           # and the receiver still serves
+
+
+def test_never_plain_http():
+    with pytest.raises(https.HttpError):
+        https.Connection("http://liberty.fleetbox.test/v1/ingest", b"ca")
+    with pytest.raises(https.HttpError):
+        https.Connection("https://x/v1", None)
+    from fleetbox import config
+    with pytest.raises(config.ConfigError):
+        config.check({"endpoints": [{"url": "http://x/v1/ingest"}]})
+
+
+def test_connection_reuse_counts_on_the_wire(cloud, tmp_path):
+    lib = cloud.cloud.receivers["liberty"]
+    relay = Relay("127.77.9.%d" % next(_hosts), (lib.address, lib.port))
+    try:
+        cfg = cloud.raw_cfg(endpoints=("liberty",), resolve={"liberty": (relay.address, relay.port)})
+        from fleetbox import config
+        state = str(tmp_path / "box")
+        os.makedirs(state)
+        spool, up = Spool(state + "/spool"), uplink.Uplink(config.check(cfg), cloud.identity, state)
+        for c in range(3):
+            put_cycle(spool, c)
+        assert up.drain(spool) == 3
+        assert relay.count["connections"] == 1 and up.stats["handshakes"] == 1
+    finally:
+        relay.stop()

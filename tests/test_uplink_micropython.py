@@ -1,0 +1,55 @@
+"""The uplink on the real runtime (MicroPython 1.29, mbedtls): keep-alive over its `tls`, pins,
+and impostors, against the real cloud over HTTPS on loopback."""
+import json
+import os
+import subprocess
+import sys
+
+from tests.test_uplink import T0, _hosts, _impostor, sample_records, stored  # noqa: F401  (fixtures below)
+from tests.test_uplink import cloud, kit_dir  # noqa: F401
+from tests.uplink_kit import Relay
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
+
+
+def run_box(state, cfg, identity, commands, timeout=120):
+    """Feed commands to tests/mp_uplink_box.py; returns the replies of its drains."""
+    os.makedirs(state, exist_ok=True)
+    lines = [json.dumps({"config": cfg, "identity": identity})] + [json.dumps(c) for c in commands]
+    r = subprocess.run([MICROPYTHON, "-X", "heapsize=1M", os.path.join(ROOT, "tests", "mp_uplink_box.py"), ROOT, state],
+                       input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+
+
+def batch(cycle):
+    return {"put": {"scan": "full", "cycle": T0 + cycle * 300, "records": sample_records(cycle)}}
+
+
+def test_micropython_box_keeps_one_tls_session_for_a_drain(cloud, tmp_path):
+    lib = cloud.cloud.receivers["liberty"]
+    relay = Relay("127.77.9.%d" % next(_hosts), (lib.address, lib.port))
+    try:
+        cfg = cloud.raw_cfg(endpoints=("liberty", "rescue"), resolve={"liberty": (relay.address, relay.port)})
+        out = run_box(str(tmp_path / "box"), cfg, cloud.identity,
+                      [batch(0), batch(1), batch(2), {"drain": True}, batch(3), {"drain": True}])
+        assert [o["sent"] for o in out] == [3, 1] and out[-1]["spool"] == []
+        assert out[-1]["stats"]["handshakes"] == 1 and relay.count["connections"] == 1
+        assert stored(cloud) == {r["serial"]: r for r in sample_records(3)}
+    finally:
+        relay.stop()
+
+
+def test_micropython_box_refuses_impostors_and_keeps_its_data(cloud, tmp_path):
+    for own_ca in (True, False):
+        mitm = _impostor(tmp_path, cloud, own_ca)
+        try:
+            cfg = cloud.raw_cfg(endpoints=("liberty",), resolve={"liberty": (mitm.address, mitm.port)})
+            out = run_box(str(tmp_path / ("box%d" % own_ca)), cfg, cloud.identity, [batch(0), {"drain": True}])
+            assert out[0]["sent"] == 0 and len(out[0]["spool"]) == 1, out
+            assert ("matches no pin" in out[0]["error"]) == (not own_ca), out[0]["error"]
+            assert mitm.received == []
+        finally:
+            mitm.stop()
+    assert cloud.store.uploads(cloud.serial) == []
