@@ -27,7 +27,8 @@ $(SYSDEPS_STAMP): | $(STAMP)
 sim: deps
 	$(PY) -m simulator run $(SIM_ARGS)
 
-# Keeps the simulation running until Ctrl-C.
+# Keeps the simulation running until Ctrl-C; type fault commands on stdin (`help` lists them).
+# Scripted faults: make sim SIM_ARGS="--fault 20:cable-pull --fault 40:cable-plug" (README).
 sim-forever: deps
 	$(PY) -m simulator run --forever $(SIM_ARGS)
 

@@ -19,6 +19,19 @@ LED_FAULT = "fault"
 LED_PATTERNS = (LED_BOOTING, LED_UNPROVISIONED, LED_RUNNING, LED_NO_LINK, LED_UPLINK_FAILING,
                 LED_UPDATING, LED_RESCUE, LED_FAULT)
 
+# Blink codes: one character per LED_STEP_MS step ("1" on, "0" off), repeated; docs/boards.md.
+LED_STEP_MS = 125
+LED_BLINK = {
+    LED_BOOTING: "1100110011001100",        # 4 Hz flicker
+    LED_UNPROVISIONED: "1111111100000000",  # slow 0.5 Hz blink
+    LED_RUNNING: "1111111111111110",        # on, with a short dark beat every 2 s (alive)
+    LED_NO_LINK: "1000000000000000",        # one flash every 2 s
+    LED_UPLINK_FAILING: "1010000000000000",  # two flashes every 2 s
+    LED_RESCUE: "1010100000000000",         # three flashes every 2 s
+    LED_UPDATING: "1111000011110000",       # 1 Hz blink
+    LED_FAULT: "1010101010101010",          # 4 Hz rapid blink
+}
+
 # Events Board.poll() returns, as (kind, value) pairs.
 EV_LINK = "link"          # value: True (cable in, link negotiated) or False
 EV_POWER = "power"        # value: POWER_POE or POWER_ADAPTER

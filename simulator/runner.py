@@ -61,8 +61,10 @@ def site_networks(devices):
 
 class Simulation:
     def __init__(self, state_dir, snmp_port=None, cloud_port=443, interval=15, serial="SIM-0001",
-                 liberty="127.77.0.1", rescue="127.77.0.2", site_yaml=None, echo=print, watchdog_s=None, rtc=None):
+                 liberty="127.77.0.1", rescue="127.77.0.2", site_yaml=None, echo=print, watchdog_s=None, rtc=None,
+                 targets=None):
         self.state = os.path.abspath(state_dir)
+        self.targets = targets    # default: every /24 of the site
         self.snmp_port = snmp_port
         self.cloud_port = cloud_port
         self.interval = interval
@@ -119,7 +121,7 @@ class Simulation:
     def box_config(self):
         certs = [os.path.join(self.state, n + ".pem") for n in self.endpoints]
         return {
-            "targets": site_networks(self.site.devices),
+            "targets": self.targets or site_networks(self.site.devices),
             "communities": ["public"],
             "snmp_port": self.snmp_port or 161,
             "timeout_ms": 700,
@@ -264,8 +266,9 @@ class Simulation:
 
     def status_line(self):
         st = self.board_state() or {}
+        link = {True: "up", False: "down"}.get(st.get("link"), "-")
         return "LED %-14s link %-4s power %-7s boots %d resets %s cycles %d printers %d" % (
-            self.led(), "up" if st.get("link") else "down", st.get("power"), self.hw.boots,
+            self.led() or "-", link, st.get("power") or "-", self.hw.boots,
             ",".join("%s=%d" % kv for kv in sorted(self.hw.resets.items())), len(self.cycles()), len(self.devices()))
 
     # -- tear-down

@@ -12,7 +12,6 @@ The box opens no listening socket: it polls the inputs from its main loop.
 While the cable is out, the network layer refuses every new socket and address
 lookup with OSError(ENETDOWN), as a real stack does with its interface down.
 """
-import errno
 import json
 import os
 import sys
@@ -21,6 +20,7 @@ import hal
 from fleetbox import port
 
 WATCHDOG_S = 60   # board.yaml hardware.watchdog_s; the simulator may set a shorter one
+ENETDOWN = 100    # Linux errno "Network is down" (MicroPython's errno module lacks the name)
 
 
 def _read(path, default=None):
@@ -36,14 +36,14 @@ class _Network:
 
     def __init__(self, real, link_up):
         for name in dir(real):
-            if not name.startswith("__"):
+            if not name.startswith("__") and name not in ("socket", "getaddrinfo"):
                 setattr(self, name, getattr(real, name))
         self._real = real
         self._link_up = link_up
 
     def _check(self):
         if not self._link_up():
-            raise OSError(errno.ENETDOWN)
+            raise OSError(ENETDOWN)
 
     def socket(self, *args):
         self._check()
@@ -182,6 +182,10 @@ class Board(hal.Board):
         print("board: hanging on purpose (injected fault)")
         while True:
             port.ticks_ms()
+
+    def set_time(self, unix_s):
+        hal.Board.set_time(self, unix_s)
+        self._publish_state()
 
     def feed_watchdog(self):
         # The simulator starts its watchdog at the first feed and resets the box

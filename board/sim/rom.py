@@ -15,6 +15,7 @@ PT_MAGIC = b"FBPT"
 PT_HEAD = "<4sBBHI"       # magic, version, count, reserved, block size
 PT_ENTRY = "<16sIIB3x"    # name, offset, size, type
 TYPE_NAMES = {1: "table", 2: "lfs", 3: "raw"}
+_BLANK = bytearray()
 PAGE_SIZE = 256           # NOR flash program page
 
 
@@ -55,7 +56,9 @@ class Partition:
         if op == 6:  # erase: fill with 0xff like NOR flash
             f = self.flash
             f.seek(self.offset + arg * self.block_size)
-            f.write(b"\xff" * self.block_size)
+            if len(_BLANK) != self.block_size:
+                _BLANK[:] = b"\xff" * self.block_size
+            f.write(_BLANK)   # one buffer for every erase: no 4 KB allocation in a fragmented heap
             return 0
         return 0
 

@@ -8,7 +8,7 @@ remembered from the last scan).
 """
 import asyncio
 
-from fleetbox import ber, profiles, records, snmp
+from fleetbox import ber, discovery, profiles, records, snmp
 from fleetbox.port import time_s
 
 SYS = "1.3.6.1.2.1.1."
@@ -270,11 +270,15 @@ class Collector:
         return False
 
     # ------------------------------------------------------------------ the record
-    async def collect(self, host, port=161, scan="full"):
-        """The record of the printer at host:port, or None when it is no printer / silent."""
+    async def collect(self, host, port=161, scan="full", probed=None):
+        """The record of the printer at host:port, or None when it is no printer / silent.
+        probed: (credential, system group {oid: value}) when discovery already asked."""
         if scan not in KINDS:
             raise ValueError("unknown scan kind %r" % scan)
-        dev = await self.probe(host, port)
+        if probed is not None:
+            dev = {"host": host, "port": port, "cred": probed[0], "sys": probed[1]}
+        else:
+            dev = await self.probe(host, port)
         if dev is None:
             return None
         sysv = dev.pop("sys")
@@ -598,25 +602,65 @@ class Merger:
         return None
 
 
-async def sweep(client, addresses, on_record, community=b"public", version="2c", workers=32,
+async def sweep(client, addresses, on_record, community=b"public", version="2c", workers=8,
                 scan="full", profile_list=None, cred=None, creds=None, state=None, pace_ms=0,
-                on_duplicate=None):
+                on_duplicate=None, window=256, rate=0):
     """Collect every printer among `addresses` (an iterator of (ip, port)), calling on_record(rec).
 
-    A fixed pool of workers pulls from the iterator, so memory does not grow with the
-    range. A device seen again at another address (same serial or MAC) is reported once;
+    Discovery (fleetbox.discovery) keeps up to `window` probes in flight from one
+    coroutine; the addresses that answer go to `workers` collectors through a short
+    queue (discovery pauses while it is full), so memory does not grow with the range.
+    v3 credentials are tried by the collectors on the addresses no community answered.
+    A device seen again at another address (same serial or MAC) is reported once;
     on_duplicate(rec, first_ip) hears about the others. Returns (probed, found).
     """
     col = Collector(client, community, version, profile_list, cred, creds, state, pace_ms)
     merger = Merger()
-    it = iter(addresses)
     counts = [0, 0]
+    queue = []
+    qmax = max(4, workers * 2)
+    wake = asyncio.Event()
+    done = [False]
+    v3 = [c for c in col.creds if c.version == "3"]
+
+    def counted():
+        for a in addresses:
+            counts[0] += 1
+            yield a
+
+    def answered(host, p, ci, sysvals):
+        queue.append((host, p, (prober.creds[ci], sysvals)))
+        wake.set()
+
+    def silent(host, p):
+        if v3:
+            queue.append((host, p, None))
+            wake.set()
+
+    prober = discovery.Prober(col.creds, client.timeout_ms, client.retries, window, rate)
+    v3col = Collector(client, profile_list=profile_list, creds=v3, state=state, pace_ms=pace_ms) if v3 else None
+
+    async def feed():
+        try:
+            await prober.run(counted(), answered, lambda: len(queue) < qmax, silent)
+        finally:
+            done[0] = True
+            wake.set()
 
     async def worker():
-        for host, p in it:
-            counts[0] += 1
+        while True:
+            if not queue:
+                if done[0]:
+                    return
+                wake.clear()
+                await wake.wait()
+                continue
+            host, p, probed = queue.pop(0)
             try:
-                rec = await col.collect(host, p, scan)
+                if probed is None:
+                    rec = await v3col.collect(host, p, scan)
+                else:
+                    rec = await col.collect(host, p, scan, probed)
             except snmp.Timeout:
                 rec = None
             except (snmp.SnmpError, ber.BERError) as e:
@@ -635,5 +679,5 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
             counts[1] += 1
             on_record(rec)
 
-    await asyncio.gather(*[worker() for _ in range(workers)])
+    await asyncio.gather(feed(), *[worker() for _ in range(workers)])
     return counts[0], counts[1]

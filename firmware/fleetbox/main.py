@@ -36,7 +36,8 @@ class App:
     def _spool(self, scan, started, records):
         # JSON on flash: the uplink reads it back to send only what changed (fleetbox.delta).
         klass = {"counters": spool_mod.COUNTERS, "alerts": spool_mod.ALERTS}.get(scan, spool_mod.BULK)
-        self.spool.put(json.dumps({"scan": scan, "cycle": started, "records": records}), klass)
+        batch = {"scan": scan, "cycle": started, "records": records}
+        self.spool.put(lambda f: json.dump(batch, f), klass)
 
     async def collect(self, scan="full"):
         """One sweep of the configured targets; records go to the spool in batches as they come."""

@@ -124,6 +124,7 @@ class Response:
         self.error_status = error_status  # non_repeaters for a GetBulk PDU
         self.error_index = error_index    # max_repetitions for a GetBulk PDU
         self.varbinds = varbinds        # [(oid_str, value), ...]
+        self.size = 0                   # octets of the datagram it came in (client replies)
 
     def __repr__(self):
         return "Response(v%s, %r, 0x%02x, id=%d, err=%d/%d, %r)" % (
@@ -370,6 +371,7 @@ class Client:
                 m = usm.decode_message(data)
             else:
                 r = decode_response(data)
+                r.size = len(data)
         except BERError:
             self.stats["malformed"] += 1
             self.stats["dropped"] += 1
@@ -439,6 +441,7 @@ class Client:
             return None
         r = Response("3", b"", pdu_type, rid, es, ei, vbs)
         r.usm = m
+        r.size = len(m.data)
         return r
 
     def _send(self, sock, msg, addr):
@@ -624,33 +627,42 @@ class Client:
     async def getbulk(self, host, oids, non_repeaters=0, max_repetitions=10,
                       community=b"public", version="2c", port=161, cred=None):
         cred = _credential(community, version, cred)
+        r = await self._bulk(host, [oid_normalize(o) for o in oids], non_repeaters,
+                             max_repetitions, port, cred)
+        return r.varbinds
+
+    async def _bulk(self, host, oids, non_repeaters, max_repetitions, port, cred):
         if cred.version == "1":
             raise ValueError("GetBulk needs v2c or v3")
-        oids = [oid_normalize(o) for o in oids]
         r = await self.request(host, GETBULK, oids, port=port, non_repeaters=non_repeaters,
                                max_repetitions=max_repetitions, cred=cred)
         if r.error_status:
             raise SnmpError("%s (index %d)" % (error_name(r.error_status), r.error_index),
                             r.error_status, r.error_index)
-        return r.varbinds
+        return r
 
     async def walk(self, host, root_oid, community=b"public", version="2c", port=161,
-                   max_rows=10000, max_repetitions=10, cred=None):
+                   max_rows=10000, max_repetitions=10, cred=None, reply_budget=1400):
         """All (oid, value) strictly under root_oid, in agent order (see walk_each)."""
         out = []
 
         def keep(oid, value):
             out.append((oid, value))
         await self.walk_each(host, root_oid, keep, community, version, port, max_rows,
-                             max_repetitions, cred)
+                             max_repetitions, cred, reply_budget)
         return out
 
     async def walk_each(self, host, root_oid, fn, community=b"public", version="2c",
-                        port=161, max_rows=10000, max_repetitions=10, cred=None):
+                        port=161, max_rows=10000, max_repetitions=10, cred=None,
+                        reply_budget=1400):
         """Call fn(oid, value) for each row strictly under root_oid, without keeping
-        the rows; return how many there were. GETBULK on v2c/v3 (max_repetitions halves
-        on tooBig, and after a timeout once the agent has answered), GETNEXT on v1.
-        Stops at the end of the subtree, endOfMibView, a non-increasing OID or max_rows."""
+        the rows; return how many there were. GETNEXT on v1. GETBULK on v2c/v3: it
+        starts at max_repetitions and, while pages come back full, grows (at most
+        doubling) to as many rows as the rows seen so far fit in reply_budget octets
+        (1400: one Ethernet frame, no IP fragments; 0 = never grow); it halves on
+        tooBig, and after a timeout once the agent has answered, and then grows no
+        more. Stops at the end of the subtree, endOfMibView, a non-increasing OID or
+        max_rows."""
         cred = _credential(community, version, cred)
         root = oid_normalize(root_oid)
         last = oid_arcs(root)
@@ -664,21 +676,28 @@ class Client:
                 if v1:
                     vbs = await self.getnext(host, [cur], port=port, cred=cred)
                 else:
-                    vbs = await self.getbulk(host, [cur], 0, min(mr, max_rows - count),
-                                             port=port, cred=cred)
+                    asked = min(mr, max_rows - count)
+                    r = await self._bulk(host, [cur], 0, asked, port, cred)
+                    vbs = r.varbinds
             except Timeout:
                 if v1 or not answered or mr == 1:
                     raise
                 mr //= 2
+                reply_budget = 0
                 continue
             except SnmpError as e:
                 if v1 or e.status != TOO_BIG or mr == 1:
                     raise
                 mr //= 2
+                reply_budget = 0
                 continue
             answered = True
             if not vbs:
                 break
+            if not v1 and reply_budget and len(vbs) >= asked and r.size:
+                fit = reply_budget * len(vbs) // r.size
+                if fit > mr:
+                    mr = min(fit, 2 * mr)
             for oid, val in vbs:
                 if is_exception(val) or not oid_startswith(oid, root):
                     return count

@@ -90,7 +90,10 @@ class Spool:
         return list(self._ids)
 
     def put(self, data, klass=BULK):
-        """Store one batch (bytes or str); returns its id, unique for the life of the spool. Evicts when over bounds."""
+        """Store one batch; returns its id, unique for the life of the spool. Evicts when over bounds.
+
+        data: bytes, str, or a callable that writes the batch to the file it is given (so a big
+        batch is streamed to flash, never built whole in a fragmented heap)."""
         if isinstance(data, str):
             data = data.encode()
         ident = self._next
@@ -99,8 +102,12 @@ class Spool:
         tmp = self._path("%010d.tmp" % ident)
         while True:
             try:
-                with open(tmp, "wb") as f:
-                    f.write(data)
+                with open(tmp, "w" if callable(data) else "wb") as f:
+                    if callable(data):
+                        data(f)
+                    else:
+                        f.write(data)
+                    size = f.tell()
                 os.rename(tmp, self._file(ident))
                 break
             except OSError as e:
@@ -111,8 +118,8 @@ class Spool:
                     raise
                 self._evict(self._victim())
         self._ids.append(ident)
-        self._size[ident] = len(data)
-        self.bytes += len(data)
+        self._size[ident] = size
+        self.bytes += size
         while len(self._ids) > 1 and (len(self._ids) > self.max_items or
                                       (self.max_bytes is not None and self.bytes > self.max_bytes)):
             self._evict(self._victim())
@@ -136,13 +143,14 @@ class Spool:
                 best = (rank, i)
         return best[1]
 
-    def peek(self):
-        """(id, bytes) of the oldest batch, or None when empty."""
+    def peek(self, reader=None):
+        """(id, bytes) of the oldest batch, or None when empty; (id, reader(file)) when a reader
+        is given (json.load streams the batch instead of reading it whole)."""
         while self._ids:
             ident = self._ids[0]
             try:
-                with open(self._file(ident), "rb") as f:
-                    return ident, f.read()
+                with open(self._file(ident), "rb" if reader is None else "r") as f:
+                    return ident, f.read() if reader is None else reader(f)
             except OSError:
                 self._forget(ident)
         return None

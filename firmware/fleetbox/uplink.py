@@ -166,16 +166,17 @@ class Uplink:
         """Send spooled batches oldest first until the spool is empty, a send fails or budget is spent.
 
         On failure everywhere the next drain is due after an exponential backoff with jitter
-        (docs/uplink.md); the kept-alive connections are closed when the drain ends.
+        (docs/uplink.md). All uploads of a drain share one kept-alive TLS session, closed at its end.
         """
         sent = 0
         try:
             while sent < budget:
-                item = spool.peek()
+                item = spool.peek(json.load)
                 if item is None:
                     break
-                upload_id, data = item
-                self.send(upload_id, json.loads(data))
+                upload_id, batch = item
+                self.send(upload_id, batch)
+                batch = item = None
                 spool.ack(upload_id)
                 sent += 1
                 port.collect()
@@ -184,8 +185,8 @@ class Uplink:
             self.next_try = (port.ticks_ms(), backoff_ms(self.backoff_n, self.backoff_s[0], self.backoff_s[1]))
             raise
         finally:
-            if not self.keepalive:
-                self.close()
+            # One TLS session per drain: its buffers are not held through the next collection.
+            self.close()
         self.backoff_n = 0
         self.next_try = None
         return sent

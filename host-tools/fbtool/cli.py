@@ -26,8 +26,18 @@ def cmd_build(args):
 
 def cmd_flash(args):
     from . import flash, image
-    if not args.sim:
-        return _die("only --sim flash images are supported by this version")
+    target = args.sim or args.raw
+    if not target or (args.sim and args.raw):
+        return _die("give one of --sim FLASH.img (the sim board) or --raw OUT.bin (any board's whole flash)")
+    if args.sim and args.board != "sim":
+        return _die("--sim is the sim board's flash; use --raw OUT.bin for board %s" % args.board)
+    runtime = None
+    try:
+        if args.micropython:
+            with open(args.micropython, "rb") as f:
+                runtime = f.read()
+    except OSError as e:
+        return _die("cannot read %s: %s" % (args.micropython, e.strerror))
     try:
         with open(args.image, "rb") as f:
             app = f.read()
@@ -44,11 +54,12 @@ def cmd_flash(args):
     except (OSError, ValueError) as e:
         return _die("cannot read %s" % e)
     try:
-        manifest = flash.write_sim(args.sim, app, args.board, identity, config, args.erase)
+        manifest = flash.write_sim(target, app, args.board, identity, config, args.erase, runtime)
     except (image.ImageError, flash.FlashError) as e:
         return _die(str(e))
-    print("flashed %s: loader + fleetbox %s in slot_a%s%s" % (
-        args.sim, manifest["version"], ", identity" if identity else "", ", config" if config else ""))
+    print("flashed %s: loader + fleetbox %s in slot_a%s%s%s" % (
+        target, manifest["version"], ", identity" if identity else "", ", config" if config else "",
+        ", MicroPython" if runtime else ""))
     return 0
 
 
@@ -123,6 +134,10 @@ def parser():
     f = sub.add_parser("flash", help="write an image into a board's flash")
     f.add_argument("--sim", metavar="FLASH.img", help="the sim board's flash file (created when missing)")
     f.add_argument("--image", default=os.path.join(paths.BUILD, "firmware.fbi"))
+    f.add_argument("--raw", metavar="OUT.bin", help="write the board's whole flash as a raw image "
+                   "(for esptool write_flash 0x0 or a programmer)")
+    f.add_argument("--micropython", metavar="FW.bin", help="esp32-poe: MicroPython's ESP32_GENERIC image, "
+                   "put at the bootloader offset (0x1000)")
     f.add_argument("--board", default="sim")
     f.add_argument("--identity", metavar="FILE", help="factory identity JSON (fbtool identity)")
     f.add_argument("--config", metavar="FILE", help="initial box configuration JSON")

@@ -1,5 +1,11 @@
-"""Flash images: lay out a board's flash from its board.yaml (format: docs/flash-layout.md)."""
+"""Flash images: lay out a board's flash from its board.yaml (format: docs/flash-layout.md).
+
+Two partition-table formats: the fleetbox table (`table: fleetbox`, the sim board's ROM
+reads it) and the ESP-IDF table (`table: esp-idf`, what an ESP32's bootloader and
+MicroPython's esp32.Partition read).
+"""
 import binascii
+import hashlib
 import json
 import os
 import struct
@@ -13,6 +19,15 @@ PT_MAGIC = b"FBPT"
 PT_HEAD = "<4sBBHI"
 PT_ENTRY = "<16sIIB3x"
 PT_TYPES = {"table": 1, "lfs": 2, "raw": 3}
+
+# ESP-IDF partition table (esp-idf components/partition_table/gen_esp32part.py).
+IDF_ENTRY = "<2sBBII16sI"          # magic AA 50, type, subtype, offset, size, label, flags
+IDF_MAGIC = b"\xAA\x50"
+IDF_MD5_MARK = b"\xEB\xEB" + b"\xFF" * 14
+IDF_MAX_LEN = 0xC00
+IDF_TYPES = {"app": 0x00, "data": 0x01}
+IDF_SUBTYPES = {"app": {"factory": 0x00, "ota_0": 0x10, "ota_1": 0x11},
+                "data": {"ota": 0x00, "phy": 0x01, "nvs": 0x02, "coredump": 0x03, "fat": 0x81, "spiffs": 0x82}}
 
 
 class FlashError(Exception):
@@ -33,16 +48,66 @@ def load_board(name):
         end = p["offset"] + p["size"]
     if end > fl["size"]:
         raise FlashError("board %s: partitions exceed the %d-byte flash" % (name, fl["size"]))
+    kind = fl.get("table", "fleetbox")
+    if kind not in ("fleetbox", "esp-idf"):
+        raise FlashError("board %s: unknown partition table format %r" % (name, kind))
+    for role in ("ptable", "slot_a", "slot_b", "identity", "data"):
+        _part(board, role)
+    loader_partition(board)
+    if kind == "esp-idf":
+        for p in fl["partitions"]:
+            if "idf" in p and p["idf"][0] == "app" and p["offset"] % 0x10000:
+                raise FlashError("board %s: app partition %s must be 64 KiB aligned" % (name, p["name"]))
     return board
 
 
+def loader_partition(board):
+    """The partition that holds the loader: role `loader`, else the one named `loader`."""
+    for p in board["flash"]["partitions"]:
+        if p.get("role") == "loader":
+            return p
+    return _part(board, "loader")
+
+
 def partition_table(board):
+    """The bytes of the board's partition table, in the format its board.yaml names."""
+    if board["flash"].get("table", "fleetbox") == "esp-idf":
+        return esp_idf_table(board)
     fl = board["flash"]
     parts = fl["partitions"]
     head = struct.pack(PT_HEAD, PT_MAGIC, 1, len(parts), 0, fl["block_size"])
     body = b"".join(struct.pack(PT_ENTRY, p["name"].encode(), p["offset"], p["size"], PT_TYPES[p["type"]])
                     for p in parts)
     return head + body + struct.pack("<I", binascii.crc32(head + body) & 0xFFFFFFFF)
+
+
+def esp_idf_table(board):
+    """An ESP-IDF partition table: 32-byte entries, the MD5 entry, 0xFF up to 0xC00 bytes."""
+    out = b""
+    for p in board["flash"]["partitions"]:
+        if "idf" not in p:
+            continue       # bootloader and table: fixed places the ESP32 ROM knows, not entries
+        t, sub = p["idf"]
+        label = p["name"].encode()
+        if len(label) > 15:
+            raise FlashError("ESP-IDF labels are at most 15 bytes: %r" % p["name"])
+        out += struct.pack(IDF_ENTRY, IDF_MAGIC, IDF_TYPES[t], IDF_SUBTYPES[t][sub], p["offset"], p["size"], label, 0)
+    out += IDF_MD5_MARK + hashlib.md5(out).digest()
+    if len(out) > IDF_MAX_LEN:
+        raise FlashError("too many partitions for an ESP-IDF table")
+    return out + b"\xff" * (IDF_MAX_LEN - len(out))
+
+
+def loader_files(board):
+    """{path: bytes} of the loader partition: the stage-0 loader plus what the board adds."""
+    files = {arc: image.compile_mpy(src, arc[:-4] + ".py") for arc, src in image.loader_sources()}
+    spec = board.get("loader") or {}
+    for name in spec.get("files", []):
+        src = os.path.join(paths.board_dir(board["name"]), name)
+        files[name[:-3] + ".mpy"] = image.compile_mpy(src, name)
+    if spec.get("main"):
+        files["main.py"] = spec["main"].encode()
+    return files
 
 
 def lfs_partition(size, block_size, files=(), existing=None):
@@ -85,11 +150,12 @@ def read_partition(flash_path, board, name):
         return f.read(p["size"])
 
 
-def write_sim(flash_path, app_image, board_name="sim", identity=None, config=None, erase=False):
-    """Write loader + app (slot A) into a sim flash file, creating it (all 0xff) when new or erased.
+def write_sim(flash_path, app_image, board_name="sim", identity=None, config=None, erase=False, runtime=None):
+    """Write loader + app (slot A) into a flash image file, creating it (all 0xff) when new or erased.
 
     identity (dict) goes to the identity partition, config (dict) seeds the data partition;
-    on an existing flash both are kept unless given.
+    on an existing flash both are kept unless given. runtime (bytes): for boards whose
+    MicroPython lives in flash (esp32-poe), its image, written at the bootloader's offset.
     """
     board = load_board(board_name)
     manifest, files = image.parse(app_image)
@@ -102,12 +168,15 @@ def write_sim(flash_path, app_image, board_name="sim", identity=None, config=Non
             f.write(b"\xff" * board["flash"]["size"])
     elif os.path.getsize(flash_path) != board["flash"]["size"]:
         raise FlashError("%s is not a %s flash image (size %d)" % (flash_path, board_name, os.path.getsize(flash_path)))
-    loader = {arc: image.compile_mpy(src, arc[:-4] + ".py") for arc, src in image.loader_sources()}
-    writes = {
+    lp = loader_partition(board)
+    writes = {}
+    if runtime is not None:
+        writes["bootloader"] = runtime
+    writes.update({
         "ptable": partition_table(board),
-        "loader": lfs_partition(_part(board, "loader")["size"], bs, loader),
+        lp["name"]: lfs_partition(lp["size"], bs, loader_files(board)),
         "slot_a": lfs_partition(_part(board, "slot_a")["size"], bs, files),
-    }
+    })
     if fresh:
         writes["slot_b"] = lfs_partition(_part(board, "slot_b")["size"], bs)
     if identity is not None or fresh:
@@ -117,6 +186,11 @@ def write_sim(flash_path, app_image, board_name="sim", identity=None, config=Non
         data_files = {"config.json": json.dumps(config or {}).encode()}
         existing = None if fresh else read_partition(flash_path, board, "data")
         writes["data"] = lfs_partition(_part(board, "data")["size"], bs, data_files, existing)
+    if runtime is not None:
+        # MicroPython's combined image (bootloader, its table, the app) from 0x1000 up to the app's end.
+        app = _part(board, "factory")
+        if _part(board, "bootloader")["offset"] + len(runtime) > app["offset"] + app["size"]:
+            raise FlashError("the MicroPython image (%d bytes) overruns the factory partition" % len(runtime))
     with open(flash_path, "r+b") as f:
         for name, blob in writes.items():
             p = _part(board, name)

@@ -676,3 +676,24 @@ def test_rate_limit_spaces_requests():
     elapsed, st = run(go, rate=40, burst=2, timeout_ms=2000)
     # 2 at once, then one per 25 ms: the last of 8 leaves no earlier than 150 ms in
     assert elapsed >= 140 and st["sent"] == 8 and st["timeouts"] == 0
+
+
+def test_walk_grows_max_repetitions_within_reply_budget():
+    async def go(c, a):
+        root = "1.3.6.1.2.1.2.2.1.2"
+        rows = await c.walk("127.0.0.1", root, port=a.port, max_repetitions=4)
+        grown = [q.error_index for q, k in a.requests]
+        del a.requests[:]
+        await c.walk("127.0.0.1", root, port=a.port, max_repetitions=4, reply_budget=0)
+        fixed = [q.error_index for q, k in a.requests]
+        del a.requests[:]
+        await c.walk("127.0.0.1", root, port=a.port, max_repetitions=4, reply_budget=300)
+        small = [q.error_index for q, k in a.requests]
+        return rows, grown, fixed, small
+    rows, grown, fixed, small = run(go)
+    assert len(rows) == 60
+    assert grown[:3] == [4, 8, 16] and max(grown) <= 64 and len(grown) <= 6
+    assert fixed == [4] * 16
+    # rows of ~20 octets: a 300-octet budget holds about 12 of them, never more than 15
+    assert small[:3] == [4, 8, 12] or small[:3] == [4, 8, 13], small
+    assert max(small) <= 15

@@ -1,0 +1,186 @@
+"""Discovery: which addresses answer SNMP, for a whole range at once, in bounded memory.
+
+One coroutine and one UDP socket send a GET of the system group to every address,
+keeping at most `window` requests in flight (a /24 fits in one window, so a sweep
+takes about one timeout plus one doubled retry, whatever its size up to the window).
+State per request in flight is six small integers in a slot of a table allocated
+once (no dict that grows, which a fragmented heap may fail to resize); no coroutine
+per address. A
+silent address is retried once per credential, then forgotten. Replies are matched
+on request id AND sender address and port; anything else is dropped.
+SNMPv3 credentials are not tried here (they need an engine discovery): the collector
+tries them on the addresses no community answered when it is given such credentials.
+"""
+import asyncio
+import socket
+
+from fleetbox import ber, port, snmp, targets
+
+SYS_OIDS = ("1.3.6.1.2.1.1.1.0", "1.3.6.1.2.1.1.2.0", "1.3.6.1.2.1.1.3.0",
+            "1.3.6.1.2.1.1.4.0", "1.3.6.1.2.1.1.5.0", "1.3.6.1.2.1.1.6.0")
+_EAGAIN = (11, 35)
+
+
+def _addr_ints(addr):
+    k = port.addr_key(addr)
+    if isinstance(k, tuple):
+        return targets.ip_to_int(k[0]), k[1]
+    return int.from_bytes(k[2:6], "big"), (k[0] << 8) | k[1]
+
+
+class Prober:
+    """Sweep addresses with the given (v1/v2c) credentials; see the module docstring.
+
+    `rate`: most datagrams per second (0: no limit). stats: sent, answered, silent,
+    dropped, bytes_out, bytes_in.
+    """
+
+    def __init__(self, creds, timeout_ms=1000, retries=1, window=256, rate=0, bufsize=2048):
+        self.creds = [c for c in creds if c.version in ("1", "2c")]
+        self.timeout_ms = timeout_ms
+        self.retries = retries
+        self.window = window
+        self.rate = rate
+        self.bufsize = bufsize
+        self.stats = {"sent": 0, "answered": 0, "silent": 0, "dropped": 0, "bytes_out": 0, "bytes_in": 0}
+        self._slots = None   # [ip int, port, credential index, attempt, deadline ms, request id] or None
+        self._cursor = 0
+        self._busy = 0
+        self._answers = []
+        self._event = asyncio.Event()
+        self._rid = int.from_bytes(port.urandom(4), "big") & 0x3FFFFFFF
+
+    def _send(self, sock, rid, p):
+        host = targets.int_to_ip(p[0])
+        c = self.creds[p[2]]
+        msg = snmp.encode_request(c.version, c.community, ber.GET, rid, SYS_OIDS)
+        try:
+            sock.sendto(msg, socket.getaddrinfo(host, p[1], socket.AF_INET, socket.SOCK_DGRAM)[0][-1])
+        except OSError:
+            return
+        self.stats["sent"] += 1
+        self.stats["bytes_out"] += len(msg)
+        p[4] = port.ticks_ms() + self.timeout_ms * (1 << p[3])
+
+    def _take(self, entry):
+        """Put entry in a free slot with a fresh request id (low bits: the slot)."""
+        n = self.window
+        i = self._cursor
+        while self._slots[i] is not None:
+            i = (i + 1) % n
+        self._cursor = (i + 1) % n
+        self._rid = (self._rid + 1) & 0x3FFFFF
+        entry[5] = (self._rid << 9) | i
+        self._slots[i] = entry
+        self._busy += 1
+        return entry[5]
+
+    def _drop(self, i):
+        self._slots[i] = None
+        self._busy -= 1
+
+    async def _receive(self, sock):
+        while True:
+            await port.wait_readable(sock)
+            try:
+                data, addr = port.recv_datagram(sock, self.bufsize)
+            except OSError:
+                continue
+            self.stats["bytes_in"] += len(data)
+            try:
+                r = snmp.decode_response(data)
+            except ber.BERError:
+                self.stats["dropped"] += 1
+                continue
+            i = r.request_id & 511
+            p = self._slots[i] if i < len(self._slots) else None
+            if p is not None and p[5] != r.request_id:
+                p = None
+            if (p is None or r.pdu_type != ber.RESPONSE or _addr_ints(addr) != (p[0], p[1])
+                    or r.community != self.creds[p[2]].community or r.version != self.creds[p[2]].version
+                    or r.error_status):
+                self.stats["dropped"] += 1
+                continue
+            self._drop(i)
+            self._answers.append((p, r.varbinds))
+            self._event.set()
+
+    async def run(self, addresses, on_answer, room=None, on_silent=None):
+        """on_answer(host, port, credential index, {oid: value}) for each address that
+        answers; on_silent(host, port) for the others; `room()` False pauses sending new
+        addresses (the collectors are busy)."""
+        if not self.creds:
+            for host, p in addresses:
+                if on_silent:
+                    on_silent(host, p)
+            return
+        it = iter(addresses)
+        more = True
+        self.window = min(self.window, 512)
+        self._slots = [None] * self.window
+        self._cursor = 0
+        self._busy = 0
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        rx = asyncio.create_task(self._receive(sock))
+        budget = self.rate
+        t_rate = port.ticks_ms()
+        try:
+            while True:
+                while more and self._busy < self.window and (room is None or room()):
+                    if self.rate:
+                        now = port.ticks_ms()
+                        if port.ticks_diff(now, t_rate) >= 1000:
+                            budget, t_rate = self.rate, now
+                        if budget <= 0:
+                            break
+                        budget -= 1
+                    try:
+                        host, p = next(it)
+                    except StopIteration:
+                        more = False
+                        break
+                    entry = [targets.ip_to_int(host), p, 0, 0, 0, 0]
+                    self._send(sock, self._take(entry), entry)
+                while self._answers:
+                    entry, vbs = self._answers.pop(0)
+                    self.stats["answered"] += 1
+                    on_answer(targets.int_to_ip(entry[0]), entry[1], entry[2], dict(vbs))
+                if not more and not self._busy:
+                    break
+                now = port.ticks_ms()
+                wait = 50 if more else 1000
+                for i in range(self.window):
+                    e = self._slots[i]
+                    if e is None:
+                        continue
+                    left = port.ticks_diff(e[4], now)
+                    if left > 0:
+                        wait = min(wait, left)
+                        continue
+                    self._drop(i)
+                    if e[3] < self.retries:
+                        e[3] += 1
+                    elif e[2] + 1 < len(self.creds):
+                        e[2] += 1
+                        e[3] = 0
+                    else:
+                        self.stats["silent"] += 1
+                        if on_silent:
+                            on_silent(targets.int_to_ip(e[0]), e[1])
+                        continue
+                    self._send(sock, self._take(e), e)
+                    wait = min(wait, self.timeout_ms)
+                self._event.clear()
+                try:
+                    await asyncio.wait_for(self._event.wait(), max(wait, 5) / 1000)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            rx.cancel()
+            try:
+                await rx
+            except BaseException:  # noqa: BLE001  (the cancellation itself)
+                pass
+            sock.close()
+            self._slots = None

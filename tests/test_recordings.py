@@ -1,0 +1,426 @@
+"""Every real printer recording (../shared/printer-walks) replayed by snmpsim and collected.
+
+Expected values come from the recording itself (a tolerant .snmprec reader below, not
+the collector's code): serial, model, total counter, every supply row, MAC, errors,
+console and alerts, field by field. The non-printer recordings must come out as "not a
+printer". The stubs (sysDescr/sysObjectID only) check vendor and model detection.
+The recordings are served on 127.44.7.0/24, port 17471, by ONE snmpsim (simulator.site).
+"""
+import asyncio
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "host-tools"))
+
+from simulator.site import Site, walks_dir  # noqa: E402
+from fleetbox import collector, devstate, profiles, records, snmp  # noqa: E402
+from fbtool import profiles as compiler  # noqa: E402
+
+PORT = 17471
+NET = "127.44.7."
+WALKS = walks_dir()
+RECORDINGS = sorted(glob.glob(str(WALKS / "recordings" / "*.snmprec")))
+NEGATIVE = sorted(glob.glob(str(WALKS / "negative" / "*.snmprec")))
+STUBS = sorted(glob.glob(str(WALKS / "stubs" / "*.snmprec")))
+
+SYS_DESCR = "1.3.6.1.2.1.1.1.0"
+PRT_SERIAL = "1.3.6.1.2.1.43.5.1.1.17.1"
+LIFE = "1.3.6.1.2.1.43.10.2.1.4.1.1"
+HR = "hr"   # model from the printer's hrDeviceDescr
+
+# What the spec reads where the Printer-MIB has nothing, per recording: the OID (in the
+# recording) that holds the truth. Models are given as the clean name, which must be a
+# part of the text at `model_from` (so it is the device's own word, cleaned).
+TRUTH = {
+    "brother": dict(manufacturer="Brother", model="MFC-L2710DW", typology="mfp",
+                    model_from="1.3.6.1.4.1.2435.2.4.3.2435.5.13.3.0",
+                    serial_from="1.3.6.1.4.1.2435.2.3.9.4.2.1.5.5.1.0"),
+    "canonprinter_lbp": dict(manufacturer="Canon", model="LBP6670", model_from="1.3.6.1.4.1.1602.1.1.1.1.0",
+                             firmware_from="1.3.6.1.4.1.1602.1.1.1.4.0"),
+    "dell-laser_s5830dn": dict(manufacturer="Dell", model="S5830dn", model_from=SYS_DESCR),
+    "epson": dict(manufacturer="Epson", model="WF-C5790BA", model_from=HR, typology="mfp"),
+    "fujifilmprinter_c7580": dict(manufacturer="Fujifilm", model="Apeos C7580", model_from=SYS_DESCR),
+    "jetdirect": dict(manufacturer="HP", model="Color LaserJet M452nw", model_from=HR,
+                      serial_in_sysdescr="SN:"),
+    "jetdirect_m252dw": dict(manufacturer="HP", model="Color LaserJet Pro M252dw", model_from=HR,
+                             serial_in_sysdescr="SN:"),
+    "konica": dict(manufacturer="Konica Minolta", model="bizhub C3110", model_from=SYS_DESCR,
+                   brand="Develop", brand_from="1.3.6.1.4.1.18334.1.1.1.1.6.2.1.0", typology="mfp"),
+    "konica_2": dict(manufacturer="Konica Minolta", model="bizhub 25e", model_from=SYS_DESCR),
+    "okilan_9450g": dict(manufacturer="OKI", model="MC873", model_from="1.3.6.1.4.1.11.2.3.9.1.1.7.0"),
+    "printmaster_brother": dict(manufacturer="Brother", model="HL-L8260CDW", model_from=HR,
+                                technology="laser", color=True, duplex=True),
+    "printmaster_epson_cw": dict(manufacturer="Epson", model="CW-C6500Au", model_from=HR,
+                                 technology="inkjet", color=True),
+    "printmaster_kyocera_cs4053": dict(
+        manufacturer="Kyocera", model="CS 4053ci", model_from="1.3.6.1.4.1.1347.43.5.1.1.1.1",
+        technology="laser", color=True, duplex=True, typology="mfp",
+        counters={"print": "1.3.6.1.4.1.1347.42.3.1.1.1.1.1", "copy": "1.3.6.1.4.1.1347.42.3.1.1.1.1.2",
+                  "fax": "1.3.6.1.4.1.1347.42.3.1.1.1.1.4", "duplex": "1.3.6.1.4.1.1347.42.2.5.1.1.2.1",
+                  "scan": "1.3.6.1.4.1.1347.46.10.1.1.5.3"}),
+    "ricoh_mpc3002": dict(manufacturer="Ricoh", model="Aficio MP C3002",
+                          model_from="1.3.6.1.4.1.367.3.2.1.1.1.1.0", typology="mfp"),
+    "samsungprinter_m4080fx": dict(manufacturer="Samsung", model="M4080FX", model_from=SYS_DESCR,
+                                   typology="mfp"),
+    "sharp": dict(manufacturer="Sharp", model="MX-3570N", model_from=HR, typology="mfp",
+                  counters={"mono": "1.3.6.1.4.1.2385.1.1.19.2.1.3.5.4.61",
+                            "color": "1.3.6.1.4.1.2385.1.1.19.2.1.3.5.4.63",
+                            "print": "1.3.6.1.4.1.2385.1.1.19.2.1.3.1.4.60",
+                            "copy": "1.3.6.1.4.1.2385.1.1.19.2.1.3.4.4.60"}),
+    "utax": dict(manufacturer="Kyocera", model="P-4532DN", model_from="1.3.6.1.4.1.1347.43.5.1.1.1.1",
+                 serial_from="1.3.6.1.4.1.1347.43.5.1.1.28.1", brand="UTAX", brand_from=SYS_DESCR),
+    "xerox": dict(manufacturer="Xerox", model="AltaLink C8045", model_from=SYS_DESCR),
+    "zebra": dict(manufacturer="Zebra", model="TLP 2824 Plus", model_from="1.3.6.1.4.1.10642.1.1.0",
+                  serial_from="1.3.6.1.4.1.10642.200.19.5.0", technology="thermal", typology="printer"),
+}
+
+# Stubs: (manufacturer, model, brand) from sysDescr / sysObjectID (and the few vendor OIDs a stub holds).
+STUB_TRUTH = {
+    "canonprinter_d1180": ("Canon", "D1180/MF6680", None),
+    "canonprinter_mf": ("Canon", "MF", None),
+    "dell-laser_color": ("Dell", "Color Laser", None),
+    "dell-laser_mfp": ("Dell", "MFP Laser 3115cn", None),
+    "developprinter": ("Konica Minolta", "ineo 280", "Develop"),
+    "jetdirect_1": ("Kyocera", None, None),          # HP JetDirect name, Kyocera's enterprise number
+    "jetdirect_2": ("HP", None, None),
+    "kyocera": ("Kyocera", "FS-1028MFP", None),
+    "lexmarkprinter": ("Lexmark", "T640", None),
+    "nrg": ("Ricoh", "SP 4210N", "NRG"),
+    "okilan": ("OKI", "MC342", None),
+    "ricoh": ("Ricoh", "MP 3053", None),
+    "ricoh_aficio": ("Ricoh", "Aficio MP 201", None),
+    "samsungprinter_c": ("Samsung", "C", None),
+    "samsungprinter_ml": ("Samsung", "ML-2850", None),
+    "samsungprinter_s": ("Samsung", "S", None),
+    "samsungprinter_scx": ("Samsung", "SCX", None),
+    "sharp_mx2614n": ("Sharp", "MX-2614N", None),
+    "sharp_mx3140n": ("Sharp", "MX-3140N", None),
+    "sharp_mxc301w": ("Sharp", "MX-C301W", None),
+    "toshiba-tec_estudio2505": ("Toshiba", "e-STUDIO2505AC", None),
+    "toshiba-tec_ev4": ("Toshiba", "B-EV4", None),
+    "toshiba-tec_fv4": ("Toshiba", "B-FV4", None),
+    "toshiba-tec_sx5t": ("Toshiba", "B-SX5T", None),
+    "tsc": (None, "TTP244CE", None),
+    "xerox_apeosport": ("Fujifilm", "ApeosPort-VI C4471", None),
+    "xerox_color": ("Xerox", "Color 570", None),
+    "xerox_docuprint": ("Fujifilm", "DocuPrint CM305 df", None),
+    "xerox_phaser": ("Xerox", "Phaser 4600", None),
+    "zebra_1": ("Zebra", None, None),
+}
+
+
+# ------------------------------------------------------------------ the recording's own truth
+
+def read_snmprec(path):
+    """{oid: value} of a .snmprec file: ints, bytes for strings, dotted text for OIDs.
+    Tolerant: a malformed line (one recording has '6git3159' as a Counter32) is skipped."""
+    out = {}
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            line = line.rstrip("\r\n")
+            parts = line.split("|", 2)
+            if len(parts) != 3:
+                continue
+            oid, tag, val = parts
+            oid = oid.lstrip(".")
+            base = tag.split(":")[0]
+            hexed = base.endswith("x")
+            base = base.rstrip("x")
+            try:
+                if base in ("2", "65", "66", "67", "70"):
+                    v = int(val)
+                elif base == "4":
+                    v = bytes.fromhex(val) if hexed else val.encode("utf-8", "surrogateescape")
+                else:
+                    v = val.lstrip(".")
+            except ValueError:
+                continue
+            out[oid] = v
+    return out
+
+
+def txt(v):
+    if v is None:
+        return None
+    if isinstance(v, bytes):
+        for enc in ("utf-8", "latin-1"):
+            try:
+                v = v.decode(enc)
+                break
+            except UnicodeDecodeError:
+                continue
+    v = v.replace("\x00", "").strip()
+    return v or None
+
+
+def column(rec, prefix):
+    """{index suffix: value} of one table column."""
+    n = len(prefix) + 1
+    return {o[n:]: v for o, v in rec.items() if o.startswith(prefix + ".")}
+
+
+def printer_hr_index(rec):
+    types = column(rec, "1.3.6.1.2.1.25.3.2.1.2")
+    for idx in sorted(types, key=int):
+        if types[idx] == "1.3.6.1.2.1.25.3.1.5":
+            return idx
+    if not types:
+        # no hrDeviceType column at all (Samsung): the first device is the printer
+        descr = column(rec, "1.3.6.1.2.1.25.3.2.1.3")
+        return min(descr, key=int) if descr else None
+    return None
+
+
+def expected_supplies(rec):
+    colorants = {int(k.split(".")[-1]): txt(v) for k, v in column(rec, "1.3.6.1.2.1.43.12.1.1.4").items()}
+    cols = {c: column(rec, "1.3.6.1.2.1.43.11.1.1.%d" % c) for c in (3, 5, 6, 7, 8, 9)}
+    idxs = sorted({k for c in cols.values() for k in c}, key=lambda k: int(k.split(".")[-1]))
+    out = []
+    for k in idxs:
+        lv, mx = cols[9].get(k), cols[8].get(k)
+        level = lv if isinstance(lv, int) and lv >= 0 else None
+        maxc = mx if isinstance(mx, int) and mx > 0 else None
+        pct = None
+        if level is not None and maxc:
+            pct = min(100, int(level * 100 / maxc + 0.5))
+        state = {-1: "unrestricted", -2: "unknown", -3: "some-remaining"}.get(lv)
+        if state is None:
+            state = "unknown" if lv is None else "empty" if lv == 0 else \
+                "low" if pct is not None and pct < 10 else "ok"
+        out.append({"index": int(k.split(".")[-1]), "level": level, "max": maxc, "percent": pct,
+                    "state": state, "type_code": cols[5].get(k),
+                    "color": colorants.get(cols[3].get(k)) if cols[3].get(k) else None})
+    return out
+
+
+def expected_mac(rec):
+    for k in sorted(column(rec, "1.3.6.1.2.1.2.2.1.6"), key=int):
+        v = rec["1.3.6.1.2.1.2.2.1.6." + k]
+        if isinstance(v, bytes) and len(v) == 6 and any(v):
+            return ":".join("%02x" % b for b in v)
+    return None
+
+
+ERRORS = ("lowPaper", "noPaper", "lowToner", "noToner", "doorOpen", "jammed", "offline",
+          "serviceRequested", "inputTrayMissing", "outputTrayMissing", "markerSupplyMissing",
+          "outputNearFull", "outputFull", "inputTrayEmpty", "overduePreventMaint")
+
+
+def expected_errors(rec, idx):
+    v = rec.get("1.3.6.1.2.1.25.3.5.1.2." + str(idx)) if idx else None
+    if not isinstance(v, bytes):
+        return []
+    bits = int.from_bytes(v, "big")
+    n = len(v) * 8
+    return [name for i, name in enumerate(ERRORS) if i < n and bits & (1 << (n - 1 - i))]
+
+
+# ------------------------------------------------------------------ fixtures
+
+def name_of(path):
+    return os.path.basename(path)[:-len(".snmprec")]
+
+
+ADDRESSES = {name_of(p): NET + str(10 + i) for i, p in enumerate(RECORDINGS + NEGATIVE)}
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("profiles") / "profiles.json")
+    compiler.compile_to(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def site():
+    devs = [{"name": name_of(p), "address": ADDRESSES[name_of(p)], "kind": "recording",
+             "recording": p, "printer": p in RECORDINGS} for p in RECORDINGS + NEGATIVE]
+    s = Site.from_dict({"devices": devs}, port_override=PORT)
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def collected(site, compiled):
+    """{name: record or None} from the firmware collector (CPython), one full scan each."""
+    plist = profiles.load([compiled])
+
+    async def run():
+        client = snmp.Client(timeout_ms=500, retries=1)
+        col = collector.Collector(client, profile_list=plist, state=devstate.DeviceState())
+        out = {}
+        try:
+            for name, addr in ADDRESSES.items():
+                out[name] = await col.collect(addr, PORT, "full")
+        finally:
+            client.close()
+        return out
+    return asyncio.run(run())
+
+
+def test_walks_present():
+    assert len(RECORDINGS) >= 19 and len(NEGATIVE) >= 4 and len(STUBS) >= 30
+    assert set(TRUTH) == {name_of(p) for p in RECORDINGS}, "every recording needs its TRUTH row"
+
+
+@pytest.mark.parametrize("path", NEGATIVE, ids=[name_of(p) for p in NEGATIVE])
+def test_non_printers_are_not_printers(collected, path):
+    assert collected[name_of(path)] is None
+
+
+@pytest.mark.parametrize("path", RECORDINGS, ids=[name_of(p) for p in RECORDINGS])
+def test_recording_field_by_field(collected, path):
+    name = name_of(path)
+    rec = read_snmprec(path)
+    t = TRUTH[name]
+    r = collected[name]
+    assert r is not None, "%s not recognised as a printer" % name
+    assert r["ip"] == ADDRESSES[name] and r["port"] == PORT
+    # identification
+    assert r["manufacturer"] == t["manufacturer"]
+    assert r["model"] == t["model"]
+    src = txt(rec.get(t["model_from"])) if t["model_from"] != HR else \
+        txt(rec.get("1.3.6.1.2.1.25.3.2.1.3." + (printer_hr_index(rec) or "1")))
+    assert src and t["model"] in " ".join(src.split()), (t["model"], src)
+    assert r["sources"]["model"]
+    if txt(rec.get(PRT_SERIAL)):
+        serial, source = txt(rec[PRT_SERIAL]), "prtGeneralSerialNumber"
+    elif "serial_from" in t:
+        serial, source = txt(rec[t["serial_from"]]), t["serial_from"]
+    elif "serial_in_sysdescr" in t:
+        d = txt(rec[SYS_DESCR])
+        serial = d.split(t["serial_in_sysdescr"], 1)[1].split(",", 1)[0].strip()
+        source = "sysDescr"
+    else:
+        serial = source = None
+    assert r["serial"] == serial
+    if serial:
+        assert source in r["sources"]["serial"]
+    if "firmware_from" in t:
+        assert r["firmware"] == txt(rec[t["firmware_from"]])
+    if "brand" in t:
+        assert r["brand"] == t["brand"] and t["brand"] in txt(rec[t["brand_from"]])
+    else:
+        assert "brand" not in r
+    assert r["hostname"] == txt(rec.get("1.3.6.1.2.1.1.5.0"))
+    assert r["location"] == txt(rec.get("1.3.6.1.2.1.1.6.0"))
+    assert r["sys_object_id"] == rec["1.3.6.1.2.1.1.2.0"]
+    assert r["sys_descr"] == txt(rec[SYS_DESCR])
+    up = rec.get("1.3.6.1.2.1.1.3.0")
+    assert r["uptime_s"] == (up // 100 if up is not None else None)
+    assert r["mac"] == expected_mac(rec)
+    # counters: the life count exactly, else nothing invented
+    if LIFE in rec:
+        assert r["counters"]["total"] == rec[LIFE]
+        assert r["sources"]["counters.total"] == "prtMarkerLifeCount"
+    else:
+        assert "total" not in r["counters"]
+    for key, oid in (t.get("counters") or {}).items():
+        assert r["counters"][key] == rec[oid], key
+        assert oid in r["sources"]["counters." + key]
+    for v in r["counters"].values():
+        assert isinstance(v, dict) or (isinstance(v, int) and v >= 0)
+    # supplies: every row, as the device reports it
+    want = expected_supplies(rec)
+    assert [s["index"] for s in r["supplies"]] == [s["index"] for s in want]
+    for got, exp in zip(r["supplies"], want):
+        for k in ("level", "max", "percent", "state", "type_code", "color"):
+            assert got[k] == exp[k], (got["index"], k, got[k], exp[k])
+        raw = rec.get("1.3.6.1.2.1.43.11.1.1.6.1.%d" % got["index"])
+        assert got["description"] == txt(raw)
+        assert got["kind"] in ("toner", "ink", "drum", "developer", "fuser", "transfer", "waste",
+                               "staples", "other")
+    # features and status
+    for k in ("technology", "color", "duplex", "typology"):
+        if k in t:
+            assert r[k] == t[k], k
+    idx = printer_hr_index(rec)
+    assert r["status"]["errors"] == expected_errors(rec, idx)
+    display = [txt(v) for k, v in sorted(column(rec, "1.3.6.1.2.1.43.16.5.1.2").items()) if txt(v)]
+    assert r["status"]["display"] == display
+    alerts = column(rec, "1.3.6.1.2.1.43.18.1.1.7")
+    assert len(r["status"]["alerts"]) == len(alerts)
+    assert r["scan"] == "full" and r["snmp_version"] == "2c"
+
+
+def test_printmaster_alerts_and_console_decoded(collected):
+    ky = collected["printmaster_kyocera_cs4053"]
+    assert ky["status"]["display"] == ["Preparing to print..."]
+    assert {"severity": "warning", "group": "generalPrinter", "code": "poweredUp",
+            "description": None} in ky["status"]["alerts"]
+    ep = collected["printmaster_epson_cw"]
+    assert any(a["code"] == "markerInkAlmostEmpty" and a["description"] == "Ink is low."
+               for a in ep["status"]["alerts"])
+    br = collected["printmaster_brother"]
+    assert br["status"]["display"] == ["Sleep"] and br["status"]["power"] == "sleep"
+
+
+def test_by_function_counters_agree_with_total(collected):
+    for name in ("printmaster_kyocera_cs4053", "sharp"):
+        r = collected[name]
+        assert "counter_flags" not in r, (name, r.get("counter_flags"))
+        assert r["counters"]["mono"] + r["counters"]["color"] <= r["counters"]["total"]
+
+
+def test_scan_kinds_read_only_their_part(site, compiled):
+    plist = profiles.load([compiled])
+
+    async def run():
+        client = snmp.Client(timeout_ms=500, retries=1)
+        col = collector.Collector(client, profile_list=plist)
+        addr = ADDRESSES["printmaster_kyocera_cs4053"]
+        out = {}
+        try:
+            for kind in collector.KINDS:
+                out[kind] = await col.collect(addr, PORT, kind)
+        finally:
+            client.close()
+        return out
+    got = asyncio.run(run())
+    for kind, r in got.items():
+        assert r["scan"] == kind and r["serial"] == "RH28Y00024" and r["model"] == "CS 4053ci"
+    assert "counters" not in got["discovery"] and "supplies" not in got["discovery"]
+    assert got["counters"]["counters"]["total"] == 76498 and "supplies" not in got["counters"]
+    assert len(got["supplies"]["supplies"]) == 5 and "status" not in got["supplies"]
+    assert [s["kind"] for s in got["parts"]["supplies"]] == ["waste"]
+    assert got["alerts"]["status"]["alerts"] and "counters" not in got["alerts"]
+
+
+def test_fbtool_scan_on_micropython_matches(site, collected):
+    """The same collector on MicroPython, through `fbtool scan --json`, sweeping the block."""
+    r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "fbtool"), "scan", NET + "0/24",
+                        "--port", str(PORT), "--timeout-ms", "500", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    by_ip = {x["ip"]: x for x in got}
+    printers = {n: a for n, a in ADDRESSES.items() if collected[n] is not None}
+    assert set(by_ip) == set(printers.values())
+    for name, addr in printers.items():
+        a, b = dict(collected[name]), dict(by_ip[addr])
+        for x in (a, b):
+            x.pop("collected_at")
+        assert a == b, name
+
+
+@pytest.mark.parametrize("path", STUBS, ids=[name_of(p) for p in STUBS])
+def test_stub_vendor_and_model(compiled, path):
+    rec = read_snmprec(path)
+    plist = profiles.load([compiled])
+    descr = txt(rec.get(SYS_DESCR))
+    oid = rec.get("1.3.6.1.2.1.1.2.0")
+    p = profiles.match(plist, oid, descr)
+    ctx = {"get": rec, "hr": None, "sysdescr": descr}
+    model, _ = collector.derive_model(p, ctx)
+    brand, _ = profiles.first_text(p, "brand", ctx)
+    man = p["vendor"] if p else None
+    if brand and man and brand.lower() == man.lower():
+        brand = None
+    assert (man, model, brand) == STUB_TRUTH[name_of(path)]
