@@ -21,10 +21,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import cbor2
 
 from simulator import cloud_envelope
-from simulator.store import Store
+from simulator.store import CONTROL, Store
 
 log = logging.getLogger("fleetbox.cloud")
 MAX_BODY = 1 << 20
+SCAN_CODES = ("discovery", "full", "counters", "supplies", "parts", "alerts")   # v2 "s" as an integer
+CLOCK_SLACK_S = 2   # a box clock further off than this gets the cloud's time in the reply
 STATUS = {"malformed": 400, "bad-padding": 400, "unsupported-version": 400, "bad-payload": 400,
           "unknown-key": 403, "bad-mac": 403, "replay": 409, "out-of-window": 409}
 
@@ -33,8 +35,13 @@ class PayloadError(Exception):
     pass
 
 
+def _int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def decode_payload(plaintext):
-    """The CBOR sequence of docs/payload.md -> (upload header, batch); v1 (full records) or v2 (deltas)."""
+    """The CBOR sequence of docs/payload.md -> (upload header, batch), both in the long form:
+    head {"v", "upload"}, batch {"scan", "cycle", "records", "seen", "base"}. Accepts v1 and v2."""
     stream = io.BytesIO(plaintext)
     try:
         dec = cbor2.CBORDecoder(stream)
@@ -44,27 +51,51 @@ def decode_payload(plaintext):
         raise PayloadError("not a CBOR upload: %s" % e)
     if stream.read(1):
         raise PayloadError("trailing bytes after the batch")
-    if not isinstance(head, dict) or head.get("v") not in (1, 2) or not isinstance(head.get("upload"), int) \
-            or isinstance(head.get("upload"), bool) or head["upload"] < 0:
+    if not isinstance(head, dict) or head.get("v") not in (1, 2):
         raise PayloadError("bad upload header %r" % (head,))
-    if not isinstance(batch, dict) or not isinstance(batch.get("records"), list) \
-            or not all(isinstance(r, dict) for r in batch["records"]):
+    v = head["v"]
+    upload = head.get("upload" if v == 1 else "u")
+    if not _int(upload) or upload < 0:
+        raise PayloadError("bad upload id in header %r" % (head,))
+    if not isinstance(batch, dict):
+        raise PayloadError("batch is not a map")
+    if v == 2:
+        kind = batch.get("s")
+        if _int(kind):
+            if not 0 <= kind < len(SCAN_CODES):
+                raise PayloadError("unknown scan code %d" % kind)
+            kind = SCAN_CODES[kind]
+        batch = {"scan": kind, "cycle": batch.get("c"), "records": batch.get("r", []),
+                 "seen": batch.get("k", []), "base": batch.get("b")}
+    else:
+        batch = dict(batch, seen=[], base=None)
+    if not isinstance(batch["records"], list) or not all(isinstance(r, dict) for r in batch["records"]):
         raise PayloadError("batch without a records list")
-    if batch.get("cycle") is not None and not isinstance(batch["cycle"], int):
-        raise PayloadError("cycle is not an integer")
+    if batch["scan"] is not None and not isinstance(batch["scan"], str):
+        raise PayloadError("scan is not text")
+    for k in ("cycle", "base"):
+        if batch[k] is not None and not _int(batch[k]):
+            raise PayloadError("%s is not an integer" % k)
+    seen = batch["seen"]
+    if not isinstance(seen, list) or len(seen) % 2 or not all(_int(x) for x in seen):
+        raise PayloadError("seen must be a flat list of (device number, @) integer pairs")
     for r in batch["records"]:
         if not all(isinstance(k, str) for k in r):
             raise PayloadError("record with a non-text key")
-        if "=" in r or "-" in r or "@" in r or "^" in r:
-            if head["v"] < 2:
+        if v == 1:
+            if any(k in r for k in CONTROL):
                 raise PayloadError("delta record in a version 1 upload")
-            ref = r.get("=")
-            if not (isinstance(ref, list) and len(ref) == 2 and isinstance(ref[0], str) and isinstance(ref[1], int)):
-                raise PayloadError("delta record without a valid \"=\": [device, base upload]")
-            if not isinstance(r.get("-", []), list) or not isinstance(r.get("@", 0), int) \
-                    or not (r.get("^") is None or isinstance(r["^"], int)):
-                raise PayloadError("delta record with bad \"-\", \"@\" or \"^\"")
-    return head, batch
+            continue
+        if ("#" in r) == ("=" in r):
+            raise PayloadError("a version 2 record has exactly one of \"#\" (full) or \"=\" (delta)")
+        if not _int(r.get("#", r.get("="))):
+            raise PayloadError("device number is not an integer")
+        if "=" in r and (not isinstance(r.get("-", []), list) or not _int(r.get("@", 0))
+                         or not (r.get("^") is None or _int(r["^"]))):
+            raise PayloadError("delta record with bad \"-\", \"@\" or \"^\"")
+        if "#" in r and any(k in r for k in ("-", "@", "^")):
+            raise PayloadError("full record with delta fields")
+    return {"v": v, "upload": upload}, batch
 
 
 def manifest_keys(path):
@@ -158,15 +189,24 @@ class _Handler(BaseHTTPRequestHandler):
             return self._refuse("bad-payload", str(e))
         fresh, resync = srv.store.store_upload(header["device_id"], header["seq"], head["upload"], batch,
                                                srv.name, len(data))
-        log.info("%s stored upload %d from %s: %d records%s%s", srv.name, head["upload"], header["device_id"],
-                 len(batch["records"]), "" if fresh else " (already stored)",
-                 " resync %s" % resync if resync else "")
-        reply = {"ok": True, "upload": head["upload"], "time": int(time.time())}
+        n = len(batch["records"]) + len(batch["seen"])
+        log.info("%s stored upload %d from %s: %d records%s%s", srv.name, head["upload"], header["device_id"], n,
+                 "" if fresh else " (already stored)", " resync %s" % resync if resync else "")
+        now = int(time.time())
+        if head["v"] >= 2 and fresh and not resync and abs(header["ts"] - now) <= CLOCK_SLACK_S:
+            return self._no_news()
+        reply = {"ok": True, "upload": head["upload"], "time": now}
         if not fresh:
             reply["duplicate"] = True
         if resync:
             reply["resync"] = resync
         self._reply(200, reply, False)
+
+    def _no_news(self):
+        """Stored, and nothing to tell the box (its clock is right, no resync): the smallest answer."""
+        self.send_response_only(204)
+        self.end_headers()
+        self.log_request(204, 0)
 
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)

@@ -55,10 +55,9 @@ class Hardware:
         self._supervisor = None
         self._feed = None         # (counter text, monotonic time it last changed)
         os.makedirs(os.path.join(state_dir, "events"), exist_ok=True)
-        if _read(self._path("link")) is None:
-            self.cable(True)
-        if _read(self._path("power")) is None:
-            self.set_power_source("adapter")
+        # A new simulation starts with the cable in and the adapter powering the box.
+        self.cable(True)
+        self.set_power_source("adapter")
 
     def _path(self, name):
         return os.path.join(self.dir, name)

@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS uploads (box TEXT NOT NULL, upload INTEGER NOT NULL, 
                                     PRIMARY KEY (box, upload));
 CREATE TABLE IF NOT EXISTS devices (box TEXT NOT NULL, device TEXT NOT NULL, ip TEXT, manufacturer TEXT,
                                     model TEXT, serial TEXT, record TEXT, updated REAL,
-                                    last_upload INTEGER, clock TEXT,
+                                    num INTEGER, clock TEXT,
                                     PRIMARY KEY (box, device));
 CREATE TABLE IF NOT EXISTS readings (box TEXT NOT NULL, device TEXT NOT NULL, collected_at INTEGER, cycle INTEGER,
                                      scan TEXT, total INTEGER, lowest_supply INTEGER, record TEXT);
@@ -31,7 +31,7 @@ def device_key(rec):
     return rec.get("serial") or rec.get("mac") or "%s:%s" % (rec.get("ip"), rec.get("port", 161))
 
 
-CONTROL = ("=", "-", "@", "^")
+CONTROL = ("#", "=", "-", "@", "^")
 
 
 def merge(old, clock, delta, cycle):
@@ -83,9 +83,13 @@ class Store:
                             "last_seen=excluded.last_seen", (box, seq, time.time()))
 
     def store_upload(self, box, seq, upload, batch, endpoint, nbytes):
-        """Store one decrypted batch atomically -> (fresh, resync): fresh is False when this upload id
-        was stored before; resync lists device keys whose delta did not apply to the state held here."""
-        records = batch.get("records") or []
+        """Store one decoded batch (cloud.decode_payload) atomically -> (fresh, resync).
+
+        fresh is False when this upload id was stored before (nothing is stored again).
+        resync is [] when every delta applied to the state held here, True when the box's
+        base is not the last upload stored (everything must come in full), else the numbers
+        of the devices this store does not know."""
+        records, seen = batch.get("records") or [], batch.get("seen") or []
         cycle = batch.get("cycle")
         now = time.time()
         resync = []
@@ -97,10 +101,17 @@ class Store:
                     fresh = False
                 else:
                     fresh = True
+                    if batch.get("base") is not None:
+                        last = cur.execute("SELECT max(upload) FROM uploads WHERE box=?", (box,)).fetchone()[0]
+                        if last != batch["base"]:
+                            resync = True
                     cur.execute("INSERT INTO uploads VALUES(?,?,?,?,?,?,?,?)",
-                                (box, upload, batch.get("scan"), cycle, len(records), endpoint, now, nbytes))
+                                (box, upload, batch.get("scan"), cycle, len(records) + len(seen), endpoint, now, nbytes))
                     for item in records:
-                        self._store_record(cur, box, upload, cycle, batch.get("scan"), item, now, resync)
+                        self._store_record(cur, box, cycle, batch.get("scan"), item, now, resync)
+                    for i in range(0, len(seen), 2):
+                        delta = {"=": seen[i], "@": seen[i + 1]}
+                        self._store_record(cur, box, cycle, batch.get("scan"), delta, now, resync)
                 cur.execute("INSERT INTO boxes(box, last_seq, last_seen, last_endpoint) VALUES(?,?,?,?) "
                             "ON CONFLICT(box) DO UPDATE SET last_seq=max(last_seq, excluded.last_seq), "
                             "last_seen=excluded.last_seen, last_endpoint=excluded.last_endpoint",
@@ -111,21 +122,28 @@ class Store:
                 raise
         return fresh, resync
 
-    def _store_record(self, cur, box, upload, cycle, scan, item, now, resync):
+    def _store_record(self, cur, box, cycle, scan, item, now, resync):
+        num = item.get("#", item.get("="))
         if "=" in item:
-            dev, base = item["="]
-            row = cur.execute("SELECT record, last_upload, clock FROM devices WHERE box=? AND device=?",
-                              (box, dev)).fetchone()
-            if row is None or row[1] != base:
-                resync.append(dev)   # the box's base is not what we hold: ask for the full record
-            old = json.loads(row[0]) if row else {}
-            clock = json.loads(row[2]) if row and row[2] else [None, None]
+            row = cur.execute("SELECT device, record, clock FROM devices WHERE box=? AND num=?",
+                              (box, num)).fetchone()
+            if row is None:
+                # A delta for a device this store does not hold: keep what came, ask for the full record.
+                if resync is not True:
+                    resync.append(num)
+                dev, old, clock = "#%d" % num, {}, [None, None]
+            else:
+                dev, old, clock = row[0], json.loads(row[1]), json.loads(row[2]) if row[2] else [None, None]
             rec, clock = merge(old, clock, item, cycle)
+            if row is None:
+                dev = device_key(rec) if rec.get("serial") or rec.get("mac") or rec.get("ip") else dev
         else:
-            rec = item
+            rec = {k: v for k, v in item.items() if k != "#"}
             dev = device_key(rec)
             up = rec.get("uptime_s")
             clock = [rec.get("collected_at"), up] if up is not None else [None, None]
+        if "#" in item:   # a device sent in full takes its number from any stand-in row
+            cur.execute("DELETE FROM devices WHERE box=? AND num=? AND device<>?", (box, num, dev))
         blob = json.dumps(rec, sort_keys=True)
         cur.execute("INSERT INTO readings VALUES(?,?,?,?,?,?,?,?)",
                     (box, dev, rec.get("collected_at"), cycle, scan,
@@ -133,9 +151,9 @@ class Store:
         cur.execute("INSERT INTO devices VALUES(?,?,?,?,?,?,?,?,?,?) ON CONFLICT(box, device) DO UPDATE "
                     "SET ip=excluded.ip, manufacturer=excluded.manufacturer, model=excluded.model, "
                     "serial=excluded.serial, record=excluded.record, updated=excluded.updated, "
-                    "last_upload=excluded.last_upload, clock=excluded.clock",
+                    "num=coalesce(excluded.num, num), clock=excluded.clock",
                     (box, dev, rec.get("ip"), rec.get("manufacturer"), rec.get("model"),
-                     rec.get("serial"), blob, now, upload, json.dumps(clock)))
+                     rec.get("serial"), blob, now, num, json.dumps(clock)))
 
     def reject(self, endpoint, reason, detail):
         with self.lock:

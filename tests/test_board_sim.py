@@ -82,11 +82,14 @@ def test_led_and_hardware_state_are_visible(sim):
 def test_cable_pull_pauses_the_box_and_replug_resumes_with_nothing_lost(sim):
     sim.inject("cable-pull")
     sim.wait_for("LED no-link", lambda: sim.led() == "no-link", 20)
+    time.sleep(1.5)   # an upload already on the wire when the cable went may still land
     before = len(sim.cloud.store.uploads(sim.serial))
     mark = len(sim.box_log)
     time.sleep(2 * INTERVAL)
     assert len(sim.cloud.store.uploads(sim.serial)) == before
-    assert not any("uploaded" in line or "scan probed" in line for line in sim.box_log[mark:])
+    assert not any("uploaded" in line for line in sim.box_log[mark:])
+    # No new collection starts (a sweep already running may finish: its batch waits in the spool).
+    assert sum("scan probed" in line for line in sim.box_log[mark:]) <= 1
     assert sim.board_state()["address"] is None
     sim.inject("cable-plug")
     sim.wait_for("LED running", lambda: sim.led() == "running", 60)

@@ -20,7 +20,7 @@ def test_repository_profiles_compile_and_load(tmp_path):
     out = str(tmp_path / "p.json")
     data = compiler.compile_to(out)
     plist = profiles.load([out])
-    vendors = {p["vendor"] for p in plist}
+    vendors = set(plist.vendors())
     assert MAJORS <= vendors and {"OKI", "Samsung", "Toshiba", "Dell", "Zebra"} <= vendors
     assert data == compiler.dumps(compiler.compile_dir())      # deterministic
     assert len(data) < 16384
@@ -28,9 +28,15 @@ def test_repository_profiles_compile_and_load(tmp_path):
 
 def test_documented_vector_compiles_byte_for_byte():
     got = compiler.dumps(compiler.compile_dir(os.path.join(VECTORS, "profiles")))
-    with open(os.path.join(VECTORS, "profiles-example.json"), "rb") as f:
-        assert got == f.read().strip()
-    p = profiles.check(json.loads(got))[0]
+    path = os.path.join(VECTORS, "profiles-example.json")
+    with open(path, "rb") as f:
+        assert got == f.read()
+    head, line = got.decode().splitlines()
+    assert json.loads(head) == {"format": 1, "profiles": 1}
+    lib = profiles.load([path])
+    assert lib.vendors() == ["Example"] and lib.index[0][3] == len(head) + 1
+    p = lib.get("Example")
+    assert p == json.loads(line)
     assert p["supply_special"] == [[-100, "low"], [-5, "empty"]]
     assert p["model"][2] == {"oid": "1.3.6.1.4.1.99999.1.7.0", "ieee1284": "MDL"}
 

@@ -105,7 +105,7 @@ def run_micropython(script, stdin, heap="1M"):
     with os.fdopen(fd, "w") as f:
         f.write("import sys\nsys.path.insert(0, %r)\n" % os.path.join(ROOT, "firmware") + script)
     try:
-        r = subprocess.run([MICROPYTHON, "-X", "heapsize=" + heap, path], input=stdin,
+        r = subprocess.run([MICROPYTHON, "-X", "heapsize=" + heap, path], input=stdin + "\n",
                            capture_output=True, text=True, timeout=600)
     finally:
         os.unlink(path)

@@ -4,7 +4,8 @@ Usage: .venv/bin/python bench/snmp/walk.py [RECORDING=printmaster_kyocera_cs4053
 
 One snmpsim replays the recording; each reader walks 1.3.6.1.2.1.43 then 1.3.6.1.2.1.25.3
 (v2c GETBULK) through a counting UDP relay (_udpproxy.py), RUNS times:
-  (a) the box's engine (fleetbox.snmp) on MicroPython, its default walk,
+  (a) the box's engine (fleetbox.snmp) on MicroPython, its default walk (max-repetitions
+      from 10, growing while replies fit in 1400 octets), and again with it fixed at 10,
   (b) pysnmp 7 on CPython (bulk_walk_cmd, max-repetitions 10, no MIB lookups),
   (c) net-snmp's snmpbulkwalk (its default max-repetitions 10), one process per subtree.
 Prints median wall time, requests, octets each way, rows, and ratios; checks that all
@@ -38,7 +39,7 @@ async def main():
         t0 = time.ticks_us()
         for root in opts["roots"]:
             await c.walk_each("127.0.0.1", root, lambda o, v: seen.append(o), community=opts["community"],
-                              port=opts["port"])
+                              port=opts["port"], reply_budget=opts["budget"])
         times.append(time.ticks_diff(time.ticks_us(), t0) / 1e6)
         c.close()
         oids = seen
@@ -52,7 +53,7 @@ from fleetbox import snmp
 opts = json.loads(input())
 
 async def main():
-    c = snmp.Client(timeout_ms=3000, retries=1, window=256)
+    c = snmp.Client(timeout_ms=3000, retries=1, window=opts["window"])
     t0 = time.ticks_us()
     res = await asyncio.gather(*[c.get(h, opts["oids"], community=opts["community"], port=opts["port"])
                                  for h in opts["hosts"]])
@@ -118,19 +119,21 @@ def walk_bench(recording, runs):
     sim = Snmpsim([recording], [("127.0.0.1", free_port())])
     port = sim.endpoints[0][1]
     try:
-        box = measure("box engine (MicroPython)", lambda p, n: (lambda o: (o["times"], o["oids"]))(
-            run_micropython(MP_WALK, json.dumps({"runs": n, "roots": ROOTS, "community": recording, "port": p}),
-                            heap="512K")), port, runs)
+        def box_walk(budget):
+            return lambda p, n: (lambda o: (o["times"], o["oids"]))(run_micropython(MP_WALK, json.dumps(
+                {"runs": n, "roots": ROOTS, "community": recording, "port": p, "budget": budget}), heap="512K"))
+        box = measure("box engine (MicroPython)", box_walk(1400), port, runs)
+        box10 = measure("  same, max-rep. fixed 10", box_walk(0), port, runs)
         pys = measure("pysnmp 7 (CPython)", lambda p, n: pysnmp_walk(p, recording, n), port, runs)
         net = measure("net-snmp snmpbulkwalk", lambda p, n: netsnmp_walk(p, recording, n), port, runs)
     finally:
         sim.close()
-    same = box["oids"] == net["oids"] == pys["oids"]
+    same = box["oids"] == net["oids"] == pys["oids"] == box10["oids"]
     print("walk of %s under %s on recording %s, median of %d runs; same %d OIDs read by all three: %s"
           % (" and ".join(ROOTS), "snmpsim", recording, runs, net["rows"], "yes" if same else "NO"))
     print("%-26s %10s %9s %11s %11s %11s" % ("reader", "wall ms", "requests", "octets out", "octets in",
                                              "octets all"))
-    for r in (box, pys, net):
+    for r in (box, box10, pys, net):
         print("%-26s %10.1f %9.0f %11.0f %11.0f %11.0f" % (r["name"], r["time"] * 1000, r["requests"],
                                                            r["bytes_out"], r["bytes_in"],
                                                            r["bytes_out"] + r["bytes_in"]))
@@ -155,7 +158,7 @@ def poll_bench(n=200, recording="printmaster_kyocera_cs4053"):
           % (n, n, time.perf_counter() - t0, len(oids)))
     try:
         mp = run_micropython(MP_POLL, json.dumps({"hosts": hosts, "oids": oids, "community": recording,
-                                                  "port": port}))
+                                                  "port": port, "window": 64}), heap="1M")
         from pysnmp.hlapi.v3arch.asyncio import (CommunityData, ContextData, ObjectIdentity, ObjectType,
                                                  SnmpEngine, UdpTransportTarget, get_cmd)
 
@@ -181,7 +184,8 @@ def poll_bench(n=200, recording="printmaster_kyocera_cs4053"):
         nt = time.perf_counter() - t0
     finally:
         sim.close()
-    print("  box engine (MicroPython): %7.0f ms, %d/%d answered" % (mp["time"] * 1000, mp["ok"], n))
+    print("  box engine (MicroPython, 1 MiB heap, window 64): %7.0f ms, %d/%d answered"
+          % (mp["time"] * 1000, mp["ok"], n))
     print("  pysnmp 7 (CPython):       %7.0f ms, %d/%d answered" % (pt * 1000, pok, n))
     print("  net-snmp, %d snmpget:    %7.0f ms, %d/%d answered" % (n, nt * 1000, nok, n))
     print("  box / pysnmp %.2fx, box / net-snmp %.2fx" % (mp["time"] / pt, mp["time"] / nt))

@@ -604,7 +604,7 @@ class Merger:
 
 async def sweep(client, addresses, on_record, community=b"public", version="2c", workers=8,
                 scan="full", profile_list=None, cred=None, creds=None, state=None, pace_ms=0,
-                on_duplicate=None, window=256, rate=0):
+                on_duplicate=None, window=256, rate=0, stats=None):
     """Collect every printer among `addresses` (an iterator of (ip, port)), calling on_record(rec).
 
     Discovery (fleetbox.discovery) keeps up to `window` probes in flight from one
@@ -612,7 +612,8 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
     queue (discovery pauses while it is full), so memory does not grow with the range.
     v3 credentials are tried by the collectors on the addresses no community answered.
     A device seen again at another address (same serial or MAC) is reported once;
-    on_duplicate(rec, first_ip) hears about the others. Returns (probed, found).
+    on_duplicate(rec, first_ip) hears about the others. `stats` (a dict) receives the
+    discovery figures. Returns (probed, found).
     """
     col = Collector(client, community, version, profile_list, cred, creds, state, pace_ms)
     merger = Merger()
@@ -680,4 +681,6 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
             on_record(rec)
 
     await asyncio.gather(feed(), *[worker() for _ in range(workers)])
+    if stats is not None:
+        stats.update(prober.stats)   # discovery's own packets and bytes
     return counts[0], counts[1]

@@ -15,7 +15,7 @@ DEFAULTS = {
     "snmp_port": 161,
     "timeout_ms": 1000,
     "retries": 1,
-    "workers": 32,
+    "workers": 2,           # printers collected at once (discovery keeps up to 256 probes in flight)
     "intervals": {"full": 300},
     "endpoints": [],
     "ca": None,

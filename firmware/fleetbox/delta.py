@@ -1,11 +1,14 @@
 """Delta encoding of device records: only what changed since the last acknowledged upload.
 
-The box keeps, per device, a 4-byte digest of each top-level field of the record the
-cloud last acknowledged (and that upload's id, collected_at and uptime_s). A record
-whose device has such a state travels as a delta: its changed fields only, plus
-"=": [device key, base upload id]. The cloud merges it onto the full record it keeps
-and answers "resync" when its base differs; the box then sends that device in full.
-Format: docs/payload.md. The state lives in one JSON file, replaced atomically.
+The box numbers each device it has sent (a small integer, never reused) and keeps, per
+device, a 4-byte digest of each top-level field of the record the cloud last acknowledged,
+plus the clock pair (collected_at, uptime_s) of its last uptime reading. A device seen
+before travels as a delta record (its changed fields only) or, when nothing but the clock
+moved, as two integers (number, collected_at offset) in the batch's "seen" list. The cloud merges these onto
+the full records it keeps and names the devices it cannot rebuild ("resync"); those are
+sent in full next time. Format: docs/payload.md. The state is one JSON file, replaced
+atomically after each acknowledgement (a power cut in between only makes the next
+upload of the same batch a duplicate, which the cloud acknowledges).
 """
 import binascii
 import hashlib
@@ -15,6 +18,8 @@ from fleetbox import cbor
 from fleetbox.spool import atomic_write
 
 MAX_DEVICES = 512           # devices remembered; others are sent in full
+UPTIME_SLACK_S = 1          # an uptime this close to the prediction is not sent (its own precision)
+SCAN_CODES = ("discovery", "full", "counters", "supplies", "parts", "alerts")   # "s" as a small integer
 _CLOCK = ("collected_at", "uptime_s")
 
 
@@ -34,16 +39,24 @@ class DeltaState:
         self.path = path
         try:
             with open(path) as f:
-                self.devices = json.load(f)
-        except (OSError, ValueError):
-            self.devices = {}   # no state: everything goes in full, which is always safe
+                state = json.load(f)
+            self.devices, self.next_num, self.base = state["d"], state["n"], state["b"]
+        except (OSError, ValueError, KeyError, TypeError):
+            self.reset()   # no state: everything goes in full, which is always safe
+
+    def reset(self):
+        self.devices = {}   # device key -> {"n": number, "h": {field: digest}, "t": [collected_at, uptime_s]}
+        #                     (only "n" after a resync: the next record goes in full)
+        self.next_num = 1
+        self.base = None    # the last upload id the cloud acknowledged
 
     def encode(self, upload_id, batch):
-        """(batch to send, state to commit once the cloud acknowledged it)."""
+        """(compact batch to send, state to commit once the cloud acknowledged it)."""
         full = batch.get("scan") == "full"
         cycle = batch.get("cycle")
-        out = []
+        records, seen = [], []
         pending = {}
+        num = self.next_num
         for rec in batch["records"]:
             key = device_key(rec)
             old = pending.get(key) or self.devices.get(key)
@@ -51,40 +64,56 @@ class DeltaState:
             for name, value in rec.items():
                 if name not in _CLOCK:
                     digests[name] = field_digest(value)
-            if old is None:
-                out.append(rec)
+            if old is None or "h" not in old:
+                if old is None:
+                    n = num
+                    num += 1
+                else:
+                    n = old["n"]   # resync: a device keeps its number
+                first = dict(rec)
+                first["#"] = n
+                records.append(first)
                 merged = digests
+                up = rec.get("uptime_s")
             else:
-                out.append(_delta(rec, key, old, digests, full, cycle))
-                merged = dict(old["h"])
-                if full:
-                    merged = {}
+                n = old["n"]
+                d, up = _delta(rec, n, old, digests, full, cycle)
+                if len(d) == 1 or (len(d) == 2 and "@" in d):
+                    seen.append(n)
+                    seen.append(d.get("@", 0))
+                else:
+                    records.append(d)
+                merged = {} if full else dict(old["h"])
                 merged.update(digests)
-            up = rec.get("uptime_s")
-            clock = [rec.get("collected_at"), up] if up is not None else (old["t"] if old else [None, None])
-            pending[key] = {"u": upload_id, "h": merged, "t": clock}
-        return {"scan": batch.get("scan"), "cycle": cycle, "records": out}, pending
+            # the clock pair as the cloud will hold it (a predicted uptime when the error was elided)
+            clock = [rec.get("collected_at"), up] if up is not None else ((old or {}).get("t") or [None, None])
+            pending[key] = {"n": n, "h": merged, "t": clock}
+        kind = batch.get("scan")
+        out = {"s": SCAN_CODES.index(kind) if kind in SCAN_CODES else kind, "c": cycle}
+        if records:
+            out["r"] = records
+        if seen:
+            out["k"] = seen
+        if self.base is not None:
+            out["b"] = self.base
+        return out, {"d": pending, "n": num, "u": upload_id}
 
     def commit(self, pending, resync=()):
-        """Take the acknowledged upload's state; forget devices the cloud asked to resync."""
-        self.devices.update(pending)
-        if resync is True:
-            self.devices = {}
-        else:
-            for key in resync:
-                self.devices.pop(key, None)
+        """Take the acknowledged upload's state; forget the devices the cloud could not rebuild."""
+        self.devices.update(pending["d"])
+        self.next_num = max(self.next_num, pending["n"])
+        for key, dev in self.devices.items():
+            if resync is True or dev["n"] in resync:
+                self.devices[key] = {"n": dev["n"]}   # sent in full next time, under the same number
+        self.base = pending["u"]
         while len(self.devices) > MAX_DEVICES:
-            oldest = min(self.devices, key=lambda k: self.devices[k]["u"])
+            oldest = min(self.devices, key=lambda k: self.devices[k]["n"])
             del self.devices[oldest]
-        atomic_write(self.path, json.dumps(self.devices))
-
-    def forget(self):
-        self.devices = {}
-        atomic_write(self.path, "{}")
+        atomic_write(self.path, json.dumps({"d": self.devices, "n": self.next_num, "b": self.base}))
 
 
-def _delta(rec, key, old, digests, full, cycle):
-    d = {"=": [key, old["u"]]}
+def _delta(rec, n, old, digests, full, cycle):
+    d = {"=": n}
     h = old["h"]
     for name, digest in digests.items():
         if h.get(name) != digest:
@@ -100,14 +129,18 @@ def _delta(rec, key, old, digests, full, cycle):
             d["@"] = at - cycle
     elif "collected_at" in rec:
         d["collected_at"] = at
-    # uptime_s: predicted from the clock pair (collected_at, uptime_s) of the last reading
-    # that had one; "^" carries the error when not 0, "^": null says "not read this time".
+    # uptime_s: predicted from the clock pair (collected_at, uptime_s) the cloud holds; "^"
+    # carries the error when it exceeds the slack, "^": null says "not read this time".
+    # Returns (delta, the uptime the cloud will hold).
     if "uptime_s" not in rec:
         d["^"] = None
     elif up is not None and old_up is not None and at is not None and old_at is not None:
-        err = up - (old_up + at - old_at)
-        if err:
+        predicted = old_up + at - old_at
+        err = up - predicted
+        if -UPTIME_SLACK_S <= err <= UPTIME_SLACK_S:
+            up = predicted
+        else:
             d["^"] = err
     else:
         d["uptime_s"] = up
-    return d
+    return d, up

@@ -3,14 +3,15 @@
 One coroutine and one UDP socket send a GET of the system group to every address,
 keeping at most `window` requests in flight (a /24 fits in one window, so a sweep
 takes about one timeout plus one doubled retry, whatever its size up to the window).
-State per request in flight is six small integers in a slot of a table allocated
-once (no dict that grows, which a fragmented heap may fail to resize); no coroutine
-per address. A
+State per request in flight is 20 bytes in arrays allocated once (no dict that
+grows, which a fragmented heap may fail to resize, no object per request); no
+coroutine per address. A
 silent address is retried once per credential, then forgotten. Replies are matched
 on request id AND sender address and port; anything else is dropped.
 SNMPv3 credentials are not tried here (they need an engine discovery): the collector
 tries them on the addresses no community answered when it is given such credentials.
 """
+import array
 import asyncio
 import socket
 
@@ -43,40 +44,43 @@ class Prober:
         self.rate = rate
         self.bufsize = bufsize
         self.stats = {"sent": 0, "answered": 0, "silent": 0, "dropped": 0, "bytes_out": 0, "bytes_in": 0}
-        self._slots = None   # [ip int, port, credential index, attempt, deadline ms, request id] or None
+        # per slot: address, port, credential index, attempt, deadline (ms), request id (0: free)
+        self._ip = self._port = self._cred = self._try = self._due = self._rids = None
+        self._t0 = 0
         self._cursor = 0
         self._busy = 0
         self._answers = []
         self._event = asyncio.Event()
         self._rid = int.from_bytes(port.urandom(4), "big") & 0x3FFFFFFF
 
-    def _send(self, sock, rid, p):
-        host = targets.int_to_ip(p[0])
-        c = self.creds[p[2]]
-        msg = snmp.encode_request(c.version, c.community, ber.GET, rid, SYS_OIDS)
+    def _send(self, sock, i):
+        host = targets.int_to_ip(self._ip[i])
+        c = self.creds[self._cred[i]]
+        msg = snmp.encode_request(c.version, c.community, ber.GET, self._rids[i], SYS_OIDS)
+        # deadlines are kept relative to the start of the sweep (small ints in an 'i' array)
+        self._due[i] = port.ticks_diff(port.ticks_ms(), self._t0) + self.timeout_ms * (1 << self._try[i])
         try:
-            sock.sendto(msg, socket.getaddrinfo(host, p[1], socket.AF_INET, socket.SOCK_DGRAM)[0][-1])
+            sock.sendto(msg, socket.getaddrinfo(host, self._port[i], socket.AF_INET, socket.SOCK_DGRAM)[0][-1])
         except OSError:
             return
         self.stats["sent"] += 1
         self.stats["bytes_out"] += len(msg)
-        p[4] = port.ticks_ms() + self.timeout_ms * (1 << p[3])
 
-    def _take(self, entry):
-        """Put entry in a free slot with a fresh request id (low bits: the slot)."""
+    def _take(self, ip, p, cred, attempt):
+        """A free slot for a request, with a fresh request id (low 9 bits: the slot)."""
         n = self.window
         i = self._cursor
-        while self._slots[i] is not None:
+        while self._rids[i]:
             i = (i + 1) % n
         self._cursor = (i + 1) % n
-        self._rid = (self._rid + 1) & 0x3FFFFF
-        entry[5] = (self._rid << 9) | i
-        self._slots[i] = entry
+        self._rid = (self._rid % 0x3FFFFF) + 1
+        self._rids[i] = (self._rid << 9) | i
+        self._ip[i], self._port[i], self._cred[i], self._try[i] = ip, p, cred, attempt
         self._busy += 1
-        return entry[5]
+        return i
 
     def _drop(self, i):
-        self._slots[i] = None
+        self._rids[i] = 0
         self._busy -= 1
 
     async def _receive(self, sock):
@@ -93,16 +97,14 @@ class Prober:
                 self.stats["dropped"] += 1
                 continue
             i = r.request_id & 511
-            p = self._slots[i] if i < len(self._slots) else None
-            if p is not None and p[5] != r.request_id:
-                p = None
-            if (p is None or r.pdu_type != ber.RESPONSE or _addr_ints(addr) != (p[0], p[1])
-                    or r.community != self.creds[p[2]].community or r.version != self.creds[p[2]].version
-                    or r.error_status):
+            if (i >= self.window or not r.request_id or self._rids[i] != r.request_id
+                    or r.pdu_type != ber.RESPONSE or _addr_ints(addr) != (self._ip[i], self._port[i])
+                    or r.community != self.creds[self._cred[i]].community
+                    or r.version != self.creds[self._cred[i]].version or r.error_status):
                 self.stats["dropped"] += 1
                 continue
+            self._answers.append((self._ip[i], self._port[i], self._cred[i], r.varbinds))
             self._drop(i)
-            self._answers.append((p, r.varbinds))
             self._event.set()
 
     async def run(self, addresses, on_answer, room=None, on_silent=None):
@@ -116,8 +118,15 @@ class Prober:
             return
         it = iter(addresses)
         more = True
-        self.window = min(self.window, 512)
-        self._slots = [None] * self.window
+        self.window = max(1, min(self.window, 512))
+        n = self.window
+        self._ip = array.array("I", bytes(4 * n))
+        self._port = array.array("H", bytes(2 * n))
+        self._cred = array.array("B", bytes(n))
+        self._try = array.array("B", bytes(n))
+        self._due = array.array("i", bytes(4 * n))
+        self._t0 = port.ticks_ms()
+        self._rids = array.array("I", bytes(4 * n))
         self._cursor = 0
         self._busy = 0
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -140,36 +149,35 @@ class Prober:
                     except StopIteration:
                         more = False
                         break
-                    entry = [targets.ip_to_int(host), p, 0, 0, 0, 0]
-                    self._send(sock, self._take(entry), entry)
+                    self._send(sock, self._take(targets.ip_to_int(host), p, 0, 0))
                 while self._answers:
-                    entry, vbs = self._answers.pop(0)
+                    ip, p, ci, vbs = self._answers.pop(0)
                     self.stats["answered"] += 1
-                    on_answer(targets.int_to_ip(entry[0]), entry[1], entry[2], dict(vbs))
+                    on_answer(targets.int_to_ip(ip), p, ci, dict(vbs))
                 if not more and not self._busy:
                     break
-                now = port.ticks_ms()
+                now = port.ticks_diff(port.ticks_ms(), self._t0)
                 wait = 50 if more else 1000
                 for i in range(self.window):
-                    e = self._slots[i]
-                    if e is None:
+                    if not self._rids[i]:
                         continue
-                    left = port.ticks_diff(e[4], now)
+                    left = self._due[i] - now
                     if left > 0:
                         wait = min(wait, left)
                         continue
+                    ip, p, ci, attempt = self._ip[i], self._port[i], self._cred[i], self._try[i]
                     self._drop(i)
-                    if e[3] < self.retries:
-                        e[3] += 1
-                    elif e[2] + 1 < len(self.creds):
-                        e[2] += 1
-                        e[3] = 0
+                    if attempt < self.retries:
+                        attempt += 1
+                    elif ci + 1 < len(self.creds):
+                        ci += 1
+                        attempt = 0
                     else:
                         self.stats["silent"] += 1
                         if on_silent:
-                            on_silent(targets.int_to_ip(e[0]), e[1])
+                            on_silent(targets.int_to_ip(ip), p)
                         continue
-                    self._send(sock, self._take(e), e)
+                    self._send(sock, self._take(ip, p, ci, attempt))
                     wait = min(wait, self.timeout_ms)
                 self._event.clear()
                 try:
@@ -183,4 +191,4 @@ class Prober:
             except BaseException:  # noqa: BLE001  (the cancellation itself)
                 pass
             sock.close()
-            self._slots = None
+            self._ip = self._port = self._cred = self._try = self._due = self._rids = None

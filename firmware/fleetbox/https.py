@@ -208,6 +208,8 @@ def _read_response(s):
             length = int(v.strip())
         elif k == b"connection" and v.strip().lower() == b"close":
             keep = False
+    if status in (204, 304) or 100 <= status < 200:
+        length = 0                  # RFC 9112 6.3: no body, whatever the headers say
     if length is None:
         keep = False
         body = s.read(65537)

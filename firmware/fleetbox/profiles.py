@@ -1,7 +1,7 @@
 """Vendor profiles on the box: load the compiled file, pick a device's profile, read its rules.
 
 The YAML sources live in profiles/ and are compiled by `fbtool profiles compile` into one
-compact JSON file (docs/profiles.md). The box loads `/data/profiles.json` when present
+compact file of JSON lines (docs/profiles.md). The box loads `/data/profiles.json` when present
 (an update sent on its own), else the one shipped in the firmware slot.
 """
 import json
@@ -18,22 +18,85 @@ class ProfileError(ValueError):
 
 
 def load(paths):
-    """The profile list from the first readable file among `paths`, else []."""
+    """The profile library from the first readable file among `paths` (empty when none)."""
     for path in paths:
         try:
-            with open(path) as f:
-                data = json.load(f)
+            f = open(path)
         except OSError:
             continue
+        try:
+            return Library(path, f)
+        finally:
+            f.close()
+    return Library(None, None)
+
+
+class Library:
+    """Compiled profiles, indexed by vendor/enterprises/descr; a profile's rules are read from
+    the file (one JSON line per profile) when a device first needs them, and kept (a few
+    vendors per site), so the box never holds every vendor's rules at once."""
+
+    CACHE = 4
+
+    def __init__(self, path, f):
+        self.path = path
+        self.index = []      # (vendor, enterprises, descr, file offset)
+        self.cache = {}
+        if f is None:
+            return
+        head = f.readline()
+        try:
+            h = json.loads(head)
         except ValueError as e:
-            raise ProfileError("%s is not JSON: %s" % (path, e))
-        return check(data, path)
-    return []
+            raise ProfileError("%s is not a profile file: %s" % (path, e))
+        if not isinstance(h, dict) or h.get("format") != FORMAT:
+            raise ProfileError("%s: not a fleetbox profile file of format %d" % (path, FORMAT))
+        pos = len(head.encode()) if isinstance(head, str) else len(head)
+        while True:
+            line = f.readline()
+            if not line:
+                break
+            try:
+                p = json.loads(line)
+            except ValueError as e:
+                raise ProfileError("%s: profile %d is not JSON: %s" % (path, len(self.index) + 1, e))
+            if not isinstance(p, dict) or not isinstance(p.get("vendor"), str):
+                raise ProfileError("%s: every profile needs a vendor" % path)
+            self.index.append((p["vendor"], tuple(p.get("enterprises", ())), tuple(p.get("descr", ())), pos))
+            pos += len(line.encode()) if isinstance(line, str) else len(line)
+        if len(self.index) != h.get("profiles"):
+            raise ProfileError("%s: truncated (%d of %s profiles)" % (path, len(self.index), h.get("profiles")))
+
+    def __len__(self):
+        return len(self.index)
+
+    def vendors(self):
+        return [e[0] for e in self.index]
+
+    def get(self, vendor):
+        p = self.cache.get(vendor)
+        if p is not None:
+            return p
+        for v, _, _, pos in self.index:
+            if v == vendor:
+                with open(self.path) as f:
+                    f.seek(pos)
+                    p = json.loads(f.readline())
+                if len(self.cache) >= self.CACHE:
+                    self.cache.pop(next(iter(self.cache)))
+                self.cache[vendor] = p
+                return p
+        return None
+
+    def candidates(self):
+        for v, ents, descr, _ in self.index:
+            yield v, ents, descr
 
 
 def check(data, where="profiles"):
+    """A list of profile dicts (tests and hand-made profile sets) checked like a file's."""
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("profiles"), list):
-        raise ProfileError("%s: not a fleetbox profile file of format %d" % (where, FORMAT))
+        raise ProfileError("%s: not a fleetbox profile set of format %d" % (where, FORMAT))
     for p in data["profiles"]:
         if not isinstance(p, dict) or not isinstance(p.get("vendor"), str):
             raise ProfileError("%s: every profile needs a vendor" % where)
@@ -49,23 +112,35 @@ def enterprise(sys_object_id):
 
 
 def match(profiles, sys_object_id, descr):
-    """The profile for a device: sysObjectID's enterprise first, then words of sysDescr."""
+    """The profile for a device: sysObjectID's enterprise first, then words of sysDescr.
+    `profiles`: a Library, or a list of profile dicts."""
     ent = enterprise(sys_object_id)
     d = (descr or "").lower()
+    if isinstance(profiles, Library):
+        cands = profiles.candidates()
+    else:
+        cands = ((p["vendor"], p.get("enterprises", ()), p.get("descr", ())) for p in profiles)
     best, score = None, 0
-    for p in profiles:
+    for vendor, ents, words in cands:
         s = 0
-        if ent is not None and ent in p.get("enterprises", ()):
+        if ent is not None and ent in ents:
             s = 3
-        for w in p.get("descr", ()):
+        for w in words:
             w = w.lower()
             if d.startswith(w):
                 s = max(s, 2)
             elif (" " + w) in d:
                 s = max(s, 1)
         if s > score:
-            best, score = p, s
-    return best
+            best, score = vendor, s
+    if best is None:
+        return None
+    if isinstance(profiles, Library):
+        return profiles.get(best)
+    for p in profiles:
+        if p["vendor"] == best:
+            return p
+    return None
 
 
 def oids(profile, counters=True, ident=True):

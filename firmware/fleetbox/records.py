@@ -34,43 +34,55 @@ ALERT_GROUP = {1: "other", 3: "hostResourcesMIBStorageTable", 4: "hostResourcesM
                14: "channel", 15: "interpreter", 16: "consoleDisplayBuffer", 17: "consoleLights",
                18: "alert", 30: "finDevice", 31: "finSupply", 32: "finSupplyMediaInput",
                33: "finAttribute"}
-# PrtAlertCodeTC (RFC 3805), the codes devices actually send.
-ALERT_CODE = {1: "other", 2: "unknown", 3: "coverOpen", 4: "coverClosed", 5: "interlockOpen",
-              6: "interlockClosed", 7: "configurationChange", 8: "jam", 9: "subunitMissing",
-              10: "subunitLifeAlmostOver", 11: "subunitLifeOver", 12: "subunitAlmostEmpty",
-              13: "subunitEmpty", 14: "subunitAlmostFull", 15: "subunitFull", 16: "subunitNearLimit",
-              17: "subunitAtLimit", 18: "subunitOpened", 19: "subunitClosed", 20: "subunitTurnedOn",
-              21: "subunitTurnedOff", 22: "subunitOffline", 23: "subunitPowerSaver",
-              24: "subunitWarmingUp", 25: "subunitAdded", 26: "subunitRemoved",
-              27: "subunitResourceAdded", 28: "subunitResourceRemoved",
-              29: "subunitRecoverableFailure", 30: "subunitUnrecoverableFailure",
-              31: "subunitRecoverableStorageError", 32: "subunitUnrecoverableStorageError",
-              33: "subunitMotorFailure", 34: "subunitMemoryExhausted", 35: "subunitUnderTemperature",
-              36: "subunitOverTemperature", 37: "subunitTimingFailure", 38: "subunitThermistorFailure",
-              501: "doorOpen", 502: "doorClosed", 503: "poweredUp", 504: "poweredDown",
-              505: "printerNMSReset", 506: "printerManualReset", 507: "printerReadyToPrint",
-              801: "inputMediaTrayMissing", 802: "inputMediaSizeChange", 803: "inputMediaWeightChange",
-              804: "inputMediaTypeChange", 805: "inputMediaColorChange", 806: "inputMediaFormPartsChange",
-              807: "inputMediaSupplyLow", 808: "inputMediaSupplyEmpty", 809: "inputMediaChangeRequest",
-              810: "inputManualInputRequest", 811: "inputTrayPositionFailure",
-              812: "inputTrayElevationFailure", 813: "inputCannotFeedSizeSelected",
-              901: "outputMediaTrayMissing", 902: "outputMediaTrayAlmostFull", 903: "outputMediaTrayFull",
-              904: "outputMailboxSelectFailure", 1001: "markerFuserUnderTemperature",
-              1002: "markerFuserOverTemperature", 1003: "markerFuserTimingFailure",
-              1004: "markerFuserThermistorFailure", 1005: "markerAdjustingPrintQuality",
-              1101: "markerTonerEmpty", 1102: "markerInkEmpty", 1103: "markerPrintRibbonEmpty",
-              1104: "markerTonerAlmostEmpty", 1105: "markerInkAlmostEmpty",
-              1106: "markerPrintRibbonAlmostEmpty", 1107: "markerWasteTonerReceptacleAlmostFull",
-              1108: "markerWasteInkReceptacleAlmostFull", 1109: "markerWasteTonerReceptacleFull",
-              1110: "markerWasteInkReceptacleFull", 1111: "markerOpcLifeAlmostOver",
-              1112: "markerOpcLifeOver", 1113: "markerDeveloperAlmostEmpty", 1114: "markerDeveloperEmpty",
-              1115: "markerTonerCartridgeMissing", 1301: "mediaPathMediaTrayMissing",
-              1302: "mediaPathMediaTrayAlmostFull", 1303: "mediaPathMediaTrayFull",
-              1304: "mediaPathCannotDuplexMediaSelected", 1501: "interpreterMemoryIncrease",
-              1502: "interpreterMemoryDecrease", 1503: "interpreterCartridgeAdded",
-              1504: "interpreterCartridgeDeleted", 1505: "interpreterResourceAdded",
-              1506: "interpreterResourceDeleted", 1507: "interpreterResourceUnavailable",
-              1509: "interpreterComplexPageEncountered", 1801: "alertRemovalOfBinaryChangeEntry"}
+# PrtAlertCodeTC (RFC 3805) names, as one string (",CODE:name,"): a dict of 110 entries
+# would cost the box ~15 KB of heap for a rarely used lookup.
+ALERT_CODES = (","
+               "1:other,2:unknown,3:coverOpen,4:coverClosed,5:interlockOpen,6:interlockClosed,"
+               "7:configurationChange,8:jam,9:subunitMissing,10:subunitLifeAlmostOver,11:subunitLifeOver,"
+               "12:subunitAlmostEmpty,13:subunitEmpty,14:subunitAlmostFull,15:subunitFull,"
+               "16:subunitNearLimit,17:subunitAtLimit,18:subunitOpened,19:subunitClosed,20:subunitTurnedOn,"
+               "21:subunitTurnedOff,22:subunitOffline,23:subunitPowerSaver,24:subunitWarmingUp,"
+               "25:subunitAdded,26:subunitRemoved,27:subunitResourceAdded,28:subunitResourceRemoved,"
+               "29:subunitRecoverableFailure,30:subunitUnrecoverableFailure,"
+               "31:subunitRecoverableStorageError,32:subunitUnrecoverableStorageError,"
+               "33:subunitMotorFailure,34:subunitMemoryExhausted,35:subunitUnderTemperature,"
+               "36:subunitOverTemperature,37:subunitTimingFailure,38:subunitThermistorFailure,501:doorOpen,"
+               "502:doorClosed,503:poweredUp,504:poweredDown,505:printerNMSReset,506:printerManualReset,"
+               "507:printerReadyToPrint,801:inputMediaTrayMissing,802:inputMediaSizeChange,"
+               "803:inputMediaWeightChange,804:inputMediaTypeChange,805:inputMediaColorChange,"
+               "806:inputMediaFormPartsChange,807:inputMediaSupplyLow,808:inputMediaSupplyEmpty,"
+               "809:inputMediaChangeRequest,810:inputManualInputRequest,811:inputTrayPositionFailure,"
+               "812:inputTrayElevationFailure,813:inputCannotFeedSizeSelected,901:outputMediaTrayMissing,"
+               "902:outputMediaTrayAlmostFull,903:outputMediaTrayFull,904:outputMailboxSelectFailure,"
+               "1001:markerFuserUnderTemperature,1002:markerFuserOverTemperature,"
+               "1003:markerFuserTimingFailure,1004:markerFuserThermistorFailure,"
+               "1005:markerAdjustingPrintQuality,1101:markerTonerEmpty,1102:markerInkEmpty,"
+               "1103:markerPrintRibbonEmpty,1104:markerTonerAlmostEmpty,1105:markerInkAlmostEmpty,"
+               "1106:markerPrintRibbonAlmostEmpty,1107:markerWasteTonerReceptacleAlmostFull,"
+               "1108:markerWasteInkReceptacleAlmostFull,1109:markerWasteTonerReceptacleFull,"
+               "1110:markerWasteInkReceptacleFull,1111:markerOpcLifeAlmostOver,1112:markerOpcLifeOver,"
+               "1113:markerDeveloperAlmostEmpty,1114:markerDeveloperEmpty,1115:markerTonerCartridgeMissing,"
+               "1301:mediaPathMediaTrayMissing,1302:mediaPathMediaTrayAlmostFull,"
+               "1303:mediaPathMediaTrayFull,1304:mediaPathCannotDuplexMediaSelected,"
+               "1501:interpreterMemoryIncrease,1502:interpreterMemoryDecrease,"
+               "1503:interpreterCartridgeAdded,1504:interpreterCartridgeDeleted,"
+               "1505:interpreterResourceAdded,1506:interpreterResourceDeleted,"
+               "1507:interpreterResourceUnavailable,1509:interpreterComplexPageEncountered,"
+               "1801:alertRemovalOfBinaryChangeEntry"
+               ",")
+
+
+def alert_code_name(code):
+    """The RFC 3805 name of a prtAlertCode, else the number itself."""
+    if code is None:
+        return "unknown"
+    i = ALERT_CODES.find(",%d:" % code)
+    if i < 0:
+        return code
+    i = ALERT_CODES.index(":", i) + 1
+    return ALERT_CODES[i:ALERT_CODES.index(",", i)]
+
+
 MFP_WORDS = ("scan", "fax", "copier", "copy", "multi-function", "multifunction", "mfp", "facsimile")
 LOW_PERCENT = 10
 _HEX = "0123456789abcdefABCDEF"
@@ -333,7 +345,7 @@ def decode_alerts(rows):
         out.append({
             "severity": ALERT_SEVERITY.get(integer(r.get(2)), "other"),
             "group": ALERT_GROUP.get(integer(r.get(4)), "other"),
-            "code": ALERT_CODE.get(code, code if code is not None else "unknown"),
+            "code": alert_code_name(code),
             "description": text(r.get(8), True),
         })
     return out

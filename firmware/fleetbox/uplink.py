@@ -1,7 +1,7 @@
 """Uplink: spooled batches -> delta encoding -> AES-256 envelope -> HTTPS -> liberty, else rescue.
 
 The plaintext of each envelope is a CBOR sequence (docs/payload.md): an upload
-header {"v": 2, "upload"} followed by the batch, whose records are deltas against
+header {"v": 2, "u": upload id} followed by the batch, whose records are deltas against
 what the cloud acknowledged before (fleetbox.delta). The upload id is the spool id,
 so a batch resent after a lost acknowledgement is recognised by the cloud. Each
 attempt gets a fresh envelope sequence number, persisted before it is used.
@@ -107,7 +107,7 @@ class Uplink:
     def send(self, upload_id, batch):
         """Deliver one spooled batch; returns the acknowledging endpoint's name or raises UplinkError."""
         outgoing, pending = self.delta.encode(upload_id, batch)
-        plaintext = cbor.dumps({"v": PAYLOAD_VERSION, "upload": upload_id}) + cbor.dumps(outgoing)
+        plaintext = cbor.dumps({"v": PAYLOAD_VERSION, "u": upload_id}) + cbor.dumps(outgoing)
         outgoing = None
         reasons = []
         for i in self._order():
@@ -123,7 +123,7 @@ class Uplink:
                     self._failed(i)
                     continue
                 self.stats["bytes_out"] += len(body)
-                if status == 200:
+                if status in (200, 204):   # 204: stored, and the cloud has nothing to tell
                     self._delivered(i, name, reply, pending)
                     return name
                 reasons.append("%s: HTTP %d %s" % (name, status, _reason(reply)))
@@ -156,6 +156,7 @@ class Uplink:
             self.left_first_at = None
         self.stats["sent"] += 1
         self.stats["last_endpoint"] = name
+        # The cloud says its time only when the envelope's ts was off (else it answers 204).
         self.stats["cloud_time"] = ack.get("time")
 
     def due(self):

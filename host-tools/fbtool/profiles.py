@@ -1,8 +1,8 @@
 """`fbtool profiles compile`: vendor profiles in YAML (profiles/*.yaml) -> the box's compact file.
 
-The language is documented in docs/profiles.md. The output is one JSON object without
-whitespace, `{"format": 1, "profiles": [...]}`, sorted by vendor; the box loads it with
-firmware/fleetbox/profiles.py. Every mistake in a YAML file is an error naming the file
+The language is documented in docs/profiles.md. The output is JSON lines: a header
+`{"format":1,"profiles":N}`, then one compact profile per line, sorted by vendor; the box
+indexes it and reads a vendor's line when a device needs it (firmware/fleetbox/profiles.py). Every mistake in a YAML file is an error naming the file
 and the key, never a silently ignored rule.
 """
 import glob
@@ -185,7 +185,13 @@ def compile_dir(directory=PROFILES_DIR):
 
 
 def dumps(compiled):
-    return json.dumps(compiled, separators=(",", ":"), sort_keys=True).encode()
+    """The file: a header line {"format":1,"profiles":N}, then one line per profile
+    (compact JSON, keys sorted), so the box can index it and read one vendor at a time."""
+    lines = [json.dumps({"format": compiled["format"], "profiles": len(compiled["profiles"])},
+                        separators=(",", ":"), sort_keys=True)]
+    for p in compiled["profiles"]:
+        lines.append(json.dumps(p, separators=(",", ":"), sort_keys=True))
+    return ("\n".join(lines) + "\n").encode()
 
 
 def compile_to(output, directory=PROFILES_DIR):

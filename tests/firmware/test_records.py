@@ -161,7 +161,32 @@ def test_profile_file_checked():
     raises(profiles.ProfileError, profiles.check, {"format": 2, "profiles": []})
     raises(profiles.ProfileError, profiles.check, {"format": 1, "profiles": [{"enterprises": [1]}]})
     assert profiles.check({"format": 1, "profiles": PROFILES}) is PROFILES
-    assert profiles.load(["/nonexistent/profiles.json"]) == []
+    assert len(profiles.load(["/nonexistent/profiles.json"])) == 0
+
+
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def test_profile_library_reads_one_vendor_at_a_time():
+    import json
+    import os
+    from check import raises
+    path = "/tmp/fleetbox-test-profiles.json"
+    lines = [json.dumps({"format": 1, "profiles": len(PROFILES)})] + [json.dumps(p) for p in PROFILES]
+    _write(path, "\n".join(lines) + "\n")
+    lib = profiles.load(["/nonexistent", path])
+    assert lib.vendors() == ["Kyocera", "HP", "Ricoh"] and lib.cache == {}
+    p = profiles.match(lib, "1.3.6.1.4.1.367.1.1", "RICOH MP 3053")
+    assert p == PROFILES[2] and list(lib.cache) == ["Ricoh"]       # only the matched vendor read
+    assert profiles.match(lib, "1.3.6.1.4.1.11.2.3.9.1", "HP ETHERNET")["model_prefixes"] == ["HP "]
+    assert profiles.match(lib, None, "Cisco IOS") is None
+    _write(path, "\n".join(lines[:2]) + "\n")                     # truncated: refused, not half-used
+    raises(profiles.ProfileError, profiles.load, [path])
+    _write(path, json.dumps({"format": 9, "profiles": 0}) + "\n")
+    raises(profiles.ProfileError, profiles.load, [path])
+    os.remove(path)
 
 
 def test_device_state_bounded_and_saved():

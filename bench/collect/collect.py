@@ -1,0 +1,174 @@
+"""Discovery and collection on a simulated site, the box's collector on MicroPython.
+
+Usage: .venv/bin/python bench/collect/collect.py
+
+(a) Sweep of a /24 holding 20 printers (every real recording + one live pysnmp printer)
+    and 30 other devices (switch, UPS, camera, Linux server recordings, several times),
+    1 s timeout, one retry: wall time, packets, against net-snmp's snmpget of the same
+    system group, 64 processes at a time (the peer a script would use).
+(b) LAN bytes, both directions, for a full collection of 8 printers (the first 8
+    recordings), first contact and the next scan (row counts remembered), against
+    snmpbulkwalk of the same tables (+ snmpget of the same scalars) per printer.
+(c) Peak MicroPython heap during (a) with full records (live bytes sampled after a
+    collection every 20 ms), and whether it runs in `-X heapsize=256K`.
+"""
+import concurrent.futures
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "host-tools"), os.path.join(ROOT, "firmware")]
+from simulator.site import Site, walks_dir  # noqa: E402
+from fbtool import image, paths, profiles as compiler  # noqa: E402
+
+PORT = 17581
+NET = "127.45.0."
+MP = os.path.join(ROOT, ".venv", "bin", "micropython")
+SYS = ["1.3.6.1.2.1.1.%d.0" % i for i in range(1, 7)]
+TABLES = ["1.3.6.1.2.1.1", "1.3.6.1.2.1.2.2.1.6", "1.3.6.1.2.1.4.20.1.2", "1.3.6.1.2.1.25.3.2",
+          "1.3.6.1.2.1.25.3.5", "1.3.6.1.2.1.43.5.1.1.17", "1.3.6.1.2.1.43.10.2", "1.3.6.1.2.1.43.11",
+          "1.3.6.1.2.1.43.12", "1.3.6.1.2.1.43.13.4", "1.3.6.1.2.1.43.16.5", "1.3.6.1.2.1.43.18"]
+
+
+def site_description():
+    walks = walks_dir()
+    recs = sorted(glob.glob(str(walks / "recordings" / "*.snmprec")))
+    negs = sorted(glob.glob(str(walks / "negative" / "*.snmprec")))
+    devs, n = [], 10
+    for p in recs:
+        devs.append({"name": "p-" + os.path.basename(p)[:-8], "address": NET + str(n), "kind": "recording",
+                     "recording": p, "printer": True})
+        n += 1
+    devs.append({"name": "live-hp", "address": NET + str(n), "kind": "dynamic", "manufacturer": "HP",
+                 "model": "LaserJet Pro M404dn", "serial": "PHBQB07213", "sys_descr": "HP ETHERNET MULTI-ENVIRONMENT",
+                 "sys_object_id": "1.3.6.1.4.1.11.2.3.9.1", "sys_name": "NPI1", "location": "", "contact": "",
+                 "mac": "a0:d3:c1:8c:2d:1e",
+                 "printer": {"hr_device_descr": "HP LaserJet Pro M404dn", "technology": "laser", "duplex": True,
+                             "life_count": 48213, "pages_per_second": 1.0,
+                             "supplies": [{"description": "Black Cartridge HP 58A", "type": "tonerCartridge",
+                                           "colorant": "black", "unit": "percent", "max": 100, "level": 63}]}})
+    n = 100
+    for i in range(30):
+        p = negs[i % len(negs)]
+        devs.append({"name": "o-%d" % i, "address": NET + str(n + i), "kind": "recording", "recording": p,
+                     "printer": False})
+    return {"network": NET + "0/24", "devices": devs}
+
+
+def mpy_dir(tmp):
+    pkg = os.path.join(paths.FIRMWARE, "fleetbox")
+    os.makedirs(os.path.join(tmp, "fleetbox"))
+    for name in sorted(os.listdir(pkg)):
+        if name.endswith(".py"):
+            with open(os.path.join(tmp, "fleetbox", name[:-3] + ".mpy"), "wb") as f:
+                f.write(image.compile_mpy(os.path.join(pkg, name), "fleetbox/" + name))
+    return tmp
+
+
+def mp_sweep(mpy, prof, targets, kind, heap="256K", workers=2, sample_ms=0, runs=1):
+    opts = {"targets": targets, "port": PORT, "kind": kind, "workers": workers, "window": 256,
+            "timeout_ms": 1000, "retries": 1, "profiles": prof, "sample_ms": sample_ms, "runs": runs}
+    r = subprocess.run([MP, "-X", "heapsize=" + heap, os.path.join(os.path.dirname(__file__), "_mp_sweep.py"), mpy],
+                       input=json.dumps(opts) + "\n", capture_output=True, text=True, timeout=600)
+    recs = [line.split()[1:] for line in r.stdout.splitlines() if line.startswith("REC ")]
+    res = [line[7:] for line in r.stdout.splitlines() if line.startswith("RESULT ")]
+    if r.returncode or not res:
+        return None, recs, (r.stderr or r.stdout)[-600:]
+    return json.loads(res[0]), recs, ""
+
+
+def snmpget_sweep():
+    """net-snmp: snmpget of the system group on every address, 64 at a time."""
+    def one(i):
+        p = subprocess.run(["snmpget", "-v2c", "-c", "public", "-t", "1", "-r", "1", "-On",
+                            "%s%d:%d" % (NET, i, PORT)] + SYS, capture_output=True, text=True)
+        return p.returncode == 0
+    t = time.time()
+    with concurrent.futures.ThreadPoolExecutor(64) as ex:
+        answered = sum(ex.map(one, range(1, 255)))
+    return time.time() - t, answered
+
+
+def netsnmp_bytes(addr, extra_oids):
+    """Octets both ways for snmpbulkwalk of TABLES plus snmpget of extra_oids (net-snmp -d)."""
+    total = 0
+    cmds = [["snmpbulkwalk", "-v2c", "-c", "public", "-d", "-On", "%s:%d" % (addr, PORT), t] for t in TABLES]
+    if extra_oids:
+        cmds.append(["snmpget", "-v2c", "-c", "public", "-d", "-On", "%s:%d" % (addr, PORT)] + extra_oids)
+    for c in cmds:
+        out = subprocess.run(c, capture_output=True, text=True, timeout=60).stdout
+        total += sum(int(x) for x in re.findall(r"^(?:Sending|Received) (\d+) byte", out, re.M))
+    return total
+
+
+def main():
+    with tempfile.TemporaryDirectory() as tmp:
+        mpy = mpy_dir(os.path.join(tmp, "mpy"))
+        prof = os.path.join(tmp, "profiles.json")
+        compiler.compile_to(prof)
+        desc = site_description()
+        site = Site.from_dict(desc, port_override=PORT)
+        site.start()
+        try:
+            printers = [d["address"] for d in desc["devices"] if d.get("printer")]
+            print("site: %d devices (%d printers) on %s0/24, port %d; 1 s timeout, 1 retry" % (
+                len(desc["devices"]), len(printers), NET, PORT))
+
+            # (a) discovery sweep
+            res, recs, err = mp_sweep(mpy, prof, [NET + "0/24"], "discovery", heap="256K")
+            if res is None:
+                print("(a) sweep FAILED: " + err)
+            else:
+                r = res["runs"][0]
+                peer_s, peer_n = snmpget_sweep()
+                print("(a) /24 discovery sweep: fleetbox %.2f s, %d/%d printers, %d packets out, %d in, %d+%d bytes"
+                      % (r["ms"] / 1000, r["found"], len(printers), r["packets_out"], r["packets_in"],
+                         r["bytes_out"], r["bytes_in"]))
+                print("    net-snmp snmpget x64 parallel: %.2f s, %d answering agents   ratio %.1fx  (goal < 4 s: %s)"
+                      % (peer_s, peer_n, peer_s / (r["ms"] / 1000), "met" if r["ms"] < 4000 else "NOT met"))
+
+            # (b) LAN bytes for a full collection of 8 printers
+            eight = printers[:8]
+            res, recs, err = mp_sweep(mpy, prof, eight, "full", heap="1M", runs=2)
+            if res is None:
+                print("(b) collection FAILED: " + err)
+            else:
+                first, second = res["runs"]
+                peer = sum(netsnmp_bytes(a, []) for a in eight)
+                print("(b) full collection of 8 printers, LAN bytes both ways (SNMP payload):")
+                print("    fleetbox first contact %d B (%.0f B/printer), next scan %d B (%.0f B/printer)"
+                      % (first["collect_bytes"], first["collect_bytes"] / 8, second["collect_bytes"],
+                         second["collect_bytes"] / 8))
+                print("    net-snmp snmpbulkwalk of the same %d tables: %d B (%.0f B/printer)   ratio %.1fx / %.1fx"
+                      % (len(TABLES), peer, peer / 8, peer / first["collect_bytes"], peer / second["collect_bytes"]))
+                print("    goal < 2048 B/printer on average: first contact %s, next scan %s"
+                      % ("met" if first["collect_bytes"] / 8 < 2048 else "NOT met",
+                         "met" if second["collect_bytes"] / 8 < 2048 else "NOT met"))
+                res_all, _, _ = mp_sweep(mpy, prof, printers[:19], "full", heap="1M", runs=2)
+                if res_all:
+                    f, s = res_all["runs"]
+                    print("    all 19 recordings: first contact %.0f B/printer, next scan %.0f B/printer"
+                          % (f["collect_bytes"] / f["found"], s["collect_bytes"] / s["found"]))
+
+            # (c) heap: sweep + full collection of the 20 printers
+            for heap in ("192K", "224K", "256K"):
+                res, recs, err = mp_sweep(mpy, prof, [NET + "0/24"], "full", heap=heap, sample_ms=20)
+                ok = res is not None and res["runs"][0]["found"] == len(printers)
+                extra = ""
+                if res is not None:
+                    extra = "%d printers in %.2f s, live heap peak %d B (modules+profiles index %d B)" % (
+                        res["runs"][0]["found"], res["runs"][0]["ms"] / 1000, res["peak"], res["base"])
+                print("(c) -X heapsize=%s, sweep + full collection of %d printers: %s %s"
+                      % (heap, len(printers), "OK" if ok else "FAILED", extra or err[-200:]))
+        finally:
+            site.stop()
+
+
+if __name__ == "__main__":
+    main()
