@@ -144,10 +144,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         self.log_request(status, len(body))
 
-    def _refuse(self, reason, detail):
+    def _refuse(self, reason, detail, **extra):
         log.warning("%s refused an upload from %s: %s (%s)", self.server.name, self.client_address[0], reason, detail)
         self.server.store.reject(self.server.name, reason, detail)
-        self._reply(STATUS.get(reason, 400), {"ok": False, "reason": reason}, False)
+        self._reply(STATUS.get(reason, 400), dict({"ok": False, "reason": reason}, **extra), False)
 
     def do_POST(self):
         try:
@@ -182,6 +182,10 @@ class _Handler(BaseHTTPRequestHandler):
             if e.duplicate:
                 log.info("%s acknowledged a copy of the last envelope from %s", srv.name, e.header["device_id"])
                 return self._reply(200, {"ok": True, "duplicate": True}, False)
+            if e.reason == "replay":
+                # Only a holder of the box's key gets this far (the MAC was checked): tell it where
+                # its sequence numbers must continue, so a box whose flash was erased recovers.
+                return self._refuse(e.reason, str(e), last_seq=srv.store.last_seq(e.header["device_id"]))
             return self._refuse(e.reason, str(e))
         try:
             head, batch = decode_payload(plaintext)

@@ -5,6 +5,7 @@ Usage: micropython mp_uplink_box.py ROOT STATE_DIR < commands (one JSON per line
   {"put": batch, "class": 0}                     spool a batch (the JSON App._spool writes)
   {"drain": true}                                drain; prints {"sent", "error", "stats", "spool"}
 """
+import asyncio
 import json
 import sys
 
@@ -24,7 +25,7 @@ for line in sys.stdin:
     elif "drain" in cmd:
         out = {"sent": 0, "error": None}
         try:
-            out["sent"] = up.drain(spool)
+            out["sent"] = asyncio.run(up.drain(spool))
         except uplink.UplinkError as e:
             out["error"] = str(e)
         out["stats"] = up.stats

@@ -41,7 +41,7 @@ def sim(tmp_path_factory):
     d = tmp_path_factory.mktemp("boardsim")
     addrs = _small_site(str(d / "site.yaml"))
     s = Simulation(str(d), snmp_port=SNMP_PORT, cloud_port=CLOUD_PORT, interval=INTERVAL,
-                   liberty="127.77.6.1", rescue="127.77.6.2", site_yaml=str(d / "site.yaml"),
+                   liberty="127.77.16.1", rescue="127.77.16.2", site_yaml=str(d / "site.yaml"),
                    echo=lambda s: None, watchdog_s=WATCHDOG_S, targets=["%s-%s" % (addrs[0], addrs[-1])])
     try:
         s.start()
@@ -187,3 +187,12 @@ def test_sim_board_cuts_the_network_while_the_cable_is_out(tmp_path):
     assert out["refused"] == [True, True]          # no socket, no lookup while the link is down
     assert out["up"] == [["link", True]]
     assert out["fed"] == "2" and out["led"] == "booting"
+
+
+def test_fault_schedule_arguments_parse_or_explain():
+    import argparse
+    from simulator.__main__ import _fault_arg
+    assert _fault_arg("20:cable-pull") == (20.0, "cable-pull")
+    assert _fault_arg("1.5: printer hp-m404dn slow delay=3") == (1.5, "printer hp-m404dn slow delay=3")
+    with pytest.raises(argparse.ArgumentTypeError):
+        _fault_arg("cable-pull")

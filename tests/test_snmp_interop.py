@@ -154,10 +154,15 @@ def norm(v):
 async def main(kw, jobs):
     c = snmp.Client(**kw)
     out = []
+    creds = {}
     for job in jobs:
         op, args, kw = job
         if "v3" in kw:  # [user, auth, auth_pass, priv, priv_pass, context]
-            kw["cred"] = snmp.Credential.v3(*kw.pop("v3"))
+            spec = kw.pop("v3")
+            key = json.dumps(spec)
+            if key not in creds:  # one Credential per user: keys are derived once
+                creds[key] = snmp.Credential.v3(*spec)
+            kw["cred"] = creds[key]
         try:
             if op == "gather":
                 rs = await asyncio.gather(*[c.get(*a, **kw) for a in args])
@@ -204,9 +209,13 @@ def run_cpython(jobs, client_kw=None):
     async def main():
         c = snmp.Client(**(client_kw or CLIENT_KW))
         out = []
+        creds = {}
         for op, args, kw in jobs:
             if "v3" in kw:  # [user, auth, auth_pass, priv, priv_pass, context]
-                kw = dict(kw, cred=snmp.Credential.v3(*kw["v3"]))
+                key = json.dumps(kw["v3"])
+                if key not in creds:
+                    creds[key] = snmp.Credential.v3(*kw["v3"])
+                kw = dict(kw, cred=creds[key])
                 del kw["v3"]
             try:
                 if op == "gather":

@@ -1,5 +1,6 @@
 """The box's uplink (firmware, here on CPython) against the real cloud over real HTTPS on loopback:
 deltas rebuilt into full records, keep-alive, failover and return, outages, impostors, a proxy."""
+import asyncio
 import itertools
 import json
 import os
@@ -13,6 +14,7 @@ from simulator import pki
 from tests.uplink_kit import ConnectProxy, Impostor, Kit, Relay
 
 T0 = int(time.time()) - 3600
+run = asyncio.run
 _hosts = itertools.count(10)
 
 
@@ -94,7 +96,7 @@ def test_deltas_travel_and_the_cloud_rebuilds_full_records(cloud, tmp_path):
     for cycle in range(4):
         recs = put_cycle(spool, cycle)
         before = up.stats["bytes_out"]
-        assert up.drain(spool) == 1
+        assert run(up.drain(spool)) == 1
         sizes.append(up.stats["bytes_out"] - before)
         assert same(stored(cloud), {r["serial"]: r for r in recs})   # full state
     assert sizes[1] * 4 < sizes[0]          # after first sight only what changed travels
@@ -111,7 +113,7 @@ def test_partial_scans_merge_without_losing_fields(cloud, tmp_path):
     counters = [{k: r[k] for k in ("ip", "port", "serial", "mac", "uptime_s", "collected_at", "counters")}
                 for r in sample_records(1)]
     spool.put(json.dumps({"scan": "counters", "cycle": T0 + 300, "records": counters}))
-    assert up.drain(spool) == 2
+    assert run(up.drain(spool)) == 2
     want = {r["serial"]: dict(r, counters=c["counters"], uptime_s=c["uptime_s"], collected_at=c["collected_at"])
             for r, c in zip(sample_records(0), counters)}
     assert same(stored(cloud), want)
@@ -120,30 +122,30 @@ def test_partial_scans_merge_without_losing_fields(cloud, tmp_path):
 def test_cloud_asks_for_full_records_when_its_state_differs(cloud, tmp_path):
     spool, up = box(cloud, tmp_path)
     put_cycle(spool, 0)
-    up.drain(spool)
+    run(up.drain(spool))
     cloud.store.db.execute("DELETE FROM devices WHERE device='SN-0002'")   # the cloud lost one device
     put_cycle(spool, 1)
-    up.drain(spool)
+    run(up.drain(spool))
     assert up.delta.devices["SN-0002"] == {"n": 3}                          # told to resync
     recs = put_cycle(spool, 2)
-    up.drain(spool)
+    run(up.drain(spool))
     assert same(stored(cloud), {r["serial"]: r for r in recs})
 
 
 def test_cloud_down_many_cycles_then_back_every_record_once(cloud, tmp_path):
     spool, up = box(cloud, tmp_path)
     put_cycle(spool, 0)
-    up.drain(spool)
+    run(up.drain(spool))
     for r in cloud.cloud.receivers.values():
         r.stop()
     for cycle in range(1, 13):
         put_cycle(spool, cycle)
         with pytest.raises(uplink.UplinkError):
-            up.drain(spool)
+            run(up.drain(spool))
     assert len(spool) == 12 and up.backoff_n == 12 and not up.due()
     for r in cloud.cloud.receivers.values():
         r.start()
-    assert up.drain(spool) == 12 and len(spool) == 0
+    assert run(up.drain(spool)) == 12 and len(spool) == 0
     uploads = cloud.store.uploads(cloud.serial)
     assert [u["upload"] for u in uploads] == list(range(1, 14))
     for i in range(8):
@@ -156,9 +158,9 @@ def test_lost_acknowledgement_is_not_stored_twice(cloud, tmp_path):
     spool, up = box(cloud, tmp_path)
     put_cycle(spool, 0)
     ident, data = spool.peek()
-    up.send(ident, json.loads(data))            # delivered, but the box "crashed" before spool.ack
+    run(up.send(ident, json.loads(data)))            # delivered, but the box "crashed" before spool.ack
     spool2, up2 = box(cloud, tmp_path)          # reboot: the same batch is still spooled
-    assert up2.drain(spool2) == 1 and up2.stats["duplicates"] == 1
+    assert run(up2.drain(spool2)) == 1 and up2.stats["duplicates"] == 1
     assert len(cloud.store.history(cloud.serial, "SN-0001")) == 1
 
 
@@ -166,15 +168,15 @@ def test_failover_to_rescue_and_back_to_liberty(cloud, tmp_path):
     spool, up = box(cloud, tmp_path, return_after_s=1)
     cloud.cloud.receivers["liberty"].stop()
     put_cycle(spool, 0)
-    up.drain(spool)
+    run(up.drain(spool))
     assert up.stats["last_endpoint"] == "rescue" and up.stats["failovers"] == 1
     put_cycle(spool, 1)
-    up.drain(spool)                             # stays on rescue: no retry of liberty every upload
+    run(up.drain(spool))                             # stays on rescue: no retry of liberty every upload
     assert up.stats["last_endpoint"] == "rescue" and up.stats["failovers"] == 1
     cloud.cloud.receivers["liberty"].start()
     time.sleep(1.1)
     put_cycle(spool, 2)
-    up.drain(spool)
+    run(up.drain(spool))
     assert up.stats["last_endpoint"] == "liberty"
     assert [u["endpoint"] for u in cloud.store.uploads(cloud.serial)] == ["rescue", "rescue", "liberty"]
 
@@ -209,7 +211,7 @@ def test_man_in_the_middle_is_refused_and_data_kept(cloud, tmp_path, own_ca):
         before = {i: spool._file(i) for i in spool.ids()}
         content = [open(p, "rb").read() for p in before.values()]
         with pytest.raises(uplink.UplinkError) as e:
-            up.drain(spool)
+            run(up.drain(spool))
         assert ("matches no pin" in str(e.value)) == (not own_ca)
         assert spool.ids() == list(before) and [open(p, "rb").read() for p in before.values()] == content
         assert mitm.received == []              # not one byte of HTTP reached the impostor
@@ -233,14 +235,14 @@ def test_through_an_http_proxy_with_basic_auth(cloud, tmp_path):
         spool, up = Spool(state + "/spool"), uplink.Uplink(config.check(cfg), cloud.identity, state)
         put_cycle(spool, 0)
         put_cycle(spool, 1)
-        assert up.drain(spool) == 2
+        assert run(up.drain(spool)) == 2
         assert proxy.tunnels == [target]        # one tunnel, kept alive for both uploads
         assert len(cloud.store.uploads(cloud.serial)) == 2
         cfg["proxy"]["password"] = "wrong"
         up2 = uplink.Uplink(config.check(cfg), cloud.identity, state)
         put_cycle(spool, 2)
         with pytest.raises(uplink.UplinkError) as e:
-            up2.drain(spool)
+            run(up2.drain(spool))
         assert "407" in str(e.value) and len(spool) == 1
         assert ("auth", target) in proxy.refused
     finally:
@@ -265,7 +267,7 @@ def test_replayed_bitflipped_and_garbage_envelopes_get_4xx_over_https(cloud):
 
     first, second = env(1, 1), env(2, 2)
     assert post(first)[0] == 200 and post(second)[0] == 200
-    assert post(first) == (409, {"ok": False, "reason": "replay"})
+    assert post(first) == (409, {"ok": False, "reason": "replay", "last_seq": 2})
     flipped = bytearray(env(3, 3))
     flipped[60] ^= 0x01
     assert post(bytes(flipped)) == (403, {"ok": False, "reason": "bad-mac"})
@@ -297,7 +299,32 @@ def test_connection_reuse_counts_on_the_wire(cloud, tmp_path):
         spool, up = Spool(state + "/spool"), uplink.Uplink(config.check(cfg), cloud.identity, state)
         for c in range(3):
             put_cycle(spool, c)
-        assert up.drain(spool) == 3
+        assert run(up.drain(spool)) == 3
         assert relay.count["connections"] == 1 and up.stats["handshakes"] == 1
     finally:
         relay.stop()
+
+
+def test_uplink_config_is_checked():
+    from fleetbox import config
+    ok = config.check({"proxy": {"url": "http://127.0.0.1:3128", "user": "u", "password": "p"},
+                       "backoff_s": [5, 60], "spool_max_bytes": 65536})
+    assert ok["backoff_s"] == [5, 60] and ok["http_timeout_s"] == 10 and ok["keepalive"] is True
+    for bad, field in (({"proxy": {"url": "https://p:1"}}, "proxy"), ({"backoff_s": [10, 5]}, "backoff_s"),
+                       ({"http_timeout_s": 0}, "http_timeout_s"), ({"spool_max_bytes": -1}, "spool_max_bytes")):
+        with pytest.raises(config.ConfigError) as e:
+            config.check(bad)
+        assert field in str(e.value)
+
+
+def test_a_box_whose_sequence_state_was_lost_continues_after_the_clouds(cloud, tmp_path):
+    spool, up = box(cloud, tmp_path)
+    for c in range(3):
+        put_cycle(spool, c)
+        run(up.drain(spool))
+    os.remove(str(tmp_path / "box" / "uplink.seq"))     # e.g. a torn write on an old firmware
+    spool2, up2 = box(cloud, tmp_path)
+    assert up2.seq == 0
+    put_cycle(spool2, 3)
+    assert run(up2.drain(spool2)) == 1 and up2.seq > 3
+    assert len(cloud.store.uploads(cloud.serial)) == 4

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from tests.test_uplink import T0, _hosts, _impostor, same, sample_records, stored
-from tests.test_uplink import cloud, kit_dir  # noqa: F401
+from tests.test_uplink import cloud, kit_dir  # noqa: F401  (pytest fixtures)
 from tests.uplink_kit import Relay
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,3 +53,22 @@ def test_micropython_box_refuses_impostors_and_keeps_its_data(cloud, tmp_path):
         finally:
             mitm.stop()
     assert cloud.store.uploads(cloud.serial) == []
+
+
+def test_micropython_box_cloud_down_for_many_cycles_and_reboots_then_every_record_once(cloud, tmp_path):
+    state = str(tmp_path / "box")
+    cfg = cloud.raw_cfg()
+    assert run_box(state, cfg, cloud.identity, [batch(0), {"drain": True}])[0]["sent"] == 1
+    for r in cloud.cloud.receivers.values():
+        r.stop()
+    for cycle in range(1, 7):   # each cycle a new box process: a reboot with the cloud unreachable
+        out = run_box(state, cfg, cloud.identity, [batch(cycle), {"drain": True}])
+        assert out[0]["sent"] == 0 and len(out[0]["spool"]) == cycle and "rescue" in out[0]["error"]
+    for r in cloud.cloud.receivers.values():
+        r.start()
+    out = run_box(state, cfg, cloud.identity, [{"drain": True}])
+    assert out[0]["sent"] == 6 and out[0]["spool"] == []
+    assert [u["upload"] for u in cloud.store.uploads(cloud.serial)] == list(range(1, 8))
+    for i in range(8):
+        hist = cloud.store.history(cloud.serial, "SN-%04d" % i)
+        assert same(list(reversed(hist)), [sample_records(c)[i] for c in range(7)])

@@ -16,6 +16,8 @@ from fleetbox import collector, devstate, profiles, snmp, targets  # noqa: E402
 
 opts = json.loads(sys.stdin.readline())
 peak = [0]
+if opts.get("gc_threshold"):
+    gc.threshold(opts["gc_threshold"])   # collect every N bytes allocated: less fragmentation
 
 
 def sample():

@@ -71,9 +71,10 @@ def mpy_dir(tmp):
     return tmp
 
 
-def mp_sweep(mpy, prof, targets, kind, heap="256K", workers=2, sample_ms=0, runs=1):
+def mp_sweep(mpy, prof, targets, kind, heap="256K", workers=2, sample_ms=0, runs=1, gc_threshold=0):
     opts = {"targets": targets, "port": PORT, "kind": kind, "workers": workers, "window": 256,
-            "timeout_ms": 1000, "retries": 1, "profiles": prof, "sample_ms": sample_ms, "runs": runs}
+            "timeout_ms": 1000, "retries": 1, "profiles": prof, "sample_ms": sample_ms, "runs": runs,
+            "gc_threshold": gc_threshold}
     r = subprocess.run([MP, "-X", "heapsize=" + heap, os.path.join(os.path.dirname(__file__), "_mp_sweep.py"), mpy],
                        input=json.dumps(opts) + "\n", capture_output=True, text=True, timeout=600)
     recs = [line.split()[1:] for line in r.stdout.splitlines() if line.startswith("REC ")]
@@ -102,7 +103,8 @@ def netsnmp_bytes(addr, extra_oids):
     if extra_oids:
         cmds.append(["snmpget", "-v2c", "-c", "public", "-d", "-On", "%s:%d" % (addr, PORT)] + extra_oids)
     for c in cmds:
-        out = subprocess.run(c, capture_output=True, text=True, timeout=60).stdout
+        r = subprocess.run(c, capture_output=True, text=True, timeout=60)
+        out = r.stdout + r.stderr
         total += sum(int(x) for x in re.findall(r"^(?:Sending|Received) (\d+) byte", out, re.M))
     return total
 
@@ -121,7 +123,7 @@ def main():
                 len(desc["devices"]), len(printers), NET, PORT))
 
             # (a) discovery sweep
-            res, recs, err = mp_sweep(mpy, prof, [NET + "0/24"], "discovery", heap="256K")
+            res, recs, err = mp_sweep(mpy, prof, [NET + "0/24"], "discovery", heap="256K", workers=4)
             if res is None:
                 print("(a) sweep FAILED: " + err)
             else:
@@ -157,15 +159,16 @@ def main():
                           % (f["collect_bytes"] / f["found"], s["collect_bytes"] / s["found"]))
 
             # (c) heap: sweep + full collection of the 20 printers
-            for heap in ("192K", "224K", "256K"):
-                res, recs, err = mp_sweep(mpy, prof, [NET + "0/24"], "full", heap=heap, sample_ms=20)
+            for heap, workers in (("224K", 1), ("256K", 1), ("256K", 2)):
+                res, recs, err = mp_sweep(mpy, prof, [NET + "0/24"], "full", heap=heap, sample_ms=20,
+                                          workers=workers)
                 ok = res is not None and res["runs"][0]["found"] == len(printers)
                 extra = ""
                 if res is not None:
                     extra = "%d printers in %.2f s, live heap peak %d B (modules+profiles index %d B)" % (
                         res["runs"][0]["found"], res["runs"][0]["ms"] / 1000, res["peak"], res["base"])
-                print("(c) -X heapsize=%s, sweep + full collection of %d printers: %s %s"
-                      % (heap, len(printers), "OK" if ok else "FAILED", extra or err[-200:]))
+                print("(c) -X heapsize=%s, %d collector(s), sweep + full collection of %d printers: %s %s"
+                      % (heap, workers, len(printers), "OK" if ok else "FAILED", extra or err[-900:]))
         finally:
             site.stop()
 

@@ -158,12 +158,15 @@ def main():
             kit.stop()
     print()
     print("bytes on the wire per upload (TCP payload both ways, TLS included)")
-    print("%-26s %10s %10s %10s %12s" % ("scan", "no reuse", "reuse", "peer", "reuse/peer"))
+    print("%-26s %10s %10s %10s %14s %12s" % ("scan", "no reuse", "reuse", "peer", "no reuse/peer", "reuse/peer"))
     labels = {"full": "full scan, 8 printers", "counters": "counters scan", "alerts": "alerts scan, nothing new"}
     for kind, (first, one, reused) in rows.items():
-        print("%-26s %10d %10d %10d %11.2fx" % (labels[kind], one, reused, PEER[kind], reused / PEER[kind]))
-    print("%-26s %10d %10d %10d %11.2fx" % ("empty scan (no printers)", 0, 0, PEER["empty"], 0))
-    print("%-26s %10d %10s %10s" % ("first sight, full, 8", rows["full"][0], "-", "-"))
+        print("%-26s %10d %10d %10d %13.2fx %11.2fx" % (labels[kind], one, reused, PEER[kind], one / PEER[kind],
+                                                       reused / PEER[kind]))
+    print("%-26s %10d %10d %10d %13.2fx %11.2fx  (nothing to send: no upload)" % (
+        "empty scan (no printers)", 0, 0, PEER["empty"], 0, 0))
+    print("%-26s %10d %10s %10d %13.2fx %12s  (a device's first upload ever: every field)" % (
+        "first sight, full, 8", rows["full"][0], "-", PEER["full"], rows["full"][0] / PEER["full"], "-"))
     print()
     for kind, goal in GOALS.items():
         got = rows[kind][2]

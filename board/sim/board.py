@@ -175,6 +175,8 @@ class Board(hal.Board):
                 out.append(hal.button_event(int(words[1])))
             elif words == ["hang"]:
                 self._hang()
+            else:
+                print("board: ignoring unknown input event %r" % line)
         return out
 
     def _hang(self):

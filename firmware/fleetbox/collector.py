@@ -9,6 +9,7 @@ remembered from the last scan).
 import asyncio
 
 from fleetbox import ber, discovery, profiles, records, snmp
+from fleetbox import port as _port
 from fleetbox.port import time_s
 
 SYS = "1.3.6.1.2.1.1."
@@ -47,6 +48,7 @@ KINDS = ("discovery", "full", "counters", "supplies", "parts", "alerts")
 CONSUMABLES = ("toner", "ink")
 SLEEP_WORDS = ("sleep", "energy sav", "power sav", "low power")
 MAX_ROWS = 64
+GC_EVERY = 8192    # bytes allocated between garbage collections during a sweep (small heaps)
 
 
 class Collector:
@@ -106,16 +108,16 @@ class Collector:
         cur = list(starts) if starts else list(roots)
         out = seeds if seeds else [{} for _ in roots]
         active = [i for i in range(len(roots)) if cur[i] is not None]
+        if dev.get("choked"):
+            return out   # this agent already choked on a walk: no more storms for it
         while active:
             try:
                 vbs, k = await self._bulk(dev, [cur[i] for i in active], reps)
             except snmp.Timeout:
                 # The agent answered before: some rows make it choke (seen on replayed and real
-                # agents alike). Try once more row by row, then keep what was read.
-                if reps == 1:
-                    break
-                reps = 1
-                continue
+                # agents alike). Keep what was read rather than insist on a struggling agent.
+                dev["choked"] = True
+                break
             if not vbs:
                 break
             ended = []
@@ -617,9 +619,10 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
     """
     col = Collector(client, community, version, profile_list, cred, creds, state, pace_ms)
     merger = Merger()
+    _port.gc_threshold(GC_EVERY)
     counts = [0, 0]
     queue = []
-    qmax = max(4, workers * 2)
+    qmax = max(32, workers * 4)   # answered addresses waiting (~0.5 KB each); discovery pauses past it
     wake = asyncio.Event()
     done = [False]
     v3 = [c for c in col.creds if c.version == "3"]
@@ -679,6 +682,10 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
                 continue
             counts[1] += 1
             on_record(rec)
+            rec = None
+            # A record leaves a lot of short-lived garbage: collecting now keeps the small
+            # heap unfragmented (a MemoryError would otherwise come from a 1 KB block).
+            _port.collect()
 
     await asyncio.gather(feed(), *[worker() for _ in range(workers)])
     if stats is not None:

@@ -26,7 +26,7 @@ DEFAULTS = {
     # uplink (docs/uplink.md)
     "proxy": None,
     "keepalive": True,
-    "http_timeout_s": 15,
+    "http_timeout_s": 10,
     "backoff_s": [10, 900],
     "return_after_s": 600,
 }

@@ -69,13 +69,13 @@ class App:
         log("cycle %d: %s scan probed %d addresses, found %d printers, spool holds %d"
             % (self.cycle, scan, probed, found, len(self.spool)))
 
-    def upload(self):
+    async def upload(self):
         if not self.health.link:
             return  # cable out: the batches wait in the spool
         if not self.uplink.due():
             return  # backing off after failed drains (docs/uplink.md)
         try:
-            n = self.uplink.drain(self.spool)
+            n = await self.uplink.drain(self.spool)
             if n:
                 via = self.uplink.stats["last_endpoint"]
                 log("uploaded %d batches via %s" % (n, via))
@@ -109,7 +109,7 @@ class App:
                 for k in intervals:
                     if k not in ("full", "discovery"):
                         due[k] = port.ticks_ms() + int(intervals[k] * 1000)
-            self.upload()
+            await self.upload()
             port.collect()
             now = port.ticks_ms()
             wait = min(port.ticks_diff(due[k], now) for k in due) / 1000

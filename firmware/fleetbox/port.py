@@ -263,3 +263,13 @@ def tls_wrap(sock, server_hostname, ca_der):
     ctx.load_verify_locations(cadata=bytes(ca_der))
     s = ctx.wrap_socket(sock, server_hostname=server_hostname)
     return s, s.getpeercert(True)
+
+
+def gc_threshold(nbytes):
+    """MicroPython: collect garbage after every `nbytes` allocated (a small heap that is
+    collected often fragments less); no-op on CPython."""
+    try:
+        import gc
+        gc.threshold(nbytes)
+    except (AttributeError, TypeError):
+        pass

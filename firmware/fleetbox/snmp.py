@@ -75,6 +75,8 @@ class Credential:
 
     def __init__(self, version, community=b"", user=None, context=b""):
         self.version = "1" if _wire_version(version) == 0 else ("3" if version in ("3", 3) else "2c")
+        if self.version == "3" and user is None:
+            raise ValueError("an SNMPv3 credential needs a user: use Credential.v3()")
         self.community = _bytes(community)
         self.user = user
         self.context = _bytes(context)

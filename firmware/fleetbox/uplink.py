@@ -34,7 +34,7 @@ class Uplink:
         self.ca = cfg["ca"]
         self.pins = cfg["pins"]
         self.proxy = cfg.get("proxy")
-        self.timeout_s = cfg.get("http_timeout_s", 15)
+        self.timeout_s = cfg.get("http_timeout_s", 10)
         self.keepalive = cfg.get("keepalive", True)
         self.key = binascii.unhexlify(identity["device_key"])
         self.kid = identity["kid"]
@@ -104,8 +104,12 @@ class Uplink:
             order.insert(0, 0)
         return order
 
-    def send(self, upload_id, batch):
-        """Deliver one spooled batch; returns the acknowledging endpoint's name or raises UplinkError."""
+    async def send(self, upload_id, batch):
+        """Deliver one spooled batch; returns the acknowledging endpoint's name or raises UplinkError.
+
+        Each attempt blocks the loop for at most a few socket timeouts (http_timeout_s each:
+        connect, TLS, one read or write); between attempts the other tasks run (the health
+        task feeds the watchdog)."""
         outgoing, pending = self.delta.encode(upload_id, batch)
         plaintext = cbor.dumps({"v": PAYLOAD_VERSION, "u": upload_id}) + cbor.dumps(outgoing)
         outgoing = None
@@ -115,6 +119,7 @@ class Uplink:
             name = ep.get("name", ep["url"])
             tries = FAILOVER_AFTER if i == self.active else 1
             for _ in range(tries):
+                await port.sleep_ms(0)
                 body = envelope.seal(self.key, self.kid, self.device_id, self._next_seq(), port.time_s(), plaintext)
                 try:
                     status, reply = self._post(i, body)
@@ -126,7 +131,13 @@ class Uplink:
                 if status in (200, 204):   # 204: stored, and the cloud has nothing to tell
                     self._delivered(i, name, reply, pending)
                     return name
-                reasons.append("%s: HTTP %d %s" % (name, status, _reason(reply)))
+                ack = _json(reply)
+                if status == 409 and ack.get("reason") == "replay" and _ahead(ack.get("last_seq"), self.seq):
+                    # The cloud saw higher sequence numbers (this box's state was erased): skip past them.
+                    self.seq = ack["last_seq"]
+                    reasons.append("%s: sequence numbers continue after %d" % (name, self.seq))
+                    continue
+                reasons.append("%s: HTTP %d %s" % (name, status, ack.get("reason", "")))
                 self._failed(i)
                 if status < 500:
                     break   # the endpoint is up and said no: trying it again the same way will not help
@@ -163,7 +174,7 @@ class Uplink:
         """True when the backoff after failed drains has run out."""
         return self.next_try is None or port.ticks_diff(port.ticks_ms(), self.next_try[0]) >= self.next_try[1]
 
-    def drain(self, spool, budget=64):
+    async def drain(self, spool, budget=64):
         """Send spooled batches oldest first until the spool is empty, a send fails or budget is spent.
 
         On failure everywhere the next drain is due after an exponential backoff with jitter
@@ -176,7 +187,7 @@ class Uplink:
                 if item is None:
                     break
                 upload_id, batch = item
-                self.send(upload_id, batch)
+                await self.send(upload_id, batch)
                 batch = item = None
                 spool.ack(upload_id)
                 sent += 1
@@ -214,5 +225,5 @@ def _json(reply):
         return {}
 
 
-def _reason(reply):
-    return _json(reply).get("reason", "")
+def _ahead(last, seq):
+    return isinstance(last, int) and not isinstance(last, bool) and last >= seq

@@ -5,8 +5,9 @@ Keys (password-to-key, localisation to an engine ID), HMAC authentication
 key extensions that net-snmp and Cisco use), and the SNMPv3 message wrapper
 (RFC 3412). The request/discovery logic lives in fleetbox.snmp's Client.
 """
+import hashlib
+
 from fleetbox import port as _port
-from fleetbox import sha2
 from fleetbox.ber import (
     BERError, read_tlv, decode_int, encode_int, tlv, header_len,
     INTEGER, OCTET_STRING, SEQUENCE,
@@ -83,16 +84,26 @@ def _b(v):
     return v.encode() if isinstance(v, str) else bytes(v)
 
 
+def _hash(name, data=b""):
+    """hashlib's hash when the runtime has it; else the pure-Python SHA-2 (imported only
+    then: MicroPython lacks sha224/384/512)."""
+    fn = getattr(hashlib, name, None)
+    if fn is not None:
+        return fn(data)
+    from fleetbox import sha2
+    return sha2.new(name, data)
+
+
 # ------------------------------------------------------------------- keys
 
 def hmac(hash_name, key, data):
-    """HMAC (RFC 2104) over fleetbox.sha2.new, which has the SHA-2 sizes MicroPython lacks."""
-    h = sha2.new(hash_name)
+    """HMAC (RFC 2104) over _hash, which has the SHA-2 sizes MicroPython lacks."""
+    h = _hash(hash_name)
     block = 128 if hash_name in ("sha384", "sha512") else 64
     if len(key) > block:
-        key = sha2.new(hash_name, key).digest()
+        key = _hash(hash_name, key).digest()
     key = bytes(key) + b"\x00" * (block - len(key))
-    inner = sha2.new(hash_name, bytes(b ^ 0x36 for b in key))
+    inner = _hash(hash_name, bytes(b ^ 0x36 for b in key))
     inner.update(data)
     h.update(bytes(b ^ 0x5C for b in key))
     h.update(inner.digest())
@@ -107,7 +118,7 @@ def password_to_key(hash_name, password):
     n = len(password)
     reps = (4096 + n - 1) // n
     chunk = password * reps          # starts at a multiple of n: every chunk is the same
-    h = sha2.new(hash_name)
+    h = _hash(hash_name)
     left = _PW_LEN
     while left >= len(chunk):
         h.update(chunk)
@@ -119,7 +130,7 @@ def password_to_key(hash_name, password):
 
 def localize_key(hash_name, ku, engine_id):
     """Kul = H(Ku || engineID || Ku) (RFC 3414 2.6)."""
-    h = sha2.new(hash_name)
+    h = _hash(hash_name)
     h.update(ku)
     h.update(engine_id)
     h.update(ku)
@@ -130,7 +141,7 @@ def extend_priv_key(hash_name, kul, size, method, engine_id):
     """Lengthen a localised key for AES-192/256 (key extension, see PRIV_PROTOCOLS)."""
     while len(kul) < size:
         if method == "blumenthal":
-            kul = kul + sha2.new(hash_name, kul).digest()
+            kul = kul + _hash(hash_name, kul).digest()
         else:
             kul = kul + localize_key(hash_name, password_to_key(hash_name, kul), engine_id)
     return kul[:size]

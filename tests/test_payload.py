@@ -1,0 +1,81 @@
+"""The upload payload (docs/payload.md): the box's delta encoder and the cloud's merge against
+the vector, and clear refusals of payloads that break the document."""
+import json
+import os
+import re
+
+import pytest
+
+from fleetbox import cbor
+from fleetbox.delta import DeltaState
+from simulator.cloud import PayloadError, decode_payload
+from simulator.store import Store
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+with open(os.path.join(ROOT, "docs", "vectors", "payload-v2.json")) as _f:
+    V = json.load(_f)
+
+
+def test_vector_box_bytes_and_cloud_records(tmp_path):
+    state = DeltaState(str(tmp_path / "delta"))
+    store = Store(str(tmp_path / "cloud.sqlite"))
+    for step in V["steps"]:
+        out, pending = state.encode(step["upload"], step["batch"])
+        plaintext = cbor.dumps({"v": 2, "u": step["upload"]}) + cbor.dumps(out)
+        assert plaintext.hex() == step["plaintext"]
+        head, batch = decode_payload(plaintext)
+        fresh, resync = store.store_upload(V["box"], step["upload"], head["upload"], batch, "liberty", 0)
+        assert fresh and resync == []
+        state.commit(pending, resync)
+        assert store.device(V["box"], "S1") == step["cloud_record"]
+    assert len(store.history(V["box"], "S1")) == 3
+
+
+def test_doc_carries_the_vector():
+    with open(os.path.join(ROOT, "docs", "payload.md")) as f:
+        flat = re.sub(r"\s+", "", f.read())
+    for step in V["steps"]:
+        assert step["plaintext"] in flat
+
+
+def test_state_survives_a_reboot_and_a_lost_state_means_full_records(tmp_path):
+    path = str(tmp_path / "delta")
+    s = DeltaState(path)
+    out, pending = s.encode(1, V["steps"][0]["batch"])
+    s.commit(pending)
+    again = DeltaState(path).encode(2, V["steps"][1]["batch"])[0]
+    assert again["r"][0]["="] == 1 and again["b"] == 1
+    with open(path, "w") as f:
+        f.write("{torn")
+    fresh = DeltaState(path).encode(2, V["steps"][1]["batch"])[0]
+    assert "#" in fresh["r"][0] and "b" not in fresh
+
+
+def _payload(head, batch):
+    return cbor.dumps(head) + cbor.dumps(batch)
+
+
+@pytest.mark.parametrize("head, batch, words", [
+    ({"v": 3, "u": 1}, {"s": 1, "c": 1}, "header"),
+    ({"v": 2, "u": -1}, {"s": 1, "c": 1}, "upload id"),
+    ({"v": 2, "u": 1}, [1, 2], "not a map"),
+    ({"v": 2, "u": 1}, {"s": 1, "c": 1, "r": [{"#": 1, "=": 1}]}, "exactly one"),
+    ({"v": 2, "u": 1}, {"s": 1, "c": 1, "r": [{"ip": "x"}]}, "exactly one"),
+    ({"v": 2, "u": 1}, {"s": 1, "c": 1, "k": [1, 2, 3]}, "pairs"),
+    ({"v": 2, "u": 1}, {"s": 99, "c": 1}, "scan code"),
+    ({"v": 2, "u": 1}, {"s": 1, "c": "x"}, "cycle"),
+    ({"v": 2, "u": 1}, {"s": 1, "c": 1, "r": [{"=": 1, "-": "x"}]}, "bad"),
+    ({"v": 1, "upload": 1}, {"scan": "full", "cycle": 1, "records": [{"=": 1}]}, "version 1"),
+])
+def test_bad_payloads_are_refused_with_a_reason(head, batch, words):
+    with pytest.raises(PayloadError) as e:
+        decode_payload(_payload(head, batch))
+    assert words in str(e.value)
+
+
+def test_trailing_bytes_and_garbage_are_refused():
+    good = _payload({"v": 2, "u": 1}, {"s": 1, "c": 1})
+    assert decode_payload(good)[0] == {"v": 2, "upload": 1}
+    for bad in (good + b"\x00", b"\xff\xff", b""):
+        with pytest.raises(PayloadError):
+            decode_payload(bad)
