@@ -98,7 +98,7 @@ class Collector:
                 dev["nobulk"] = True
         return await self._getnext(dev, oids), len(oids)
 
-    async def walk_roots(self, dev, roots, reps, limit=MAX_ROWS, starts=None, seeds=None):
+    async def walk_roots(self, dev, roots, reps, limit=MAX_ROWS, starts=None, seeds=None, force=False):
         """Several columns (any tables) at once: [{row index (last arc): value}] per root.
 
         One GETBULK carries every root still going; a root stops at the end of its
@@ -108,7 +108,7 @@ class Collector:
         cur = list(starts) if starts else list(roots)
         out = seeds if seeds else [{} for _ in roots]
         active = [i for i in range(len(roots)) if cur[i] is not None]
-        if dev.get("choked"):
+        if dev.get("choked") and not force:
             return out   # this agent already choked on a walk: no more storms for it
         while active:
             try:
@@ -213,7 +213,7 @@ class Collector:
                 start = oid
         if start is None:
             return None
-        got = await self.walk_roots(dev, [IF_ROOT], 4, 16, [start], [{}])
+        got = await self.walk_roots(dev, [IF_ROOT], 4, 16, [start], [{}], True)
         for _, v in sorted(got[0].items()):
             if records.mac_text(v):
                 return records.mac_text(v)
