@@ -3,7 +3,8 @@
 Usage: micropython mp_uplink_box.py ROOT STATE_DIR < commands (one JSON per line):
   {"config": {...}, "identity": {...}}          first line
   {"put": batch, "class": 0}                     spool a batch (the JSON App._spool writes)
-  {"drain": true}                                drain; prints {"sent", "error", "stats", "spool"}
+  {"drain": true}                                drain; prints {"sent", "error", "stats", "spool", "ticks"}
+                                                 (ticks: 100 ms steps another task made meanwhile)
 """
 import asyncio
 import json
@@ -23,9 +24,21 @@ for line in sys.stdin:
     if "put" in cmd:
         spool.put(json.dumps(cmd["put"]), cmd.get("class", 0))
     elif "drain" in cmd:
-        out = {"sent": 0, "error": None}
+        out = {"sent": 0, "error": None, "ticks": 0}
+
+        async def ticker():
+            while True:
+                await asyncio.sleep_ms(100)
+                out["ticks"] += 1
+
+        async def drain():
+            t = asyncio.create_task(ticker())   # stands for the health task: runs while the network is slow
+            try:
+                return await up.drain(spool)
+            finally:
+                t.cancel()
         try:
-            out["sent"] = asyncio.run(up.drain(spool))
+            out["sent"] = asyncio.run(drain())
         except uplink.UplinkError as e:
             out["error"] = str(e)
         out["stats"] = up.stats

@@ -59,6 +59,9 @@ def main():
             level = "authPriv"
         config.add_vacm_user(eng, 3, name, level, (1, 3, 6), contextName=b"")
         config.add_vacm_user(eng, 3, name, level, (1, 3, 6), contextName=b"MFP")
+    # a device left on DES: the client must say so, not just time out
+    config.add_v3_user(eng, "sha-des", AUTH["SHA"], "auth-sha-pass", config.USM_PRIV_CBC56_DES, "priv-des-pass")
+    config.add_vacm_user(eng, 3, "sha-des", "authPriv", (1, 3, 6))
     ctx = context.SnmpContext(eng)
     ctx.register_context_name(b"MFP", ctx.get_mib_instrum(b""))
     cmdrsp.GetCommandResponder(eng, ctx)

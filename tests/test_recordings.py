@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "host-tools"))
 
 from simulator.site import Site, walks_dir  # noqa: E402
-from fleetbox import collector, devstate, profiles, records, snmp  # noqa: E402
+from fleetbox import collector, devstate, profiles, snmp  # noqa: E402
 from fbtool import profiles as compiler  # noqa: E402
 
 PORT = 17471
@@ -228,6 +228,7 @@ def name_of(path):
 
 
 ADDRESSES = {name_of(p): NET + str(10 + i) for i, p in enumerate(RECORDINGS + NEGATIVE)}
+DUPLICATE = NET + "200"    # the UTAX recording again: one device answering on two addresses
 
 
 @pytest.fixture(scope="module")
@@ -241,6 +242,8 @@ def compiled(tmp_path_factory):
 def site():
     devs = [{"name": name_of(p), "address": ADDRESSES[name_of(p)], "kind": "recording",
              "recording": p, "printer": p in RECORDINGS} for p in RECORDINGS + NEGATIVE]
+    devs.append({"name": "utax-again", "address": DUPLICATE, "kind": "recording", "printer": True,
+                 "recording": str(WALKS / "recordings" / "utax.snmprec")})
     s = Site.from_dict({"devices": devs}, port_override=PORT)
     s.start()
     yield s
@@ -402,6 +405,11 @@ def test_fbtool_scan_on_micropython_matches(site, collected):
     got = json.loads(r.stdout)
     by_ip = {x["ip"]: x for x in got}
     printers = {n: a for n, a in ADDRESSES.items() if collected[n] is not None}
+    # the UTAX answering on two addresses is reported once, at either of them
+    utax = [ip for ip in by_ip if ip in (ADDRESSES["utax"], DUPLICATE)]
+    assert len(utax) == 1 and len(got) == len(printers)
+    if utax[0] == DUPLICATE:
+        by_ip[ADDRESSES["utax"]] = dict(by_ip.pop(DUPLICATE), ip=ADDRESSES["utax"])
     assert set(by_ip) == set(printers.values())
     for name, addr in printers.items():
         a, b = dict(collected[name]), dict(by_ip[addr])
@@ -424,3 +432,62 @@ def test_stub_vendor_and_model(compiled, path):
     if brand and man and brand.lower() == man.lower():
         brand = None
     assert (man, model, brand) == STUB_TRUTH[name_of(path)]
+
+
+def test_capture_writes_a_replayable_snmprec(site, tmp_path):
+    """`fbtool scan --capture`: the raw walk of one device, every object as recorded."""
+    out = tmp_path / "canon.snmprec"
+    r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "fbtool"), "scan",
+                        "%s:%d" % (ADDRESSES["canonprinter_lbp"], PORT), "--capture", str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    got, want = read_snmprec(str(out)), read_snmprec(str(WALKS / "recordings" / "canonprinter_lbp.snmprec"))
+    assert got == want
+    r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "fbtool"), "scan", NET + "0/24",
+                        "--capture", str(out)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "exactly one device" in r.stderr
+
+
+def test_counter_going_backwards_is_flagged(site, compiled, tmp_path):
+    """The box remembers the last counters per serial: a total lower than last time is flagged."""
+    path = str(tmp_path / "devices.json")
+    st = devstate.DeviceState(path)
+    st.keep_counters("RH28Y00024", {"total": 80000, "print": 41000}, 1)
+    st.save()
+
+    async def run():
+        client = snmp.Client(timeout_ms=500, retries=1)
+        col = collector.Collector(client, profile_list=profiles.load([compiled]), state=devstate.DeviceState(path))
+        try:
+            first = await col.collect(ADDRESSES["printmaster_kyocera_cs4053"], PORT, "counters")
+            again = await col.collect(ADDRESSES["printmaster_kyocera_cs4053"], PORT, "counters")
+        finally:
+            client.close()
+        return first, again
+    first, again = asyncio.run(run())
+    assert first["counter_flags"] == ["backwards:total", "backwards:print"]
+    assert "counter_flags" not in again          # now compared with the reading just taken
+
+
+def test_credential_list_tried_in_order_and_remembered(site, compiled):
+    """Communities are tried in order; the one that answered is tried first next time."""
+    creds = [snmp.Credential("2c", b"not-this-one"), snmp.Credential("2c", b"public")]
+    state = devstate.DeviceState()
+    targets = [(NET + str(i), PORT) for i in (10, 11, 12)]
+
+    async def run():
+        client = snmp.Client(timeout_ms=300, retries=0)
+        out = []
+        try:
+            for _ in range(2):
+                found, stats = [], {}
+                await collector.sweep(client, iter(targets), found.append, scan="discovery", creds=creds,
+                                      profile_list=profiles.load([compiled]), state=state, stats=stats)
+                out.append((sorted(r["ip"] for r in found), stats["sent"]))
+        finally:
+            client.close()
+        return out
+    (first_ips, first_sent), (again_ips, again_sent) = asyncio.run(run())
+    assert first_ips == again_ips == [a for a, _ in targets]
+    assert first_sent == 6 and again_sent == 3          # wrong community first, then remembered
+    assert all(state.get("@" + a)["pc"] == 1 for a, _ in targets)

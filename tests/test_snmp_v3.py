@@ -1,4 +1,5 @@
-"""SNMPv3 interop: the firmware client (CPython and MicroPython) against real USM agents.
+"""SNMPv3 interop (and v1/v2c against pysnmp's agent): the firmware client (CPython and
+MicroPython) against real USM agents.
 
 Agents: pysnmp (tests/pysnmp_v3_agent.py: one user per auth x priv combination, plus a
 named context), net-snmp's snmpd (users from createUser lines), and snmpsim (a v3 user,
@@ -6,6 +7,7 @@ the recording chosen by context name, as a printer answers in a named context), 
 last one through `fbtool scan --v3 ... --context`. The reference reading of each agent
 is net-snmp's snmpbulkwalk over v2c: every v3 reading must equal it.
 """
+import asyncio
 import json
 import os
 import shutil
@@ -18,6 +20,7 @@ import pytest
 from test_snmp_interop import (NET_SNMP_ENV, ROOT, WALKS, _as_nobody, _free_port, _stop,
                                _wait_answering, net_snmp_walk, run_cpython, run_micropython)
 from pysnmp_v3_agent import USERS
+from fleetbox import snmp
 
 SYSTEM = "1.3.6.1.2.1.1"
 SYS_UPTIME = "1.3.6.1.2.1.1.3.0"
@@ -78,6 +81,22 @@ def test_pysnmp_every_auth_priv_combination_cpython(pysnmp_agent):
     _check(run_cpython(_jobs(pysnmp_agent, USERS), KW), USERS, ref)
 
 
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+def test_pysnmp_agent_v1_and_v2c(pysnmp_agent, runtime):
+    ref = net_snmp_walk(pysnmp_agent, "public", SYSTEM)
+    ref1 = net_snmp_walk(pysnmp_agent, "public", SYSTEM, version="1")
+    jobs = [["walk", ["127.0.0.1", SYSTEM], {"port": pysnmp_agent, "community": "public", "version": v}]
+            for v in ("1", "2c")]
+    jobs += [["get", ["127.0.0.1", [SYSTEM + ".1.0", SYSTEM + ".99.0"]],
+              {"port": pysnmp_agent, "community": "public", "version": v}] for v in ("1", "2c")]
+    out = run_cpython(jobs, KW) if runtime == "cpython" else run_micropython(jobs, client_kw=KW)
+    stats = out.pop()
+    assert _stable(out[0]) == _stable(ref1) and _stable(out[1]) == _stable(ref) and len(ref) > 5
+    assert out[2][0] == out[3][0] == [r for r in ref if r[0] == SYSTEM + ".1.0"][0]
+    assert out[2][1][1:] == out[3][1][1:] == ["x", "noSuchObject"]
+    assert stats["timeouts"] == 0 and stats["dropped"] == 0
+
+
 MP_USERS = ["noauth", "md5-aes", "sha-aes192", "sha256-aes256", "sha224-aes256c", "sha512-none"]
 
 
@@ -103,10 +122,24 @@ def test_pysnmp_wrong_secrets_are_named(pysnmp_agent):
     jobs = [["get", ["127.0.0.1", [SYSTEM + ".5.0"]],
              {"port": pysnmp_agent, "v3": ["sha-aes", "SHA", "not-the-password", "AES", sha[4], ""]}],
             ["get", ["127.0.0.1", [SYSTEM + ".5.0"]],
-             {"port": pysnmp_agent, "v3": ["nobody-here", "SHA", "whatever-pass", None, None, ""]}]]
+             {"port": pysnmp_agent, "v3": ["nobody-here", "SHA", "whatever-pass", None, None, ""]}],
+            ["get", ["127.0.0.1", [SYSTEM + ".5.0"]],  # a DES user, asked with AES
+             {"port": pysnmp_agent, "v3": ["sha-des", "SHA", "auth-sha-pass", "AES", "priv-des-pass", ""]}]]
     out = run_cpython(jobs, KW)
     out.pop()
-    assert out == [{"error": "wrongDigests"}, {"error": "unknownUserNames"}]
+    assert out == [{"error": "wrongDigests"}, {"error": "unknownUserNames"}, {"error": "decryptionErrors"}]
+
+    async def des():
+        c = snmp.Client(**KW)
+        try:
+            await c.get("127.0.0.1", [SYSTEM + ".5.0"], port=pysnmp_agent,
+                        cred=snmp.Credential.v3("sha-des", "SHA", "auth-sha-pass", "AES", "priv-des-pass"))
+        except snmp.SnmpError as e:
+            return str(e)
+        finally:
+            c.close()
+    msg = asyncio.run(des())
+    assert "127.0.0.1:%d" % pysnmp_agent in msg and "DES" in msg and "sha-des" in msg
 
 
 # ------------------------------------------------------------------ net-snmp snmpd

@@ -72,3 +72,38 @@ def test_micropython_box_cloud_down_for_many_cycles_and_reboots_then_every_recor
     for i in range(8):
         hist = cloud.store.history(cloud.serial, "SN-%04d" % i)
         assert same(list(reversed(hist)), [sample_records(c)[i] for c in range(7)])
+
+
+def test_micropython_box_through_an_http_proxy(cloud, tmp_path):
+    from tests.uplink_kit import ConnectProxy
+    lib = cloud.cloud.receivers["liberty"]
+    target = "liberty.fleetbox.test:%d" % lib.port
+    proxy = ConnectProxy("127.77.8.%d" % next(_hosts), "box", "s3cret", allowed={target: (lib.address, lib.port)})
+    try:
+        cfg = cloud.raw_cfg(endpoints=("liberty",),
+                            proxy={"url": "http://%s:%d" % (proxy.address, proxy.port), "user": "box", "password": "s3cret"})
+        for ep in cfg["endpoints"]:
+            ep.pop("resolve")                   # the proxy resolves names, not the box
+        out = run_box(str(tmp_path / "box"), cfg, cloud.identity, [batch(0), batch(1), {"drain": True}])
+        assert out[0]["sent"] == 2 and proxy.tunnels == [target]
+        cfg["proxy"]["password"] = "wrong"
+        out = run_box(str(tmp_path / "box"), cfg, cloud.identity, [batch(2), {"drain": True}])
+        assert out[0]["sent"] == 0 and "407" in out[0]["error"] and len(out[0]["spool"]) == 1
+    finally:
+        proxy.stop()
+
+
+def test_micropython_box_keeps_its_loop_running_while_the_cloud_stalls(cloud, tmp_path):
+    """A server that accepts TCP and then says nothing: the upload times out, and meanwhile
+    the box's other tasks (the health task feeding the watchdog) keep running."""
+    import socket
+    silent = socket.socket()
+    silent.bind(("127.77.10.%d" % next(_hosts), 0))
+    silent.listen(8)
+    try:
+        cfg = cloud.raw_cfg(endpoints=("liberty",), resolve={"liberty": silent.getsockname()}, http_timeout_s=1)
+        out = run_box(str(tmp_path / "box"), cfg, cloud.identity, [batch(0), {"drain": True}])
+        assert out[0]["sent"] == 0 and "within 1 s" in out[0]["error"] and len(out[0]["spool"]) == 1
+        assert out[0]["ticks"] >= 10      # two 1 s attempts: the loop ran throughout
+    finally:
+        silent.close()

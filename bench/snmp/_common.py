@@ -3,11 +3,15 @@ UDP relay, and the MicroPython runner. Loopback only; every process is stopped a
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+
+# a benchmark stopped by SIGTERM (e.g. `timeout`) still runs its `finally:` clean-ups
+signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.dirname(os.path.abspath(__file__))

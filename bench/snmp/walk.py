@@ -121,7 +121,7 @@ def walk_bench(recording, runs):
     try:
         def box_walk(budget):
             return lambda p, n: (lambda o: (o["times"], o["oids"]))(run_micropython(MP_WALK, json.dumps(
-                {"runs": n, "roots": ROOTS, "community": recording, "port": p, "budget": budget}), heap="512K"))
+                {"runs": n, "roots": ROOTS, "community": recording, "port": p, "budget": budget}), heap="1M"))
         box = measure("box engine (MicroPython)", box_walk(1400), port, runs)
         box10 = measure("  same, max-rep. fixed 10", box_walk(0), port, runs)
         pys = measure("pysnmp 7 (CPython)", lambda p, n: pysnmp_walk(p, recording, n), port, runs)

@@ -634,6 +634,8 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
 
     def answered(host, p, ci, sysvals):
         queue.append((host, p, (prober.creds[ci], sysvals)))
+        if state is not None and state.get("@" + host).get("pc", 0) != ci:
+            state.update("@" + host, pc=ci)   # this community first, next time
         wake.set()
 
     def silent(host, p):
@@ -641,7 +643,8 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
             queue.append((host, p, None))
             wake.set()
 
-    prober = discovery.Prober(col.creds, client.timeout_ms, client.retries, window, rate)
+    first = (lambda host: state.get("@" + host).get("pc", 0)) if state is not None else None
+    prober = discovery.Prober(col.creds, client.timeout_ms, client.retries, window, rate, first_cred=first)
     v3col = Collector(client, profile_list=profile_list, creds=v3, state=state, pace_ms=pace_ms) if v3 else None
 
     async def feed():

@@ -36,16 +36,18 @@ class Prober:
     dropped, bytes_out, bytes_in.
     """
 
-    def __init__(self, creds, timeout_ms=1000, retries=1, window=256, rate=0, bufsize=2048):
+    def __init__(self, creds, timeout_ms=1000, retries=1, window=256, rate=0, bufsize=2048,
+                 first_cred=None):
         self.creds = [c for c in creds if c.version in ("1", "2c")]
         self.timeout_ms = timeout_ms
         self.retries = retries
         self.window = window
         self.rate = rate
         self.bufsize = bufsize
+        self.first_cred = first_cred   # host -> index of the credential to try first (remembered)
         self.stats = {"sent": 0, "answered": 0, "silent": 0, "dropped": 0, "bytes_out": 0, "bytes_in": 0}
         # per slot: address, port, credential index, attempt, deadline (ms), request id (0: free)
-        self._ip = self._port = self._cred = self._try = self._due = self._rids = None
+        self._ip = self._port = self._cred = self._first = self._try = self._due = self._rids = None
         self._t0 = 0
         self._cursor = 0
         self._busy = 0
@@ -75,7 +77,7 @@ class Prober:
         self._cursor = (i + 1) % n
         self._rid = (self._rid % 0x3FFFFF) + 1
         self._rids[i] = (self._rid << 9) | i
-        self._ip[i], self._port[i], self._cred[i], self._try[i] = ip, p, cred, attempt
+        self._ip[i], self._port[i], self._cred[i], self._try[i] = ip, p, cred % len(self.creds), attempt
         self._busy += 1
         return i
 
@@ -123,6 +125,7 @@ class Prober:
         self._ip = array.array("I", bytes(4 * n))
         self._port = array.array("H", bytes(2 * n))
         self._cred = array.array("B", bytes(n))
+        self._first = array.array("B", bytes(n))   # credential tried first (all tried: silent)
         self._try = array.array("B", bytes(n))
         self._due = array.array("i", bytes(4 * n))
         self._t0 = port.ticks_ms()
@@ -149,7 +152,11 @@ class Prober:
                     except StopIteration:
                         more = False
                         break
-                    self._send(sock, self._take(targets.ip_to_int(host), p, 0, 0))
+                    first = self.first_cred(host) if self.first_cred else 0
+                    first = first if 0 <= first < len(self.creds) else 0
+                    i = self._take(targets.ip_to_int(host), p, first, 0)
+                    self._first[i] = first
+                    self._send(sock, i)
                 while self._answers:
                     ip, p, ci, vbs = self._answers.pop(0)
                     self.stats["answered"] += 1
@@ -165,19 +172,21 @@ class Prober:
                     if left > 0:
                         wait = min(wait, left)
                         continue
-                    ip, p, ci, attempt = self._ip[i], self._port[i], self._cred[i], self._try[i]
+                    ip, p, ci, attempt, first = self._ip[i], self._port[i], self._cred[i], self._try[i], self._first[i]
                     self._drop(i)
                     if attempt < self.retries:
                         attempt += 1
-                    elif ci + 1 < len(self.creds):
-                        ci += 1
+                    elif (ci + 1) % len(self.creds) != first:
+                        ci = (ci + 1) % len(self.creds)
                         attempt = 0
                     else:
                         self.stats["silent"] += 1
                         if on_silent:
                             on_silent(targets.int_to_ip(ip), p)
                         continue
-                    self._send(sock, self._take(ip, p, ci, attempt))
+                    j = self._take(ip, p, ci, attempt)
+                    self._first[j] = first
+                    self._send(sock, j)
                     wait = min(wait, self.timeout_ms)
                 self._event.clear()
                 try:
@@ -191,4 +200,4 @@ class Prober:
             except BaseException:  # noqa: BLE001  (the cancellation itself)
                 pass
             sock.close()
-            self._ip = self._port = self._cred = self._try = self._due = self._rids = None
+            self._ip = self._port = self._cred = self._first = self._try = self._due = self._rids = None

@@ -4,6 +4,8 @@ import binascii
 import hashlib
 import socket
 
+_EINPROGRESS = 115
+
 from fleetbox import port
 
 
@@ -142,6 +144,66 @@ class Connection:
             self.close()
         return status, reply
 
+    # -- the same over non-blocking sockets driven by asyncio (port.ASYNC_TLS: MicroPython)
+    async def arequest(self, method, body=b"", headers=None, path=None):
+        """request(), but the loop runs while the network is slow; every step times out."""
+        if not port.ASYNC_TLS:
+            return self.request(method, body, headers, path)
+        import asyncio
+        ms = self.timeout_s * 1000
+        if self.stream is None:
+            try:
+                await asyncio.wait_for_ms(self._aconnect(), ms)
+            except asyncio.TimeoutError:
+                raise HttpError("no TLS connection to %s within %d s" % (self.host, self.timeout_s))
+        head = "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n" % (
+            method, path or self.path, self.host, len(body))
+        for k, v in (headers or {}).items():
+            head += "%s: %s\r\n" % (k, v)
+        try:
+            self.stream.write(head.encode() + b"\r\n" + body)
+            await asyncio.wait_for_ms(self.stream.drain(), ms)
+            status, reply, keep = await asyncio.wait_for_ms(_aread_response(self.stream), ms)
+        except (EOFError, asyncio.TimeoutError) as e:
+            self.close()
+            raise HttpError("no complete answer from %s (%s)" % (self.host, type(e).__name__))
+        except BaseException:
+            self.close()
+            raise
+        self.requests += 1
+        if not keep:
+            self.close()
+        return status, reply
+
+    async def _aconnect(self):
+        import asyncio
+        if self.proxy:
+            phost, pport, auth = split_proxy(self.proxy)
+            addr = socket.getaddrinfo(phost, pport)[0][-1]
+        else:
+            addr = socket.getaddrinfo(self.resolve or self.host, self.port)[0][-1]
+        sock = socket.socket()
+        sock.setblocking(False)
+        try:
+            try:
+                sock.connect(addr)
+            except OSError as e:
+                if e.args[0] != _EINPROGRESS:
+                    raise
+            await port.wait_io(sock, True)
+            if self.proxy:
+                await _atunnel(sock, self.resolve or self.host, self.port, self.host, auth)
+            s, leaf = await port.tls_handshake(sock, self.host, self.ca)
+        except BaseException:
+            sock.close()
+            raise
+        if self.pins and spki_sha256(leaf) not in self.pins:
+            s.close()
+            raise PinError("server key of %s matches no pin" % self.host)
+        self.sock = s
+        self.stream = asyncio.StreamReader(s)
+        self.requests = 0
+
     def close(self):
         s, self.sock, self.stream = self.sock, None, None
         if s is not None:
@@ -167,6 +229,31 @@ def _tunnel(sock, host, p, hostname, auth):
         reply += c
         if len(reply) > 4096:
             raise HttpError("proxy reply too long")
+    _check_connect_reply(reply)
+
+
+async def _atunnel(sock, host, p, hostname, auth):
+    """_tunnel() on a non-blocking socket."""
+    head = "CONNECT %s:%d HTTP/1.1\r\nHost: %s:%d\r\n" % (host, p, hostname, p)
+    if auth:
+        head += "Proxy-Authorization: %s\r\n" % auth
+    data = (head + "\r\n").encode()
+    while data:
+        await port.wait_io(sock, True)
+        data = data[sock.send(data):]
+    reply = b""
+    while not reply.endswith(b"\r\n\r\n"):
+        await port.wait_io(sock)
+        c = sock.recv(1)     # byte by byte: not one byte of the TLS stream may be read here
+        if not c:
+            raise HttpError("proxy closed the connection during CONNECT")
+        reply += c
+        if len(reply) > 4096:
+            raise HttpError("proxy reply too long")
+    _check_connect_reply(reply)
+
+
+def _check_connect_reply(reply):
     parts = reply.split(None, 2)
     if len(parts) < 2 or not parts[1].isdigit():
         raise HttpError("bad proxy reply %r" % reply[:40])
@@ -187,8 +274,54 @@ def request(method, url, body=b"", ca_der=None, pins=(), resolve=None, timeout_s
         c.close()
 
 
+async def _aread_response(stream):
+    """_read_response() over an asyncio stream."""
+    lines = []
+    while True:
+        line = await stream.readline()
+        lines.append(line)
+        if not line or line in (b"\r\n", b"\n") or len(lines) > 64:
+            break
+    head = _Lines(lines)
+    status, length, keep = _parse_head(head)
+    if length is None:
+        keep = False
+        body = await stream.read(65537)
+    else:
+        body = await stream.readexactly(length) if length else b""
+    if len(body) > 65536:
+        raise HttpError("response too large")
+    return status, body, keep
+
+
+class _Lines:
+    def __init__(self, lines):
+        self.lines = lines
+
+    def readline(self):
+        return self.lines.pop(0) if self.lines else b""
+
+
 def _read_response(s):
     """(status, body, keep-alive?) of one HTTP/1.1 response with a Content-Length."""
+    status, length, keep = _parse_head(s)
+    if length is None:
+        keep = False
+        body = s.read(65537)
+    else:
+        body = b""
+        while len(body) < length:
+            chunk = s.read(length - len(body))
+            if not chunk:
+                raise HttpError("connection closed inside the response body")
+            body += chunk
+    if len(body) > 65536:
+        raise HttpError("response too large")
+    return status, body, keep
+
+
+def _parse_head(s):
+    """(status, Content-Length or None, keep-alive?) from the response head read off s.readline."""
     status_line = s.readline()
     parts = status_line.split(None, 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
@@ -210,18 +343,6 @@ def _read_response(s):
             keep = False
     if status in (204, 304) or 100 <= status < 200:
         length = 0                  # RFC 9112 6.3: no body, whatever the headers say
-    if length is None:
-        keep = False
-        body = s.read(65537)
-    else:
-        if length > 65536:
-            raise HttpError("response too large (%d bytes)" % length)
-        body = b""
-        while len(body) < length:
-            chunk = s.read(length - len(body))
-            if not chunk:
-                raise HttpError("connection closed inside the response body")
-            body += chunk
-    if len(body) > 65536:
-        raise HttpError("response too large")
-    return status, body, keep
+    if length is not None and length > 65536:
+        raise HttpError("response too large (%d bytes)" % length)
+    return status, length, keep

@@ -273,3 +273,51 @@ def gc_threshold(nbytes):
         gc.threshold(nbytes)
     except (AttributeError, TypeError):
         pass
+
+
+# -- non-blocking TLS for the uplink (MicroPython's asyncio drives the socket; see docs/uplink.md)
+ASYNC_TLS = MICROPYTHON   # CPython (tests, host tools) uses the blocking client with timeouts
+
+
+def _io_wait(sock, write):
+    from asyncio import core
+    if write:
+        yield core._io_queue.queue_write(sock)
+    else:
+        yield core._io_queue.queue_read(sock)
+
+
+async def wait_io(sock, write=False):
+    """MicroPython: await until the non-blocking socket is writable (or readable)."""
+    await _io_wait(sock, write)
+
+
+async def tls_handshake(sock, server_hostname, ca_der):
+    """MicroPython: TLS client over the connected non-blocking socket `sock`, the server
+    verified against ca_der; returns (tls socket, leaf certificate DER) once the server's
+    certificate is in, before the client has sent any application data (so the caller
+    can check the pin first). Reading 1 byte drives mbedtls's handshake; it yields no
+    data since the server speaks only when asked."""
+    import tls
+    ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = tls.CERT_REQUIRED
+    ctx.load_verify_locations(ca_der)
+    chain = {}
+
+    def keep(cert, depth):
+        chain[depth] = bytes(cert)
+        return 0
+
+    ctx.verify_callback = keep
+    s = ctx.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)
+    while 0 not in chain:
+        r = s.read(1)
+        if r is None:
+            await wait_io(sock)
+        elif r == b"":
+            s.close()
+            raise OSError("connection closed during the TLS handshake")
+        else:
+            s.close()
+            raise OSError("server spoke before the TLS handshake was done")
+    return s, chain[0]

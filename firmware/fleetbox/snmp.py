@@ -91,12 +91,13 @@ class Credential:
 
     @staticmethod
     def v3(user, auth_proto=None, auth_pass=None, priv_proto=None, priv_pass=None,
-           context=b""):
+           context=b"", auth_ku=None, priv_ku=None):
         """auth_proto: MD5, SHA, SHA224, SHA256, SHA384, SHA512 or None (noAuthNoPriv);
         priv_proto: AES, AES192, AES256 (net-snmp's key extension), AES192C, AES256C
-        (Cisco's) or None (authNoPriv). Raises usm.UsmError on a bad value (DES too)."""
+        (Cisco's) or None (authNoPriv). auth_ku/priv_ku: master keys instead of the
+        passphrases (see usm.User). Raises usm.UsmError on a bad value (DES too)."""
         return Credential("3", b"", usm.User(user, auth_proto, auth_pass, priv_proto,
-                                             priv_pass), context)
+                                             priv_pass, auth_ku, priv_ku), context)
 
     def __repr__(self):
         if self.version == "3":
@@ -573,8 +574,11 @@ class Client:
                 self._engines.pop(key, None)
                 eng = None
                 continue
-            e = SnmpError("%s:%d refused SNMPv3 user %r (%s): %s" % (
-                host, port, user.name.decode(), user.level, name))
+            hint = ""
+            if name == "decryptionErrors":
+                hint = " (if %s:%d is set to DES privacy: DES is not supported, set it to AES)" % (host, port)
+            e = SnmpError("%s:%d refused SNMPv3 user %r (%s): %s%s" % (
+                host, port, user.name.decode(), user.level, name, hint))
             e.name = name
             raise e
         e = SnmpError("%s:%d: SNMPv3 time/engine synchronisation failed" % (host, port))

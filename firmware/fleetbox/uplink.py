@@ -79,7 +79,7 @@ class Uplink:
             if c is not None:
                 c.close()
 
-    def _post(self, i, body):
+    async def _post(self, i, body):
         """(status, reply) from endpoint i; a kept-alive connection the server dropped is retried once."""
         c = self._conn(i)
         for attempt in (0, 1):
@@ -87,7 +87,7 @@ class Uplink:
             if not reused:
                 self.stats["handshakes"] += 1
             try:
-                status, reply = c.request("POST", body, None if self.keepalive else {"Connection": "close"})
+                status, reply = await c.arequest("POST", body, None if self.keepalive else {"Connection": "close"})
             except (OSError, https.HttpError):
                 if reused and attempt == 0:
                     continue   # the server closed an idle connection: one more try on a fresh one
@@ -122,7 +122,7 @@ class Uplink:
                 await port.sleep_ms(0)
                 body = envelope.seal(self.key, self.kid, self.device_id, self._next_seq(), port.time_s(), plaintext)
                 try:
-                    status, reply = self._post(i, body)
+                    status, reply = await self._post(i, body)
                 except (OSError, https.HttpError, ValueError) as e:
                     reasons.append("%s: %s" % (name, _describe(e)))
                     self._failed(i)

@@ -150,11 +150,14 @@ def extend_priv_key(hash_name, kul, size, method, engine_id):
 class User:
     """An SNMPv3 USM user. auth/priv are protocol names (AUTH_PROTOCOLS, PRIV_PROTOCOLS)
     or None. The 1 MiB password hashing happens once; localised keys are kept for the
-    last few engine IDs."""
+    last few engine IDs. auth_ku/priv_ku: the master keys (password_to_key of the
+    passphrases, computed elsewhere) instead of passphrases, for a box too slow to hash
+    1 MiB in pure Python (SHA-224/384/512 on MicroPython)."""
 
     MAX_ENGINES = 16
 
-    def __init__(self, name, auth=None, auth_pass=None, priv=None, priv_pass=None):
+    def __init__(self, name, auth=None, auth_pass=None, priv=None, priv_pass=None,
+                 auth_ku=None, priv_ku=None):
         self.name = _b(name)
         if len(self.name) > 32:
             raise UsmError("user name longer than 32 octets")
@@ -162,13 +165,23 @@ class User:
         self.priv = _proto(priv, PRIV_PROTOCOLS, "privacy")
         if self.priv and not self.auth:
             raise UsmError("privacy needs authentication (authPriv)")
-        for proto, pw, what in ((self.auth, auth_pass, "authentication"),
-                                (self.priv, priv_pass, "privacy")):
-            if proto and (pw is None or len(_b(pw)) < 8):
+        for proto, pw, ku, what in ((self.auth, auth_pass, auth_ku, "authentication"),
+                                    (self.priv, priv_pass, priv_ku, "privacy")):
+            if not proto:
+                continue
+            if ku is not None:
+                if len(ku) != AUTH_PROTOCOLS[self.auth][1]:
+                    raise UsmError("%s master key must be %d octets for %s" % (
+                        what, AUTH_PROTOCOLS[self.auth][1], self.auth))
+            elif pw is None or len(_b(pw)) < 8:
                 raise UsmError("%s passphrase must be at least 8 characters" % what)
-        self._auth_pass = _b(auth_pass) if self.auth else None
-        self._priv_pass = _b(priv_pass) if self.priv else None
+        self._auth_pass = _b(auth_pass) if self.auth and auth_ku is None else None
+        self._priv_pass = _b(priv_pass) if self.priv and priv_ku is None else None
         self._ku = None
+        if self.auth and auth_ku is not None and (not self.priv or priv_ku is not None):
+            self._ku = (bytes(auth_ku), bytes(priv_ku) if self.priv else None)
+        elif auth_ku is not None or priv_ku is not None:
+            raise UsmError("give master keys for both authentication and privacy, or neither")
         self._local = {}
         self.flags = (FLAG_AUTH if self.auth else 0) | (FLAG_PRIV if self.priv else 0)
 

@@ -213,3 +213,13 @@ def test_merger_by_serial_or_mac():
     assert m.first_ip({"ip": "10.0.0.2", "serial": "X1", "manufacturer": "HP", "mac": None}) == "10.0.0.1"
     assert m.first_ip({"ip": "10.0.0.3", "serial": None, "mac": "aa:bb:cc:00:00:01"}) == "10.0.0.1"
     assert m.first_ip({"ip": "10.0.0.4", "serial": "X1", "manufacturer": "Canon", "mac": None}) is None
+
+
+def test_config_scan_kinds_and_pacing():
+    from check import raises
+    from fleetbox import config
+    c = config.check({"intervals": {"full": 3600, "counters": 900, "alerts": 120}})
+    assert c["intervals"]["alerts"] == 120 and c["pace_ms"] >= 0 and c["workers"] >= 1
+    assert set(config.SCAN_KINDS) == set(collector.KINDS)
+    raises(config.ConfigError, config.check, {"intervals": {"weekly": 600}})
+    raises(config.ConfigError, config.check, {"pace_ms": -1})

@@ -176,6 +176,12 @@ class Agent:
                 continue
         self.sock.setblocking(False)
         self.other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # replies from a wrong port
+        self.elsewhere = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # same port, wrong address
+        try:
+            self.elsewhere.bind(socket.getaddrinfo("127.0.0.2", self.port, socket.AF_INET,
+                                                   socket.SOCK_DGRAM)[0][-1])
+        except OSError:
+            pass  # port taken there (rare): it then sends from an ephemeral port instead
         self.task = None
 
     def start(self):
@@ -190,6 +196,7 @@ class Agent:
                 pass
         self.sock.close()
         self.other.close()
+        self.elsewhere.close()
 
     async def _run(self):
         while True:
@@ -506,6 +513,8 @@ def _forged(kind):
     def forge(agent, req, reply, addr):
         if kind == "port":
             agent.other.sendto(reply, addr)
+        elif kind == "address":
+            agent.elsewhere.sendto(reply, addr)
         elif kind == "id":
             agent.sock.sendto(snmp.encode_message(req.version, req.community, ber.RESPONSE,
                                                   (req.request_id + 1) & 0x7FFFFFFF,
@@ -527,7 +536,7 @@ def _forged(kind):
 
 
 def test_forged_replies_are_dropped_and_counted():
-    for kind in ("port", "id", "community", "version", "pdu", "garbage"):
+    for kind in ("port", "address", "id", "community", "version", "pdu", "garbage"):
         async def go(c, a):
             a.forge = _forged(kind)
             a.hold = 20  # the real reply comes after the forged one

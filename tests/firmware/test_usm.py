@@ -307,3 +307,16 @@ def test_v3_refusals_raise_named_errors():
     errs = run_v3(go, [MD5_AES.user])
     assert [e[0] for e in errs] == ["wrongDigests", "unknownUserNames"]
     assert "alice" in errs[0][1] and "authPriv" in errs[0][1]
+
+
+def test_master_keys_instead_of_passphrases():
+    ku = bytes.fromhex(KEYS["sha1"][0])
+    by_key = usm.User("u", "SHA", None, "AES", None, auth_ku=ku, priv_ku=ku)
+    by_pass = usm.User("u", "SHA", "maplesyrup", "AES", "maplesyrup")
+    assert by_key.keys(ENGINE) == by_pass.keys(ENGINE)
+    assert by_key.keys(ENGINE)[0].hex() == KEYS["sha1"][1]
+    e = raises(usm.UsmError, usm.User, "u", "SHA256", None, auth_ku=ku)
+    assert "32 octets" in str(e)
+    raises(usm.UsmError, usm.User, "u", "SHA", None, "AES", "privpass1", auth_ku=ku)
+    c = snmp.Credential.v3("u", "SHA", None, None, None, b"", ku)
+    assert c.user.keys(ENGINE)[0].hex() == KEYS["sha1"][1]
