@@ -251,6 +251,7 @@ class Receiver:
         httpd.allow_reuse_address = True
         httpd.daemon_threads = True
         httpd.server_bind()
+        self.port = httpd.server_address[1]   # port 0 picks a free one, kept across restarts
         httpd.server_activate()
         httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
         httpd.name = self.name

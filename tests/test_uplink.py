@@ -55,7 +55,7 @@ def kit_dir(tmp_path):
 
 def _kit(kit_dir):
     h = next(_hosts)
-    return Kit(kit_dir, ("127.77.5.%d" % h, 17543), ("127.77.6.%d" % h, 17543)).start()
+    return Kit(kit_dir, ("127.77.5.%d" % h, 0), ("127.77.6.%d" % h, 0)).start()   # free ports
 
 
 @pytest.fixture
