@@ -95,7 +95,10 @@ def decode_payload(plaintext):
             raise PayloadError("delta record with bad \"-\", \"@\" or \"^\"")
         if "#" in r and any(k in r for k in ("-", "@", "^")):
             raise PayloadError("full record with delta fields")
-    return {"v": v, "upload": upload}, batch
+    epoch = head.get("e")
+    if epoch is not None and not (_int(epoch) and 0 < epoch < 65536):
+        raise PayloadError("bad spool epoch in header %r" % (head,))
+    return {"v": v, "upload": upload, "epoch": epoch}, batch
 
 
 def manifest_keys(path):
@@ -192,7 +195,7 @@ class _Handler(BaseHTTPRequestHandler):
         except PayloadError as e:
             return self._refuse("bad-payload", str(e))
         fresh, resync = srv.store.store_upload(header["device_id"], header["seq"], head["upload"], batch,
-                                               srv.name, len(data))
+                                               srv.name, len(data), head["epoch"])
         n = len(batch["records"]) + len(batch["seen"])
         log.info("%s stored upload %d from %s: %d records%s%s", srv.name, head["upload"], header["device_id"], n,
                  "" if fresh else " (already stored)", " resync %s" % resync if resync else "")

@@ -12,10 +12,10 @@ import time
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS boxes (box TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, last_seen REAL,
-                                  last_endpoint TEXT);
+                                  last_endpoint TEXT, epoch INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS uploads (box TEXT NOT NULL, upload INTEGER NOT NULL, scan TEXT, cycle INTEGER,
                                     records INTEGER, endpoint TEXT, received REAL, bytes INTEGER,
-                                    PRIMARY KEY (box, upload));
+                                    epoch INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (box, epoch, upload));
 CREATE TABLE IF NOT EXISTS devices (box TEXT NOT NULL, device TEXT NOT NULL, ip TEXT, manufacturer TEXT,
                                     model TEXT, serial TEXT, record TEXT, updated REAL,
                                     num INTEGER, clock TEXT,
@@ -82,13 +82,14 @@ class Store:
                             "ON CONFLICT(box) DO UPDATE SET last_seq=max(last_seq, excluded.last_seq), "
                             "last_seen=excluded.last_seen", (box, seq, time.time()))
 
-    def store_upload(self, box, seq, upload, batch, endpoint, nbytes):
+    def store_upload(self, box, seq, upload, batch, endpoint, nbytes, epoch=None):
         """Store one decoded batch (cloud.decode_payload) atomically -> (fresh, resync).
 
         fresh is False when this upload id was stored before (nothing is stored again).
         resync is [] when every delta applied to the state held here, True when the box's
         base is not the last upload stored (everything must come in full), else the numbers
-        of the devices this store does not know."""
+        of the devices this store does not know. Upload ids are unique within the box's spool
+        epoch; an upload naming a new epoch (the box's data partition was wiped) starts one."""
         records, seen = batch.get("records") or [], batch.get("seen") or []
         cycle = batch.get("cycle")
         now = time.time()
@@ -97,16 +98,25 @@ class Store:
             cur = self.db.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
-                if cur.execute("SELECT 1 FROM uploads WHERE box=? AND upload=?", (box, upload)).fetchone():
+                row = cur.execute("SELECT epoch FROM boxes WHERE box=?", (box,)).fetchone()
+                current = row[0] if row else 0
+                if epoch and epoch != current:
+                    current = epoch
+                    cur.execute("INSERT INTO boxes(box, last_seq, epoch) VALUES(?,?,?) ON CONFLICT(box) DO UPDATE "
+                                "SET epoch=excluded.epoch", (box, seq, epoch))
+                if cur.execute("SELECT 1 FROM uploads WHERE box=? AND epoch=? AND upload=?",
+                               (box, current, upload)).fetchone():
                     fresh = False
                 else:
                     fresh = True
                     if batch.get("base") is not None:
-                        last = cur.execute("SELECT max(upload) FROM uploads WHERE box=?", (box,)).fetchone()[0]
+                        last = cur.execute("SELECT max(upload) FROM uploads WHERE box=? AND epoch=?",
+                                           (box, current)).fetchone()[0]
                         if last != batch["base"]:
                             resync = True
-                    cur.execute("INSERT INTO uploads VALUES(?,?,?,?,?,?,?,?)",
-                                (box, upload, batch.get("scan"), cycle, len(records) + len(seen), endpoint, now, nbytes))
+                    cur.execute("INSERT INTO uploads VALUES(?,?,?,?,?,?,?,?,?)",
+                                (box, upload, batch.get("scan"), cycle, len(records) + len(seen), endpoint, now, nbytes,
+                                 current))
                     for item in records:
                         self._store_record(cur, box, cycle, batch.get("scan"), item, now, resync)
                     for i in range(0, len(seen), 2):

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from fleetbox import cbor
+from fleetbox import cbor, uplink
 from fleetbox.delta import DeltaState
 from simulator.cloud import PayloadError, decode_payload
 from simulator.store import Store
@@ -21,7 +21,7 @@ def test_vector_box_bytes_and_cloud_records(tmp_path):
     store = Store(str(tmp_path / "cloud.sqlite"))
     for step in V["steps"]:
         out, pending = state.encode(step["upload"], step["batch"])
-        plaintext = cbor.dumps({"v": 2, "u": step["upload"]}) + cbor.dumps(out)
+        plaintext = uplink.payload(step["upload"], out, V["epoch"])
         assert plaintext.hex() == step["plaintext"]
         head, batch = decode_payload(plaintext)
         fresh, resync = store.store_upload(V["box"], step["upload"], head["upload"], batch, "liberty", 0)
@@ -75,7 +75,26 @@ def test_bad_payloads_are_refused_with_a_reason(head, batch, words):
 
 def test_trailing_bytes_and_garbage_are_refused():
     good = _payload({"v": 2, "u": 1}, {"s": 1, "c": 1})
-    assert decode_payload(good)[0] == {"v": 2, "upload": 1}
+    assert decode_payload(good)[0] == {"v": 2, "upload": 1, "epoch": None}
     for bad in (good + b"\x00", b"\xff\xff", b""):
         with pytest.raises(PayloadError):
             decode_payload(bad)
+
+
+@pytest.mark.parametrize("epoch", [0, 65536, -1, "x", 1.5])
+def test_bad_epochs_are_refused(epoch):
+    with pytest.raises(PayloadError, match="epoch"):
+        decode_payload(_payload({"v": 2, "u": 1, "e": epoch}, {"s": 1, "c": 1}))
+
+
+def test_a_wiped_box_restarting_its_upload_ids_loses_nothing(tmp_path):
+    """Upload 1 of a new spool epoch is new data, not a retry of the old epoch's upload 1."""
+    store = Store(str(tmp_path / "c.sqlite"))
+    rec = {"ip": "192.0.2.9", "serial": "S1", "counters": {"total": 100}}
+    first = {"scan": "full", "cycle": 1, "records": [dict(rec, **{"#": 1})], "seen": [], "base": None}
+    assert store.store_upload("B", 1, 1, first, "liberty", 10, epoch=11)[0] is True
+    assert store.store_upload("B", 2, 1, first, "liberty", 10, epoch=11)[0] is False   # a retry
+    again = dict(first, records=[dict(rec, counters={"total": 250}, **{"#": 1})])
+    assert store.store_upload("B", 3, 1, again, "liberty", 10, epoch=22)[0] is True    # wiped box
+    assert store.devices("B")[0]["counters"]["total"] == 250
+    assert [u["upload"] for u in store.uploads("B")] == [1, 1]

@@ -158,7 +158,7 @@ def test_lost_acknowledgement_is_not_stored_twice(cloud, tmp_path):
     spool, up = box(cloud, tmp_path)
     put_cycle(spool, 0)
     ident, data = spool.peek()
-    run(up.send(ident, json.loads(data)))            # delivered, but the box "crashed" before spool.ack
+    run(up.send(ident, json.loads(data), spool.epoch))   # delivered, but the box "crashed" before spool.ack
     spool2, up2 = box(cloud, tmp_path)          # reboot: the same batch is still spooled
     assert run(up2.drain(spool2)) == 1 and up2.stats["duplicates"] == 1
     assert len(cloud.store.history(cloud.serial, "SN-0001")) == 1

@@ -60,7 +60,7 @@ class Collector:
     """
 
     def __init__(self, client, community=b"public", version="2c", profile_list=None, cred=None,
-                 creds=None, state=None, pace_ms=0):
+                 creds=None, state=None, pace_ms=0, statics=None):
         self.client = client
         if creds:
             self.creds = list(creds)
@@ -69,6 +69,7 @@ class Collector:
         self.profiles = profile_list or []
         self.state = state
         self.pace_ms = pace_ms
+        self.statics = statics      # devstate.Statics: supplies' static columns cached on flash
         self._cred_of = {}
 
     # ------------------------------------------------------------------ transport
@@ -303,7 +304,12 @@ class Collector:
             specs.append(("hr", HR_DEVICE, 2, (3, 5) if want_status else (3,), "1", False))
         elif dev["hr"] == "descr":
             specs.append(("hr", HR_DEVICE, 3, (5,) if want_status else (), "1", False))
-        if want_supplies:
+        cached = None
+        if want_supplies and self.statics is not None:
+            cached = self.statics.load(host, port)
+        if want_supplies and cached:
+            specs.append(("supplies", PRT_SUPPLIES, 9, (), None, False))    # levels only
+        elif want_supplies:
             specs.append(("supplies", PRT_SUPPLIES, 9, (3, 5, 6, 7, 8), None, False))
             specs.append(("colorants", PRT_COLORANT, 4, (), "1.1", True))
         if want_status:
@@ -429,8 +435,26 @@ class Collector:
         if want_supplies:
             colorants = {}
             srows = t.get("supplies") or {}
-            for idx, r in (t.get("colorants") or {}).items():
-                colorants[idx] = records.text(r.get(4), True)
+            if cached and not _statics_fit(cached, srows):
+                # rows changed or a level rose (a new cartridge): read the static columns again
+                more = await self.columns(dev, PRT_SUPPLIES, (3, 5, 6, 7, 8), len(srows), len(srows))
+                for idx, r in more.items():
+                    if idx in srows:
+                        srows[idx].update(r)
+                t["colorants"] = await self.columns(dev, PRT_COLORANT, (4,), len(srows) + 1, 32)
+                cached = None
+            if cached:
+                for idx, r in srows.items():
+                    kind, desc, unit, mx, colour, _ = cached["rows"][str(idx)]
+                    r.update({5: kind, 6: desc, 7: unit, 8: mx, 3: colour})   # colour by name
+            else:
+                for idx, r in (t.get("colorants") or {}).items():
+                    colorants[idx] = records.text(r.get(4), True)
+                for r in srows.values():
+                    if 6 in r:
+                        r[6] = records.text(r[6], True)
+            if self.statics is not None and srows:
+                self.statics.save(host, port, srows, colorants, cached["age"] + 1 if cached else 0)
             special = None
             if p.get("supply_special"):
                 special = {}
@@ -552,6 +576,20 @@ def _not_model(s):
         if w in s:
             return True
     return False
+
+
+def _statics_fit(cached, rows):
+    """The cached static columns still describe these rows: same indexes, no level rose."""
+    c = cached.get("rows") or {}
+    if sorted(c) != sorted(str(i) for i in rows):
+        return False
+    for idx, r in rows.items():
+        before, now = c[str(idx)][5], records.integer(r.get(9))
+        mx = c[str(idx)][3]
+        if isinstance(before, int) and isinstance(now, int) and now > before:
+            if before < 0 or now < 0 or now - before > max(1, (mx or 100) // 20):
+                return False
+    return True
 
 
 def _typology(p, model, descr, hr, printer_idx, counters):

@@ -60,3 +60,49 @@ class DeviceState:
             json.dump(self.devices, f)
         os.rename(tmp, self.path)
         self.dirty = False
+
+
+class Statics:
+    """Per device, one small JSON file on flash: the supplies' columns that rarely change
+    (type, description, unit, max capacity, colorant) and the levels last read, so the
+    next scans read only the levels. Read when that device is collected, never all at once.
+
+    A cached entry is used at most `refresh` times; it is dropped when the rows differ or
+    a level rose (a replaced cartridge may bring a new description or capacity).
+    """
+
+    def __init__(self, directory, refresh=12):
+        self.dir = directory
+        self.refresh = refresh
+        try:
+            os.mkdir(directory)
+        except OSError:
+            pass
+
+    def _path(self, host, port):
+        return "%s/%s_%d.json" % (self.dir, host, port)
+
+    def load(self, host, port):
+        try:
+            with open(self._path(host, port)) as f:
+                d = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(d, dict) or d.get("age", self.refresh) >= self.refresh:
+            return None
+        return d
+
+    def save(self, host, port, rows, colorants, age):
+        """rows: {index: {column: value}} with columns 5-9 (text already decoded)."""
+        d = {"age": age, "rows": {}}
+        for idx, r in rows.items():
+            c = r.get(3)
+            colour = c if isinstance(c, str) else colorants.get(c)
+            d["rows"][str(idx)] = [r.get(5), r.get(6), r.get(7), r.get(8), colour, r.get(9)]
+        tmp = self._path(host, port) + ".tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump(d, f)
+            os.rename(tmp, self._path(host, port))
+        except OSError:
+            pass

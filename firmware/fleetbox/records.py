@@ -291,14 +291,15 @@ def supply_state(level, percent, special=None, low_percent=LOW_PERCENT):
 
 
 def build_supplies(rows, colorants, special=None, low_percent=LOW_PERCENT):
-    """rows: {index: {column: value}} of prtMarkerSuppliesTable; colorants: {index: name}."""
+    """rows: {index: {column: value}} of prtMarkerSuppliesTable; colorants: {index: name}
+    (column 3 may already hold the colorant's name, as cached on the box)."""
     out = []
     for idx in sorted(rows):
         r = rows[idx]
         mx = integer(r.get(8))
         lv = integer(r.get(9))
         tcode = integer(r.get(5))
-        desc = text(r.get(6), True)
+        desc = r.get(6) if isinstance(r.get(6), str) else text(r.get(6), True)
         kind = SUPPLY_KINDS.get(tcode, "other")
         if tcode in (None, 1, 2):
             kind = kind_from_words(desc) or kind
@@ -313,7 +314,7 @@ def build_supplies(rows, colorants, special=None, low_percent=LOW_PERCENT):
             "index": idx,
             "kind": kind,
             "type_code": tcode,
-            "color": colorants.get(integer(r.get(3))),
+            "color": r[3] if isinstance(r.get(3), str) else colorants.get(integer(r.get(3))),
             "description": desc,
             "unit": SUPPLY_UNITS.get(integer(r.get(7))),
             "max": mx if mx is not None and mx > 0 else None,

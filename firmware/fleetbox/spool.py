@@ -13,6 +13,8 @@ alerts and the latest counters go last. docs/uplink.md has the whole policy.
 """
 import os
 
+from fleetbox.port import urandom
+
 SUFFIX = ".b"
 BULK, COUNTERS, ALERTS = 0, 1, 2
 _LATEST_COUNTERS = 3
@@ -69,6 +71,23 @@ class Spool:
         self.evicted = 0
         self.evicted_ids = []
         self._next = max(self._ids[-1] if self._ids else 0, self._read_last()) + 1
+        self.epoch = self._epoch()
+
+    def _epoch(self):
+        """A random number born with this spool: after a wiped data partition upload ids restart,
+        and the epoch tells the cloud they are new uploads, not retries (docs/payload.md)."""
+        try:
+            with open(self._path("epoch")) as f:
+                e = int(f.read())
+            if 0 < e < 65536:
+                return e
+        except (OSError, ValueError):
+            pass
+        e = 0
+        while not e:
+            e = int.from_bytes(urandom(2), "big")
+        atomic_write(self._path("epoch"), str(e))
+        return e
 
     def _read_last(self):
         try:

@@ -22,6 +22,17 @@ BACKOFF_BASE_S = 10
 BACKOFF_MAX_S = 900
 
 
+def payload(upload_id, outgoing, epoch):
+    """The plaintext of docs/payload.md: the upload header, then the (delta-encoded) batch.
+
+    An upload without a delta base starts over, so it names the spool's epoch: after a
+    wiped data partition the restarted upload ids are then new uploads, not retries."""
+    head = {"v": PAYLOAD_VERSION, "u": upload_id}
+    if "b" not in outgoing:
+        head["e"] = epoch
+    return cbor.dumps(head) + cbor.dumps(outgoing)
+
+
 class UplinkError(Exception):
     pass
 
@@ -104,14 +115,14 @@ class Uplink:
             order.insert(0, 0)
         return order
 
-    async def send(self, upload_id, batch):
+    async def send(self, upload_id, batch, epoch):
         """Deliver one spooled batch; returns the acknowledging endpoint's name or raises UplinkError.
 
         Each attempt blocks the loop for at most a few socket timeouts (http_timeout_s each:
         connect, TLS, one read or write); between attempts the other tasks run (the health
         task feeds the watchdog)."""
         outgoing, pending = self.delta.encode(upload_id, batch)
-        plaintext = cbor.dumps({"v": PAYLOAD_VERSION, "u": upload_id}) + cbor.dumps(outgoing)
+        plaintext = payload(upload_id, outgoing, epoch)
         outgoing = None
         reasons = []
         for i in self._order():
@@ -187,7 +198,7 @@ class Uplink:
                 if item is None:
                     break
                 upload_id, batch = item
-                await self.send(upload_id, batch)
+                await self.send(upload_id, batch, spool.epoch)
                 batch = item = None
                 spool.ack(upload_id)
                 sent += 1

@@ -95,3 +95,14 @@ def test_torn_last_marker_never_reuses_ids():
     s2 = Spool(d)
     assert s2.put(b"y") == 4
     assert "last.tmp" not in os.listdir(d)
+
+
+def test_epoch_is_kept_and_a_wiped_spool_draws_a_new_one():
+    d = _fresh("epoch")
+    first = Spool(d).epoch
+    assert 0 < first < 65536
+    assert Spool(d).epoch == first          # a reboot keeps it
+    seen = set()
+    for _ in range(4):                      # wiping the partition starts a new epoch
+        seen.add(Spool(_fresh("epoch")).epoch)
+    assert len(seen) >= 2 and 0 not in seen
