@@ -36,6 +36,7 @@ async def watch():
 async def main():
     lib = profiles.load([opts["profiles"]])
     state = devstate.DeviceState()
+    statics = devstate.Statics(opts["statics"]) if opts.get("statics") else None
     gc.collect()
     base = gc.mem_alloc()
     w = asyncio.create_task(watch()) if opts["sample_ms"] else None
@@ -55,7 +56,7 @@ async def main():
             addrs = targets.expand(opts["targets"], [], opts["port"])
             probed, n = await collector.sweep(client, addrs, emit, workers=opts["workers"],
                                               scan=opts["kind"], profile_list=lib, state=state,
-                                              window=opts["window"], stats=stats)
+                                              window=opts["window"], stats=stats, statics=statics)
         finally:
             client.close()
         ms = time.ticks_diff(time.ticks_ms(), t)

@@ -7,7 +7,8 @@ Usage: .venv/bin/python bench/collect/collect.py
     1 s timeout, one retry: wall time, packets, against net-snmp's snmpget of the same
     system group, 64 processes at a time (the peer a script would use).
 (b) LAN bytes, both directions, for a full collection of 8 printers (the first 8
-    recordings), first contact and the next scan (row counts remembered), against
+    recordings), first contact and the next scan (row counts remembered, supplies' static
+    columns cached on flash: only levels read), against
     snmpbulkwalk of the same tables (+ snmpget of the same scalars) per printer.
 (c) Peak MicroPython heap during (a) with full records (live bytes sampled after a
     collection every 20 ms), and whether it runs in `-X heapsize=256K`.
@@ -71,10 +72,11 @@ def mpy_dir(tmp):
     return tmp
 
 
-def mp_sweep(mpy, prof, targets, kind, heap="256K", workers=2, sample_ms=0, runs=1, gc_threshold=0):
+def mp_sweep(mpy, prof, targets, kind, heap="256K", workers=2, sample_ms=0, runs=1, gc_threshold=0,
+             statics=None):
     opts = {"targets": targets, "port": PORT, "kind": kind, "workers": workers, "window": 256,
             "timeout_ms": 1000, "retries": 1, "profiles": prof, "sample_ms": sample_ms, "runs": runs,
-            "gc_threshold": gc_threshold}
+            "gc_threshold": gc_threshold, "statics": statics}
     r = subprocess.run([MP, "-X", "heapsize=" + heap, os.path.join(os.path.dirname(__file__), "_mp_sweep.py"), mpy],
                        input=json.dumps(opts) + "\n", capture_output=True, text=True, timeout=600)
     recs = [line.split()[1:] for line in r.stdout.splitlines() if line.startswith("REC ")]
@@ -123,7 +125,8 @@ def main():
                 len(desc["devices"]), len(printers), NET, PORT))
 
             # (a) discovery sweep
-            res, recs, err = mp_sweep(mpy, prof, [NET + "0/24"], "discovery", heap="256K", workers=4)
+            res, recs, err = mp_sweep(mpy, prof, [NET + "0/24"], "discovery", heap="256K", workers=4,
+                                      statics=os.path.join(tmp, "statics-a"))
             if res is None:
                 print("(a) sweep FAILED: " + err)
             else:
@@ -137,7 +140,8 @@ def main():
 
             # (b) LAN bytes for a full collection of 8 printers
             eight = printers[:8]
-            res, recs, err = mp_sweep(mpy, prof, eight, "full", heap="1M", runs=2)
+            res, recs, err = mp_sweep(mpy, prof, eight, "full", heap="1M", runs=2,
+                                      statics=os.path.join(tmp, "statics8"))
             if res is None:
                 print("(b) collection FAILED: " + err)
             else:
@@ -152,7 +156,8 @@ def main():
                 print("    goal < 2048 B/printer on average: first contact %s, next scan %s"
                       % ("met" if first["collect_bytes"] / 8 < 2048 else "NOT met",
                          "met" if second["collect_bytes"] / 8 < 2048 else "NOT met"))
-                res_all, _, _ = mp_sweep(mpy, prof, printers[:19], "full", heap="1M", runs=2)
+                res_all, _, _ = mp_sweep(mpy, prof, printers[:19], "full", heap="1M", runs=2,
+                                         statics=os.path.join(tmp, "statics19"))
                 if res_all:
                     f, s = res_all["runs"]
                     print("    all 19 recordings: first contact %.0f B/printer, next scan %.0f B/printer"
@@ -161,7 +166,7 @@ def main():
             # (c) heap: sweep + full collection of the 20 printers
             for heap, workers in (("224K", 1), ("256K", 1), ("256K", 2)):
                 res, recs, err = mp_sweep(mpy, prof, [NET + "0/24"], "full", heap=heap, sample_ms=20,
-                                          workers=workers)
+                                          workers=workers, statics=os.path.join(tmp, "statics-c"))
                 ok = res is not None and res["runs"][0]["found"] == len(printers)
                 extra = ""
                 if res is not None:

@@ -517,7 +517,7 @@ class Collector:
             rec.update({"typology": typology, "technology": tech or "unknown", "color": colour,
                         "duplex": duplex, "install_date": None})
 
-        rec["collected_at"] = time_s()
+        rec["collected_at"] = time_s() or None   # null until the box has learnt the time (spec)
         rec["scan"] = scan
         rec["snmp_version"] = dev["cred"].version
         rec["sources"] = sources
@@ -644,7 +644,7 @@ class Merger:
 
 async def sweep(client, addresses, on_record, community=b"public", version="2c", workers=8,
                 scan="full", profile_list=None, cred=None, creds=None, state=None, pace_ms=0,
-                on_duplicate=None, window=256, rate=0, stats=None):
+                on_duplicate=None, window=256, rate=0, stats=None, statics=None):
     """Collect every printer among `addresses` (an iterator of (ip, port)), calling on_record(rec).
 
     Discovery (fleetbox.discovery) keeps up to `window` probes in flight from one
@@ -655,7 +655,7 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
     on_duplicate(rec, first_ip) hears about the others. `stats` (a dict) receives the
     discovery figures. Returns (probed, found).
     """
-    col = Collector(client, community, version, profile_list, cred, creds, state, pace_ms)
+    col = Collector(client, community, version, profile_list, cred, creds, state, pace_ms, statics)
     merger = Merger()
     _port.gc_threshold(GC_EVERY)
     counts = [0, 0]
@@ -683,7 +683,8 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
 
     first = (lambda host: state.get("@" + host).get("pc", 0)) if state is not None else None
     prober = discovery.Prober(col.creds, client.timeout_ms, client.retries, window, rate, first_cred=first)
-    v3col = Collector(client, profile_list=profile_list, creds=v3, state=state, pace_ms=pace_ms) if v3 else None
+    v3col = Collector(client, profile_list=profile_list, creds=v3, state=state, pace_ms=pace_ms,
+                      statics=statics) if v3 else None
 
     async def feed():
         try:

@@ -32,6 +32,7 @@ class App:
             log("profiles unusable, standard MIBs only: %s" % e)
             self.profiles = []
         self.devices = devstate.DeviceState(board.data_dir + "/devices.json")
+        self.statics = devstate.Statics(board.data_dir + "/statics")
 
     def _spool(self, scan, started, records):
         # JSON on flash: the uplink reads it back to send only what changed (fleetbox.delta).
@@ -57,7 +58,8 @@ class App:
             creds = [snmp.Credential(cfg["snmp_version"], c) for c in cfg["communities"]]
             probed, found = await collector.sweep(client, addrs, on_record, workers=cfg["workers"],
                                                   scan=scan, profile_list=self.profiles, creds=creds,
-                                                  state=self.devices, pace_ms=cfg["pace_ms"])
+                                                  state=self.devices, pace_ms=cfg["pace_ms"],
+                                                  statics=self.statics)
         finally:
             client.close()
             try:
