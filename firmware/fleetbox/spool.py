@@ -69,6 +69,7 @@ class Spool:
         self._ids = sorted(self._class)
         self.bytes = sum(self._size.values())
         self.evicted = 0
+        self.corrupt = 0
         self.evicted_ids = []
         self._next = max(self._ids[-1] if self._ids else 0, self._read_last()) + 1
         self.epoch = self._epoch()
@@ -172,6 +173,11 @@ class Spool:
                     return ident, f.read() if reader is None else reader(f)
             except OSError:
                 self._forget(ident)
+            except ValueError as e:
+                # Unreadable (flash corruption): it can never be sent, and must not block the queue.
+                print("spool: batch %d unreadable, dropped: %s" % (ident, e))
+                self.corrupt += 1
+                self.ack(ident)
         return None
 
     def _forget(self, ident):

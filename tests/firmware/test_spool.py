@@ -106,3 +106,14 @@ def test_epoch_is_kept_and_a_wiped_spool_draws_a_new_one():
     for _ in range(4):                      # wiping the partition starts a new epoch
         seen.add(Spool(_fresh("epoch")).epoch)
     assert len(seen) >= 2 and 0 not in seen
+
+
+def test_an_unreadable_batch_is_dropped_not_blocking():
+    import json
+    d = _fresh("corrupt")
+    s = Spool(d)
+    bad = s.put(b'{"scan": "full", "rec')      # torn by flash corruption
+    good = s.put(b'{"scan": "full"}')
+    assert s.peek(json.load) == (good, {"scan": "full"})
+    assert s.corrupt == 1 and len(s) == 1
+    assert Spool(d).put(b"{}") == good + 1 and bad < good   # ids still never repeat
