@@ -388,7 +388,8 @@ def test_many_gets_in_flight(simsnmp, runtime):
     stats = out.pop()
     single, together = out
     assert [r[0] for r in single] == (together * 3)
-    assert stats["timeouts"] == 0 and stats["sent"] == len(oids) * 3 + 1
+    # One request per GET; a loaded machine may add retries, which are counted apart.
+    assert stats["timeouts"] == 0 and stats["sent"] - stats["retries"] == len(oids) * 3 + 1
 
 
 @pytest.mark.parametrize("runtime", sorted(RUNTIMES))
