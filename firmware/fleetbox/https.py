@@ -124,17 +124,20 @@ class Connection:
         self.stream = s if hasattr(s, "readline") else s.makefile("rb")
         self.requests = 0
 
+    def _head(self, method, length, headers, path):
+        head = "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n" % (method, path or self.path, self.host, length)
+        for k, v in (headers or {}).items():
+            head += "%s: %s\r\n" % (k, v)
+        return head.encode() + b"\r\n"
+
     def request(self, method, body=b"", headers=None, path=None):
         """(status, body bytes) of one request on the kept-alive connection."""
         if self.stream is None:
             self.connect()
-        head = "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n" % (
-            method, path or self.path, self.host, len(body))
-        for k, v in (headers or {}).items():
-            head += "%s: %s\r\n" % (k, v)
+        head = self._head(method, len(body), headers, path)
         try:
             # One write, so head and body travel in one TLS record.
-            self.sock.write(head.encode() + b"\r\n" + body)
+            self.sock.write(head + body)
             status, reply, keep = _read_response(self.stream)
         except Exception:
             self.close()
@@ -156,12 +159,9 @@ class Connection:
                 await asyncio.wait_for_ms(self._aconnect(), ms)
             except asyncio.TimeoutError:
                 raise HttpError("no TLS connection to %s within %d s" % (self.host, self.timeout_s))
-        head = "%s %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n" % (
-            method, path or self.path, self.host, len(body))
-        for k, v in (headers or {}).items():
-            head += "%s: %s\r\n" % (k, v)
+        head = self._head(method, len(body), headers, path)
         try:
-            self.stream.write(head.encode() + b"\r\n" + body)
+            self.stream.write(head + body)
             await asyncio.wait_for_ms(self.stream.drain(), ms)
             status, reply, keep = await asyncio.wait_for_ms(_aread_response(self.stream), ms)
         except (EOFError, asyncio.TimeoutError) as e:

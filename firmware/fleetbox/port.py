@@ -238,23 +238,30 @@ def consteq(a, b):
     return r == 0
 
 
+def _mp_tls_context(ca_der):
+    """MicroPython: a client context verifying against ca_der, and the dict {depth: DER}
+    its verify callback fills, so the caller can pin the leaf's key."""
+    import tls
+    ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = tls.CERT_REQUIRED
+    ctx.load_verify_locations(ca_der)
+    chain = {}
+
+    def keep(cert, depth):
+        chain[depth] = bytes(cert)
+        return 0
+
+    ctx.verify_callback = keep
+    return ctx, chain
+
+
 def tls_wrap(sock, server_hostname, ca_der):
     """TLS 1.2+ client over a connected socket, server verified against ca_der.
 
     Returns (tls_socket, leaf_certificate_der) so callers can pin the server key.
     """
     if MICROPYTHON:
-        import tls
-        ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
-        ctx.verify_mode = tls.CERT_REQUIRED
-        ctx.load_verify_locations(ca_der)
-        chain = {}
-
-        def keep(cert, depth):
-            chain[depth] = bytes(cert)
-            return 0
-
-        ctx.verify_callback = keep
+        ctx, chain = _mp_tls_context(ca_der)
         s = ctx.wrap_socket(sock, server_hostname=server_hostname)
         return s, chain.get(0)
     import ssl
@@ -298,17 +305,7 @@ async def tls_handshake(sock, server_hostname, ca_der):
     certificate is in, before the client has sent any application data (so the caller
     can check the pin first). Reading 1 byte drives mbedtls's handshake; it yields no
     data since the server speaks only when asked."""
-    import tls
-    ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
-    ctx.verify_mode = tls.CERT_REQUIRED
-    ctx.load_verify_locations(ca_der)
-    chain = {}
-
-    def keep(cert, depth):
-        chain[depth] = bytes(cert)
-        return 0
-
-    ctx.verify_callback = keep
+    ctx, chain = _mp_tls_context(ca_der)
     s = ctx.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)
     while 0 not in chain:
         r = s.read(1)
