@@ -55,6 +55,20 @@ class Board:
     name = "abstract"
     identity_dir = "/identity"   # factory identity, mounted read-only
     data_dir = "/data"           # LittleFS for config and spool
+
+    def _link_power_changes(self):
+        """Events for link and power changes since the last poll; boards provide
+        _read_link() and _read_power() and keep the last values in _link and _power."""
+        events = []
+        link = self._read_link()
+        if link != self._link:
+            self._link = link
+            events.append((EV_LINK, link))
+        power = self._read_power()
+        if power != self._power:
+            self._power = power
+            events.append((EV_POWER, power))
+        return events
     watchdog_ms = 60000          # the hardware watchdog's timeout once started
     has_rtc = False              # True: time() is right from power-on
 

@@ -104,15 +104,7 @@ class Board(hal.Board):
             self._step = 0
 
     def poll(self):
-        events = []
-        link = self._read_link()
-        if link != self._link:
-            self._link = link
-            events.append((hal.EV_LINK, link))
-        power = self._read_power()
-        if power != self._power:
-            self._power = power
-            events.append((hal.EV_POWER, power))
+        events = self._link_power_changes()
         held, self._held_ms = self._held_ms, None
         if held is not None:
             events.append(hal.button_event(held))

@@ -143,15 +143,7 @@ class Board(hal.Board):
     def poll(self):
         if not self.state_dir:
             return []
-        events = []
-        link = self._read_link()
-        if link != self._link:
-            self._link = link
-            events.append((hal.EV_LINK, link))
-        power = self._read_power()
-        if power != self._power:
-            self._power = power
-            events.append((hal.EV_POWER, power))
+        events = self._link_power_changes()
         events += self._input_events()
         if events:
             self._publish_state()
