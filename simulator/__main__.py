@@ -62,6 +62,7 @@ def cmd_run(args):
     logging.basicConfig(level=logging.WARNING, format="cloud: %(message)s")
     sim = Simulation(args.state, snmp_port=args.snmp_port, cloud_port=args.cloud_port, interval=args.interval,
                      watchdog_s=args.watchdog_s, rtc=args.rtc or None,
+                     web_ports={80: args.http_port, 443: args.https_port},
                      echo=console.print if args.verbose else (lambda s: None if s.startswith("  |") else console.print(s)))
     code = 0
     try:
@@ -105,6 +106,8 @@ def main(argv=None):
     r.add_argument("--timeout", type=int, default=240, help="give up after this many seconds")
     r.add_argument("--state", default=os.path.join(ROOT, "var", "sim"), help="state directory (CA, flash, store)")
     r.add_argument("--snmp-port", type=int, default=None, help="UDP port of every simulated printer (default 161)")
+    r.add_argument("--http-port", type=int, default=80, help="TCP port of the printers' web pages (default 80)")
+    r.add_argument("--https-port", type=int, default=443, help="TCP port of the printers' HTTPS pages (default 443)")
     r.add_argument("--cloud-port", type=int, default=443, help="HTTPS port of liberty and rescue")
     r.add_argument("-v", "--verbose", action="store_true", help="show the box's log")
     r.add_argument("--fault", action="append", type=_fault_arg, metavar="SECONDS:COMMAND",

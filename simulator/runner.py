@@ -62,9 +62,10 @@ def site_networks(devices):
 class Simulation:
     def __init__(self, state_dir, snmp_port=None, cloud_port=443, interval=15, serial="SIM-0001",
                  liberty="127.77.0.1", rescue="127.77.0.2", site_yaml=None, echo=print, watchdog_s=None, rtc=None,
-                 targets=None):
+                 targets=None, web_ports=None):
         self.state = os.path.abspath(state_dir)
         self.targets = targets    # default: every /24 of the site
+        self.web_ports = dict(web_ports or {})   # printers' web pages: {80: N, 443: M} (default 80/443)
         self.snmp_port = snmp_port
         self.cloud_port = cloud_port
         self.interval = interval
@@ -101,7 +102,7 @@ class Simulation:
 
     def start_site(self):
         from simulator.site import Site
-        self.site = Site.from_yaml(self.site_yaml, port_override=self.snmp_port)
+        self.site = Site.from_yaml(self.site_yaml, port_override=self.snmp_port, web_ports=self.web_ports)
         self.site.start()
         self.echo("site: %d devices (%d printers) on %s" % (
             len(self.site.devices), sum(1 for d in self.site.devices if d.is_printer),
@@ -131,6 +132,7 @@ class Simulation:
             "endpoints": [self.cloud.box_config(n) for n in self.endpoints],
             "ca": base64.b64encode(pki.der(self.ca[1])).decode(),
             "pins": [pki.spki_pin(c) for c in certs],
+            "web_ports": {str(k): int(v) for k, v in self.web_ports.items()},
         }
 
     def flash_box(self):

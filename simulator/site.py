@@ -28,7 +28,8 @@ Schema of the YAML file (top level)::
     speed: 1.0                    # multiplies every dynamic printer's pages_per_second
     devices: [ ... ]
 
-Device keys (all kinds): ``name``, ``address``, ``port``, ``community``, ``kind``.
+Device keys (all kinds): ``name``, ``address``, ``port``, ``community``, ``kind``,
+``extra_agent_port`` (Canon's second agent: see simulator/canon47545.py).
 
 ``kind: recording``: ``recording`` (path relative to $FLEETBOX_WALKS, default
 ``../shared/printer-walks`` next to the repository), ``printer`` (bool),
@@ -43,9 +44,14 @@ Device keys (all kinds): ``name``, ``address``, ``port``, ``community``, ``kind`
 printer, a ``printer`` mapping:
 
     hr_device_descr, technology (laser|led|inkjet|solid-ink|thermal|impact|<int>),
-    duplex, life_count, pages_per_second, color_ratio (share of colour pages),
+    duplex, life_count, life_count_oid (false: no prtMarkerLifeCount), serial_oid (false: no
+    prtGeneralSerialNumber), pages_per_second, color_ratio (share of colour pages),
     errors (static hrPrinterDetectedErrorState names), console (display text),
     supplies: [{description, type, colorant, unit, max, level, yield, class, uses, replace}]
+
+A dynamic printer with ``web: {style: hp-ews|brother}`` also serves its embedded web
+page, showing the live total, on its address (ports 80/443, or ``Site(web_ports=...)``;
+see simulator/webpages.py).
 
 A supply with a ``yield`` (pages that take it from ``max`` to empty) runs down (or, for
 a receptacle such as waste toner, fills up) as pages are printed; ``uses`` is ``all``
@@ -250,7 +256,10 @@ class Device:
         if not self.community or any(c in self.community for c in "/\\\0") or self.community.startswith("."):
             raise SiteError(f"device {self.name}: unusable community {self.community!r}")
         self.live: LiveDevice | None = None
+        self.web = None            # simulator.webpages.PrinterWeb while the site runs
         self.recording: Path | None = None
+        if spec.get("web") is not None and not (self.kind == "dynamic" and spec.get("printer")):
+            raise SiteError(f"device {self.name}: 'web' is for dynamic printers")
         if self.kind == "dynamic":
             self.is_printer = bool(spec.get("printer"))
             self.live = LiveDevice(self, speed)
@@ -505,6 +514,9 @@ class LiveDevice:
                                         " ".join(x for x in (device.manufacturer, device.model) if x))
             self.mark_tech = _lookup(MARK_TECH, p.get("technology", "laser"), "technology")
             self.duplex = bool(p.get("duplex", False))
+            # false: no prtMarkerLifeCount (the total shows only on the web page, simulator/webpages.py)
+            self.life_count_oid = bool(p.get("life_count_oid", True))
+            self.serial_oid = bool(p.get("serial_oid", True))    # false: the serial too is only on the page
             self.life0 = int(p.get("life_count", 0))
             self.rate = float(p.get("pages_per_second", 1.0)) * float(speed)
             self.static_errors = set(p.get("errors") or [])
@@ -580,7 +592,11 @@ class LiveDevice:
                "supplies": []}
         if self.printer:
             out["total"] = st["total"] & 0xFFFFFFFF
-            out["total_source"] = "prtMarkerLifeCount"
+            out["total_source"] = "prtMarkerLifeCount" if self.life_count_oid else "web"
+            if self.serial is not None and not self.serial_oid:
+                out["serial_source"] = "web"
+            if d.web is not None:
+                out["web_source"] = d.web.source
             out["color"] = self.process_colorants > 1
             out["errors"] = sorted(st["errors"], key=HR_ERROR_BITS.index)
             out["supplies"] = [{"index": s.index, "description": s.description, "level": lvl,
@@ -721,7 +737,7 @@ class LiveDevice:
         mib[g + (2, 1)] = T.Integer32(1)                       # prtGeneralCurrentLocalization
         mib[g + (3, 1)] = T.Integer32(3)                       # prtGeneralReset notResetting
         mib[g + (16, 1)] = T.OctetString(self.hr_printer_descr)  # prtGeneralPrinterName
-        if self.serial is not None:
+        if self.serial is not None and self.serial_oid:
             mib[g + (17, 1)] = T.OctetString(str(self.serial))  # prtGeneralSerialNumber
         m = PRT_MARKER_ENTRY
         for col, v in ((2, T.Integer32(self.mark_tech)), (3, T.Integer32(7)),
@@ -729,6 +745,8 @@ class LiveDevice:
                        (6, T.Integer32(self.process_colorants)), (7, T.Integer32(0)),
                        (8, T.Integer32(3)), (9, T.Integer32(600)), (10, T.Integer32(600)),
                        (14, T.Integer32(0))):
+            if col == 4 and not self.life_count_oid:
+                continue
             mib[m + (col, 1, 1)] = v
         s = PRT_SUPPLIES_ENTRY
         for sup, lvl in zip(self.supplies, st["levels"]):
@@ -1295,7 +1313,7 @@ class Site:
     """A simulated customer site. See the module docstring."""
 
     def __init__(self, description: dict, port_override: int | None = None,
-                 speed: float | None = None, source: str = "<dict>"):
+                 speed: float | None = None, source: str = "<dict>", web_ports: dict | None = None):
         if not isinstance(description, dict) or not isinstance(description.get("devices"), list):
             raise SiteError(f"{source}: expected a mapping with a 'devices' list")
         self.source = source
@@ -1318,24 +1336,26 @@ class Site:
         self._by_name = {d.name: d for d in self.devices}
         self._agents: _Agents | None = None
         self._snmpsim: _Snmpsim | None = None
+        self.web_ports = web_ports or {}    # printers' web servers: {80: 17080, 443: 17444} (simulator/webpages.py)
+        self._relays: list = []      # Canon-style extra agents (simulator/canon47545.py)
         self._lock = threading.Lock()
         self.running = False
 
     # ---- construction
     @classmethod
     def from_yaml(cls, path: str | Path | None = None, port_override: int | None = None,
-                  speed: float | None = None) -> "Site":
+                  speed: float | None = None, web_ports: dict | None = None) -> "Site":
         path = Path(path) if path else DEFAULT_SITE_YAML
         try:
             data = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as exc:
             raise SiteError(f"cannot read site description {path}: {exc}") from None
-        return cls(data, port_override=port_override, speed=speed, source=str(path))
+        return cls(data, port_override=port_override, speed=speed, source=str(path), web_ports=web_ports)
 
     @classmethod
     def from_dict(cls, data: dict, port_override: int | None = None,
-                  speed: float | None = None) -> "Site":
-        return cls(data, port_override=port_override, speed=speed)
+                  speed: float | None = None, web_ports: dict | None = None) -> "Site":
+        return cls(data, port_override=port_override, speed=speed, web_ports=web_ports)
 
     # ---- lookups
     def device(self, name: str) -> Device:
@@ -1383,6 +1403,15 @@ class Site:
             self._agents.start()
             for d in dynamic:
                 self._agents.add(d)
+        for d in dynamic:
+            if d.spec.get("web") is not None:
+                from simulator.webpages import PrinterWeb
+                web = PrinterWeb(d, self.web_ports)
+                try:
+                    web.start()
+                except OSError as exc:
+                    raise SiteError(f"device {d.name}: cannot serve its web page: {exc}") from None
+                d.web = web
         sim = self._snmpsim
         missing = _wait_ready(self.devices, timeout,
                               alive=(lambda: sim.alive()) if sim else (lambda: True))
@@ -1395,13 +1424,25 @@ class Site:
             if sim is not None and any(d.kind == "recording" for d in missing):
                 msg += f"\nsnmpsim log tail:\n{sim.log_tail()}"
             raise SiteError(msg)
+        try:
+            from simulator import canon47545
+        except ImportError:      # site.py run as a script from simulator/
+            import canon47545
+        self._relays = canon47545.start_for(self.devices)
 
     def stop(self):
         with self._lock:
+            relays, self._relays = self._relays, []
             agents, self._agents = self._agents, None
             sim, self._snmpsim = self._snmpsim, None
             self.running = False
             _LIVE_SITES.discard(self)
+        for r in relays:
+            r.stop()
+        for d in self.devices:
+            web, d.web = d.web, None
+            if web is not None:
+                web.stop()
         if agents is not None:
             agents.stop()
         if sim is not None:

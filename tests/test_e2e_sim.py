@@ -13,6 +13,7 @@ from simulator.runner import Simulation
 
 SNMP_PORT = 17161
 CLOUD_PORT = 17443
+WEB_PORTS = {80: 17080, 443: 17444}   # the web-only printers' pages (simulator/webpages.py)
 
 
 def _socket_inodes(pid):
@@ -58,7 +59,7 @@ def listening_sockets(pid):
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     s = Simulation(str(tmp_path_factory.mktemp("sim")), snmp_port=SNMP_PORT, cloud_port=CLOUD_PORT, interval=8,
-                   liberty="127.77.1.1", rescue="127.77.1.2", echo=lambda s: None)
+                   liberty="127.77.1.1", rescue="127.77.1.2", echo=lambda s: None, web_ports=WEB_PORTS)
     try:
         s.start()
         s.wait_cycles(2, 240)
@@ -83,6 +84,7 @@ def test_cloud_holds_every_printer_as_the_site_serves_it(sim):
     assert len(truth) >= 8
     assert len({t["manufacturer"] for t in truth}) >= 4
     assert sum(t.get("serial_source") == "prtGeneralSerialNumber" for t in truth) >= 6
+    assert sum(t.get("total_source") == "web" for t in truth) >= 2
     for t in truth:
         d = stored.get(t["ip"])
         assert d is not None, "printer %s (%s) never reached the cloud" % (t["ip"], t["model"])
@@ -96,6 +98,8 @@ def test_cloud_holds_every_printer_as_the_site_serves_it(sim):
         # one the site does not list must be the device's own words (HP's sysDescr "SN:...").
         if t["serial"] is not None:
             assert d["serial"] == t["serial"], (t["ip"], d["serial"], t["serial"])
+            if t["serial_source"] == "web":
+                assert d["sources"]["serial"] == t["web_source"], (t["ip"], d["sources"])
         else:
             assert d["serial"] is None or ("SN:%s," % d["serial"]) in " ".join(served), (t["ip"], d["serial"])
         got_total = d["counters"].get("total")
@@ -104,6 +108,10 @@ def test_cloud_holds_every_printer_as_the_site_serves_it(sim):
         else:
             # Dynamic printers keep printing: the stored reading is behind the live counter, never ahead.
             assert got_total is not None and 0 < got_total <= t["total"], (t["ip"], got_total, t["total"])
+            if t["total_source"] == "web":
+                # only the printer's web page shows it: exactly a value that page served, from there
+                assert d["sources"]["counters.total"] == t["web_source"], (t["ip"], d["sources"])
+                assert got_total in sim.site.device(t["name"]).web.served, (t["ip"], got_total)
             if t["kind"] == "recording":
                 assert got_total == t["total"], t["ip"]
         levels = {s["index"]: s["level"] for s in d["supplies"]}

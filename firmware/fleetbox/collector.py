@@ -8,7 +8,7 @@ remembered from the last scan).
 """
 import asyncio
 
-from fleetbox import ber, discovery, profiles, records, snmp
+from fleetbox import ber, discovery, profiles, records, snmp, web
 from fleetbox import port as _port
 from fleetbox.port import time_s
 
@@ -48,6 +48,8 @@ KINDS = ("discovery", "full", "counters", "supplies", "parts", "alerts")
 CONSUMABLES = ("toner", "ink")
 SLEEP_WORDS = ("sleep", "energy sav", "power sav", "low power")
 MAX_ROWS = 64
+QUIET_MAX = 8      # most sweeps a silent, once-seen device is left alone (doubling from 1)
+XS_SKIP = 8        # sweeps that skip a profile's extra agent after it stayed silent
 GC_EVERY = 8192    # bytes allocated between garbage collections during a sweep (small heaps)
 
 
@@ -60,8 +62,9 @@ class Collector:
     """
 
     def __init__(self, client, community=b"public", version="2c", profile_list=None, cred=None,
-                 creds=None, state=None, pace_ms=0, statics=None):
+                 creds=None, state=None, pace_ms=0, statics=None, web_ports=None):
         self.client = client
+        self.web_ports = web_ports or {}   # profile page port -> port to use ({"80": 8080}; tests, odd sites)
         if creds:
             self.creds = list(creds)
         else:
@@ -79,12 +82,14 @@ class Collector:
 
     async def _get(self, dev, oids):
         await self._pace()
-        got = await self.client.get(dev["host"], oids, port=dev["port"], cred=dev["cred"])
+        got = await self.client.get(dev["host"], oids, port=dev["port"], cred=dev["cred"],
+                                    any_port=dev.get("any_port", False))
         return dict(got)
 
     async def _getnext(self, dev, oids):
         await self._pace()
-        return await self.client.getnext(dev["host"], oids, port=dev["port"], cred=dev["cred"])
+        return await self.client.getnext(dev["host"], oids, port=dev["port"], cred=dev["cred"],
+                                         any_port=dev.get("any_port", False))
 
     async def _bulk(self, dev, oids, reps):
         """GETBULK, or GETNEXT on v1 / agents that refuse GETBULK (then one row per request)."""
@@ -92,7 +97,8 @@ class Collector:
             await self._pace()
             try:
                 return await self.client.getbulk(dev["host"], oids, 0, reps, port=dev["port"],
-                                                 cred=dev["cred"]), len(oids)
+                                                 cred=dev["cred"],
+                                                 any_port=dev.get("any_port", False)), len(oids)
             except snmp.Timeout:
                 raise
             except snmp.SnmpError:
@@ -220,8 +226,39 @@ class Collector:
                 return records.mac_text(v)
         return None
 
+    async def web_fill(self, dev, profile, rec, sources, full):
+        """The fields SNMP left empty, from the profile's web pages (one page at a time per
+        device): counters, and in a full scan serial/firmware/model too. A page that fails
+        is logged and the record keeps what SNMP gave."""
+        for page in profile["web"]:
+            fields = {}
+            for name, rule in page["fields"].items():
+                if name.startswith("counters."):
+                    if name[9:] not in rec["counters"]:
+                        fields[name] = rule
+                elif full and rec.get(name) is None:
+                    fields[name] = rule
+            if not fields:
+                continue
+            await self._pace()
+            where = "web:%s:%s" % (page["scheme"], page["path"])
+            try:
+                found, _ = await web.fetch(dev["host"], page, fields, self.web_ports)
+            except web.WebError as e:
+                print("collector: %s %s: %s" % (dev["host"], where, e))
+                found = getattr(e, "found", None) or {}
+            except Exception as e:  # noqa: BLE001  a page's surprise must not cost the SNMP record
+                print("collector: %s %s: %s %s" % (dev["host"], where, type(e).__name__, e))
+                found = {}
+            for name, v in found.items():
+                if name.startswith("counters."):
+                    rec["counters"][name[9:]] = v
+                else:
+                    rec[name] = v
+                sources[name] = where
+
     # ------------------------------------------------------------------ discovery
-    async def probe(self, host, port):
+    async def probe(self, host, port, any_port=False):
         """First contact: the credential that answers and the system group, or None."""
         order = list(range(len(self.creds)))
         known = self._cred_of.get(host)
@@ -231,7 +268,7 @@ class Collector:
             order.remove(known)
             order.insert(0, known)
         for i in order:
-            dev = {"host": host, "port": port, "cred": self.creds[i]}
+            dev = {"host": host, "port": port, "cred": self.creds[i], "any_port": any_port}
             try:
                 got = await self._get(dev, [SYS_DESCR, SYS_OBJECT_ID, SYS_UPTIME, SYS_CONTACT,
                                             SYS_NAME, SYS_LOCATION])
@@ -272,16 +309,26 @@ class Collector:
                 return True
         return False
 
+    def extra_agent(self, rec):
+        """(port, any_source_port) of the second agent the device's profile names
+        (Canon: UDP 47545), or None; never for a record that came from that agent."""
+        p = profiles.match(self.profiles, rec.get("sys_object_id"), rec.get("sys_descr"))
+        ea = (p or {}).get("extra_agent")
+        if not ea or rec.get("port") == ea.get("port"):
+            return None
+        return ea["port"], bool(ea.get("any_source_port"))
+
     # ------------------------------------------------------------------ the record
-    async def collect(self, host, port=161, scan="full", probed=None):
+    async def collect(self, host, port=161, scan="full", probed=None, any_port=False):
         """The record of the printer at host:port, or None when it is no printer / silent.
-        probed: (credential, system group {oid: value}) when discovery already asked."""
+        probed: (credential, system group {oid: value}) when discovery already asked.
+        any_port: accept replies from another port of host (a profile's extra_agent)."""
         if scan not in KINDS:
             raise ValueError("unknown scan kind %r" % scan)
         if probed is not None:
             dev = {"host": host, "port": port, "cred": probed[0], "sys": probed[1]}
         else:
-            dev = await self.probe(host, port)
+            dev = await self.probe(host, port, any_port)
         if dev is None:
             return None
         sysv = dev.pop("sys")
@@ -429,6 +476,9 @@ class Collector:
                 sources["counters.total"] = "prtMarkerLifeCount"
             profiles.counters(profile, ctx, counters, sources)
             rec["counters"] = counters
+        if profile and profile.get("web") and want_counters:
+            await self.web_fill(dev, profile, rec, sources, full)
+            serial = rec["serial"]
 
         p = profile or {}
         supplies = []
@@ -488,6 +538,8 @@ class Collector:
             for a in status["alerts"]:
                 if a["code"] == "subunitPowerSaver":
                     status["power"] = "sleep"
+            # docs/collection.md: a sleeping printer is "asleep", never "down"
+            status["reachability"] = "asleep" if status["power"] == "sleep" else "reachable"
             rec["status"] = status
 
         if full:
@@ -644,7 +696,8 @@ class Merger:
 
 async def sweep(client, addresses, on_record, community=b"public", version="2c", workers=8,
                 scan="full", profile_list=None, cred=None, creds=None, state=None, pace_ms=0,
-                on_duplicate=None, window=256, rate=0, stats=None, statics=None):
+                on_duplicate=None, window=256, rate=0, stats=None, statics=None, web_ports=None,
+                on_unreachable=None):
     """Collect every printer among `addresses` (an iterator of (ip, port)), calling on_record(rec).
 
     Discovery (fleetbox.discovery) keeps up to `window` probes in flight from one
@@ -653,9 +706,13 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
     v3 credentials are tried by the collectors on the addresses no community answered.
     A device seen again at another address (same serial or MAC) is reported once;
     on_duplicate(rec, first_ip) hears about the others. `stats` (a dict) receives the
-    discovery figures. Returns (probed, found).
+    discovery figures. With a `state`, a device seen before that falls silent is told
+    apart from a broken one (docs/collection.md): on_unreachable(marker) hears about it
+    once, with status.reachability "unreachable" (or "asleep" when it was last seen
+    asleep), and it is then probed only every 2nd, 4th ... 9th sweep until it answers.
+    Returns (probed, found).
     """
-    col = Collector(client, community, version, profile_list, cred, creds, state, pace_ms, statics)
+    col = Collector(client, community, version, profile_list, cred, creds, state, pace_ms, statics, web_ports)
     merger = Merger()
     _port.gc_threshold(GC_EVERY)
     counts = [0, 0]
@@ -667,16 +724,26 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
 
     def counted():
         for a in addresses:
+            if state is not None:
+                st = state.get("@" + a[0])
+                if st.get("qs", 0) > 0:     # silent since it was seen: leave it alone a while
+                    state.update("@" + a[0], qs=st["qs"] - 1)
+                    continue
             counts[0] += 1
             yield a
 
     def answered(host, p, ci, sysvals):
         queue.append((host, p, (prober.creds[ci], sysvals)))
+        if state is not None and state.get("@" + host).get("q"):
+            print("collector: %s:%d answers again" % (host, p))
+            state.update("@" + host, q=None, qs=0)
         if state is not None and state.get("@" + host).get("pc", 0) != ci:
             state.update("@" + host, pc=ci)   # this community first, next time
         wake.set()
 
     def silent(host, p):
+        if state is not None and not v3:
+            went_quiet(host, p)
         if v3:
             queue.append((host, p, None))
             wake.set()
@@ -684,7 +751,7 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
     first = (lambda host: state.get("@" + host).get("pc", 0)) if state is not None else None
     prober = discovery.Prober(col.creds, client.timeout_ms, client.retries, window, rate, first_cred=first)
     v3col = Collector(client, profile_list=profile_list, creds=v3, state=state, pace_ms=pace_ms,
-                      statics=statics) if v3 else None
+                      statics=statics, web_ports=web_ports) if v3 else None
 
     async def feed():
         try:
@@ -692,6 +759,37 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
         finally:
             done[0] = True
             wake.set()
+
+    def went_quiet(host, p):
+        st = state.get("@" + host)
+        if not st.get("seen"):
+            return      # never answered: nothing to tell
+        q = st.get("q")
+        if q:
+            q = min(q * 2, QUIET_MAX)
+            state.update("@" + host, q=q, qs=q)     # still silent: no record, no log
+            return
+        state.update("@" + host, q=1, qs=1)
+        how = "asleep" if st.get("pw") == "sleep" else "unreachable"
+        print("collector: %s:%d (seen before) is silent: %s; probed gently until it answers" % (host, p, how))
+        if on_unreachable:
+            marker = {"ip": host, "port": p, "collected_at": time_s() or None, "scan": "alerts",
+                      "status": {"reachability": how}}
+            for k, f in (("sr", "serial"), ("mc", "mac")):
+                if st.get(k):
+                    marker[f] = st[k]
+            on_unreachable(marker)
+
+    async def one(c, host, p, probed, any_port=False):
+        try:
+            return await c.collect(host, p, scan, probed, any_port)
+        except snmp.Timeout:
+            return None
+        except (snmp.SnmpError, ber.BERError) as e:
+            print("collector: %s:%d answered badly: %s" % (host, p, e))
+        except Exception as e:  # noqa: BLE001  one device's surprise must not stop the sweep
+            print("collector: %s:%d failed: %s %s" % (host, p, type(e).__name__, e))
+        return None
 
     async def worker():
         while True:
@@ -702,19 +800,8 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
                 await wake.wait()
                 continue
             host, p, probed = queue.pop(0)
-            try:
-                if probed is None:
-                    rec = await v3col.collect(host, p, scan)
-                else:
-                    rec = await col.collect(host, p, scan, probed)
-            except snmp.Timeout:
-                rec = None
-            except (snmp.SnmpError, ber.BERError) as e:
-                print("collector: %s:%d answered badly: %s" % (host, p, e))
-                rec = None
-            except Exception as e:  # noqa: BLE001  one device's surprise must not stop the sweep
-                print("collector: %s:%d failed: %s %s" % (host, p, type(e).__name__, e))
-                rec = None
+            c = v3col if probed is None else col
+            rec = await one(c, host, p, probed)
             if rec is None:
                 continue
             first = merger.first_ip(rec)
@@ -722,12 +809,31 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
                 if on_duplicate:
                     on_duplicate(rec, first)
                 continue
+            extra = c.extra_agent(rec) if scan != "discovery" else None   # same device: not for finding it
+            if state is not None:
+                pw = (rec.get("status") or {}).get("power")
+                state.update("@" + host, seen=1, sr=rec.get("serial"), mc=rec.get("mac"),
+                             pw=pw or state.get("@" + host).get("pw"))
             counts[1] += 1
             on_record(rec)
             rec = None
             # A record leaves a lot of short-lived garbage: collecting now keeps the small
             # heap unfragmented (a MemoryError would otherwise come from a 1 KB block).
             _port.collect()
+            skip = state.get("@" + host).get("xs", 0) if state is not None else 0
+            if extra is not None and skip:
+                state.update("@" + host, xs=skip - 1)
+            elif extra is not None:
+                # The vendor's second agent (Canon: UDP 47545), asked only where the profile
+                # says; one that stays silent is asked again only every XS_SKIP+1 sweeps.
+                rec = await one(c, host, extra[0], None, extra[1])
+                if rec is None and state is not None:
+                    state.update("@" + host, xs=XS_SKIP)
+                if rec is not None:
+                    counts[1] += 1
+                    on_record(rec)
+                    rec = None
+                    _port.collect()
 
     await asyncio.gather(feed(), *[worker() for _ in range(workers)])
     if stats is not None:

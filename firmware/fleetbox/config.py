@@ -22,6 +22,7 @@ DEFAULTS = {
     "pins": [],
     "spool_max": 256,
     "pace_ms": 10,          # least time between two requests to one printer (gentle polling)
+    "web_ports": {},        # printers' web pages: profile port -> port used ({"80": 8080}); docs/profiles.md
     "spool_max_bytes": None,
     # uplink (docs/uplink.md)
     "proxy": None,
@@ -68,6 +69,10 @@ def check(cfg):
             raise ConfigError("intervals: unknown scan kind %r (one of %s)" % (k, ", ".join(SCAN_KINDS)))
     if not isinstance(out["pace_ms"], int) or out["pace_ms"] < 0:
         raise ConfigError("pace_ms must be a non-negative integer")
+    wp = out["web_ports"]
+    if not isinstance(wp, dict) or not all(str(k).isdigit() and isinstance(v, int) and 0 < v < 65536
+                                           for k, v in wp.items()):
+        raise ConfigError("web_ports must map ports to ports ({\"80\": 8080})")
     for ep in out["endpoints"]:
         if not isinstance(ep, dict) or not str(ep.get("url", "")).startswith("https://"):
             raise ConfigError("every endpoint needs an https:// url")

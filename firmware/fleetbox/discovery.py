@@ -188,6 +188,8 @@ class Prober:
                     self._first[j] = first
                     self._send(sock, j)
                     wait = min(wait, self.timeout_ms)
+                if not more and not self._busy and not self._answers:
+                    break   # the last address just fell silent: no reason to wait any longer
                 self._event.clear()
                 try:
                     await asyncio.wait_for(self._event.wait(), max(wait, 5) / 1000)

@@ -45,6 +45,7 @@ class App:
         cfg = self.cfg
         started = port.time_s()
         pending = []
+        quiet = []      # markers of devices seen before and silent now (docs/collection.md)
 
         def on_record(rec):
             pending.append(rec)
@@ -59,7 +60,8 @@ class App:
             probed, found = await collector.sweep(client, addrs, on_record, workers=cfg["workers"],
                                                   scan=scan, profile_list=self.profiles, creds=creds,
                                                   state=self.devices, pace_ms=cfg["pace_ms"],
-                                                  statics=self.statics)
+                                                  statics=self.statics, web_ports=cfg["web_ports"],
+                                                  on_unreachable=quiet.append)
         finally:
             client.close()
             try:
@@ -68,6 +70,9 @@ class App:
                 log("device state not saved: %s" % e)
         if pending:
             self._spool(scan, started, pending)
+        if quiet:
+            # an "alerts" batch: only the status travels, the device's other fields stay as last read
+            self._spool("alerts", started, quiet)
         log("cycle %d: %s scan probed %d addresses, found %d printers, spool holds %d"
             % (self.cycle, scan, probed, found, len(self.spool)))
 

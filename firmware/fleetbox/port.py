@@ -318,3 +318,26 @@ async def tls_handshake(sock, server_hostname, ca_der):
             s.close()
             raise OSError("server spoke before the TLS handshake was done")
     return s, chain[0]
+
+
+def key_host(key):
+    """The address part of an addr_key (either form): replies to requests that accept any
+    source port (Canon's agent on UDP 47545 answers from a high port) match on it alone."""
+    if isinstance(key, tuple):
+        return key[0]
+    return bytes(key[2:6])
+
+
+def lan_tls_context():
+    """TLS client context that does NOT verify the server: ONLY for reading printers' public
+    status pages on the LAN (self-signed certificates; fleetbox.web). Never for the cloud."""
+    if MICROPYTHON:
+        import tls
+        ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+        ctx.verify_mode = tls.CERT_NONE
+        return ctx
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx

@@ -257,8 +257,9 @@ def message_version(data):
 # --------------------------------------------------------------------- client
 
 class _Pending:
-    def __init__(self, key, cred, rid, engine=None, discovery=False):
+    def __init__(self, key, cred, rid, engine=None, discovery=False, any_port=False):
         self.key = key
+        self.any_port = any_port        # reply may come from another port of the same host
         self.cred = cred
         self.community = cred.community
         self.version = cred.version
@@ -275,6 +276,16 @@ def _seed_id():
 
 
 _DISCOVERY_USER = usm.User(b"")
+
+
+def _from_peer(p, addr):
+    """The reply came from the address and port the request went to; for a request
+    marked any_port, from that address and any port (request id and community are
+    still checked by the caller)."""
+    key = _port.addr_key(addr)
+    if p.key == key:
+        return True
+    return p.any_port and _port.key_host(p.key) == _port.key_host(key)
 
 
 class Client:
@@ -381,14 +392,14 @@ class Client:
             return
         if r is None:
             p = self._pending.get(m.msg_id)
-            if p is not None and p.version == "3" and p.key == _port.addr_key(addr):
+            if p is not None and p.version == "3" and _from_peer(p, addr):
                 r = self._open_v3(p, m)
             if r is None:
                 self.stats["dropped"] += 1
                 return
         else:
             p = self._pending.get(r.request_id)
-            if (p is None or r.pdu_type != RESPONSE or p.key != _port.addr_key(addr)
+            if (p is None or r.pdu_type != RESPONSE or not _from_peer(p, addr)
                     or p.community != r.community or p.version != r.version):
                 self.stats["dropped"] += 1
                 return
@@ -480,7 +491,8 @@ class Client:
         self._inflight -= 1
         self._slot.set()
 
-    async def _exchange(self, host, port, addr, cred, build, engine=None, discovery=False):
+    async def _exchange(self, host, port, addr, cred, build, engine=None, discovery=False,
+                        any_port=False):
         """Send build(request_id) and wait for the matching reply, with retries."""
         await self._acquire()
         rid = None
@@ -488,7 +500,7 @@ class Client:
             sock = self._socket()
             rid = self._new_id()
             msg = build(rid)
-            p = _Pending(_port.addr_key(addr), cred, rid, engine, discovery)
+            p = _Pending(_port.addr_key(addr), cred, rid, engine, discovery, any_port)
             self._pending[rid] = p
             t = self.timeout_ms
             cap = self.timeout_ms * 8
@@ -514,9 +526,11 @@ class Client:
             self._release()
 
     async def request(self, host, pdu_type, oids, community=b"public", version="2c",
-                      port=161, non_repeaters=0, max_repetitions=10, cred=None):
+                      port=161, non_repeaters=0, max_repetitions=10, cred=None, any_port=False):
         """Send one PDU and return the matching Response (any error_status).
-        Raises Timeout when no valid reply came after all retries."""
+        Raises Timeout when no valid reply came after all retries. any_port: accept the
+        reply from another source port of the same host (v1/v2c only; an explicit opt-in
+        for agents such as Canon's on UDP 47545; never the default)."""
         cred = _credential(community, version, cred)
         addr = self._resolve(host, port)
         if cred.version == "3":
@@ -526,7 +540,7 @@ class Client:
         def build(rid):
             return encode_request(cred.version, cred.community, pdu_type, rid, oids,
                                   non_repeaters, max_repetitions)
-        return await self._exchange(host, port, addr, cred, build)
+        return await self._exchange(host, port, addr, cred, build, any_port=any_port)
 
     # -- SNMPv3
 
@@ -585,7 +599,7 @@ class Client:
         e.name = "notInTimeWindows"
         raise e
 
-    async def _getlike(self, host, pdu_type, oids, cred, port):
+    async def _getlike(self, host, pdu_type, oids, cred, port, any_port=False):
         """GET/GETNEXT with v1 noSuchName and tooBig handling; results in request order."""
         oids = [oid_normalize(o) for o in oids]
         n = len(oids)
@@ -596,7 +610,7 @@ class Client:
         while work:
             idx = work.pop()
             r = await self.request(host, pdu_type, [oids[i] for i in idx], port=port,
-                                   cred=cred)
+                                   cred=cred, any_port=any_port)
             st = r.error_status
             if st == 0:
                 if len(r.varbinds) != len(idx):
@@ -622,26 +636,28 @@ class Client:
     # -- public API (community/version, or cred=Credential; a Credential may also be
     # passed in place of the community)
 
-    async def get(self, host, oids, community=b"public", version="2c", port=161, cred=None):
-        return await self._getlike(host, GET, oids, _credential(community, version, cred), port)
+    async def get(self, host, oids, community=b"public", version="2c", port=161, cred=None,
+                  any_port=False):
+        return await self._getlike(host, GET, oids, _credential(community, version, cred), port,
+                                   any_port)
 
     async def getnext(self, host, oids, community=b"public", version="2c", port=161,
-                      cred=None):
+                      cred=None, any_port=False):
         return await self._getlike(host, GETNEXT, oids, _credential(community, version, cred),
-                                   port)
+                                   port, any_port)
 
     async def getbulk(self, host, oids, non_repeaters=0, max_repetitions=10,
-                      community=b"public", version="2c", port=161, cred=None):
+                      community=b"public", version="2c", port=161, cred=None, any_port=False):
         cred = _credential(community, version, cred)
         r = await self._bulk(host, [oid_normalize(o) for o in oids], non_repeaters,
-                             max_repetitions, port, cred)
+                             max_repetitions, port, cred, any_port)
         return r.varbinds
 
-    async def _bulk(self, host, oids, non_repeaters, max_repetitions, port, cred):
+    async def _bulk(self, host, oids, non_repeaters, max_repetitions, port, cred, any_port=False):
         if cred.version == "1":
             raise ValueError("GetBulk needs v2c or v3")
         r = await self.request(host, GETBULK, oids, port=port, non_repeaters=non_repeaters,
-                               max_repetitions=max_repetitions, cred=cred)
+                               max_repetitions=max_repetitions, cred=cred, any_port=any_port)
         if r.error_status:
             raise SnmpError("%s (index %d)" % (error_name(r.error_status), r.error_index),
                             r.error_status, r.error_index)

@@ -76,6 +76,17 @@ def cmd_identity(args):
     return 0
 
 
+def _web_ports(specs):
+    """--web-port 80=8080 (repeatable) -> {"80": 8080}: where printers' web pages are served."""
+    out = {}
+    for spec in specs:
+        a, _, b = spec.partition("=")
+        if not (a.isdigit() and b.isdigit() and 0 < int(b) < 65536):
+            raise SystemExit("fbtool: --web-port wants PROFILE_PORT=PORT, got %r" % spec)
+        out[str(int(a))] = int(b)
+    return out
+
+
 def cmd_scan(args):
     from . import scan
     if args.capture:
@@ -83,7 +94,8 @@ def cmd_scan(args):
     try:
         records, probed = scan.run(args.targets, args.community, args.snmp_version, args.port,
                                    args.exclude or (), args.timeout_ms, args.retries,
-                                   v3=args.v3, context=args.context, kind=args.kind)
+                                   v3=args.v3, context=args.context, kind=args.kind,
+                                   web_ports=_web_ports(args.web_port or ()))
     except scan.ScanError as e:
         return _die(str(e))
     if args.json:
@@ -165,6 +177,8 @@ def parser():
     s.add_argument("--timeout-ms", type=int, default=1000)
     s.add_argument("--retries", type=int, default=1)
     s.add_argument("--json", action="store_true", help="print the JSON array of device records")
+    s.add_argument("--web-port", action="append", metavar="PORT=PORT",
+                   help="reach printers' web pages that profiles put on PORT at another port (e.g. 80=8080)")
     s.add_argument("--kind", default="full",
                    choices=("discovery", "full", "counters", "supplies", "parts", "alerts"),
                    help="scan kind: what is read besides identification (default full)")

@@ -31,7 +31,7 @@ async def main():
         plist = profiles.load([opts["profiles"]]) if opts.get("profiles") else []
         probed, found = await collector.sweep(client, addrs, emit, workers=opts["workers"],
                                               cred=cred, scan=opts.get("kind", "full"),
-                                              profile_list=plist)
+                                              profile_list=plist, web_ports=opts.get("web_ports"))
     finally:
         client.close()
     print("DONE %d %d" % (probed, found))

@@ -18,7 +18,7 @@ FORMAT = 1
 PROFILES_DIR = os.path.join(paths.ROOT, "profiles")
 TOP_KEYS = {"vendor", "enterprises", "descr", "model", "serial", "firmware", "brand",
             "model_prefixes", "model_suffixes", "model_replace", "mfp_models", "counters",
-            "supply_special", "low_percent", "technology", "typology"}
+            "supply_special", "low_percent", "technology", "typology", "extra_agent", "web"}
 TEXT_RULES = ("model", "serial", "firmware", "brand")
 SOURCE_KEYS = {"oid", "hr", "sysdescr", "after", "before", "ieee1284", "only"}
 COUNTER_KEYS = ("total", "mono", "color", "print", "copy", "scan", "fax", "a3", "a4", "duplex")
@@ -85,6 +85,89 @@ def _counter_source(src, where):
     out = {"oid": _oid(src["oid"], where)}
     if src.get("text"):
         out["text"] = True
+    return out
+
+
+WEB_FIELDS = ("serial", "firmware", "model") + tuple("counters." + k for k in COUNTER_KEYS)
+WEB_PAGE_KEYS = {"path", "scheme", "port", "fields"}
+WEB_RULE_KEYS = {"after", "within", "re"}
+MAX_WEB_PAGES = 4
+# Regular expression syntax that MicroPython's re (re1.5) and CPython's read alike: no
+# (?...) groups (named, non-capturing, lookaround, flags), no {m,n} counts, no backreferences.
+RE_REFUSED = (("(?", "(?...) groups"), ("{", "{m,n} counts"), ("}", "{m,n} counts"), ("\\b", "\\b"),
+              ("\\B", "\\B"), ("\\A", "\\A"), ("\\Z", "\\Z"))
+
+
+def _web_pattern(pat, where):
+    if not isinstance(pat, str) or not pat or len(pat) > 200:
+        raise ProfileError("%s.re: expected a pattern of 1-200 characters" % where)
+    if not pat.isascii():
+        raise ProfileError("%s.re: only ASCII patterns" % where)
+    for bad, what in RE_REFUSED:
+        if bad in pat:
+            raise ProfileError("%s.re: %s are not understood by the box's re" % (where, what))
+    if re.search(r"\\[0-9]", pat):
+        raise ProfileError("%s.re: no backreferences" % where)
+    try:
+        rx = re.compile(pat)
+    except re.error as e:
+        raise ProfileError("%s.re: %s" % (where, e))
+    if rx.groups != 1:
+        raise ProfileError("%s.re: needs exactly one group (the value), has %d" % (where, rx.groups))
+    return pat
+
+
+def _web_rule(rule, where):
+    if isinstance(rule, str):
+        rule = {"after": rule}
+    if not isinstance(rule, dict):
+        raise ProfileError("%s: a rule is a marker string or {after, within, re}" % where)
+    unknown = set(rule) - WEB_RULE_KEYS
+    if unknown:
+        raise ProfileError("%s: unknown keys %s" % (where, sorted(unknown)))
+    after = rule.get("after")
+    if not isinstance(after, str) or not after or len(after) > 200:
+        raise ProfileError("%s.after: expected a marker of 1-200 characters" % where)
+    out = {"after": after}
+    if "within" in rule:
+        w = rule["within"]
+        if not isinstance(w, int) or isinstance(w, bool) or not 1 <= w <= 2000:
+            raise ProfileError("%s.within: expected an integer 1-2000" % where)
+        out["within"] = w
+    if "re" in rule:
+        out["re"] = _web_pattern(rule["re"], where)
+    return out
+
+
+def _web(pages, where):
+    if not isinstance(pages, list) or not 1 <= len(pages) <= MAX_WEB_PAGES:
+        raise ProfileError("%s: expected a list of 1-%d pages" % (where, MAX_WEB_PAGES))
+    out = []
+    for i, page in enumerate(pages):
+        w = "%s[%d]" % (where, i)
+        if not isinstance(page, dict):
+            raise ProfileError("%s: a page is a mapping {path, scheme, port, fields}" % w)
+        unknown = set(page) - WEB_PAGE_KEYS
+        if unknown:
+            raise ProfileError("%s: unknown keys %s" % (w, sorted(unknown)))
+        path = page.get("path")
+        if not isinstance(path, str) or not path.startswith("/") or len(path) > 200 or \
+                any(c <= " " or c > "~" for c in path):
+            raise ProfileError("%s.path: expected an absolute path (/...) of printable ASCII" % w)
+        scheme = page.get("scheme", "http")
+        if scheme not in ("http", "https"):
+            raise ProfileError("%s.scheme: http or https" % w)
+        p = page.get("port", 443 if scheme == "https" else 80)
+        if not isinstance(p, int) or isinstance(p, bool) or not 0 < p < 65536:
+            raise ProfileError("%s.port: expected a TCP port" % w)
+        fields = page.get("fields")
+        if not isinstance(fields, dict) or not fields:
+            raise ProfileError("%s.fields: expected a mapping field -> rule" % w)
+        bad = set(fields) - set(WEB_FIELDS)
+        if bad:
+            raise ProfileError("%s.fields: unknown fields %s (one of %s)" % (w, sorted(bad), ", ".join(WEB_FIELDS)))
+        out.append({"path": path, "scheme": scheme, "port": p,
+                    "fields": {k: _web_rule(v, "%s.fields.%s" % (w, k)) for k, v in fields.items()}})
     return out
 
 
@@ -159,6 +242,17 @@ def compile_profile(data, where):
         if data["typology"] not in ("mfp", "printer"):
             raise ProfileError("%s.typology: mfp or printer" % where)
         out["typology"] = data["typology"]
+    if "extra_agent" in data:
+        ea = data["extra_agent"]
+        if not isinstance(ea, dict) or set(ea) - {"port", "any_source_port"} or "port" not in ea:
+            raise ProfileError("%s.extra_agent: expected {port: N, any_source_port: true|false}" % where)
+        if not isinstance(ea["port"], int) or isinstance(ea["port"], bool) or not 0 < ea["port"] < 65536:
+            raise ProfileError("%s.extra_agent.port: expected a UDP port 1-65535" % where)
+        if not isinstance(ea.get("any_source_port", False), bool):
+            raise ProfileError("%s.extra_agent.any_source_port: expected true or false" % where)
+        out["extra_agent"] = {"port": ea["port"], "any_source_port": ea.get("any_source_port", False)}
+    if "web" in data:
+        out["web"] = _web(data["web"], where + ".web")
     return out
 
 

@@ -39,7 +39,7 @@ def parse_v3(spec, context=""):
 
 
 def run(target_specs, community="public", version="2c", port=161, exclude=(), timeout_ms=1000,
-        retries=1, workers=32, v3=None, context=None, kind="full", profiles_path=None):
+        retries=1, workers=32, v3=None, context=None, kind="full", profiles_path=None, web_ports=None):
     """Scan on MicroPython; returns (records sorted by ip, addresses probed).
     v3: a `--v3` spec (see parse_v3), with version "3" (or None); context: its context name."""
     if v3 is not None and version not in (None, "3"):
@@ -57,7 +57,7 @@ def run(target_specs, community="public", version="2c", port=161, exclude=(), ti
             raise ScanError(str(e))
     opts = {"targets": list(target_specs), "exclude": list(exclude), "community": community,
             "version": version, "v3": cred, "port": port, "timeout_ms": timeout_ms, "retries": retries, "workers": workers,
-            "kind": kind, "profiles": profiles_path or compiled_profiles()}
+            "kind": kind, "profiles": profiles_path or compiled_profiles(), "web_ports": web_ports or {}}
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mp_scan.py")
     proc = subprocess.run([paths.micropython(), "-X", "heapsize=4M", script, paths.FIRMWARE],
                           input=json.dumps(opts) + "\n", capture_output=True, text=True)

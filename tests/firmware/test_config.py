@@ -11,10 +11,18 @@ def test_bad_fields_are_named():
     cases = [({"targets": "10.0.0.1"}, "targets"), ({"targets": ["10.0.0.300"]}, "targets"),
              ({"snmp_version": "3"}, "snmp_version"), ({"timeout_ms": -1}, "timeout_ms"),
              ({"endpoints": [{"url": "http://x"}]}, "https"), ({"pins": ["zz"]}, "pins"),
-             ({"intervals": {"full": 0}}, "intervals")]
+             ({"intervals": {"full": 0}}, "intervals"), ({"targets": ["bad_name"]}, "targets"),
+             ({"exclude": ["printer..local"]}, "targets")]
     for cfg, word in cases:
         e = raises(config.ConfigError, config.check, cfg)
         assert word in str(e), (cfg, str(e))
+
+
+def test_host_names_are_accepted_unresolved():
+    # resolved on the box when the sweep reaches them, not when the config is loaded
+    c = config.check({"targets": ["printer.local", "mfp-3.example.invalid:1161", "10.0.0.0/30"],
+                      "exclude": ["localhost"]})
+    assert c["targets"][0] == "printer.local"
 
 
 def test_missing_file():

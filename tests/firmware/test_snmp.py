@@ -166,6 +166,7 @@ class Agent:
         self.hold = 0                      # ms to hold each reply (replies sent in reverse order)
         self.held = []
         self.max_held = 0
+        self.reply_from = None             # name of the socket replies go out of ("other": a high port)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         for i in range(100):
             self.port = 20000 + (random.getrandbits(16) % 40000)
@@ -275,6 +276,8 @@ class Agent:
             self.max_held = max(self.max_held, len(self.held))
             if len(self.held) == 1:
                 asyncio.create_task(self._release())
+        elif self.reply_from:
+            getattr(self, self.reply_from).sendto(reply, addr)
         else:
             self.sock.sendto(reply, addr)
 
@@ -548,6 +551,33 @@ def test_forged_replies_are_dropped_and_counted():
         assert st["dropped"] >= 1, (kind, st)
         if kind == "garbage":
             assert st["malformed"] == 2
+
+
+def test_any_port_opt_in_accepts_same_host_other_port_only():
+    async def go(c, a):
+        a.reply_from = "other"              # replies leave from a high port (Canon's 47545 agent)
+        got = await c.get("127.0.0.1", [SYS + ".5.0"], port=a.port, any_port=True)
+        nxt = await c.getnext("127.0.0.1", [SYS + ".5"], port=a.port, any_port=True)
+        bulk = await c.getbulk("127.0.0.1", [SYS + ".5"], 0, 1, port=a.port, any_port=True)
+        out = [got, nxt, bulk]
+        def wrong_community(agent, req, reply, addr):
+            agent.other.sendto(snmp.encode_message(req.version, b"other", ber.RESPONSE, req.request_id,
+                                                   [(SYS + ".5.0", ber.encode_octets(b"evil"))]), addr)
+        for sock, forge, kw in (("other", None, {}),                          # not marked: strict
+                                ("elsewhere", None, {"any_port": True}),      # another host
+                                ("elsewhere", wrong_community, {"any_port": True})):
+            a.reply_from, a.forge = sock, forge
+            try:
+                await c.get("127.0.0.1", [SYS + ".5.0"], port=a.port, **kw)
+                out.append("answered")
+            except snmp.Timeout:
+                out.append("timeout")
+        return out, c.stats
+    out, st = run(go, timeout_ms=60, retries=0)
+    assert out[0] == [(SYS + ".5.0", b"fb-test")]
+    assert out[1] == [(SYS + ".5.0", b"fb-test")] and out[2] == [(SYS + ".5.0", b"fb-test")]
+    assert out[3:] == ["timeout", "timeout", "timeout"], out
+    assert st["dropped"] >= 3
 
 
 def test_late_duplicate_reply_is_dropped():

@@ -26,6 +26,17 @@ def test_expand_is_lazy():
 
 
 def test_bad_specs_name_the_problem():
-    for bad in ["10.0.0", "10.0.0.256", "10.0.0.1/33", "10.0.0.9-3", "10.0.0.1:0", "host:x", "a.b.c.d"]:
+    for bad in ["10.0.0", "10.0.0.256", "10.0.0.1/33", "10.0.0.9-3", "10.0.0.1:0", "host:x", "bad_name", "-x.example", "a..b", "10.0.0.1/24:x"]:
         e = raises(targets.TargetError, lambda: list(targets.expand([bad])))
         assert str(e)
+
+
+def test_host_names_resolve_when_reached():
+    assert targets.is_name("printer.local") and targets.is_name("localhost")
+    assert not targets.is_name("10.0.0.5-7") and not targets.is_name("10.0.0.1")
+    assert targets.parse("printer.local:1161") == ("printer.local", None, 1161)
+    gen = targets.expand(["no-such-printer.invalid", "localhost:1161", "192.0.2.1"])
+    # the unresolvable name is logged and skipped; the sweep goes on
+    assert list(gen) == [("127.0.0.1", 1161), ("192.0.2.1", 161)]
+    assert [a for a, _ in targets.expand(["127.0.0.1-3"], exclude=["localhost", "x.invalid"])] == \
+        ["127.0.0.2", "127.0.0.3"]
