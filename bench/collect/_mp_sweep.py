@@ -61,7 +61,7 @@ async def main():
             client.close()
         ms = time.ticks_diff(time.ticks_ms(), t)
         st = client.stats
-        runs.append({"ms": ms, "probed": probed, "found": n,
+        runs.append({"ms": ms, "probe_ms": stats.get("ms", 0), "probed": probed, "found": n,
                      "packets_out": st["sent"] + stats.get("sent", 0),
                      "packets_in": st["received"] + stats.get("answered", 0) + stats.get("dropped", 0),
                      "bytes_out": st["bytes_out"] + stats.get("bytes_out", 0),

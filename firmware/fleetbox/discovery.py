@@ -33,7 +33,7 @@ class Prober:
     """Sweep addresses with the given (v1/v2c) credentials; see the module docstring.
 
     `rate`: most datagrams per second (0: no limit). stats: sent, answered, silent,
-    dropped, bytes_out, bytes_in.
+    dropped, bytes_out, bytes_in, ms (the last run's wall time).
     """
 
     def __init__(self, creds, timeout_ms=1000, retries=1, window=256, rate=0, bufsize=2048,
@@ -45,7 +45,8 @@ class Prober:
         self.rate = rate
         self.bufsize = bufsize
         self.first_cred = first_cred   # host -> index of the credential to try first (remembered)
-        self.stats = {"sent": 0, "answered": 0, "silent": 0, "dropped": 0, "bytes_out": 0, "bytes_in": 0}
+        self.stats = {"sent": 0, "answered": 0, "silent": 0, "dropped": 0, "bytes_out": 0, "bytes_in": 0,
+                      "ms": 0}
         # per slot: address, port, credential index, attempt, deadline (ms), request id (0: free)
         self._ip = self._port = self._cred = self._first = self._try = self._due = self._rids = None
         self._t0 = 0
@@ -202,4 +203,5 @@ class Prober:
             except BaseException:  # noqa: BLE001  (the cancellation itself)
                 pass
             sock.close()
+            self.stats["ms"] = port.ticks_diff(port.ticks_ms(), self._t0)
             self._ip = self._port = self._cred = self._first = self._try = self._due = self._rids = None

@@ -215,9 +215,12 @@ class _Reader:
 
 
 def _split_location(loc, host, scheme, port_map):
-    """(scheme, port, path) of a redirect: same host only."""
+    """(scheme, port, path) of a redirect: same host only, printable ASCII only (never a
+    header smuggled into the next request)."""
     loc = loc.strip()
-    if loc.startswith("/"):
+    if not loc or len(loc) > 300 or any(c <= " " or c > "~" for c in loc):
+        raise WebError("unusable redirect %r" % loc[:80])
+    if loc.startswith("/") and not loc.startswith("//"):     # "//host/x" names another host
         return scheme, None, loc
     for sch in ("http", "https"):
         if loc.startswith(sch + "://"):

@@ -81,7 +81,8 @@ def test_redirects_stay_on_the_host():
     assert loc("/a?b", "10.0.0.5", "http", {}) == ("http", None, "/a?b")
     assert loc("https://10.0.0.5/x", "10.0.0.5", "http", {}) == ("https", None, "/x")
     assert loc("https://10.0.0.5:8443", "10.0.0.5", "http", {}) == ("https", 8443, "/")
-    for bad in ("https://10.0.0.6/x", "ftp://10.0.0.5/", "javascript:x", "http://10.0.0.5:x/"):
+    for bad in ("https://10.0.0.6/x", "ftp://10.0.0.5/", "javascript:x", "http://10.0.0.5:x/",
+                "/a\r\nX-Evil: 1", "/a b", "//10.0.0.6/x", "/" + "a" * 400):
         try:
             loc(bad, "10.0.0.5", "http", {})
         except web.WebError:
