@@ -51,12 +51,21 @@ def test_documented_vector_compiles_byte_for_byte():
     ("vendor: X\nenterprises: [1]\ncounters: {mono: {sum: [1.3.6.1.4.1.1]}}\n", "at least two OIDs"),
     ("vendor: X\nenterprises: [1]\nsupply_special: {-1: dusty}\n", "state 'dusty'"),
     ("vendor: X\nenterprises: [1]\nmodel: [\n", "x.yaml"),
+    ("vendor: X\nenterprises: [1]\nextra_agent: {port: 70000}\n", "extra_agent.port"),
+    ("vendor: X\nenterprises: [1]\nextra_agent: {port: 47545, any_port: true}\n", "extra_agent: expected"),
+    ("vendor: X\nenterprises: [1]\nextra_agent: {port: 47545, any_source_port: 1}\n", "any_source_port"),
 ])
 def test_mistakes_are_named(tmp_path, text, needle):
     (tmp_path / "x.yaml").write_text(text)
     with pytest.raises(compiler.ProfileError) as e:
         compiler.compile_dir(str(tmp_path))
     assert needle in str(e.value) and "x.yaml" in str(e.value)
+
+
+def test_canon_profile_asks_for_its_extra_agent():
+    got = {p["vendor"]: p for p in compiler.compile_dir()["profiles"]}
+    assert got["Canon"]["extra_agent"] == {"port": 47545, "any_source_port": True}
+    assert all("extra_agent" not in p for v, p in got.items() if v != "Canon")
 
 
 def test_duplicate_vendor_refused(tmp_path):

@@ -164,7 +164,8 @@ def parser():
     i.set_defaults(func=cmd_identity)
 
     s = sub.add_parser("scan", help="run the firmware's collector once, on MicroPython, against targets")
-    s.add_argument("targets", nargs="+", metavar="TARGET", help="ADDR, ADDR:PORT, CIDR or range a.b.c.d-e.f.g.h")
+    s.add_argument("targets", nargs="+", metavar="TARGET", help="ADDR, ADDR:PORT, CIDR, range a.b.c.d-e.f.g.h or host name "
+                   "(printer.local[:PORT], resolved when reached)")
     s.add_argument("--community", default="public")
     s.add_argument("--snmp-version", choices=("1", "2c", "3"), default=None,
                    help="2c unless --v3 is given")
