@@ -2,7 +2,7 @@
 
 A simulated Canon (simulator/canon47545.py relays 47545 to the device's agent and answers
 from an ephemeral port) is swept on CPython and, through `fbtool scan`, on MicroPython:
-both give the device's record twice, from its usual port and from 47545 (the HP beside it: once); a strict
+both ask it and fold its answer into the device's one record (the HP beside it has none); a strict
 request (not marked any_port) to 47545 hears nothing.
 """
 import asyncio
@@ -67,24 +67,39 @@ def test_relay_answers_from_a_high_port_only(site):
     assert loose == [(collector.SYS_NAME, b"iR-ADV-C3525-Sales")]
 
 
-def test_sweep_collects_the_extra_agent_on_cpython(site, tmp_path):
+def test_sweep_merges_the_extra_agent_into_one_record_on_cpython(site, tmp_path):
     plist = profiles.load([scan.compiled_profiles()])
     state = devstate.DeviceState(str(tmp_path / "state.json"))
-    got = []
+    got, stats = [], {}
 
     async def go():
         c = snmp.Client(timeout_ms=500, retries=1)
         try:
             addrs = [(CANON, site.devices[0].port), (HP, site.devices[1].port)]
-            await collector.sweep(c, iter(addrs), got.append, profile_list=plist, state=state)
+            await collector.sweep(c, iter(addrs), got.append, profile_list=plist, state=state, stats=stats)
         finally:
             c.close()
     asyncio.run(go())
+    # The Canon is one device: one record, at its usual port, its second agent asked and merged.
     by = sorted((r["ip"], r["port"], r["serial"]) for r in got)
-    assert by == sorted([(HP, site.devices[1].port, "PHBQB07213"),
-                         (CANON, site.devices[0].port, "2RF05821"), (CANON, 47545, "2RF05821")])
-    extra = [r for r in got if r["port"] == 47545][0]
-    assert extra["manufacturer"] == "Canon" and extra["counters"]["total"] > 0
+    assert by == sorted([(HP, site.devices[1].port, "PHBQB07213"), (CANON, site.devices[0].port, "2RF05821")])
+    assert stats["extra_agents"] == 1
+    canon = [r for r in got if r["ip"] == CANON][0]
+    assert canon["manufacturer"] == "Canon" and canon["counters"]["total"] > 0
+
+
+def test_merge_extra_fills_only_what_the_main_agent_lacked():
+    main = {"ip": CANON, "port": 161, "serial": "S", "model": None, "counters": {"total": 10},
+            "sources": {"counters.total": "prtMarkerLifeCount"}}
+    extra = {"ip": CANON, "port": 47545, "serial": "X", "model": "iR-ADV C3525",
+             "counters": {"total": 99, "copy": 4, "vendor": {"101": 10}},
+             "sources": {"model": "profile canon", "counters.copy": "1.3.6.1.4.1.1602.1.11.1.3.1.4.301"}}
+    rec = collector.merge_extra(main, extra, 47545)
+    assert rec["port"] == 161 and rec["serial"] == "S" and rec["counters"]["total"] == 10
+    assert rec["model"] == "iR-ADV C3525" and rec["sources"]["model"] == "udp:47545 profile canon"
+    assert rec["counters"]["copy"] == 4 and rec["counters"]["vendor"] == {"101": 10}
+    assert rec["sources"]["counters.copy"].startswith("udp:47545 1.3.6.1.4.1.1602")
+    assert rec["sources"]["counters.total"] == "prtMarkerLifeCount"
 
 
 def test_fbtool_scan_on_micropython_reads_47545(site, capfd):
@@ -94,4 +109,4 @@ def test_fbtool_scan_on_micropython_reads_47545(site, capfd):
     assert probed == 3
     assert "cannot resolve host name 'no-such-printer.invalid'" in capfd.readouterr().err
     assert sorted((r["ip"], r["port"]) for r in records) == sorted(
-        [(CANON, site.devices[0].port), (CANON, 47545), (HP, site.devices[1].port)])
+        [(CANON, site.devices[0].port), (HP, site.devices[1].port)])

@@ -668,6 +668,39 @@ def _is_ip(host):
     return len(parts) == 4 and all(x.isdigit() for x in parts)
 
 
+_EMPTY = (None, [], {}, "")
+
+
+def merge_extra(rec, extra, xport):
+    """Fold the reading of a vendor's second agent (Canon: UDP 47545) into the device's record.
+
+    It is the same device, so it stays one record (port: the main agent's); the second
+    agent only fills what the main one left unknown, each value's source naming its port."""
+    src = rec.setdefault("sources", {})
+    xsrc = extra.get("sources") or {}
+    for k, v in extra.items():
+        if k in ("sources", "counters", "ip", "port") or v in _EMPTY or rec.get(k) not in _EMPTY:
+            continue
+        rec[k] = v
+        src[k] = ("udp:%d " % xport) + xsrc.get(k, "")
+    cnt = rec.get("counters")
+    if cnt is None:
+        cnt = rec["counters"] = {}
+    for k, v in (extra.get("counters") or {}).items():
+        if k == "vendor":
+            vend = cnt.get("vendor")
+            if vend is None:
+                vend = cnt["vendor"] = {}
+            for name, n in v.items():
+                if name not in vend:
+                    vend[name] = n
+                    src["counters.vendor." + name] = ("udp:%d " % xport) + xsrc.get("counters.vendor." + name, "")
+        elif k not in cnt:
+            cnt[k] = v
+            src["counters." + k] = ("udp:%d " % xport) + xsrc.get("counters." + k, "")
+    return rec
+
+
 class Merger:
     """Tells a device answering on several addresses: same serial or same MAC.
 
@@ -715,7 +748,7 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
     col = Collector(client, community, version, profile_list, cred, creds, state, pace_ms, statics, web_ports)
     merger = Merger()
     _port.gc_threshold(GC_EVERY)
-    counts = [0, 0]
+    counts = [0, 0, 0]   # probed, records, extra agents merged
     queue = []
     qmax = max(32, workers * 4)   # answered addresses waiting (~0.5 KB each); discovery pauses past it
     wake = asyncio.Event()
@@ -810,6 +843,20 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
                     on_duplicate(rec, first)
                 continue
             extra = c.extra_agent(rec) if scan != "discovery" else None   # same device: not for finding it
+            skip = state.get("@" + host).get("xs", 0) if state is not None else 0
+            if extra is not None and skip:
+                state.update("@" + host, xs=skip - 1)
+            elif extra is not None:
+                # The vendor's second agent (Canon: UDP 47545), asked only where the profile
+                # says; one that stays silent is asked again only every XS_SKIP+1 sweeps.
+                xrec = await one(c, host, extra[0], None, extra[1])
+                if xrec is None:
+                    if state is not None:
+                        state.update("@" + host, xs=XS_SKIP)
+                else:
+                    merge_extra(rec, xrec, extra[0])
+                    xrec = None
+                    counts[2] += 1
             if state is not None:
                 pw = (rec.get("status") or {}).get("power")
                 state.update("@" + host, seen=1, sr=rec.get("serial"), mc=rec.get("mac"),
@@ -820,22 +867,9 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
             # A record leaves a lot of short-lived garbage: collecting now keeps the small
             # heap unfragmented (a MemoryError would otherwise come from a 1 KB block).
             _port.collect()
-            skip = state.get("@" + host).get("xs", 0) if state is not None else 0
-            if extra is not None and skip:
-                state.update("@" + host, xs=skip - 1)
-            elif extra is not None:
-                # The vendor's second agent (Canon: UDP 47545), asked only where the profile
-                # says; one that stays silent is asked again only every XS_SKIP+1 sweeps.
-                rec = await one(c, host, extra[0], None, extra[1])
-                if rec is None and state is not None:
-                    state.update("@" + host, xs=XS_SKIP)
-                if rec is not None:
-                    counts[1] += 1
-                    on_record(rec)
-                    rec = None
-                    _port.collect()
 
     await asyncio.gather(feed(), *[worker() for _ in range(workers)])
     if stats is not None:
         stats.update(prober.stats)   # discovery's own packets and bytes
+        stats["extra_agents"] = counts[2]
     return counts[0], counts[1]
