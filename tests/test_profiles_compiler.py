@@ -41,6 +41,21 @@ def test_documented_vector_compiles_byte_for_byte():
     assert p["model"][2] == {"oid": "1.3.6.1.4.1.99999.1.7.0", "ieee1284": "MDL"}
 
 
+TABLE = "vendor: X\nenterprises: [1]\ncounters: {tables: [{table: 1.3.6.1.4.1.1.5, type: 2, value: 9, %s}]}\n"
+BLOB = "vendor: X\nenterprises: [1]\ncounters: {blobs: [{oid: 1.3.6.1.4.1.1.6.0, %s}]}\n"
+
+
+def test_counter_tables_vector_compiles_byte_for_byte():
+    got = compiler.dumps(compiler.compile_dir(os.path.join(VECTORS, "counter-tables")))
+    with open(os.path.join(VECTORS, "counter-tables.json"), "rb") as f:
+        assert got == f.read()
+    c = json.loads(got.decode().splitlines()[1])["counters"]
+    assert c["tables"][0]["map"]["vendor.copy_colour"] == [[201, 201], [202, 203]]
+    assert c["blobs"][0] == {"oid": "1.3.6.1.4.1.99999.5.10.0", "format": "tlv8",
+                             "map": {"total": [0], "mono": [1], "color": [2], "vendor.cyan": [18],
+                                     "vendor.cmy": [18, 19, 20]}}
+
+
 @pytest.mark.parametrize("text,needle", [
     ("vendor: X\nenterprises: [1]\nmodle: [hr]\n", "unknown keys ['modle']"),
     ("enterprises: [1]\n", "vendor is required"),
@@ -54,6 +69,16 @@ def test_documented_vector_compiles_byte_for_byte():
     ("vendor: X\nenterprises: [1]\nextra_agent: {port: 70000}\n", "extra_agent.port"),
     ("vendor: X\nenterprises: [1]\nextra_agent: {port: 47545, any_port: true}\n", "extra_agent: expected"),
     ("vendor: X\nenterprises: [1]\nextra_agent: {port: 47545, any_source_port: 1}\n", "any_source_port"),
+    (TABLE % "map: {pages: 10}", "is not a counter"),
+    (TABLE % "map: {total: [ten]}", "not a type code or a range"),
+    (TABLE % "map: {copy: ['203-200']}", "empty or out of"),
+    (TABLE % "rows: 1000, map: {total: 10}", "rows: expected an integer 1-256"),
+    (TABLE.replace("value: 9", "value: 2") % "map: {total: 10}", "same column"),
+    (TABLE.replace("value: 9, ", "") % "map: {total: 10}", "needs table, type, value, map"),
+    ("vendor: X\nenterprises: [1]\ncounters: {tables: []}\n", "tables: expected a list of 1-4"),
+    (BLOB % "format: xml, map: {total: 0}", "format: one of"),
+    (BLOB % "map: {total: 255}", "id: expected an integer 0-254"),
+    (BLOB % "map: {total: []}", "expected at least one code"),
 ])
 def test_mistakes_are_named(tmp_path, text, needle):
     (tmp_path / "x.yaml").write_text(text)

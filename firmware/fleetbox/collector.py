@@ -8,7 +8,7 @@ remembered from the last scan).
 """
 import asyncio
 
-from fleetbox import ber, discovery, profiles, records, snmp, web
+from fleetbox import ber, countertables, discovery, profiles, records, snmp, web
 from fleetbox import port as _port
 from fleetbox.port import time_s
 
@@ -225,6 +225,23 @@ class Collector:
             if records.mac_text(v):
                 return records.mac_text(v)
         return None
+
+    async def counter_tables(self, dev, host, profile, got, counters, sources):
+        """The profile's vendor counter tables and blobs, only for counters the standard MIBs
+        and plain OIDs left unknown: a table costs a walk of its two columns (bounded rows)."""
+        c = (profile or {}).get("counters") or {}
+        for spec in c.get("tables", ()):
+            if not countertables.wants(spec, counters):
+                continue
+            base = spec["table"] + "."
+            types, values = await self.walk_roots(
+                dev, [base + str(spec["type"]), base + str(spec["value"])], 8,
+                min(spec.get("rows", 64), countertables.MAX_ROWS))
+            countertables.table(spec, types, values, counters, sources)
+        for spec in c.get("blobs", ()):
+            err = countertables.blob(spec, got.get(spec["oid"]), counters, sources)
+            if err:
+                print("collector: %s %s" % (host, err))
 
     async def web_fill(self, dev, profile, rec, sources, full):
         """The fields SNMP left empty, from the profile's web pages (one page at a time per
@@ -475,6 +492,7 @@ class Collector:
                 counters["total"] = total
                 sources["counters.total"] = "prtMarkerLifeCount"
             profiles.counters(profile, ctx, counters, sources)
+            await self.counter_tables(dev, host, profile, g, counters, sources)
             rec["counters"] = counters
         if profile and profile.get("web") and want_counters:
             await self.web_fill(dev, profile, rec, sources, full)

@@ -161,6 +161,9 @@ def oids(profile, counters=True, ident=True):
                 _src_oids(c[k], out)
         for src in (c.get("vendor") or {}).values():
             _src_oids(src, out)
+        for b in c.get("blobs", ()):
+            if b["oid"] not in out:
+                out.append(b["oid"])
     return out
 
 

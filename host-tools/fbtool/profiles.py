@@ -88,6 +88,91 @@ def _counter_source(src, where):
     return out
 
 
+MAX_TABLE_ROWS = 256
+TABLE_KEYS = {"table", "type", "value", "rows", "map"}
+BLOB_KEYS = {"oid", "format", "map"}
+BLOB_FORMATS = ("tlv8",)
+MAX_SPECS = 4
+
+
+def _int(v, lo, hi, where):
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise ProfileError("%s: expected an integer %d-%d" % (where, lo, hi))
+    return v
+
+
+def _list_of(v, where, one):
+    if not isinstance(v, list) or not 1 <= len(v) <= MAX_SPECS:
+        raise ProfileError("%s: expected a list of 1-%d entries" % (where, MAX_SPECS))
+    return [one(x, "%s[%d]" % (where, i)) for i, x in enumerate(v)]
+
+
+def _counter_key(k, where):
+    k = str(k)
+    if k in COUNTER_KEYS or (k.startswith("vendor.") and len(k) > 7):
+        return k
+    raise ProfileError("%s: %r is not a counter (one of %s, or vendor.NAME)" % (where, k, ", ".join(COUNTER_KEYS)))
+
+
+def _mapping(m, where, code):
+    if not isinstance(m, dict) or not m:
+        raise ProfileError("%s: expected a mapping counter -> codes" % where)
+    out = {}
+    for k, v in m.items():
+        key = _counter_key(k, where)
+        items = v if isinstance(v, list) else [v]
+        if not items:
+            raise ProfileError("%s.%s: expected at least one code" % (where, key))
+        out[key] = [code(x, "%s.%s" % (where, key)) for x in items]
+    return out
+
+
+def _type_range(x, where):
+    """10 -> [10, 10]; "200-203" -> [200, 203]."""
+    if isinstance(x, str) and re.match(r"^[0-9]+-[0-9]+$", x.strip()):
+        lo, hi = (int(p) for p in x.strip().split("-"))
+    elif isinstance(x, int) and not isinstance(x, bool):
+        lo = hi = x
+    else:
+        raise ProfileError("%s: %r is not a type code or a range \"LO-HI\"" % (where, x))
+    if not 0 <= lo <= hi < 2 ** 31:
+        raise ProfileError("%s: range %r is empty or out of 0..2^31-1" % (where, x))
+    return [lo, hi]
+
+
+def _counter_table(t, where):
+    if not isinstance(t, dict):
+        raise ProfileError("%s: a table is {table, type, value, rows, map}" % where)
+    unknown = set(t) - TABLE_KEYS
+    if unknown or not {"table", "type", "value", "map"} <= set(t):
+        raise ProfileError("%s: needs table, type, value, map (rows optional); unknown keys %s"
+                           % (where, sorted(unknown)))
+    out = {"table": _oid(t["table"], where + ".table"),
+           "type": _int(t["type"], 1, 2 ** 31 - 1, where + ".type"),
+           "value": _int(t["value"], 1, 2 ** 31 - 1, where + ".value"),
+           "rows": _int(t.get("rows", 64), 1, MAX_TABLE_ROWS, where + ".rows"),
+           "map": _mapping(t["map"], where + ".map", _type_range)}
+    if out["type"] == out["value"]:
+        raise ProfileError("%s: type and value are the same column" % where)
+    return out
+
+
+def _blob_id(x, where):
+    return _int(x, 0, 254, where + " id")
+
+
+def _counter_blob(b, where):
+    if not isinstance(b, dict):
+        raise ProfileError("%s: a blob is {oid, format, map}" % where)
+    unknown = set(b) - BLOB_KEYS
+    if unknown or not {"oid", "map"} <= set(b):
+        raise ProfileError("%s: needs oid, map (format optional); unknown keys %s" % (where, sorted(unknown)))
+    fmt = b.get("format", "tlv8")
+    if fmt not in BLOB_FORMATS:
+        raise ProfileError("%s.format: one of %s" % (where, BLOB_FORMATS))
+    return {"oid": _oid(b["oid"], where + ".oid"), "format": fmt, "map": _mapping(b["map"], where + ".map", _blob_id)}
+
+
 WEB_FIELDS = ("serial", "firmware", "model") + tuple("counters." + k for k in COUNTER_KEYS)
 WEB_PAGE_KEYS = {"path", "scheme", "port", "fields"}
 WEB_RULE_KEYS = {"after", "within", "re"}
@@ -205,7 +290,7 @@ def compile_profile(data, where):
         c = data["counters"]
         if not isinstance(c, dict):
             raise ProfileError("%s.counters: expected a mapping" % where)
-        bad = set(c) - set(COUNTER_KEYS) - {"vendor"}
+        bad = set(c) - set(COUNTER_KEYS) - {"vendor", "tables", "blobs"}
         if bad:
             raise ProfileError("%s.counters: unknown counters %s (vendor ones go under vendor:)" % (where, sorted(bad)))
         cc = {k: _counter_source(c[k], "%s.counters.%s" % (where, k)) for k in COUNTER_KEYS if k in c}
@@ -214,6 +299,10 @@ def compile_profile(data, where):
                 raise ProfileError("%s.counters.vendor: expected a mapping" % where)
             cc["vendor"] = {str(n): _counter_source(s, "%s.counters.vendor.%s" % (where, n))
                             for n, s in c["vendor"].items()}
+        if "tables" in c:
+            cc["tables"] = _list_of(c["tables"], "%s.counters.tables" % where, _counter_table)
+        if "blobs" in c:
+            cc["blobs"] = _list_of(c["blobs"], "%s.counters.blobs" % where, _counter_blob)
         out["counters"] = cc
     if "supply_special" in data:
         sp = data["supply_special"]
