@@ -11,7 +11,7 @@ import pytest
 from fleetbox import envelope, https, uplink
 from fleetbox.spool import Spool
 from simulator import pki
-from tests.uplink_kit import ConnectProxy, Impostor, Kit, Relay
+from tests.uplink_kit import Impostor, Kit, Relay
 
 T0 = int(time.time()) - 3600
 run = asyncio.run
@@ -221,14 +221,8 @@ def test_man_in_the_middle_is_refused_and_data_kept(cloud, tmp_path, own_ca):
 
 
 def test_through_an_http_proxy_with_basic_auth(cloud, tmp_path):
-    lib = cloud.cloud.receivers["liberty"]
-    target = "liberty.fleetbox.test:%d" % lib.port
-    proxy = ConnectProxy("127.77.8.%d" % next(_hosts), "box", "s3cret", allowed={target: (lib.address, lib.port)})
+    proxy, cfg, target = cloud.through_proxy("127.77.8.%d" % next(_hosts))
     try:
-        cfg = cloud.raw_cfg(endpoints=("liberty",),
-                            proxy={"url": "http://%s:%d" % (proxy.address, proxy.port), "user": "box", "password": "s3cret"})
-        for ep in cfg["endpoints"]:
-            ep.pop("resolve")                   # the proxy resolves names, not the box
         from fleetbox import config
         state = str(tmp_path / "box")
         os.makedirs(state)

@@ -75,15 +75,8 @@ def test_micropython_box_cloud_down_for_many_cycles_and_reboots_then_every_recor
 
 
 def test_micropython_box_through_an_http_proxy(cloud, tmp_path):
-    from tests.uplink_kit import ConnectProxy
-    lib = cloud.cloud.receivers["liberty"]
-    target = "liberty.fleetbox.test:%d" % lib.port
-    proxy = ConnectProxy("127.77.8.%d" % next(_hosts), "box", "s3cret", allowed={target: (lib.address, lib.port)})
+    proxy, cfg, target = cloud.through_proxy("127.77.8.%d" % next(_hosts))
     try:
-        cfg = cloud.raw_cfg(endpoints=("liberty",),
-                            proxy={"url": "http://%s:%d" % (proxy.address, proxy.port), "user": "box", "password": "s3cret"})
-        for ep in cfg["endpoints"]:
-            ep.pop("resolve")                   # the proxy resolves names, not the box
         out = run_box(str(tmp_path / "box"), cfg, cloud.identity, [batch(0), batch(1), {"drain": True}])
         assert out[0]["sent"] == 2 and proxy.tunnels == [target]
         cfg["proxy"]["password"] = "wrong"

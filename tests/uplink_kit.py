@@ -54,6 +54,19 @@ class Kit:
     def pins(self, names=("liberty", "rescue")):
         return [pki.spki_pin(os.path.join(self.dir, n + ".pem")) for n in names]
 
+    def through_proxy(self, address, user="box", password="s3cret"):
+        """A CONNECT proxy on address that may tunnel to liberty only, and a box config (liberty
+        only, no `resolve`: the proxy resolves names, not the box) that goes through it.
+        Returns (proxy, cfg, the tunnel target "host:port"); the caller stops the proxy."""
+        lib = self.cloud.receivers["liberty"]
+        target = "liberty.fleetbox.test:%d" % lib.port
+        proxy = ConnectProxy(address, user, password, allowed={target: (lib.address, lib.port)})
+        cfg = self.raw_cfg(endpoints=("liberty",), proxy={"url": "http://%s:%d" % (proxy.address, proxy.port),
+                                                          "user": user, "password": password})
+        for ep in cfg["endpoints"]:
+            ep.pop("resolve")
+        return proxy, cfg, target
+
     def raw_cfg(self, endpoints=("liberty", "rescue"), resolve=None, pins=None, **extra):
         eps = []
         for n in endpoints:
