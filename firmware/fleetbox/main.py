@@ -7,8 +7,6 @@ from fleetbox import spool as spool_mod
 from fleetbox.spool import Spool
 from fleetbox.version import VERSION  # noqa: F401  (the loader prints it)
 
-LED_RUNNING = "running"
-LED_UPLINK_FAILING = "uplink-failing"
 LED_UNPROVISIONED = "unprovisioned"
 BATCH_RECORDS = 8
 
