@@ -48,6 +48,7 @@ KINDS = ("discovery", "full", "counters", "supplies", "parts", "alerts")
 CONSUMABLES = ("toner", "ink")
 SLEEP_WORDS = ("sleep", "energy sav", "power sav", "low power")
 MAX_ROWS = 64
+REPS_MAX = 32      # GETBULK max-repetitions in a table walk (agents trim a reply that gets too big)
 QUIET_MAX = 8      # most sweeps a silent, once-seen device is left alone (doubling from 1)
 XS_SKIP = 8        # sweeps that skip a profile's extra agent after it stayed silent
 GC_EVERY = 8192    # bytes allocated between garbage collections during a sweep (small heaps)
@@ -95,22 +96,30 @@ class Collector:
         """GETBULK, or GETNEXT on v1 / agents that refuse GETBULK (then one row per request)."""
         if dev["cred"].version != "1" and not dev.get("nobulk"):
             await self._pace()
-            try:
-                return await self.client.getbulk(dev["host"], oids, 0, reps, port=dev["port"],
-                                                 cred=dev["cred"],
-                                                 any_port=dev.get("any_port", False)), len(oids)
-            except snmp.Timeout:
-                raise
-            except snmp.SnmpError:
-                dev["nobulk"] = True
+            while True:
+                try:
+                    return await self.client.getbulk(dev["host"], oids, 0, reps, port=dev["port"],
+                                                     cred=dev["cred"],
+                                                     any_port=dev.get("any_port", False)), len(oids)
+                except snmp.Timeout:
+                    raise
+                except snmp.SnmpError as e:
+                    if e.status != snmp.TOO_BIG or reps == 1:
+                        dev["nobulk"] = True
+                        break
+                    reps //= 2
         return await self._getnext(dev, oids), len(oids)
 
-    async def walk_roots(self, dev, roots, reps, limit=MAX_ROWS, starts=None, seeds=None, force=False):
+    async def walk_roots(self, dev, roots, reps, limit=MAX_ROWS, starts=None, seeds=None, force=False,
+                         expect=None):
         """Several columns (any tables) at once: [{row index (last arc): value}] per root.
 
         One GETBULK carries every root still going; a root stops at the end of its
         subtree, and after `limit` rows. `starts`/`seeds`: resume each root after an OID
-        already read (None in starts: that root is known to be absent).
+        already read (None in starts: that root is known to be absent). `expect`: the
+        sorted row indexes a narrow column found (pass two): a root stops at the last of
+        them and a follow-up asks only for the rows still missing, so a column with gaps
+        costs no overshoot into the next one.
         """
         cur = list(starts) if starts else list(roots)
         out = seeds if seeds else [{} for _ in roots]
@@ -139,17 +148,77 @@ class Collector:
                     continue
                 cur[i] = oid
                 last = oid.rsplit(".", 1)[1]
-                out[i][int(last) if last.isdigit() else last] = val
-                if len(out[i]) >= limit:
+                key = int(last) if last.isdigit() else last
+                out[i][key] = val
+                if len(out[i]) >= limit or (expect and key == expect[-1]):
                     ended.append(i)
             active = [i for i in active if i not in ended]
-            # Grow slowly: past its end a column returns the next one's values (overshoot).
-            reps = 4 if reps < 4 else 16
+            if expect:
+                reps = 1
+                for i in active:
+                    last = cur[i].rsplit(".", 1)[1]
+                    n = len([x for x in expect if not last.isdigit() or x > int(last)])
+                    reps = n if n > reps else reps
+            else:
+                # Grow gently: past its end a column returns the next one's values (overshoot).
+                reps = 4 if reps < 4 else (8 if reps < 8 else 16)
         return out
 
-    async def columns(self, dev, base, cols, reps, limit=MAX_ROWS):
+    async def walk_table(self, dev, name, base, first, last, start=None, seed=None, limit=MAX_ROWS):
+        """Columns first..last of the table at `base` as one subtree: {row index: {column: value}}.
+
+        Adjacent columns walked in one stream of GETBULKs waste nothing at the seams; once
+        the first column has ended its row count is known and the next request asks for
+        exactly what remains, plus one object to see the end. `start`/`seed`: a cell already
+        read (the walk goes on after it); dev["rows"][name]: the row count of the last scan.
+        """
+        prefix = base + "."
+        rows, per = {}, {}
+        cur = start or prefix + str(first)
+        if start and seed is not None:
+            col, idx = _cell(start, prefix)
+            rows[idx] = {col: seed}
+            per[col] = 1
+        hint = dev["rows"].get(name)
+        ncols = last - first + 1
+        reps = min(REPS_MAX, hint * ncols + 1) if isinstance(hint, int) and hint > 0 else 8
+        while not dev.get("choked"):
+            try:
+                vbs, _ = await self._bulk(dev, [cur], reps)
+            except snmp.Timeout:
+                dev["choked"] = True   # as in walk_roots: keep what was read
+                break
+            col = None
+            for oid, val in vbs:
+                if (val is ber.END_OF_MIB_VIEW or not oid.startswith(prefix)
+                        or ber.oid_compare(oid, cur) <= 0):
+                    col = None
+                    break
+                col, idx = _cell(oid, prefix)
+                if col is None or col > last:
+                    col = None
+                    break
+                cur = oid
+                n = per.get(col, 0) + 1
+                if n > limit:
+                    col = None
+                    break
+                per[col] = n
+                rows.setdefault(idx, {})[col] = val
+            if col is None or not vbs:
+                break
+            seen = sorted(per)
+            if col > seen[0]:
+                nrows = per[seen[0]]
+                reps = min(REPS_MAX, max(1, nrows - per[col]) + (last - col) * nrows + 1)
+            else:
+                reps = min(REPS_MAX, reps * 2)
+        dev.setdefault("newrows", {})[name] = len(rows)
+        return rows
+
+    async def columns(self, dev, base, cols, reps, limit=MAX_ROWS, expect=None):
         """{row index: {column: value}} for `cols` of the table at `base`."""
-        got = await self.walk_roots(dev, [base + "." + str(c) for c in cols], reps, limit)
+        got = await self.walk_roots(dev, [base + "." + str(c) for c in cols], reps, limit, expect=expect)
         rows = {}
         for c, vals in zip(cols, got):
             for idx, v in vals.items():
@@ -203,12 +272,26 @@ class Collector:
                 rows[idx] = {col: v}
             dev.setdefault("newrows", {})[name] = len(rows)
             if rows and rest:
-                more = await self.columns(dev, base, rest, len(rows), len(rows))
+                keys = sorted(k for k in rows if isinstance(k, int))
+                more = await self.columns(dev, base, rest, len(rows), len(rows),
+                                          keys if len(keys) == len(rows) else None)
                 for idx, r in more.items():
                     if idx in rows:
                         rows[idx].update(r)
             out[name] = rows
         return out
+
+    async def hr_mfp_row(self, dev, hr, printer_idx):
+        """Index of an hrDeviceTable row other than the printer's whose descr names a scanner,
+        fax or copier (0: none). Walked once per device (the answer is remembered)."""
+        if dev["hr"] is None:
+            return 0
+        if dev["hr"] != "descr":
+            hr = await self.columns(dev, HR_DEVICE, [3], 4, 32)
+        for idx in sorted(k for k in hr if isinstance(k, int)):
+            if idx != printer_idx and records.has_mfp_words(records.text(hr[idx].get(3))):
+                return idx
+        return 0
 
     async def first_mac(self, dev):
         """The first non-empty 6-octet ifPhysAddress (the first GETNEXT often has it)."""
@@ -220,7 +303,7 @@ class Collector:
                 start = oid
         if start is None:
             return None
-        got = await self.walk_roots(dev, [IF_ROOT], 4, 16, [start], [{}], True)
+        got = await self.walk_roots(dev, [IF_ROOT], 2, 16, [start], [{}], True)
         for _, v in sorted(got[0].items()):
             if records.mac_text(v):
                 return records.mac_text(v)
@@ -310,6 +393,9 @@ class Collector:
         hr_next = nxt[1][0] if len(nxt) > 1 and not ber.is_exception(nxt[1][1]) else ""
         dev["hr"] = "types" if hr_next.startswith(HR_DEVICE + ".2.") else (
             "descr" if hr_next.startswith(HR_DEVICE + ".") else None)
+        if dev["hr"] == "types" and nxt[1][1] == HR_DEVICE_PRINTER:
+            last = hr_next.rsplit(".", 1)[1]
+            dev["hr_printer"] = int(last) if last.isdigit() else None   # usually row 1: no walk
         if nxt and nxt[0][0].startswith(PRINTER_MIB + ".") and not ber.is_exception(nxt[0][1]):
             return True
         # Without the Printer-MIB only a printer maker's own agent with an hrDevicePrinter
@@ -364,21 +450,20 @@ class Collector:
         pre = self.state.get("@" + host) if self.state is not None else {}
         dev["rows"] = pre.get("rows") or {}
         specs = []
-        if dev["hr"] == "types":
-            specs.append(("hr", HR_DEVICE, 2, (3, 5) if want_status else (3,), "1", False))
+        # hrDeviceTable: only the printer's row is read (its descr and status in the follow-up
+        # GET); the types column is walked only when the first row is not the printer.
+        printer_idx = dev.get("hr_printer")
+        if dev["hr"] == "types" and printer_idx is None:
+            specs.append(("hr", HR_DEVICE, 2, (), "1", False))
         elif dev["hr"] == "descr":
-            specs.append(("hr", HR_DEVICE, 3, (5,) if want_status else (), "1", False))
+            specs.append(("hr", HR_DEVICE, 3, (), "1", False))
         cached = None
         if want_supplies and self.statics is not None:
             cached = self.statics.load(host, port)
-        if want_supplies and cached:
-            specs.append(("supplies", PRT_SUPPLIES, 9, (), None, False))    # levels only
-        elif want_supplies:
-            specs.append(("supplies", PRT_SUPPLIES, 9, (3, 5, 6, 7, 8), None, False))
+        if want_supplies and not cached:
             specs.append(("colorants", PRT_COLORANT, 4, (), "1.1", True))
         if want_status:
             specs.append(("console", PRT_CONSOLE, 2, (), "1.1", True))
-            specs.append(("alerts", PRT_ALERT, 2, (4, 7, 8), None, False))
         if full:
             specs.append(("paths", PRT_MEDIA_PATH, 9, (), "1.1", True))
 
@@ -405,23 +490,42 @@ class Collector:
         ifidx = records.integer(g.get(ip_key)) if ip_key else None
         known = [n for n in dev["rows"].values() if isinstance(n, int)]
         t = await self.tables(dev, specs, max(known) + 1 if known else 4, g)
+        # The two wide tables, each walked as one run of adjacent columns (walk_table); the
+        # first GETNEXT told whether they exist.
+        first = _next_cell(dev, SUPPLY_ROOT)
+        if want_supplies and first and cached:
+            t["supplies"] = await self.walk_table(dev, "supplies", PRT_SUPPLIES, 9, 9, first[0], first[1])
+        elif want_supplies and first:
+            # prtMarkerSuppliesColorantIndex (3) only matters when there is a colorant table
+            t["supplies"] = await self.walk_table(dev, "supplies", PRT_SUPPLIES,
+                                                  3 if t.get("colorants") else 4, 9)
+        first = _next_cell(dev, ALERT_ROOT)
+        if want_status and first:
+            t["alerts"] = await self.walk_table(dev, "alerts", PRT_ALERT, 2, 8, first[0], first[1])
         hr = t.get("hr") or {}
-        printer_idx = None
         for idx in sorted(k for k in hr if isinstance(k, int)):
-            if hr[idx].get(2) == HR_DEVICE_PRINTER:
+            if printer_idx is None and hr[idx].get(2) == HR_DEVICE_PRINTER:
                 printer_idx = idx
-                break
-        if printer_idx is None and dev["hr"] == "descr" and hr:
+        hr_descr = None
+        if dev["hr"] == "descr" and hr:
             printer_idx = min(hr)
-        hr_descr = records.text(hr[printer_idx].get(3)) if printer_idx is not None else None
-        ctx = {"get": g, "hr": hr_descr, "sysdescr": descr}
+            hr_descr = records.text(hr[printer_idx].get(3))
+        hr_cell = None
+        if printer_idx is not None and dev["hr"] == "types":
+            hr_cell = HR_DEVICE + ".3." + str(printer_idx)
+        # "hr_later": profile rules wait for hrDeviceDescr instead of asking the OIDs after it
+        ctx = {"get": g, "hr": hr_descr, "sysdescr": descr, "hr_later": hr_cell is not None}
 
-        # Follow-ups in one GET: the MAC of the interface carrying the address, printer status.
+        # Follow-ups in one GET: the MAC of the interface carrying the address, the printer's
+        # hrDeviceDescr and status.
         follow = []
         if ifidx is not None:
             follow.append(IF_PHYS_ADDRESS + "." + str(ifidx))
+        if hr_cell:
+            follow.append(hr_cell)
         if want_status and printer_idx is not None:
-            follow += [HR_PRINTER_STATUS + str(printer_idx), HR_PRINTER_ERRORS + str(printer_idx)]
+            follow += [HR_DEVICE + ".5." + str(printer_idx), HR_PRINTER_STATUS + str(printer_idx),
+                       HR_PRINTER_ERRORS + str(printer_idx)]
         lazy = profiles.pending(profile, ctx)
         follow += lazy
         need_entity = not serial and not (profile or {}).get("serial")
@@ -430,6 +534,9 @@ class Collector:
         f = await self._get(dev, follow) if follow else {}
         for o in lazy:
             g[o] = f.get(o)
+        if hr_cell:
+            ctx["hr"] = records.text(f.get(hr_cell))
+            ctx["hr_later"] = False
         more = profiles.pending(profile, ctx)
         if more:
             # A third rule deep: rare, one more small GET.
@@ -539,7 +646,8 @@ class Collector:
         if want_status:
             status = {"device": None, "printer": None, "errors": [], "display": [], "alerts": []}
             if printer_idx is not None:
-                status["device"] = records.DEVICE_STATUS.get(records.integer(hr[printer_idx].get(5)), "unknown")
+                status["device"] = records.DEVICE_STATUS.get(
+                    records.integer(f.get(HR_DEVICE + ".5." + str(printer_idx))), "unknown")
                 status["printer"] = records.PRINTER_STATUS.get(
                     records.integer(f.get(HR_PRINTER_STATUS + str(printer_idx))), "unknown")
                 status["errors"] = records.decode_errors(f.get(HR_PRINTER_ERRORS + str(printer_idx)))
@@ -581,8 +689,15 @@ class Collector:
             elif p.get("technology"):
                 tech = p["technology"]
                 sources["technology"] = "profile %s" % manufacturer
-            typology, why = _typology(p, model, descr, hr, printer_idx, counters)
-            if why:
+            typology, why = _typology(p, model, descr, counters)
+            if typology != "mfp" and not p.get("mfp_models"):
+                # no vendor knowledge of its model names: look for a scanner or fax row
+                hit = pre.get("hrmfp")
+                if hit is None:
+                    hit = await self.hr_mfp_row(dev, hr, printer_idx)
+                    dev["hrmfp"] = hit
+                if hit:
+                    typology, why = "mfp", "hrDeviceDescr.%s" % hit
                 sources["typology"] = why
             rec.update({"typology": typology, "technology": tech or "unknown", "color": colour,
                         "duplex": duplex, "install_date": None})
@@ -595,6 +710,8 @@ class Collector:
         key = serial or ("@" + host)
         if self.state is not None:
             self.state.update("@" + host, rows=dev.get("newrows") or dev["rows"])
+            if "hrmfp" in dev:
+                self.state.update("@" + host, hrmfp=dev["hrmfp"])
             if want_counters and counters:
                 flags = records.check_counters(self.state.counters(key), counters)
                 self.state.keep_counters(key, counters, rec["collected_at"])
@@ -662,15 +779,30 @@ def _statics_fit(cached, rows):
     return True
 
 
-def _typology(p, model, descr, hr, printer_idx, counters):
+def _next_cell(dev, root):
+    """(oid, value) where the first GETNEXT found `root`'s first row, or None (no table)."""
+    for oid, v in dev.get("next") or ():
+        if oid.startswith(root + ".") and not ber.is_exception(v):
+            return oid, v
+    return None
+
+
+def _cell(oid, prefix):
+    """(column, row index (last arc)) of a table cell OID under prefix "<table entry>."."""
+    parts = oid[len(prefix):].split(".")
+    if len(parts) < 2 or not parts[0].isdigit():
+        return None, None
+    last = parts[-1]
+    return int(parts[0]), int(last) if last.isdigit() else last
+
+
+def _typology(p, model, descr, counters):
+    """Typology from what is already read; collect() then looks at hrDeviceDescr rows."""
     if p.get("typology"):
         return p["typology"], "profile"
     for k in ("copy", "scan", "fax"):
         if k in counters:
             return "mfp", "counters." + k
-    for idx, r in hr.items():
-        if idx != printer_idx and records.has_mfp_words(records.text(r.get(3))):
-            return "mfp", "hrDeviceDescr.%s" % idx
     if descr and records.has_mfp_words(descr):
         return "mfp", "sysDescr"
     for m in p.get("mfp_models", ()):

@@ -180,6 +180,8 @@ def pending(profile, ctx, names=NAMES):
     out = []
     for name in names:
         for src in (profile or {}).get(name, ()):
+            if "hr" in src and ctx.get("hr_later"):
+                break   # hrDeviceDescr is on its way: what comes after it may not be needed
             if "oid" in src and src["oid"] not in ctx["get"]:
                 if src["oid"] not in out:
                     out.append(src["oid"])
