@@ -49,7 +49,7 @@ printer, a ``printer`` mapping:
     errors (static hrPrinterDetectedErrorState names), console (display text),
     supplies: [{description, type, colorant, unit, max, level, yield, class, uses, replace}]
 
-A dynamic printer with ``web: {style: hp-ews|brother}`` also serves its embedded web
+A dynamic printer with ``web: {style: hp-ews|brother|kyocera-ccrx|ricoh-wim}`` also serves its embedded web
 page, showing the live total, on its address (ports 80/443, or ``Site(web_ports=...)``;
 see simulator/webpages.py).
 
@@ -597,6 +597,7 @@ class LiveDevice:
                 out["serial_source"] = "web"
             if d.web is not None:
                 out["web_source"] = d.web.source
+                out["web_serial_source"] = d.web.serial_source
             out["color"] = self.process_colorants > 1
             out["errors"] = sorted(st["errors"], key=HR_ERROR_BITS.index)
             out["supplies"] = [{"index": s.index, "description": s.description, "level": lvl,

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.join(ROOT, "firmware"))
 from fleetbox import web  # noqa: E402
 
 from simulator.site import Site  # noqa: E402
-from simulator.webpages import BROTHER_PATH  # noqa: E402
+from simulator.webpages import BROTHER_PATH, RICOH_PATH  # noqa: E402
 
 SNMP_PORT = 17561
 HTTP_PORT = 17581
@@ -39,7 +39,7 @@ def site():
     with open(os.path.join(ROOT, "simulator", "site.yaml")) as f:
         data = yaml.safe_load(f)
     data["devices"] = [d for d in data["devices"] if d.get("web")]
-    assert len(data["devices"]) >= 2
+    assert len(data["devices"]) == 4
     for i, d in enumerate(data["devices"]):
         d["address"] = NET + str(16 + i)
     data["network"] = NET + "0/24"
@@ -50,7 +50,7 @@ def site():
 def test_collector_reads_totals_from_the_web_page(site):
     before = {t["ip"]: t["total"] for t in site.truth()}
     r = subprocess.run([FBTOOL, "scan", "--json", "--port", str(SNMP_PORT), "--web-port", "80=%d" % HTTP_PORT,
-                        "--web-port", "443=%d" % HTTPS_PORT, NET + "16-" + NET + "17"],
+                        "--web-port", "443=%d" % HTTPS_PORT, NET + "16-" + NET + "19"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     recs = {rec["ip"]: rec for rec in json.loads(r.stdout)}
@@ -67,12 +67,25 @@ def test_collector_reads_totals_from_the_web_page(site):
         assert rec["counters"]["total"] in d.web.served, (ip, rec["counters"]["total"], d.web.served)
         assert before[ip] <= rec["counters"]["total"] <= t["total"]
         assert rec["serial"] == t["serial"]
-        if t["serial_source"] == "web":       # the Brother's agent has no serial either: the page's
-            assert rec["sources"]["serial"] == t["web_source"]
+        if t["serial_source"] == "web":       # the Brother's and Kyocera's agents have no serial either
+            assert rec["sources"]["serial"] == t["web_serial_source"]
         else:
             assert rec["sources"]["serial"] == "prtGeneralSerialNumber"
-    assert styles == {"hp-ews", "brother"}
-    assert any(t["serial_source"] == "web" for t in truth.values())
+        if d.web.style == "kyocera-ccrx":
+            # CCRX shows printed pages by function over HTTPS; the profile's total is their sum
+            assert rec["sources"]["counters.total"].startswith("web:https:/js/jssrc/model/")
+            parts = [rec["counters"][k] for k in ("print", "copy", "fax")]
+            assert sum(parts) == rec["counters"]["total"] and min(parts) > 0, rec["counters"]
+            assert all(rec["sources"]["counters." + k] == t["web_source"] for k in ("print", "copy", "fax"))
+            assert rec["typology"] == "mfp"
+            # SNMP has no firmware OID here: the configuration page's system firmware
+            assert rec["firmware"] == "2R7_2000.003.205" and rec["sources"]["firmware"] == t["web_serial_source"]
+        if d.web.style == "ricoh-wim":
+            # only the machine total is read: the page's Copier/Printer rows are colour parts
+            assert rec["sources"]["counters.total"] == "web:http:" + RICOH_PATH
+            assert not any(k in rec["counters"] for k in ("print", "copy", "fax"))
+    assert styles == {"hp-ews", "brother", "kyocera-ccrx", "ricoh-wim"}
+    assert sum(t["serial_source"] == "web" for t in truth.values()) == 2
     # fields SNMP gave are never read from the page (the Brother page also shows firmware "ZC")
     bro = [rec for ip, rec in recs.items() if site.device(truth[ip]["name"]).web.style == "brother"][0]
     assert bro["firmware"] == "1.05" and bro["sources"]["firmware"] == "profile Brother: sysDescr"

@@ -32,8 +32,13 @@ def test_web_vector_compiles_byte_for_byte():
 def test_repository_profiles_have_web_rules():
     c = compiler.compile_dir()
     web = {p["vendor"]: p["web"] for p in c["profiles"] if "web" in p}
-    assert {"HP", "Brother"} <= set(web)
+    assert {"HP", "Brother", "Kyocera", "Ricoh"} <= set(web)
     assert web["HP"][0]["scheme"] == "https" and "counters.total" in web["HP"][0]["fields"]
+    # Kyocera's total is the sum of CCRX's by-function counters, compiled with their rules inline
+    ky = web["Kyocera"][0]["fields"]
+    assert web["Kyocera"][0]["scheme"] == "https" and web["Kyocera"][0]["port"] == 443
+    assert ky["counters.total"] == {"sum": [ky["counters.print"], ky["counters.copy"], ky["counters.fax"]]}
+    assert web["Ricoh"][0]["scheme"] == "http" and "counters.total" in web["Ricoh"][0]["fields"]
 
 
 def _profile(web):
@@ -59,6 +64,25 @@ BAD = [
     ({"path": "/a", "fields": {"serial": {"after": "x", "re": "(a"}}}, "re:"),
     ({"path": "/a", "fields": {"serial": {"after": "x", "re": "\\b(a)"}}}, "\\b"),
     ({"path": "/a", "extra": 1, "fields": {"serial": "x"}}, "unknown keys"),
+    ({"path": "/a", "fields": {"counters.total": {"sum": ["counters.copy"]}, "counters.copy": "x"}}, "2-4 different"),
+    ({"path": "/a", "fields": {"counters.total": {"sum": ["counters.copy", "counters.copy"]}, "counters.copy": "x"}},
+     "2-4 different"),
+    ({"path": "/a", "fields": {"counters.total": {"sum": "counters.copy"}}}, "2-4 different"),
+    ({"path": "/a", "fields": {"counters.total": {"sum": ["counters.copy", "counters.fax"]}, "counters.copy": "x"}},
+     "not another counter"),
+    ({"path": "/a", "fields": {"counters.total": {"sum": ["counters.total", "counters.copy"]}, "counters.copy": "x"}},
+     "not another counter"),
+    ({"path": "/a", "fields": {"counters.total": {"sum": ["serial", "counters.copy"]}, "counters.copy": "x",
+                               "serial": "y"}}, "not another counter"),
+    ({"path": "/a", "fields": {"serial": {"sum": ["counters.copy", "counters.fax"]}, "counters.copy": "x",
+                               "counters.fax": "y"}}, "only a counter"),
+    ({"path": "/a", "fields": {"counters.total": {"sum": ["counters.copy", "counters.mono"]}, "counters.copy": "x",
+                               "counters.mono": {"sum": ["counters.copy", "counters.fax"]}, "counters.fax": "y"}},
+     "itself a sum"),
+    ({"path": "/a", "fields": {"counters.total": {"sum": ["counters.copy", "counters.fax"], "after": "x"},
+                               "counters.copy": "x", "counters.fax": "y"}}, "only 'sum'"),
+    ({"path": "/a", "fields": {"counters.total": {"sum": ["counters.copy", "counters.fax"]}, "counters.copy": "x",
+                               "counters.fax": {"after": "y", "within": 0}}}, "within"),
 ]
 
 

@@ -8,7 +8,7 @@ remembered from the last scan).
 """
 import asyncio
 
-from fleetbox import ber, countertables, discovery, profiles, records, snmp, web
+from fleetbox import ber, countertables, discovery, profiles, records, snmp
 from fleetbox import port as _port
 from fleetbox.port import time_s
 
@@ -31,6 +31,7 @@ ENT_MODEL = ENT_PHYSICAL + "13.1"
 ENT_FIRMWARE = ENT_PHYSICAL + "9.1"
 PRINTER_MIB = "1.3.6.1.2.1.43"
 PRT_SERIAL = "1.3.6.1.2.1.43.5.1.1.17.1"
+PRT_CONSOLE_LINES = "1.3.6.1.2.1.43.5.1.1.11.1"
 PRT_LIFE_COUNT = "1.3.6.1.2.1.43.10.2.1.4.1.1"
 PRT_MARK_TECH = "1.3.6.1.2.1.43.10.2.1.2.1.1"
 PRT_COLORANTS = "1.3.6.1.2.1.43.10.2.1.6.1.1"
@@ -116,13 +117,13 @@ class Collector:
 
         One GETBULK carries every root still going; a root stops at the end of its
         subtree, and after `limit` rows. `starts`/`seeds`: resume each root after an OID
-        already read (None in starts: that root is known to be absent). `expect`: the
-        sorted row indexes a narrow column found (pass two): a root stops at the last of
-        them and a follow-up asks only for the rows still missing, so a column with gaps
-        costs no overshoot into the next one.
+        already read (None in starts: that root is known to be absent). `expect`: per root,
+        None or the sorted row indexes it is known to hold: it stops at the last of them
+        and the next request asks only for as many rows as are missing (no overshoot).
         """
         cur = list(starts) if starts else list(roots)
         out = seeds if seeds else [{} for _ in roots]
+        expect = expect or [None] * len(roots)
         active = [i for i in range(len(roots)) if cur[i] is not None]
         if dev.get("choked") and not force:
             return out   # this agent already choked on a walk: no more storms for it
@@ -150,18 +151,19 @@ class Collector:
                 last = oid.rsplit(".", 1)[1]
                 key = int(last) if last.isdigit() else last
                 out[i][key] = val
-                if len(out[i]) >= limit or (expect and key == expect[-1]):
+                if len(out[i]) >= limit or (expect[i] and key == expect[i][-1]):
                     ended.append(i)
             active = [i for i in active if i not in ended]
-            if expect:
-                reps = 1
-                for i in active:
+            # Grow gently: past its end a column returns the next one's values (overshoot).
+            grow = 4 if reps < 4 else (8 if reps < 8 else 16)
+            reps = 1
+            for i in active:
+                if expect[i]:
                     last = cur[i].rsplit(".", 1)[1]
-                    n = len([x for x in expect if not last.isdigit() or x > int(last)])
-                    reps = n if n > reps else reps
-            else:
-                # Grow gently: past its end a column returns the next one's values (overshoot).
-                reps = 4 if reps < 4 else (8 if reps < 8 else 16)
+                    n = len([x for x in expect[i] if not last.isdigit() or x > int(last)])
+                else:
+                    n = grow
+                reps = n if n > reps else reps
         return out
 
     async def walk_table(self, dev, name, base, first, last, start=None, seed=None, limit=MAX_ROWS):
@@ -169,16 +171,21 @@ class Collector:
 
         Adjacent columns walked in one stream of GETBULKs waste nothing at the seams; once
         the first column has ended its row count is known and the next request asks for
-        exactly what remains, plus one object to see the end. `start`/`seed`: a cell already
-        read (the walk goes on after it); dev["rows"][name]: the row count of the last scan.
+        exactly what remains. While every column repeats the first one's row indexes the
+        walk stops at the last cell; otherwise it asks one object more to see the end.
+        `start`/`seed`: a cell already read (the walk goes on after it);
+        dev["rows"][name]: the row count of the last scan.
         """
         prefix = base + "."
         rows, per = {}, {}
+        keys = []          # row indexes of the first column seen, in order
+        regular = True
         cur = start or prefix + str(first)
         if start and seed is not None:
             col, idx = _cell(start, prefix)
             rows[idx] = {col: seed}
             per[col] = 1
+            keys.append(idx)
         hint = dev["rows"].get(name)
         ncols = last - first + 1
         reps = min(REPS_MAX, hint * ncols + 1) if isinstance(hint, int) and hint > 0 else 8
@@ -205,12 +212,18 @@ class Collector:
                     break
                 per[col] = n
                 rows.setdefault(idx, {})[col] = val
+                if len(per) == 1:
+                    keys.append(idx)
+                elif n > len(keys) or keys[n - 1] != idx:
+                    regular = False
             if col is None or not vbs:
                 break
-            seen = sorted(per)
-            if col > seen[0]:
-                nrows = per[seen[0]]
-                reps = min(REPS_MAX, max(1, nrows - per[col]) + (last - col) * nrows + 1)
+            if len(per) > 1:
+                left = len(keys) - per[col]
+                left = (left if left > 0 else 0) + (last - col) * len(keys)
+                if regular and not left:
+                    break      # the last column's last row: the table is read
+                reps = min(REPS_MAX, left + (0 if regular else 1))
             else:
                 reps = min(REPS_MAX, reps * 2)
         dev.setdefault("newrows", {})[name] = len(rows)
@@ -225,69 +238,52 @@ class Collector:
                 rows.setdefault(idx, {})[c] = v
         return rows
 
-    async def tables(self, dev, specs, reps, got):
-        """Tables read in two passes. specs: [(name, base, count_col, other_cols, first, strict)].
+    async def tables(self, dev, specs, got):
+        """Narrow one-column tables read together. specs: [(name, base, column, first, expect)].
 
         `got` holds the answers to a GET of each table's likely first cell (`first`, e.g.
-        "1.1"), asked with the scalars: a table whose first cell is there is walked on
-        from it; a missing one is absent when `strict`, else looked for with GETNEXT (the
-        object past an absent table can be big: asking a cell is cheaper).
-        Pass one walks every table's narrow `count_col` in shared GETBULKs; pass two
-        reads each table's other columns in one GETBULK sized to its rows (a short table
-        costs no overshoot). Returns {name: {row index: {column: value}}}.
+        "1.1"), asked with the scalars: a table whose first cell is missing is absent (the
+        object past an absent table can be big: asking a cell is cheaper than a GETNEXT),
+        one whose cell is there is walked on from it in shared GETBULKs. `expect`: the row
+        indexes known to exist, or None. Returns {name: {row index: {column: value}}}.
         """
-        roots, starts, seeds = [], [], []
-        for name, base, col, rest, first, strict in specs:
+        roots, starts, seeds, expects = [], [], [], []
+        reps = 3
+        for name, base, col, first, expect in specs:
             root = base + "." + str(col)
-            roots.append(root)
-            seed = {}
-            start = root
-            if first:
-                cell = root + "." + first
-                v = got.get(cell)
-                if v is not None and not ber.is_exception(v):
+            cell = root + "." + first
+            v = got.get(cell)
+            seed, start = {}, None
+            if v is not None and not ber.is_exception(v):
+                last = first.rsplit(".", 1)[-1]
+                seed[int(last)] = v
+                if not (expect and expect[-1] == int(last)):
                     start = cell
-                    last = first.rsplit(".", 1)[-1]
-                    seed[int(last)] = v
-                elif strict:
-                    start = None
-            elif root in NEXT_ROOTS:
-                start = None   # absent unless the first GETNEXT found a row
-                for oid, v in dev.get("next") or ():
-                    if oid.startswith(root + ".") and not ber.is_exception(v):
-                        start = oid
-                        last = oid.rsplit(".", 1)[1]
-                        seed[int(last) if last.isdigit() else last] = v
-                        break
+            roots.append(root)
             starts.append(start)
             seeds.append(seed)
-        firsts = await self.walk_roots(dev, roots, reps, MAX_ROWS, starts, seeds)
+            expects.append(expect)
+            n = dev["rows"].get(name)
+            if expect:
+                n = len(expect) - 1         # the rows after the first, exactly
+            if isinstance(n, int) and n > reps:
+                reps = n     # (a remembered count: the rows after the first, plus one to see the end)
+        got = await self.walk_roots(dev, roots, reps, MAX_ROWS, starts, seeds, expect=expects)
         out = {}
-        empty = [spec[0] for spec, vals in zip(specs, firsts) if not vals]
-        for (name, base, col, rest, _, _), vals in zip(specs, firsts):
-            if name == "supplies" and "colorants" in empty:
-                rest = [c for c in rest if c != 3]   # no colorant table: its index is useless
+        for (name, _, col, _, _), vals in zip(specs, got):
             rows = {}
             for idx, v in vals.items():
                 rows[idx] = {col: v}
             dev.setdefault("newrows", {})[name] = len(rows)
-            if rows and rest:
-                keys = sorted(k for k in rows if isinstance(k, int))
-                more = await self.columns(dev, base, rest, len(rows), len(rows),
-                                          keys if len(keys) == len(rows) else None)
-                for idx, r in more.items():
-                    if idx in rows:
-                        rows[idx].update(r)
             out[name] = rows
         return out
 
-    async def hr_mfp_row(self, dev, hr, printer_idx):
+    async def hr_mfp_row(self, dev, printer_idx):
         """Index of an hrDeviceTable row other than the printer's whose descr names a scanner,
         fax or copier (0: none). Walked once per device (the answer is remembered)."""
         if dev["hr"] is None:
             return 0
-        if dev["hr"] != "descr":
-            hr = await self.columns(dev, HR_DEVICE, [3], 4, 32)
+        hr = await self.columns(dev, HR_DEVICE, [3], 4, 32)
         for idx in sorted(k for k in hr if isinstance(k, int)):
             if idx != printer_idx and records.has_mfp_words(records.text(hr[idx].get(3))):
                 return idx
@@ -330,6 +326,7 @@ class Collector:
         """The fields SNMP left empty, from the profile's web pages (one page at a time per
         device): counters, and in a full scan serial/firmware/model too. A page that fails
         is logged and the record keeps what SNMP gave."""
+        from fleetbox import web   # ~18 KB, imported only once a page is needed
         for page in profile["web"]:
             fields = {}
             for name, rule in page["fields"].items():
@@ -393,9 +390,13 @@ class Collector:
         hr_next = nxt[1][0] if len(nxt) > 1 and not ber.is_exception(nxt[1][1]) else ""
         dev["hr"] = "types" if hr_next.startswith(HR_DEVICE + ".2.") else (
             "descr" if hr_next.startswith(HR_DEVICE + ".") else None)
-        if dev["hr"] == "types" and nxt[1][1] == HR_DEVICE_PRINTER:
-            last = hr_next.rsplit(".", 1)[1]
-            dev["hr_printer"] = int(last) if last.isdigit() else None   # usually row 1: no walk
+        last = hr_next.rsplit(".", 1)[-1]
+        if dev["hr"] == "types" and nxt[1][1] == HR_DEVICE_PRINTER and last.isdigit():
+            dev["hr_printer"] = int(last)   # usually row 1: no walk
+        elif dev["hr"] == "descr" and last.isdigit():
+            # no types column: the first row stands for the printer, and its descr is here
+            dev["hr_printer"] = int(last)
+            dev["hr_descr"] = records.text(nxt[1][1])
         if nxt and nxt[0][0].startswith(PRINTER_MIB + ".") and not ber.is_exception(nxt[0][1]):
             return True
         # Without the Printer-MIB only a printer maker's own agent with an hrDevicePrinter
@@ -454,24 +455,26 @@ class Collector:
         # GET); the types column is walked only when the first row is not the printer.
         printer_idx = dev.get("hr_printer")
         if dev["hr"] == "types" and printer_idx is None:
-            specs.append(("hr", HR_DEVICE, 2, (), "1", False))
-        elif dev["hr"] == "descr":
-            specs.append(("hr", HR_DEVICE, 3, (), "1", False))
+            specs.append(["hr", HR_DEVICE, 2, "1", None])
         cached = None
         if want_supplies and self.statics is not None:
             cached = self.statics.load(host, port)
-        if want_supplies and not cached:
-            specs.append(("colorants", PRT_COLORANT, 4, (), "1.1", True))
         if want_status:
-            specs.append(("console", PRT_CONSOLE, 2, (), "1.1", True))
+            specs.append(["console", PRT_CONSOLE, 2, "1.1", None])
         if full:
-            specs.append(("paths", PRT_MEDIA_PATH, 9, (), "1.1", True))
+            specs.append(["paths", PRT_MEDIA_PATH, 9, "1.1", None])
 
         scalars = [PRT_SERIAL]
         if want_counters:
             scalars.append(PRT_LIFE_COUNT)
         if full:
             scalars += [PRT_MARK_TECH, PRT_COLORANTS]
+        if want_status:
+            scalars.append(PRT_CONSOLE_LINES)   # the console table's row count: no overshoot
+        colorant_cell = None
+        if want_supplies and not cached:
+            colorant_cell = PRT_COLORANT + ".4.1.1"   # is there a colorant table?
+            scalars.append(colorant_cell)
         ip_key = None
         if _is_ip(host):
             ip_key = IP_AD_ENT_IF_INDEX + host
@@ -479,26 +482,36 @@ class Collector:
         for o in profiles.oids(profile, counters=want_counters):
             if o not in scalars:
                 scalars.append(o)
-        for name, base, col, _, first, _ in specs:
-            if first:
-                scalars.append(base + "." + str(col) + "." + first)
+        for name, base, col, first, _ in specs:
+            scalars.append(base + "." + str(col) + "." + first)
         g = await self._get(dev, scalars)
+        lines = records.integer(g.get(PRT_CONSOLE_LINES))
+        for spec in specs:
+            if spec[0] == "console" and lines is not None and 0 < lines <= MAX_ROWS:
+                spec[4] = list(range(1, lines + 1))
 
         serial = records.text(g.get(PRT_SERIAL))
         if serial:
             sources["serial"] = "prtGeneralSerialNumber"
         ifidx = records.integer(g.get(ip_key)) if ip_key else None
-        known = [n for n in dev["rows"].values() if isinstance(n, int)]
-        t = await self.tables(dev, specs, max(known) + 1 if known else 4, g)
+        t = await self.tables(dev, specs, g)
         # The two wide tables, each walked as one run of adjacent columns (walk_table); the
         # first GETNEXT told whether they exist.
         first = _next_cell(dev, SUPPLY_ROOT)
         if want_supplies and first and cached:
             t["supplies"] = await self.walk_table(dev, "supplies", PRT_SUPPLIES, 9, 9, first[0], first[1])
         elif want_supplies and first:
-            # prtMarkerSuppliesColorantIndex (3) only matters when there is a colorant table
-            t["supplies"] = await self.walk_table(dev, "supplies", PRT_SUPPLIES,
-                                                  3 if t.get("colorants") else 4, 9)
+            colorant = g.get(colorant_cell)
+            if colorant is None or ber.is_exception(colorant):
+                # no colorant table: prtMarkerSuppliesColorantIndex (3) would be useless
+                t["supplies"] = await self.walk_table(dev, "supplies", PRT_SUPPLIES, 4, 9)
+            else:
+                t["supplies"] = await self.walk_table(dev, "supplies", PRT_SUPPLIES, 3, 9)
+                # the colorants the supplies name, and no more
+                used = sorted(set(n for n in (records.integer(r.get(3)) for r in t["supplies"].values())
+                                  if n is not None and 0 < n <= 255))
+                if used:
+                    t.update(await self.tables(dev, [["colorants", PRT_COLORANT, 4, "1.1", used]], g))
         first = _next_cell(dev, ALERT_ROOT)
         if want_status and first:
             t["alerts"] = await self.walk_table(dev, "alerts", PRT_ALERT, 2, 8, first[0], first[1])
@@ -506,12 +519,9 @@ class Collector:
         for idx in sorted(k for k in hr if isinstance(k, int)):
             if printer_idx is None and hr[idx].get(2) == HR_DEVICE_PRINTER:
                 printer_idx = idx
-        hr_descr = None
-        if dev["hr"] == "descr" and hr:
-            printer_idx = min(hr)
-            hr_descr = records.text(hr[printer_idx].get(3))
+        hr_descr = dev.get("hr_descr")
         hr_cell = None
-        if printer_idx is not None and dev["hr"] == "types":
+        if printer_idx is not None and dev["hr"] == "types" and _needs_hr(profile, g, descr):
             hr_cell = HR_DEVICE + ".3." + str(printer_idx)
         # "hr_later": profile rules wait for hrDeviceDescr instead of asking the OIDs after it
         ctx = {"get": g, "hr": hr_descr, "sysdescr": descr, "hr_later": hr_cell is not None}
@@ -694,7 +704,7 @@ class Collector:
                 # no vendor knowledge of its model names: look for a scanner or fax row
                 hit = pre.get("hrmfp")
                 if hit is None:
-                    hit = await self.hr_mfp_row(dev, hr, printer_idx)
+                    hit = await self.hr_mfp_row(dev, printer_idx)
                     dev["hrmfp"] = hit
                 if hit:
                     typology, why = "mfp", "hrDeviceDescr.%s" % hit
@@ -776,6 +786,18 @@ def _statics_fit(cached, rows):
         if isinstance(before, int) and isinstance(now, int) and now > before:
             if before < 0 or now < 0 or now - before > max(1, (mx or 100) // 20):
                 return False
+    return True
+
+
+def _needs_hr(profile, got, descr):
+    """Whether the model may come from hrDeviceDescr: no profile rule before it has given one."""
+    ctx = {"get": got, "hr": None, "sysdescr": descr}
+    for rule in (profile or {}).get("model", ()):
+        if "hr" in rule or ("oid" in rule and rule["oid"] not in got):
+            return True
+        v = profiles.extract_text(rule, ctx)
+        if v and not ("sysdescr" in rule and _not_model(v)):
+            return False
     return True
 
 

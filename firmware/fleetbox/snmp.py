@@ -9,7 +9,6 @@ import socket
 import errno
 
 from fleetbox import port as _port
-from fleetbox import usm
 from fleetbox.ber import (
     BERError, read_tlv, decode_int, decode_oid, decode_value, encode_int, tlv,
     encode_oid, encode_null, header_len, put_header, oid_normalize, oid_startswith, oid_arcs,
@@ -96,6 +95,7 @@ class Credential:
         priv_proto: AES, AES192, AES256 (net-snmp's key extension), AES192C, AES256C
         (Cisco's) or None (authNoPriv). auth_ku/priv_ku: master keys instead of the
         passphrases (see usm.User). Raises usm.UsmError on a bad value (DES too)."""
+        usm = _usm()
         return Credential("3", b"", usm.User(user, auth_proto, auth_pass, priv_proto,
                                              priv_pass, auth_ku, priv_ku), context)
 
@@ -275,7 +275,10 @@ def _seed_id():
     return ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) & 0x7FFFFFFF
 
 
-_DISCOVERY_USER = usm.User(b"")
+def _usm():
+    """fleetbox.usm, imported on first SNMPv3 use: a v1/v2c-only site keeps its ~17 KB."""
+    from fleetbox import usm
+    return usm
 
 
 def _from_peer(p, addr):
@@ -310,7 +313,7 @@ class Client:
         self.rate = rate
         self.burst = burst if burst is not None else max(1, rate // 10)
         self.stats = {"sent": 0, "received": 0, "dropped": 0, "malformed": 0,
-                      "timeouts": 0, "retries": 0, "bytes_out": 0, "bytes_in": 0,
+                      "timeouts": 0, "retries": 0, "bytes_out": 0, "bytes_in": 0, "no_memory": 0,
                       "send_errors": 0, "recv_errors": 0, "truncated": 0,
                       "auth_failures": 0, "not_in_time_window": 0, "discoveries": 0}
         self._sock = None
@@ -367,12 +370,24 @@ class Client:
                 if e.args and e.args[0] not in _EAGAIN:
                     st["recv_errors"] += 1
                 continue
+            except MemoryError:
+                # A small heap ran out: this datagram is lost (its request times out and is
+                # retried); the receiver must live on, or every later request would hang.
+                st["no_memory"] += 1
+                _port.collect()
+                await _port.sleep_ms(10)
+                continue
             st["received"] += 1
             st["bytes_in"] += len(data)
             if len(data) >= self.bufsize:
                 st["truncated"] += 1
             try:
                 self._dispatch(data, addr)
+            except MemoryError:
+                st["no_memory"] += 1
+                st["dropped"] += 1
+                data = None
+                _port.collect()
             except Exception:  # never let one datagram stop the receiver
                 st["dropped"] += 1
 
@@ -382,7 +397,7 @@ class Client:
                 raise BERError("message too large")
             if message_version(data) == 3:
                 r = None
-                m = usm.decode_message(data)
+                m = _usm().decode_message(data)
             else:
                 r = decode_response(data)
                 r.size = len(data)
@@ -412,6 +427,7 @@ class Client:
     def _open_v3(self, p, m):
         """Check the security of an SNMPv3 reply to p and decode it: a Response (with
         .usm = the message) or None when it must be dropped (RFC 3414 3.2)."""
+        usm = _usm()
         user = p.cred.user
         st = self.stats
         authed = m.flags & usm.FLAG_AUTH
@@ -548,10 +564,11 @@ class Client:
         """Learn the agent's engine ID, boots and time from its unknownEngineIDs report
         (RFC 3414 4): a noAuthNoPriv GET with no varbinds and an empty user."""
         self.stats["discoveries"] += 1
+        usm = _usm()
 
         def build(rid):
             scoped = usm.encode_scoped(b"", b"", encode_pdu(GET, rid, []))
-            return usm.encode_message(rid, self.bufsize, _DISCOVERY_USER, b"", 0, 0, scoped)
+            return usm.encode_message(rid, self.bufsize, usm.User(b""), b"", 0, 0, scoped)
         r = await self._exchange(host, port, addr, cred, build, discovery=True)
         m = r.usm
         eng = usm.Engine(m.engine_id, m.boots, m.time)
@@ -562,6 +579,7 @@ class Client:
         return eng
 
     async def _request_v3(self, host, port, addr, cred, pdu_type, oids, nr, mr):
+        usm = _usm()
         user = cred.user
         key = _port.addr_key(addr)
         eng = self._engines.get(key)

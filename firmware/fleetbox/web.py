@@ -106,23 +106,32 @@ def extract(rule, window, counter):
 
 class Extractor:
     """A page's rules applied to the page as it streams in. `fields`: {field: rule}; a rule
-    is {"after": marker, "within": n, "re": pattern}. Only the first occurrence of a
-    marker counts; its value is taken once `within` bytes after it have arrived."""
+    is {"after": marker, "within": n, "re": pattern}, or {"sum": [rule, ...]} (a counter
+    that is the sum of its parts, known only when every part is). Only the first occurrence
+    of a marker counts; its value is taken once `within` bytes after it have arrived."""
 
     def __init__(self, fields):
         self.rules = []
-        keep = 0
+        self.sums = []          # (field, [keys of its parts])
+        self.parts = {}         # part key -> value
         for name in fields:
             rule = fields[name]
-            marker = rule["after"].encode()
-            within = rule.get("within", WITHIN)
-            self.rules.append((name, rule, marker, within))
-            keep = max(keep, len(marker) + within)
-        self.keep = keep
+            if "sum" in rule:
+                keys = []
+                for i, part in enumerate(rule["sum"]):
+                    keys.append("%s+%d" % (name, i))
+                    self._add(keys[-1], part)
+                self.sums.append((name, keys))
+            else:
+                self._add(name, rule)
+        self.keep = max([len(m) + w for _, _, m, w in self.rules] or [0])
         self.buf = b""
         self.found = {}
         self.left = len(self.rules)
         self.done = {}
+
+    def _add(self, key, rule):
+        self.rules.append((key, rule, rule["after"].encode(), rule.get("within", WITHIN)))
 
     def complete(self):
         return self.left == 0
@@ -154,7 +163,15 @@ class Extractor:
             self.left -= 1
             v = extract(rule, buf[start:start + within], name.startswith("counters."))
             if v is not None:
-                self.found[name] = v
+                if "+" in name:
+                    self.parts[name] = v
+                else:
+                    self.found[name] = v
+        for name, keys in self.sums:
+            if name not in self.done and all(k in self.done for k in keys):
+                self.done[name] = True
+                if all(k in self.parts for k in keys):
+                    self.found[name] = sum(self.parts[k] for k in keys)
 
 
 # ---------------------------------------------------------------- HTTP client

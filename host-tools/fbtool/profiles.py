@@ -206,7 +206,7 @@ def _web_rule(rule, where):
     if isinstance(rule, str):
         rule = {"after": rule}
     if not isinstance(rule, dict):
-        raise ProfileError("%s: a rule is a marker string or {after, within, re}" % where)
+        raise ProfileError("%s: a rule is a marker string, {after, within, re} or {sum: [...]}" % where)
     unknown = set(rule) - WEB_RULE_KEYS
     if unknown:
         raise ProfileError("%s: unknown keys %s" % (where, sorted(unknown)))
@@ -222,6 +222,34 @@ def _web_rule(rule, where):
     if "re" in rule:
         out["re"] = _web_pattern(rule["re"], where)
     return out
+
+
+def _web_sum(name, rule, fields, where):
+    """{sum: [FIELD, ...]}: a counter that is the sum of other counters of the same page.
+    Compiled with the parts' rules inline, so the box can judge it even when SNMP already
+    gave some parts (and the page is read for the sum alone)."""
+    if set(rule) != {"sum"}:
+        raise ProfileError("%s: a sum rule has only 'sum'" % where)
+    if not name.startswith("counters."):
+        raise ProfileError("%s: only a counter can be a sum" % where)
+    parts = rule["sum"]
+    if not isinstance(parts, list) or not 2 <= len(parts) <= 4 or len(set(map(str, parts))) != len(parts):
+        raise ProfileError("%s.sum: expected a list of 2-4 different counters of this page" % where)
+    out = []
+    for part in parts:
+        other = fields.get(part) if isinstance(part, str) else None
+        if not isinstance(part, str) or not part.startswith("counters.") or other is None or part == name:
+            raise ProfileError("%s.sum: %r is not another counter of this page" % (where, part))
+        if isinstance(other, dict) and "sum" in other:
+            raise ProfileError("%s.sum: %s is itself a sum" % (where, part))
+        out.append(_web_rule(other, "%s.sum.%s" % (where, part)))
+    return {"sum": out}
+
+
+def _web_field(name, rule, fields, where):
+    if isinstance(rule, dict) and "sum" in rule:
+        return _web_sum(name, rule, fields, where)
+    return _web_rule(rule, where)
 
 
 def _web(pages, where):
@@ -252,7 +280,7 @@ def _web(pages, where):
         if bad:
             raise ProfileError("%s.fields: unknown fields %s (one of %s)" % (w, sorted(bad), ", ".join(WEB_FIELDS)))
         out.append({"path": path, "scheme": scheme, "port": p,
-                    "fields": {k: _web_rule(v, "%s.fields.%s" % (w, k)) for k, v in fields.items()}})
+                    "fields": {k: _web_field(k, v, fields, "%s.fields.%s" % (w, k)) for k, v in fields.items()}})
     return out
 
 

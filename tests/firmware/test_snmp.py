@@ -503,6 +503,39 @@ def test_retry_then_success():
     assert st["retries"] == 1 and st["timeouts"] == 0
 
 
+def test_receiver_survives_running_out_of_memory():
+    """A MemoryError while a reply is read or decoded loses that datagram only: the
+    request is retried and the client keeps working (small heaps, docs/snmp-engine.md)."""
+    real_recv, real_dispatch = fbport.recv_datagram, snmp.Client._dispatch
+    fails = {"recv": 1, "dispatch": 1}
+
+    def recv(sock, n):
+        if fails["recv"]:
+            fails["recv"] -= 1
+            real_recv(sock, n)       # the datagram is consumed, then the heap "runs out"
+            raise MemoryError("memory allocation failed")
+        return real_recv(sock, n)
+
+    def dispatch(self, data, addr):
+        if fails["dispatch"]:
+            fails["dispatch"] -= 1
+            raise MemoryError("memory allocation failed")
+        return real_dispatch(self, data, addr)
+
+    async def go(c, a):
+        first = await c.get("127.0.0.1", [SYS + ".5.0"], port=a.port)
+        second = await c.get("127.0.0.1", [SYS + ".5.0"], port=a.port)
+        return first, second, c.stats
+
+    fbport.recv_datagram, snmp.Client._dispatch = recv, dispatch
+    try:
+        first, second, st = run(go, timeout_ms=50, retries=3)
+    finally:
+        fbport.recv_datagram, snmp.Client._dispatch = real_recv, real_dispatch
+    assert first == second == [(SYS + ".5.0", b"fb-test")]
+    assert st["no_memory"] == 2 and st["retries"] == 2
+
+
 def test_wrong_community_is_not_answered():
     async def go(c, a):
         try:

@@ -52,6 +52,29 @@ def test_window_bounded_and_marker_split_across_pieces():
     assert _run(fields, b"Total: 7 pages ... Total: 9", 5) == {"counters.total": 7}
 
 
+KY = "^\\s*=\\s*\\('([0-9]+)'"   # as profiles/kyocera.yaml
+
+
+def test_sum_of_counters_alone_and_only_when_every_part_is_known():
+    page = (b"var _pp = new Object();\n_pp.copytotal = ('4432');\n_pp.printertotal = ('10926');\n"
+            b"_pp.faxBlackWhite = ('474').toString();\n" + b"_pp.pad = 0;\n" * 300)
+    part = {"after": "_pp.printertotal", "within": 40, "re": KY}
+    copy = {"after": "_pp.copytotal", "within": 40, "re": KY}
+    fax = {"after": "_pp.faxBlackWhite", "within": 40, "re": KY}
+    total = {"sum": [part, copy, fax]}
+    for step in (1, 5, 64, len(page)):
+        # the sum alone (SNMP gave the parts): the parts are read for it, reported under the sum only
+        assert _run({"counters.total": total}, page, step) == {"counters.total": 15832}, step
+        got = _run({"counters.total": total, "counters.copy": copy}, page, step)
+        assert got == {"counters.total": 15832, "counters.copy": 4432}, step
+    ex = web.Extractor({"counters.total": total})
+    ex.feed(page[:200])
+    assert ex.complete()                                  # judged: the rest of the page is not read
+    # a part without a value: no sum, never a partial one
+    assert _run({"counters.total": total}, page.replace(b"('474')", b"('')"), 7) == {}
+    assert _run({"counters.total": total}, page.replace(b"_pp.faxBlackWhite", b"_pp.faxOther"), 7) == {}
+
+
 def test_numbers():
     n = web.first_integer
     assert n("12,345") == 12345 and n("12.345") == 12345 and n("1'234") == 1234
