@@ -280,6 +280,7 @@ class Device:
         else:
             raise SiteError(f"device {self.name}: unknown kind {self.kind!r} (dynamic|recording)")
         self._records: dict | None = None
+        self._served: Path | None = None
 
     def __repr__(self):
         return (f"Device({self.name!r}, {self.address}:{self.port}, {self.kind}, "
@@ -293,8 +294,20 @@ class Device:
     def records(self) -> dict:
         if self._records is None:
             assert self.recording is not None
-            self._records = parse_snmprec(self.recording)
+            self._records = parse_snmprec(self.served_recording())
         return self._records
+
+    def served_recording(self) -> Path:
+        """The recording as served at this device's address (readdress_snmprec), in a
+        temporary file made once."""
+        if self._served is None:
+            text = Path(self.recording).read_text(encoding="utf-8", errors="surrogateescape")
+            fd, name = tempfile.mkstemp(prefix="fleetbox-rec-", suffix=".snmprec")
+            with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as fh:
+                fh.write(readdress_snmprec(text, self.address))
+            atexit.register(_unlink_quietly, name)
+            self._served = Path(name)
+        return self._served
 
     def truth(self) -> dict:
         if self.live is not None:
@@ -383,6 +396,49 @@ def _recording_mac(recs: dict, address: str) -> str | None:
     return None
 
 
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def readdress_snmprec(text: str, address: str) -> str:
+    """The recording as its device would answer at `address`: the device's own IPv4
+    address (the first in IP-MIB's ipAddrTable that is not 127.x or 0.0.0.0) becomes
+    `address` there, so ipAdEntIfIndex.<address> names the interface that carries it.
+    Lines stay in OID order (snmpsim answers GETNEXT from that order)."""
+    prefix = ".".join(str(x) for x in IP_ADDR_ENTRY) + "."
+    lines = text.splitlines()
+    own = None
+    for line in lines:
+        oid = line.split("|", 1)[0]
+        if oid.startswith(prefix + "2."):
+            ip = oid[len(prefix) + 2:]
+            if not ip.startswith("127.") and ip != "0.0.0.0":
+                own = ip
+                break
+    if own is None:
+        return text
+    out = []
+    for line in lines:
+        parts = line.split("|", 2)
+        oid = parts[0]
+        if oid.startswith(prefix) and oid.endswith("." + own) and len(parts) == 3:
+            col = oid[len(prefix):].split(".", 1)[0]
+            value = address if col == "1" else parts[2]
+            tag = "64" if col == "1" else parts[1]
+            line = "%s%s.%s|%s|%s" % (prefix, col, address, tag, value)
+        out.append(line)
+
+    def key(line):
+        try:
+            return _oid(line.split("|", 1)[0])
+        except SiteError:
+            return ()
+    return "\n".join(sorted(out, key=key)) + "\n"
+
+
 def parse_snmprec(path: str | Path) -> dict[tuple[int, ...], tuple[str, Any]]:
     """Parse an snmpsim ``.snmprec`` file: {oid tuple: (type tag, python value)}.
     Strings come back as bytes, integers as int, OIDs and addresses as text."""
@@ -400,7 +456,10 @@ def parse_snmprec(path: str | Path) -> dict[tuple[int, ...], tuple[str, Any]]:
             hexed = base.endswith("x")
             base = base.rstrip("x")
             if base in ("2", "65", "66", "67", "70"):
-                v: Any = int(value) if value.strip() else 0
+                try:
+                    v: Any = int(value) if value.strip() else 0
+                except ValueError:
+                    continue   # a damaged line (okilan_9450g has "6git3159"): skipped, as snmpsim does
             elif base == "4":
                 v = bytes.fromhex(value) if hexed else value.encode("utf-8", "surrogateescape")
             elif base == "64" and hexed:
@@ -1131,7 +1190,7 @@ class _Snmpsim:
             d = data / f"{i:02d}-{dev.name}"
             d.mkdir(mode=0o755)
             target = d / f"{dev.community}.snmprec"
-            shutil.copyfile(dev.recording, target)   # temp copy; snmpsim mis-handles symlinks
+            shutil.copyfile(dev.served_recording(), target)   # a copy: snmpsim mis-handles symlinks
             os.chmod(target, 0o644)
             # one engine per device ("auto" ID: a fixed one makes pysnmp write /tmp/__pysnmp)
             args += ["--v3-engine-id=auto", f"--data-dir={d}",

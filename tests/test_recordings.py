@@ -18,7 +18,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "host-tools"))
 
-from simulator.site import Site, walks_dir  # noqa: E402
+from simulator.site import Site, readdress_snmprec, walks_dir  # noqa: E402
 from fleetbox import collector, devstate, profiles, snmp  # noqa: E402
 from fbtool import profiles as compiler  # noqa: E402
 
@@ -200,6 +200,16 @@ def expected_supplies(rec):
 
 
 def expected_mac(rec):
+    """The spec's MAC: the interface carrying the device's own address (the simulator
+    serves each recording at its own address in place of the recorded one: the first
+    ipAddrTable entry not 127.x or 0.0.0.0), else the first non-empty ifPhysAddress."""
+    ifindex = column(rec, "1.3.6.1.2.1.4.20.1.2")
+    for ip in sorted(ifindex, key=lambda a: [int(x) for x in a.split(".")]):
+        if not ip.startswith("127.") and ip != "0.0.0.0":
+            v = rec.get("1.3.6.1.2.1.2.2.1.6.%s" % ifindex[ip])
+            if isinstance(v, bytes) and len(v) == 6:
+                return ":".join("%02x" % b for b in v)
+            break
     for k in sorted(column(rec, "1.3.6.1.2.1.2.2.1.6"), key=int):
         v = rec["1.3.6.1.2.1.2.2.1.6." + k]
         if isinstance(v, bytes) and len(v) == 6 and any(v):
@@ -524,7 +534,10 @@ def test_capture_writes_a_replayable_snmprec(site, tmp_path):
                         "%s:%d" % (ADDRESSES["canonprinter_lbp"], PORT), "--capture", str(out)],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    got, want = read_snmprec(str(out)), read_snmprec(str(WALKS / "recordings" / "canonprinter_lbp.snmprec"))
+    served = tmp_path / "served.snmprec"     # the recording as served at the device's address
+    served.write_text(readdress_snmprec((WALKS / "recordings" / "canonprinter_lbp.snmprec").read_text(),
+                                        ADDRESSES["canonprinter_lbp"]))
+    got, want = read_snmprec(str(out)), read_snmprec(str(served))
     assert got == want
     r = subprocess.run([os.path.join(os.path.dirname(sys.executable), "fbtool"), "scan", NET + "0/24",
                         "--capture", str(out)], capture_output=True, text=True, timeout=60)

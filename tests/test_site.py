@@ -15,7 +15,7 @@ import pytest
 from pysnmp.proto import rfc1905
 
 from simulator.site import (OID_LIFE_COUNT, OID_SERIAL, OID_SYS_DESCR, Site, SiteError,
-                            snmp_get, walks_dir)
+                            parse_snmprec, readdress_snmprec, snmp_get, walks_dir)
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("snmpget") is None, reason="net-snmp tools not installed"),
@@ -304,3 +304,28 @@ def test_port_in_use_names_the_device():
         port = sock.getsockname()[1]
         with pytest.raises(SiteError, match="lonely"):
             Site.from_dict(small, port_override=port).start()
+
+
+def test_recordings_are_served_at_the_device_address(tmp_path):
+    """A recording answers as its device would at the simulated address: ipAddrTable's
+    own (non-loopback) entry moves there, lines stay in OID order; damaged lines are
+    skipped by the parser instead of stopping the site."""
+    text = ("1.3.6.1.2.1.2.2.1.17.1|65|6git3159\n"
+            "1.3.6.1.2.1.4.20.1.1.10.0.0.36|64|10.0.0.36\n"
+            "1.3.6.1.2.1.4.20.1.1.127.0.0.1|64|127.0.0.1\n"
+            "1.3.6.1.2.1.4.20.1.2.0.0.0.0|2|3\n"
+            "1.3.6.1.2.1.4.20.1.2.10.0.0.36|2|1\n"
+            "1.3.6.1.2.1.4.20.1.2.127.0.0.1|2|2\n")
+    served = readdress_snmprec(text, "127.31.0.99")
+    lines = served.splitlines()
+    assert "1.3.6.1.2.1.4.20.1.2.127.31.0.99|2|1" in lines
+    assert "1.3.6.1.2.1.4.20.1.1.127.31.0.99|64|127.31.0.99" in lines
+    assert "1.3.6.1.2.1.4.20.1.2.127.0.0.1|2|2" in lines and "10.0.0.36" not in served
+    oids = [tuple(int(x) for x in line.split("|")[0].split(".")) for line in lines]
+    assert oids == sorted(oids)
+    path = tmp_path / "r.snmprec"
+    path.write_text(served)
+    recs = parse_snmprec(path)
+    assert (1, 3, 6, 1, 2, 1, 2, 2, 1, 17, 1) not in recs     # the damaged Counter32
+    assert recs[(1, 3, 6, 1, 2, 1, 4, 20, 1, 2, 127, 31, 0, 99)] == ("2", 1)
+    assert readdress_snmprec("1.3.6.1.2.1.1.5.0|4|x\n", "127.31.0.99") == "1.3.6.1.2.1.1.5.0|4|x\n"

@@ -313,9 +313,13 @@ class Collector:
             if not countertables.wants(spec, counters):
                 continue
             base = spec["table"] + "."
+            hint = dev["rows"].get("t" + spec["table"])
+            if hint == 0:
+                continue    # not there last time (firmware updates do not add such tables often)
             types, values = await self.walk_roots(
-                dev, [base + str(spec["type"]), base + str(spec["value"])], 8,
-                min(spec.get("rows", 64), countertables.MAX_ROWS))
+                dev, [base + str(spec["type"]), base + str(spec["value"])],
+                hint + 1 if hint else 2, min(spec.get("rows", 64), countertables.MAX_ROWS))
+            dev.setdefault("newrows", {})["t" + spec["table"]] = len(types)
             countertables.table(spec, types, values, counters, sources)
         for spec in c.get("blobs", ()):
             err = countertables.blob(spec, got.get(spec["oid"]), counters, sources)
@@ -383,29 +387,38 @@ class Collector:
         return None
 
     async def is_printer(self, dev, sys_object_id, profile):
-        nxt = await self._getnext(dev, [PRINTER_MIB, HR_DEVICE + ".2"] + list(NEXT_ROOTS))
+        """Printer-MIB present, or a printer maker's agent listing an hrDevicePrinter.
+
+        One GETNEXT: the first hrDeviceType, supply level, alert and ifPhysAddress. The
+        Printer-MIB's mandatory groups include tables after prtMarkerSuppliesLevel
+        (media paths, channels, interpreters, console, alerts), so where the supplies or
+        alerts GETNEXT lands tells whether it is there.
+        """
+        nxt = await self._getnext(dev, [HR_DEVICE + ".2"] + list(NEXT_ROOTS))
         # The first rows of tables whose first index varies, for collect() to go on from.
-        dev["next"] = nxt[2:]
-        # Where the second GETNEXT lands tells how much of the hrDeviceTable exists.
-        hr_next = nxt[1][0] if len(nxt) > 1 and not ber.is_exception(nxt[1][1]) else ""
+        dev["next"] = nxt[1:]
+        # Where the first GETNEXT lands tells how much of the hrDeviceTable exists.
+        hr = nxt[0]
+        hr_next = hr[0] if not ber.is_exception(hr[1]) else ""
         dev["hr"] = "types" if hr_next.startswith(HR_DEVICE + ".2.") else (
             "descr" if hr_next.startswith(HR_DEVICE + ".") else None)
         last = hr_next.rsplit(".", 1)[-1]
-        if dev["hr"] == "types" and nxt[1][1] == HR_DEVICE_PRINTER and last.isdigit():
+        if dev["hr"] == "types" and hr[1] == HR_DEVICE_PRINTER and last.isdigit():
             dev["hr_printer"] = int(last)   # usually row 1: no walk
         elif dev["hr"] == "descr" and last.isdigit():
             # no types column: the first row stands for the printer, and its descr is here
             dev["hr_printer"] = int(last)
-            dev["hr_descr"] = records.text(nxt[1][1])
-        if nxt and nxt[0][0].startswith(PRINTER_MIB + ".") and not ber.is_exception(nxt[0][1]):
-            return True
+            dev["hr_descr"] = records.text(hr[1])
+        for oid, v in nxt[1:3]:
+            if oid.startswith(PRINTER_MIB + ".") and not ber.is_exception(v):
+                return True
         # Without the Printer-MIB only a printer maker's own agent with an hrDevicePrinter
         # counts: a Windows server lists its print queues as hrDevicePrinter too.
         if profile is None:
             return False
         if dev["hr"] != "types":
             return False
-        if nxt[1][1] == HR_DEVICE_PRINTER:
+        if hr[1] == HR_DEVICE_PRINTER:
             return True
         rows = await self.columns(dev, HR_DEVICE, [2], 4, 32)
         for r in rows.values():
@@ -462,7 +475,8 @@ class Collector:
         if want_status:
             specs.append(["console", PRT_CONSOLE, 2, "1.1", None])
         if full:
-            specs.append(["paths", PRT_MEDIA_PATH, 9, "1.1", None])
+            # duplex is decided by the first paths (no walk to the end of a long table)
+            specs.append(["paths", PRT_MEDIA_PATH, 9, "1.1", [1, 2, 3]])
 
         scalars = [PRT_SERIAL]
         if want_counters:
