@@ -263,3 +263,30 @@ def test_fbtool_scan_v3_with_context(snmpsim_v3):
 def test_fbtool_scan_rejects_bad_v3_options(args, msg):
     r = _fbtool("scan", "127.0.0.1:9", *args)
     assert r.returncode != 0 and msg in r.stderr, r.stderr
+
+
+def test_sweep_finds_a_v3_only_printer_among_silent_addresses(snmpsim_v3):
+    """Credentials [v2c public, v3 user]: the printer answers only SNMPv3 (snmpsim ignores the
+    unknown community). Discovery's engine probe finds it in the same sweep; the v3 user
+    is tried on it alone, not on the silent addresses (a v3 attempt costs a timeout each)."""
+    from fleetbox import collector
+    creds = [snmp.Credential.v2c(b"public"),
+             snmp.Credential.v3("printer-admin", "SHA256", "fleet-auth-key", "AES256", "fleet-priv-key",
+                                context=b"brother")]
+    targets = [("127.0.0.1", snmpsim_v3)] + [("127.0.0.%d" % i, snmpsim_v3) for i in range(2, 10)]
+
+    async def main():
+        client = snmp.Client(timeout_ms=300, retries=1)
+        found, stats = [], {}
+        try:
+            probed, n = await collector.sweep(client, iter(targets), found.append, creds=creds,
+                                              scan="full", stats=stats)
+        finally:
+            client.close()
+        return probed, n, found, stats, client.stats
+
+    probed, n, found, stats, cstats = asyncio.run(main())
+    assert (probed, n) == (9, 1)
+    assert found[0]["ip"] == "127.0.0.1" and found[0]["snmp_version"] == "3" and found[0]["supplies"]
+    assert stats["answered"] == 1 and stats["silent"] == 8
+    assert cstats["discoveries"] == 1     # only the device that answered the engine probe

@@ -375,7 +375,9 @@ class Collector:
                                             SYS_NAME, SYS_LOCATION])
             except snmp.Timeout:
                 continue
-            except snmp.SnmpError:
+            except snmp.SnmpError as e:
+                if dev["cred"].version == "3":
+                    print("collector: %s:%d: %s" % (host, port, e))   # wrong user, password...
                 continue
             if len(self._cred_of) > 1024:
                 self._cred_of.clear()
@@ -922,7 +924,8 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
     Discovery (fleetbox.discovery) keeps up to `window` probes in flight from one
     coroutine; the addresses that answer go to `workers` collectors through a short
     queue (discovery pauses while it is full), so memory does not grow with the range.
-    v3 credentials are tried by the collectors on the addresses no community answered.
+    v3 users are tried by the collectors on the addresses that answered discovery's SNMPv3
+    engine probe only (fleetbox.discovery).
     A device seen again at another address (same serial or MAC) is reported once;
     on_duplicate(rec, first_ip) hears about the others. `stats` (a dict) receives the
     discovery figures. With a `state`, a device seen before that falls silent is told
@@ -952,7 +955,8 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
             yield a
 
     def answered(host, p, ci, sysvals):
-        queue.append((host, p, (prober.creds[ci], sysvals)))
+        # sysvals None: only the SNMPv3 engine discovery was answered (the v3 collector's turn)
+        queue.append((host, p, (prober.creds[ci], sysvals) if sysvals is not None else None))
         if state is not None and state.get("@" + host).get("q"):
             print("collector: %s:%d answers again" % (host, p))
             state.update("@" + host, q=None, qs=0)
@@ -961,11 +965,8 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
         wake.set()
 
     def silent(host, p):
-        if state is not None and not v3:
+        if state is not None:
             went_quiet(host, p)
-        if v3:
-            queue.append((host, p, None))
-            wake.set()
 
     first = (lambda host: state.get("@" + host).get("pc", 0)) if state is not None else None
     prober = discovery.Prober(col.creds, client.timeout_ms, client.retries, window, rate, first_cred=first)

@@ -8,8 +8,11 @@ grows, which a fragmented heap may fail to resize, no object per request); no
 coroutine per address. A
 silent address is retried once per credential, then forgotten. Replies are matched
 on request id AND sender address and port; anything else is dropped.
-SNMPv3 credentials are not tried here (they need an engine discovery): the collector
-tries them on the addresses no community answered when it is given such credentials.
+When SNMPv3 credentials are given, the last credential of the rotation is an SNMPv3
+engine discovery (RFC 3414 4: a noAuthNoPriv GET with no user and no varbinds, which
+every v3 agent answers with a report and no secret is sent): an address that answers
+only that is handed on as a v3 device (the collector then tries the v3 users). Such a
+sweep waits one more timeout-and-retry for the silent addresses.
 """
 import array
 import asyncio
@@ -29,6 +32,25 @@ def _addr_ints(addr):
     return int.from_bytes(k[2:6], "big"), (k[0] << 8) | k[1]
 
 
+class _V3Probe:
+    """The rotation's SNMPv3 engine discovery (see the module docstring)."""
+    version = "3"
+    community = b""
+
+    def __repr__(self):
+        return "Credential(3, engine discovery)"
+
+
+V3_PROBE = _V3Probe()
+
+
+def _v3_msg_id(data):
+    """msgID of an SNMPv3 message (the request id of its report); BERError if malformed."""
+    from fleetbox import usm
+    m = usm.decode_message(data)
+    return m.msg_id
+
+
 class Prober:
     """Sweep addresses with the given (v1/v2c) credentials; see the module docstring.
 
@@ -39,6 +61,8 @@ class Prober:
     def __init__(self, creds, timeout_ms=1000, retries=1, window=256, rate=0, bufsize=2048,
                  first_cred=None):
         self.creds = [c for c in creds if c.version in ("1", "2c")]
+        if [c for c in creds if c.version == "3"]:
+            self.creds.append(V3_PROBE)
         self.timeout_ms = timeout_ms
         self.retries = retries
         self.window = window
@@ -59,7 +83,12 @@ class Prober:
     def _send(self, sock, i):
         host = targets.int_to_ip(self._ip[i])
         c = self.creds[self._cred[i]]
-        msg = snmp.encode_request(c.version, c.community, ber.GET, self._rids[i], SYS_OIDS)
+        if c is V3_PROBE:
+            from fleetbox import usm
+            scoped = usm.encode_scoped(b"", b"", snmp.encode_pdu(ber.GET, self._rids[i], []))
+            msg = usm.encode_message(self._rids[i], self.bufsize, usm.User(b""), b"", 0, 0, scoped)
+        else:
+            msg = snmp.encode_request(c.version, c.community, ber.GET, self._rids[i], SYS_OIDS)
         # deadlines are kept relative to the start of the sweep (small ints in an 'i' array)
         self._due[i] = port.ticks_diff(port.ticks_ms(), self._t0) + self.timeout_ms * (1 << self._try[i])
         try:
@@ -95,18 +124,26 @@ class Prober:
                 continue
             self.stats["bytes_in"] += len(data)
             try:
-                r = snmp.decode_response(data)
+                if snmp.message_version(data) == 3:
+                    r = None
+                    rid = _v3_msg_id(data)
+                else:
+                    r = snmp.decode_response(data)
+                    rid = r.request_id
             except ber.BERError:
                 self.stats["dropped"] += 1
                 continue
-            i = r.request_id & 511
-            if (i >= self.window or not r.request_id or self._rids[i] != r.request_id
-                    or r.pdu_type != ber.RESPONSE or _addr_ints(addr) != (self._ip[i], self._port[i])
-                    or r.community != self.creds[self._cred[i]].community
-                    or r.version != self.creds[self._cred[i]].version or r.error_status):
+            i = rid & 511
+            c = self.creds[self._cred[i]] if i < self.window else None
+            if (c is None or not rid or self._rids[i] != rid
+                    or _addr_ints(addr) != (self._ip[i], self._port[i])
+                    or (c is V3_PROBE) != (r is None)
+                    or (r is not None and (r.pdu_type != ber.RESPONSE or r.community != c.community
+                                           or r.version != c.version or r.error_status))):
                 self.stats["dropped"] += 1
                 continue
-            self._answers.append((self._ip[i], self._port[i], self._cred[i], r.varbinds))
+            # a v3 agent's report: it is there (its system group comes with the v3 user)
+            self._answers.append((self._ip[i], self._port[i], self._cred[i], r.varbinds if r else None))
             self._drop(i)
             self._event.set()
 
@@ -161,7 +198,7 @@ class Prober:
                 while self._answers:
                     ip, p, ci, vbs = self._answers.pop(0)
                     self.stats["answered"] += 1
-                    on_answer(targets.int_to_ip(ip), p, ci, dict(vbs))
+                    on_answer(targets.int_to_ip(ip), p, ci, dict(vbs) if vbs is not None else None)
                 if not more and not self._busy:
                     break
                 now = port.ticks_diff(port.ticks_ms(), self._t0)
