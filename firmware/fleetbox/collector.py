@@ -52,6 +52,7 @@ MAX_ROWS = 64
 REPS_MAX = 32      # GETBULK max-repetitions in a table walk (agents trim a reply that gets too big)
 QUIET_MAX = 8      # most sweeps a silent, once-seen device is left alone (doubling from 1)
 XS_SKIP = 8        # sweeps that skip a profile's extra agent after it stayed silent
+NP_SKIP = 15       # sweeps that take a device found not to be a printer at its word
 GC_EVERY = 8192    # bytes allocated between garbage collections during a sweep (small heaps)
 
 
@@ -93,13 +94,14 @@ class Collector:
         return await self.client.getnext(dev["host"], oids, port=dev["port"], cred=dev["cred"],
                                          any_port=dev.get("any_port", False))
 
-    async def _bulk(self, dev, oids, reps):
-        """GETBULK, or GETNEXT on v1 / agents that refuse GETBULK (then one row per request)."""
+    async def _bulk(self, dev, oids, reps, nr=0):
+        """GETBULK, or GETNEXT on v1 / agents that refuse GETBULK (then one row per request).
+        `nr` non-repeaters first (a GETNEXT each), then the repeated OIDs."""
         if dev["cred"].version != "1" and not dev.get("nobulk"):
             await self._pace()
             while True:
                 try:
-                    return await self.client.getbulk(dev["host"], oids, 0, reps, port=dev["port"],
+                    return await self.client.getbulk(dev["host"], oids, nr, reps, port=dev["port"],
                                                      cred=dev["cred"],
                                                      any_port=dev.get("any_port", False)), len(oids)
                 except snmp.Timeout:
@@ -166,14 +168,24 @@ class Collector:
                 reps = n if n > reps else reps
         return out
 
-    async def walk_table(self, dev, name, base, first, last, start=None, seed=None, limit=MAX_ROWS):
+    def table_reps(self, dev, name, first, last):
+        """max-repetitions of a table walk's first request: the rows of the last scan times
+        the columns, plus one to see the end; 8 the first time."""
+        hint = dev["rows"].get(name)
+        if isinstance(hint, int) and hint > 0:
+            return min(REPS_MAX, hint * (last - first + 1) + 1)
+        return 8
+
+    async def walk_table(self, dev, name, base, first, last, start=None, seed=None, limit=MAX_ROWS,
+                         pre=None):
         """Columns first..last of the table at `base` as one subtree: {row index: {column: value}}.
 
         Adjacent columns walked in one stream of GETBULKs waste nothing at the seams; once
         the first column has ended its row count is known and the next request asks for
         exactly what remains. While every column repeats the first one's row indexes the
         walk stops at the last cell; otherwise it asks one object more to see the end.
-        `start`/`seed`: a cell already read (the walk goes on after it);
+        `start`/`seed`: a cell already read (the walk goes on after it); `pre`: the
+        answer to the first request, already asked (is_printer's GETBULK);
         dev["rows"][name]: the row count of the last scan.
         """
         prefix = base + "."
@@ -186,15 +198,15 @@ class Collector:
             rows[idx] = {col: seed}
             per[col] = 1
             keys.append(idx)
-        hint = dev["rows"].get(name)
-        ncols = last - first + 1
-        reps = min(REPS_MAX, hint * ncols + 1) if isinstance(hint, int) and hint > 0 else 8
-        while not dev.get("choked"):
-            try:
-                vbs, _ = await self._bulk(dev, [cur], reps)
-            except snmp.Timeout:
-                dev["choked"] = True   # as in walk_roots: keep what was read
-                break
+        reps = self.table_reps(dev, name, first, last)
+        vbs = pre
+        while not dev.get("choked") or vbs is not None:
+            if vbs is None:
+                try:
+                    vbs, _ = await self._bulk(dev, [cur], reps)
+                except snmp.Timeout:
+                    dev["choked"] = True   # as in walk_roots: keep what was read
+                    break
             col = None
             for oid, val in vbs:
                 if (val is ber.END_OF_MIB_VIEW or not oid.startswith(prefix)
@@ -226,6 +238,7 @@ class Collector:
                 reps = min(REPS_MAX, left + (0 if regular else 1))
             else:
                 reps = min(REPS_MAX, reps * 2)
+            vbs = None
         dev.setdefault("newrows", {})[name] = len(rows)
         return rows
 
@@ -388,15 +401,26 @@ class Collector:
             return dev
         return None
 
-    async def is_printer(self, dev, sys_object_id, profile):
+    async def is_printer(self, dev, sys_object_id, profile, lead=None):
         """Printer-MIB present, or a printer maker's agent listing an hrDevicePrinter.
 
-        One GETNEXT: the first hrDeviceType, supply level, alert and ifPhysAddress. The
-        Printer-MIB's mandatory groups include tables after prtMarkerSuppliesLevel
-        (media paths, channels, interpreters, console, alerts), so where the supplies or
-        alerts GETNEXT lands tells whether it is there.
+        One request: the first hrDeviceType, supply level, alert and ifPhysAddress
+        (GETNEXT). The Printer-MIB's mandatory groups include tables after
+        prtMarkerSuppliesLevel (media paths, channels, interpreters, console, alerts), so
+        where the supplies or alerts GETNEXT lands tells whether it is there. `lead`:
+        (OID, max-repetitions) of the supplies walk's first request, which then rides
+        along as the repeated part of a GETBULK (one exchange less per printer);
+        dev["supplies_pre"] keeps its answer.
         """
-        nxt = await self._getnext(dev, [HR_DEVICE + ".2"] + list(NEXT_ROOTS))
+        nxt = None
+        if lead and dev["cred"].version != "1":
+            vbs, _ = await self._bulk(dev, [HR_DEVICE + ".2", ALERT_ROOT, IF_ROOT, lead[0]], lead[1], 3)
+            if not dev.get("nobulk") and len(vbs) >= 3:
+                pre = vbs[3:]
+                dev["supplies_pre"] = pre
+                nxt = [vbs[0], pre[0] if pre else ("", None), vbs[1], vbs[2]]
+        if nxt is None:
+            nxt = await self._getnext(dev, [HR_DEVICE + ".2"] + list(NEXT_ROOTS))
         # The first rows of tables whose first index varies, for collect() to go on from.
         dev["next"] = nxt[1:]
         # Where the first GETNEXT lands tells how much of the hrDeviceTable exists.
@@ -413,6 +437,7 @@ class Collector:
             dev["hr_descr"] = records.text(hr[1])
         for oid, v in nxt[1:3]:
             if oid.startswith(PRINTER_MIB + ".") and not ber.is_exception(v):
+                dev["mib"] = True
                 return True
         # Without the Printer-MIB only a printer maker's own agent with an hrDevicePrinter
         # counts: a Windows server lists its print queues as hrDevicePrinter too.
@@ -455,25 +480,42 @@ class Collector:
         sys_object_id = oid if isinstance(oid, str) else None
         descr = records.text(sysv.get(SYS_DESCR))
         profile = profiles.match(self.profiles, sys_object_id, descr)
-        if not await self.is_printer(dev, sys_object_id, profile):
-            return None
         full = scan == "full"
         want_counters = scan in ("full", "counters")
         want_supplies = scan in ("full", "supplies", "parts")
         want_status = scan in ("full", "alerts")
         sources = {}
-
         pre = self.state.get("@" + host) if self.state is not None else {}
         dev["rows"] = pre.get("rows") or {}
+        cached = None
+        if want_supplies and self.statics is not None:
+            cached = self.statics.load(host, port)
+        soid = sys_object_id or "?"
+        if pre.get("np") == soid and pre.get("nps", 0) > 0:
+            self.state.update("@" + host, nps=pre["nps"] - 1)
+            return None     # not a printer last time: asked again every NP_SKIP+1 sweeps
+        lead = None
+        if want_supplies and (profile is not None or pre.get("seen")) and not pre.get("nomib"):
+            # a printer maker's agent: the supplies walk's first request rides along, from
+            # prtMarkerSuppliesColorantIndex (3), or only the levels (9) when the static
+            # columns are cached
+            c = 9 if cached else 3
+            lead = (PRT_SUPPLIES + "." + str(c), self.table_reps(dev, "supplies", c, 9))
+        if not await self.is_printer(dev, sys_object_id, profile, lead):
+            if self.state is not None:
+                self.state.update("@" + host, np=soid, nps=NP_SKIP)
+            return None
+        if self.state is not None and pre.get("np"):
+            self.state.update("@" + host, np=None, nps=0)
+        if self.state is not None and bool(pre.get("nomib")) != (not dev.get("mib")):
+            self.state.update("@" + host, nomib=not dev.get("mib") or None)
+
         specs = []
         # hrDeviceTable: only the printer's row is read (its descr and status in the follow-up
         # GET); the types column is walked only when the first row is not the printer.
         printer_idx = dev.get("hr_printer")
         if dev["hr"] == "types" and printer_idx is None:
             specs.append(["hr", HR_DEVICE, 2, "1", None])
-        cached = None
-        if want_supplies and self.statics is not None:
-            cached = self.statics.load(host, port)
         if want_status:
             specs.append(["console", PRT_CONSOLE, 2, "1.1", None])
         if full:
@@ -513,16 +555,18 @@ class Collector:
         t = await self.tables(dev, specs, g)
         # The two wide tables, each walked as one run of adjacent columns (walk_table); the
         # first GETNEXT told whether they exist.
-        first = _next_cell(dev, SUPPLY_ROOT)
-        if want_supplies and first and cached:
-            t["supplies"] = await self.walk_table(dev, "supplies", PRT_SUPPLIES, 9, 9, first[0], first[1])
-        elif want_supplies and first:
-            colorant = g.get(colorant_cell)
-            if colorant is None or ber.is_exception(colorant):
-                # no colorant table: prtMarkerSuppliesColorantIndex (3) would be useless
-                t["supplies"] = await self.walk_table(dev, "supplies", PRT_SUPPLIES, 4, 9)
+        first = _next_cell(dev, PRT_SUPPLIES)
+        pre_read = dev.pop("supplies_pre", None)
+        if want_supplies and first:
+            c = 9 if cached else 3
+            if pre_read is not None:
+                t["supplies"] = await self.walk_table(dev, "supplies", PRT_SUPPLIES, c, 9, pre=pre_read)
+            elif cached:
+                t["supplies"] = await self.walk_table(dev, "supplies", PRT_SUPPLIES, 9, 9, first[0], first[1])
             else:
                 t["supplies"] = await self.walk_table(dev, "supplies", PRT_SUPPLIES, 3, 9)
+            colorant = g.get(colorant_cell)
+            if not cached and colorant is not None and not ber.is_exception(colorant):
                 # the colorants the supplies name, and no more
                 used = sorted(set(n for n in (records.integer(r.get(3)) for r in t["supplies"].values())
                                   if n is not None and 0 < n <= 255))

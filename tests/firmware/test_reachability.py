@@ -67,3 +67,32 @@ def test_sleeping_printer_is_asleep_not_down():
     st = out[0][1][0]["status"]
     assert st["power"] == "sleep" and st["reachability"] == "asleep"
     assert out[1][2][0]["status"] == {"reachability": "asleep"}
+
+
+def test_a_non_printer_is_taken_at_its_word_for_a_while():
+    """A device found not to be a printer (no Printer-MIB) costs one probe GET per sweep
+    for the next NP_SKIP sweeps, not the printer check too; then it is checked again."""
+    mib = dict((k, v) for k, v in ts.MIB.items() if not k.startswith("1.3.6.1.2.1.43."))
+
+    async def main():
+        agent = ts.Agent(mib)
+        agent.start()
+        client = snmp.Client(timeout_ms=200, retries=1)
+        state = devstate.DeviceState()
+        per_sweep = []
+        try:
+            for _ in range(collector.NP_SKIP + 2):
+                before = len(agent.requests)
+                recs = []
+                await collector.sweep(client, iter([("127.0.0.1", agent.port)]), recs.append, state=state)
+                assert not recs
+                per_sweep.append(len(agent.requests) - before)
+        finally:
+            client.close()
+            await agent.stop()
+            await asyncio.sleep(0)
+        return per_sweep
+
+    per_sweep = asyncio.run(main())
+    assert per_sweep[0] == 2 and per_sweep[-1] == 2          # probe + printer check
+    assert per_sweep[1:-1] == [1] * collector.NP_SKIP        # the probe only
