@@ -167,6 +167,8 @@ def main():
                     f, s = res_all["runs"]
                     print("    all 19 recordings: first contact %.0f B/printer, next scan %.0f B/printer"
                           % (f["collect_bytes"] / f["found"], s["collect_bytes"] / s["found"]))
+                    print("    (the same with discovery's system-group GET counted in: %.0f / %.0f B/printer)"
+                          % ((f["bytes_out"] + f["bytes_in"]) / f["found"], (s["bytes_out"] + s["bytes_in"]) / s["found"]))
 
             # (c) heap: sweep + full collection of the 20 printers
             for heap, workers in (("224K", 1), ("256K", 1), ("256K", 2)):

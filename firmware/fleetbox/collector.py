@@ -44,7 +44,7 @@ PRT_ALERT = "1.3.6.1.2.1.43.18.1.1"
 IF_ROOT = IF_PHYS_ADDRESS
 SUPPLY_ROOT = PRT_SUPPLIES + ".9"
 ALERT_ROOT = PRT_ALERT + ".2"
-NEXT_ROOTS = (SUPPLY_ROOT, ALERT_ROOT, IF_ROOT)
+NEXT_ROOTS = (SUPPLY_ROOT, ALERT_ROOT)
 KINDS = ("discovery", "full", "counters", "supplies", "parts", "alerts")
 CONSUMABLES = ("toner", "ink")
 SLEEP_WORDS = ("sleep", "energy sav", "power sav", "low power")
@@ -303,16 +303,9 @@ class Collector:
         return 0
 
     async def first_mac(self, dev):
-        """The first non-empty 6-octet ifPhysAddress (the first GETNEXT often has it)."""
-        start = None
-        for oid, v in dev.get("next") or ():
-            if oid.startswith(IF_ROOT + "."):
-                if records.mac_text(v):
-                    return records.mac_text(v)
-                start = oid
-        if start is None:
-            return None
-        got = await self.walk_roots(dev, [IF_ROOT], 2, 16, [start], [{}], True)
+        """The first non-empty 6-octet ifPhysAddress: the fallback when ipAdEntIfIndex does
+        not lead to the interface carrying the address (row 1 is often loopback's)."""
+        got = await self.walk_roots(dev, [IF_ROOT], 2, 16, None, None, True)
         for _, v in sorted(got[0].items()):
             if records.mac_text(v):
                 return records.mac_text(v)
@@ -404,8 +397,7 @@ class Collector:
     async def is_printer(self, dev, sys_object_id, profile, lead=None):
         """Printer-MIB present, or a printer maker's agent listing an hrDevicePrinter.
 
-        One request: the first hrDeviceType, supply level, alert and ifPhysAddress
-        (GETNEXT). The Printer-MIB's mandatory groups include tables after
+        One request: the first hrDeviceType, supply level and alert (GETNEXT). The Printer-MIB's mandatory groups include tables after
         prtMarkerSuppliesLevel (media paths, channels, interpreters, console, alerts), so
         where the supplies or alerts GETNEXT lands tells whether it is there. `lead`:
         (OID, max-repetitions) of the supplies walk's first request, which then rides
@@ -414,11 +406,11 @@ class Collector:
         """
         nxt = None
         if lead and dev["cred"].version != "1":
-            vbs, _ = await self._bulk(dev, [HR_DEVICE + ".2", ALERT_ROOT, IF_ROOT, lead[0]], lead[1], 3)
-            if not dev.get("nobulk") and len(vbs) >= 3:
-                pre = vbs[3:]
+            vbs, _ = await self._bulk(dev, [HR_DEVICE + ".2", ALERT_ROOT, lead[0]], lead[1], 2)
+            if not dev.get("nobulk") and len(vbs) >= 2:
+                pre = vbs[2:]
                 dev["supplies_pre"] = pre
-                nxt = [vbs[0], pre[0] if pre else ("", None), vbs[1], vbs[2]]
+                nxt = [vbs[0], pre[0] if pre else ("", None), vbs[1]]
         if nxt is None:
             nxt = await self._getnext(dev, [HR_DEVICE + ".2"] + list(NEXT_ROOTS))
         # The first rows of tables whose first index varies, for collect() to go on from.
