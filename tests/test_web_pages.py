@@ -91,6 +91,48 @@ def test_collector_reads_totals_from_the_web_page(site):
     assert bro["firmware"] == "1.05" and bro["sources"]["firmware"] == "profile Brother: sysDescr"
 
 
+def test_a_counter_the_page_never_gave_does_not_send_the_box_back(site, tmp_path):
+    """A by-function counter missing from SNMP (a printer-only model has no copy counter)
+    sends the box to the page once; if the page has none either, later scans skip it."""
+    from fbtool import profiles as compiler
+    from fleetbox import collector, devstate, profiles, snmp
+
+    path = tmp_path / "profiles.json"
+    lines = compiler.compile_to(str(path)).decode().splitlines()
+    for i, line in enumerate(lines[1:], 1):
+        prof = json.loads(line)
+        if prof["vendor"] == "Brother":      # a page that shows no copy counter
+            prof["web"] = [{"path": BROTHER_PATH, "scheme": "http", "port": 80,
+                            "fields": {"counters.copy": {"after": "Copy Count", "within": 40}}}]
+            lines[i] = json.dumps(prof)
+    path.write_text("\n".join(lines) + "\n")
+    lib = profiles.load([str(path)])
+    bro = [t for t in site.truth() if site.device(t["name"]).web.style == "brother"][0]
+    fetches = []
+    real = web.fetch
+
+    async def counting(*a, **kw):
+        fetches.append(a[1]["path"])
+        return await real(*a, **kw)
+
+    async def main():
+        client = snmp.Client(timeout_ms=1000, retries=1)
+        state = devstate.DeviceState()
+        col = collector.Collector(client, profile_list=lib, state=state, web_ports={80: HTTP_PORT})
+        try:
+            return [await col.collect(bro["ip"], SNMP_PORT, "counters") for _ in range(3)]
+        finally:
+            client.close()
+
+    web.fetch = counting
+    try:
+        recs = asyncio.run(main())
+    finally:
+        web.fetch = real
+    assert fetches == [BROTHER_PATH]
+    assert all("copy" not in r["counters"] for r in recs)
+
+
 # ---------------------------------------------------------------- hostile pages
 MARKER = b"<td>Total Impressions</td>"
 FIELDS = {"counters.total": {"after": MARKER.decode(), "within": 60}}

@@ -140,8 +140,10 @@ def main():
                 print("    net-snmp snmpget x64 parallel: %.2f s, %d answering agents   ratio %.1fx  (goal < 4 s: %s)"
                       % (peer_s, peer_n, peer_s / (r["probe_ms"] / 1000),
                          "met" if r["probe_ms"] < 4000 else "NOT met"))
-                print("    (the records take longer: one snmpsim process serves the replayed agents, and it cannot encode"
-                      " the zebra recording's hrDeviceID \"0\" (a 1-arc OID), so one GETBULK goes unanswered: 1 s + 2 s)")
+                if r["ms"] - r["probe_ms"] > 500:
+                    print("    (the records took longer: one snmpsim process serves the replayed agents, and it cannot"
+                          " encode the zebra recording's hrDeviceID \"0\" (a 1-arc OID): a walk reaching it goes"
+                          " unanswered, 1 s + 2 s)")
 
             # (b) LAN bytes for a full collection of 8 printers
             eight = printers[:8]

@@ -335,17 +335,27 @@ class Collector:
     async def web_fill(self, dev, profile, rec, sources, full):
         """The fields SNMP left empty, from the profile's web pages (one page at a time per
         device): counters, and in a full scan serial/firmware/model too. A page that fails
-        is logged and the record keeps what SNMP gave."""
+        is logged and the record keeps what SNMP gave.
+
+        A page is read for a missing total, serial, model or firmware; a missing
+        by-function counter alone (a printer-only model has no copy counter) sends the box
+        to the page only if the page gave it before (device state "wg"), or the first time.
+        """
         from fleetbox import web   # ~18 KB, imported only once a page is needed
+        st = self.state.get("@" + dev["host"]) if self.state is not None else {}
+        gave = st.get("wg")
         for page in profile["web"]:
             fields = {}
+            go = False
             for name, rule in page["fields"].items():
                 if name.startswith("counters."):
                     if name[9:] not in rec["counters"]:
                         fields[name] = rule
+                        go = go or name == "counters.total" or gave is None or name in gave
                 elif full and rec.get(name) is None:
                     fields[name] = rule
-            if not fields:
+                    go = True
+            if not go:
                 continue
             await self._pace()
             where = "web:%s:%s" % (page["scheme"], page["path"])
@@ -363,6 +373,9 @@ class Collector:
                 else:
                     rec[name] = v
                 sources[name] = where
+            if self.state is not None:
+                gave = sorted(set(gave or ()) | set(found))[:16]
+                self.state.update("@" + dev["host"], wg=gave)
 
     # ------------------------------------------------------------------ discovery
     async def probe(self, host, port, any_port=False):
