@@ -342,6 +342,10 @@ def test_recording_field_by_field(collected, path):
         txt(rec.get("1.3.6.1.2.1.25.3.2.1.3." + (printer_hr_index(rec) or "1")))
     assert src and t["model"] in " ".join(src.split()), (t["model"], src)
     assert r["sources"]["model"]
+    # provenance for every identification and feature value the record holds
+    for k in ("serial", "mac", "model", "manufacturer", "typology", "color", "duplex", "technology"):
+        if r.get(k) not in (None, "unknown"):
+            assert r["sources"].get(k), (k, r[k])
     if txt(rec.get(PRT_SERIAL)):
         serial, source = txt(rec[PRT_SERIAL]), "prtGeneralSerialNumber"
     elif "serial_from" in t:

@@ -6,10 +6,11 @@ Usage: .venv/bin/python bench/collect/collect.py
     and 30 other devices (switch, UPS, camera, Linux server recordings, several times),
     1 s timeout, one retry: wall time, packets, against net-snmp's snmpget of the same
     system group, 64 processes at a time (the peer a script would use).
-(b) LAN bytes, both directions, for a full collection of 8 printers (the first 8
-    recordings), first contact and the next scan (row counts remembered, supplies' static
-    columns cached on flash: only levels read), against
-    snmpbulkwalk of the same tables (+ snmpget of the same scalars) per printer.
+(b) LAN bytes, both directions (SNMP payload), for a full collection of 8 printers (the
+    first 8 recordings), then of all 19, after discovery (its system-group GET is shown
+    apart): first contact and the next scan (row counts remembered, supplies' static
+    columns cached on flash: only levels read), against snmpbulkwalk of the same tables
+    (+ snmpget of the same scalars) per printer.
 (c) Peak MicroPython heap during (a) with full records (live bytes sampled after a
     collection every 20 ms), and whether it runs in `-X heapsize=256K`.
 """

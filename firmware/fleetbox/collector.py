@@ -281,9 +281,9 @@ class Collector:
                 n = len(expect) - 1         # the rows after the first, exactly
             if isinstance(n, int) and n > reps:
                 reps = n     # (a remembered count: the rows after the first, plus one to see the end)
-        got = await self.walk_roots(dev, roots, reps, MAX_ROWS, starts, seeds, expect=expects)
+        walked = await self.walk_roots(dev, roots, reps, MAX_ROWS, starts, seeds, expect=expects)
         out = {}
-        for (name, _, col, _, _), vals in zip(specs, got):
+        for (name, _, col, _, _), vals in zip(specs, walked):
             rows = {}
             for idx, v in vals.items():
                 rows[idx] = {col: v}
@@ -410,9 +410,10 @@ class Collector:
     async def is_printer(self, dev, sys_object_id, profile, lead=None):
         """Printer-MIB present, or a printer maker's agent listing an hrDevicePrinter.
 
-        One request: the first hrDeviceType, supply level and alert (GETNEXT). The Printer-MIB's mandatory groups include tables after
-        prtMarkerSuppliesLevel (media paths, channels, interpreters, console, alerts), so
-        where the supplies or alerts GETNEXT lands tells whether it is there. `lead`:
+        One request: the first hrDeviceType, supply level and alert (GETNEXT). The
+        Printer-MIB's mandatory groups include tables after prtMarkerSuppliesLevel (media
+        paths, channels, interpreters, console, alerts), so where the supplies or alerts
+        GETNEXT lands tells whether it is there. `lead`:
         (OID, max-repetitions) of the supplies walk's first request, which then rides
         along as the repeated part of a GETBULK (one exchange less per printer);
         dev["supplies_pre"] keeps its answer.
@@ -524,8 +525,7 @@ class Collector:
         if want_status:
             specs.append(["console", PRT_CONSOLE, 2, "1.1", None])
         if full:
-            # duplex is decided by the first paths (no walk to the end of a long table)
-            specs.append(["paths", PRT_MEDIA_PATH, 9, "1.1", [1, 2, 3]])
+            specs.append(["paths", PRT_MEDIA_PATH, 9, "1.1", None])
 
         scalars = [PRT_SERIAL]
         if want_counters:
@@ -773,6 +773,7 @@ class Collector:
                     dev["hrmfp"] = hit
                 if hit:
                     typology, why = "mfp", "hrDeviceDescr.%s" % hit
+            if why:
                 sources["typology"] = why
             rec.update({"typology": typology, "technology": tech or "unknown", "color": colour,
                         "duplex": duplex, "install_date": None})
@@ -896,7 +897,9 @@ def _typology(p, model, descr, counters):
         if model and m in model:
             return "mfp", "profile model name"
     if model:
-        return "printer", None
+        # a single-function printer: none of the signs above (nor, without mfp_models,
+        # a scanner, copier or fax row in hrDeviceTable: collect() looks)
+        return "printer", "profile model names" if p.get("mfp_models") else "no copier, scanner or fax seen"
     return "unknown", None
 
 
