@@ -1,0 +1,89 @@
+"""The collector's table walks (docs/collection.md "What a full scan asks"): every value
+read, no value thrown away where the table is regular, nothing lost where it is not.
+Runs on both runtimes against the in-process agent of test_snmp."""
+import asyncio
+
+import test_snmp as ts
+from fleetbox import ber, collector, snmp
+
+SUP = "1.3.6.1.2.1.43.11.1.1"
+AFTER = "1.3.6.1.2.1.43.12.1.1.4.1.1"      # what follows the supplies table
+
+
+def _table(rows, cols, skip=(), extra=()):
+    """A supplies table: (col, row) -> value col*100+row, minus `skip`, plus `extra` cells."""
+    mib = dict(ts.MIB)
+    for k in list(mib):
+        if k.startswith(SUP + "."):
+            del mib[k]
+    cells = [(c, r) for c in cols for r in rows if (c, r) not in skip] + list(extra)
+    for c, r in cells:
+        mib["%s.%d.1.%d" % (SUP, c, r)] = ber.encode_int(c * 100 + r)
+    mib[AFTER] = ber.encode_octets(b"x" * 200)    # a big object right after the table
+    return mib, cells
+
+
+def _walk(mib, hint=None, **kw):
+    async def main():
+        agent = ts.Agent(mib)
+        agent.start()
+        client = snmp.Client(timeout_ms=300, retries=1)
+        col = collector.Collector(client)
+        dev = {"host": "127.0.0.1", "port": agent.port, "cred": snmp.Credential.v2c(b"public"),
+               "rows": {"supplies": hint} if hint else {}}
+        try:
+            rows = await col.walk_table(dev, "supplies", SUP, 3, 9, **kw)
+        finally:
+            client.close()
+            await agent.stop()
+            await asyncio.sleep(0)
+        return rows, agent.requests, dev
+    return asyncio.run(main())
+
+
+def _answered(mib, requests):
+    """Every OID the agent answered (replayed from the requests it received)."""
+    agent = ts.Agent(mib)
+    out = []
+    for req, _ in requests:
+        vbs, _, _ = agent.answer(req)
+        out += [o for o, _ in vbs]
+    agent.sock.close()
+    agent.other.close()
+    agent.elsewhere.close()
+    return out
+
+
+def test_regular_table_read_exactly_without_overshoot():
+    mib, cells = _table(range(1, 6), range(3, 10))
+    rows, reqs, dev = _walk(mib)
+    assert sorted((c, r) for r in rows for c in rows[r]) == sorted(cells)
+    assert all(rows[r][c] == c * 100 + r for c, r in cells)
+    assert len(reqs) == 2                              # 8 rows' worth, then exactly the rest
+    assert AFTER not in _answered(mib, reqs)           # nothing past the table was asked for
+    assert dev["newrows"]["supplies"] == 5
+
+
+def test_remembered_row_count_reads_the_table_in_one_request():
+    mib, cells = _table(range(1, 4), range(3, 10))
+    rows, reqs, _ = _walk(mib, hint=3)
+    assert len(reqs) == 1 and sorted((c, r) for r in rows for c in rows[r]) == sorted(cells)
+
+
+def test_irregular_table_loses_nothing():
+    # a row missing from one column, and the last column holding a row the first lacks
+    mib, cells = _table(range(1, 5), range(3, 10), skip=[(6, 3)], extra=[(9, 7)])
+    rows, reqs, _ = _walk(mib)
+    assert sorted((c, r) for r in rows for c in rows[r]) == sorted(cells)
+
+
+def test_walk_goes_on_from_an_answer_already_read():
+    """is_printer's GETBULK carries the walk's first request: the walk starts from its answer."""
+    mib, cells = _table(range(1, 4), range(3, 10))
+    pre = []
+    for c, r in sorted(cells)[:8]:          # what a first request of 8 repetitions returns
+        pre.append(("%s.%d.1.%d" % (SUP, c, r), c * 100 + r))
+    rows, reqs, _ = _walk(mib, pre=pre)
+    assert sorted((c, r) for r in rows for c in rows[r]) == sorted(cells)
+    assert len(reqs) == 1 and AFTER not in _answered(mib, reqs)
+    assert not [o for o in _answered(mib, reqs) if o in [p[0] for p in pre]]   # nothing asked twice
