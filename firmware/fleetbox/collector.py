@@ -44,7 +44,6 @@ PRT_ALERT = "1.3.6.1.2.1.43.18.1.1"
 IF_ROOT = IF_PHYS_ADDRESS
 SUPPLY_ROOT = PRT_SUPPLIES + ".9"
 ALERT_ROOT = PRT_ALERT + ".2"
-NEXT_ROOTS = (SUPPLY_ROOT, ALERT_ROOT)
 KINDS = ("discovery", "full", "counters", "supplies", "parts", "alerts")
 CONSUMABLES = ("toner", "ink")
 SLEEP_WORDS = ("sleep", "energy sav", "power sav", "low power")
@@ -407,26 +406,28 @@ class Collector:
             return dev
         return None
 
-    async def is_printer(self, dev, sys_object_id, profile, lead=None):
+    async def is_printer(self, dev, sys_object_id, profile, lead=None, alerts=True):
         """Printer-MIB present, or a printer maker's agent listing an hrDevicePrinter.
 
-        One request: the first hrDeviceType, supply level and alert (GETNEXT). The
-        Printer-MIB's mandatory groups include tables after prtMarkerSuppliesLevel (media
-        paths, channels, interpreters, console, alerts), so where the supplies or alerts
-        GETNEXT lands tells whether it is there. `lead`:
-        (OID, max-repetitions) of the supplies walk's first request, which then rides
-        along as the repeated part of a GETBULK (one exchange less per printer);
+        One request: the first hrDeviceType, supply level and (with `alerts`: scans that
+        read status) alert, by GETNEXT. The Printer-MIB's mandatory groups include tables
+        after prtMarkerSuppliesLevel (media paths, channels, interpreters, console,
+        alerts), so where the supplies or alerts GETNEXT lands tells whether it is there.
+        `lead`: (OID, max-repetitions) of the supplies walk's first request, which then
+        rides along as the repeated part of a GETBULK (one exchange less per printer);
         dev["supplies_pre"] keeps its answer.
         """
         nxt = None
+        first = [HR_DEVICE + ".2", ALERT_ROOT] if alerts else [HR_DEVICE + ".2"]
+        k = len(first)
         if lead and dev["cred"].version != "1":
-            vbs, _ = await self._bulk(dev, [HR_DEVICE + ".2", ALERT_ROOT, lead[0]], lead[1], 2)
-            if not dev.get("nobulk") and len(vbs) >= 2:
-                pre = vbs[2:]
+            vbs, _ = await self._bulk(dev, first + [lead[0]], lead[1], k)
+            if not dev.get("nobulk") and len(vbs) >= k:
+                pre = vbs[k:]
                 dev["supplies_pre"] = pre
-                nxt = [vbs[0], pre[0] if pre else ("", None), vbs[1]]
+                nxt = [vbs[0], pre[0] if pre else ("", None)] + vbs[1:k]
         if nxt is None:
-            nxt = await self._getnext(dev, [HR_DEVICE + ".2"] + list(NEXT_ROOTS))
+            nxt = await self._getnext(dev, [HR_DEVICE + ".2", SUPPLY_ROOT] + first[1:])
         # The first rows of tables whose first index varies, for collect() to go on from.
         dev["next"] = nxt[1:]
         # Where the first GETNEXT lands tells how much of the hrDeviceTable exists.
@@ -507,7 +508,7 @@ class Collector:
             # columns are cached
             c = 9 if cached else 3
             lead = (PRT_SUPPLIES + "." + str(c), self.table_reps(dev, "supplies", c, 9))
-        if not await self.is_printer(dev, sys_object_id, profile, lead):
+        if not await self.is_printer(dev, sys_object_id, profile, lead, want_status):
             if self.state is not None:
                 self.state.update("@" + host, np=soid, nps=NP_SKIP)
             return None

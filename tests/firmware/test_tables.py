@@ -87,3 +87,21 @@ def test_walk_goes_on_from_an_answer_already_read():
     assert sorted((c, r) for r in rows for c in rows[r]) == sorted(cells)
     assert len(reqs) == 1 and AFTER not in _answered(mib, reqs)
     assert not [o for o in _answered(mib, reqs) if o in [p[0] for p in pre]]   # nothing asked twice
+
+
+def test_a_counters_scan_asks_nothing_about_alerts_or_supplies_rows():
+    async def main():
+        agent = ts.Agent(ts.MIB)
+        agent.start()
+        client = snmp.Client(timeout_ms=300, retries=1)
+        try:
+            rec = await collector.Collector(client).collect("127.0.0.1", agent.port, "counters")
+        finally:
+            client.close()
+            await agent.stop()
+            await asyncio.sleep(0)
+        return rec, [o for req, _ in agent.requests for o, _ in req.varbinds]
+    rec, asked = asyncio.run(main())
+    assert rec["counters"]["total"] == 123456 and "supplies" not in rec
+    assert not [o for o in asked if o.startswith(collector.PRT_ALERT)]
+    assert not [o for o in asked if o.startswith(SUP + ".") and not o.startswith(collector.SUPPLY_ROOT)]
