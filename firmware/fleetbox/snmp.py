@@ -270,9 +270,12 @@ class _Pending:
         self.event = asyncio.Event()
 
 
+ID_MAX = 0x7FFF   # request ids 1..32767: two octets on the wire instead of four, both ways
+
+
 def _seed_id():
-    b = _port.urandom(4)
-    return ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) & 0x7FFFFFFF
+    b = _port.urandom(2)
+    return (((b[0] << 8) | b[1]) % ID_MAX) + 1
 
 
 def _usm():
@@ -308,7 +311,7 @@ class Client:
                  burst=None):
         self.timeout_ms = timeout_ms
         self.retries = retries
-        self.window = max(1, window)
+        self.window = max(1, min(window, 4096))   # well below the 32767 request ids
         self.bufsize = bufsize
         self.rate = rate
         self.burst = burst if burst is not None else max(1, rate // 10)
@@ -348,10 +351,14 @@ class Client:
         return addr
 
     def _new_id(self):
+        """The next free request id. 32767 of them: far more than a window in flight, and
+        an id comes round again only after 32767 requests, long after any late reply to
+        its last use (v1/v2c replies are also matched on address, port and community;
+        v3 ones are authenticated)."""
         rid = self._next_id
         while rid in self._pending:
-            rid = (rid + 1) & 0x7FFFFFFF
-        self._next_id = (rid + 1) & 0x7FFFFFFF
+            rid = rid % ID_MAX + 1
+        self._next_id = rid % ID_MAX + 1
         return rid
 
     def _new_salt(self):

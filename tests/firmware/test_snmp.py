@@ -536,6 +536,20 @@ def test_receiver_survives_running_out_of_memory():
     assert st["no_memory"] == 2 and st["retries"] == 2
 
 
+def test_request_ids_stay_in_two_octets_and_skip_those_in_flight():
+    c = snmp.Client()
+    try:
+        c._next_id = snmp.ID_MAX - 1
+        c._pending[snmp.ID_MAX] = object()      # in flight: skipped
+        got = [c._new_id() for _ in range(3)]
+        assert got == [snmp.ID_MAX - 1, 1, 2]
+        msg = snmp.encode_request("2c", b"public", ber.GET, snmp.ID_MAX, ["1.3.6.1.2.1.1.5.0"])
+        assert snmp.decode_response(msg).request_id == snmp.ID_MAX and msg[15:19] == b"\x02\x02\x7f\xff"
+    finally:
+        c._pending.clear()
+        c.close()
+
+
 def test_wrong_community_is_not_answered():
     async def go(c, a):
         try:
