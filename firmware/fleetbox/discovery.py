@@ -52,7 +52,8 @@ def _v3_msg_id(data):
 
 
 class Prober:
-    """Sweep addresses with the given (v1/v2c) credentials; see the module docstring.
+    """Sweep addresses with the given credentials (communities; v3 users become one
+    engine discovery step); see the module docstring.
 
     `rate`: most datagrams per second (0: no limit). stats: sent, answered, silent,
     dropped, bytes_out, bytes_in, ms (the last run's wall time).
@@ -84,9 +85,7 @@ class Prober:
         host = targets.int_to_ip(self._ip[i])
         c = self.creds[self._cred[i]]
         if c is V3_PROBE:
-            from fleetbox import usm
-            scoped = usm.encode_scoped(b"", b"", snmp.encode_pdu(ber.GET, self._rids[i], []))
-            msg = usm.encode_message(self._rids[i], self.bufsize, usm.User(b""), b"", 0, 0, scoped)
+            msg = snmp.discovery_request(self._rids[i], self.bufsize)
         else:
             msg = snmp.encode_request(c.version, c.community, ber.GET, self._rids[i], SYS_OIDS)
         # deadlines are kept relative to the start of the sweep (small ints in an 'i' array)

@@ -284,6 +284,15 @@ def _usm():
     return usm
 
 
+def discovery_request(msg_id, max_size):
+    """The SNMPv3 engine discovery request (RFC 3414 4): a noAuthNoPriv GET with an empty
+    user and no varbinds, which any v3 agent answers with an unknownEngineIDs report
+    carrying its engine ID, boots and time. No secret travels."""
+    usm = _usm()
+    scoped = usm.encode_scoped(b"", b"", encode_pdu(GET, msg_id, []))
+    return usm.encode_message(msg_id, max_size, usm.User(b""), b"", 0, 0, scoped)
+
+
 def _from_peer(p, addr):
     """The reply came from the address and port the request went to; for a request
     marked any_port, from that address and any port (request id and community are
@@ -574,8 +583,7 @@ class Client:
         usm = _usm()
 
         def build(rid):
-            scoped = usm.encode_scoped(b"", b"", encode_pdu(GET, rid, []))
-            return usm.encode_message(rid, self.bufsize, usm.User(b""), b"", 0, 0, scoped)
+            return discovery_request(rid, self.bufsize)
         r = await self._exchange(host, port, addr, cred, build, discovery=True)
         m = r.usm
         eng = usm.Engine(m.engine_id, m.boots, m.time)

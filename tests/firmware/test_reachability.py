@@ -11,7 +11,8 @@ CONSOLE = "1.3.6.1.2.1.43.16.5.1.2.1.1"
 
 
 def _sweeps(mib, plan):
-    """plan: per sweep, True = the agent answers. Returns [(probed, records, markers)]."""
+    """plan: per sweep, True = the agent answers.
+    Returns [(probed, records, markers, requests the agent received)]."""
     async def main():
         agent = ts.Agent(mib)
         agent.start()
@@ -22,9 +23,10 @@ def _sweeps(mib, plan):
             for answers in plan:
                 agent.drop_if = None if answers else (lambda req: True)
                 recs, marks = [], []
+                before = len(agent.requests)
                 probed, _ = await collector.sweep(client, iter([("127.0.0.1", agent.port)]), recs.append,
                                                   state=state, on_unreachable=marks.append)
-                out.append((probed, recs, marks))
+                out.append((probed, recs, marks, len(agent.requests) - before))
         finally:
             client.close()
             await agent.stop()
@@ -73,26 +75,8 @@ def test_a_non_printer_is_taken_at_its_word_for_a_while():
     """A device found not to be a printer (no Printer-MIB) costs one probe GET per sweep
     for the next NP_SKIP sweeps, not the printer check too; then it is checked again."""
     mib = dict((k, v) for k, v in ts.MIB.items() if not k.startswith("1.3.6.1.2.1.43."))
-
-    async def main():
-        agent = ts.Agent(mib)
-        agent.start()
-        client = snmp.Client(timeout_ms=200, retries=1)
-        state = devstate.DeviceState()
-        per_sweep = []
-        try:
-            for _ in range(collector.NP_SKIP + 2):
-                before = len(agent.requests)
-                recs = []
-                await collector.sweep(client, iter([("127.0.0.1", agent.port)]), recs.append, state=state)
-                assert not recs
-                per_sweep.append(len(agent.requests) - before)
-        finally:
-            client.close()
-            await agent.stop()
-            await asyncio.sleep(0)
-        return per_sweep
-
-    per_sweep = asyncio.run(main())
+    out = _sweeps(mib, [True] * (collector.NP_SKIP + 2))
+    assert not any(o[1] for o in out)
+    per_sweep = [o[3] for o in out]
     assert per_sweep[0] == 2 and per_sweep[-1] == 2          # probe + printer check
     assert per_sweep[1:-1] == [1] * collector.NP_SKIP        # the probe only
