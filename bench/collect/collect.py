@@ -174,7 +174,7 @@ def main():
                           % ((f["bytes_out"] + f["bytes_in"]) / f["found"], (s["bytes_out"] + s["bytes_in"]) / s["found"]))
 
             # (c) heap: sweep + full collection of the 20 printers
-            for heap, workers in (("224K", 1), ("256K", 1), ("256K", 2)):
+            for heap, workers in (("192K", 1), ("224K", 1), ("256K", 1), ("256K", 2)):
                 res, recs, err = mp_sweep(mpy, prof, [NET + "0/24"], "full", heap=heap, sample_ms=20,
                                           workers=workers, statics=os.path.join(tmp, "statics-c"))
                 ok = res is not None and res["runs"][0]["found"] == len(printers)

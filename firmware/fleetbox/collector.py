@@ -477,7 +477,10 @@ class Collector:
         if scan not in KINDS:
             raise ValueError("unknown scan kind %r" % scan)
         if probed is not None:
-            dev = {"host": host, "port": port, "cred": probed[0], "sys": probed[1]}
+            sysv = probed[1]
+            if isinstance(sysv, tuple):      # as sweep() queues it
+                sysv = dict(zip(discovery.SYS_OIDS, sysv))
+            dev = {"host": host, "port": port, "cred": probed[0], "sys": sysv}
         else:
             dev = await self.probe(host, port, any_port)
         if dev is None:
@@ -1008,7 +1011,10 @@ async def sweep(client, addresses, on_record, community=b"public", version="2c",
             yield a
 
     def answered(host, p, ci, sysvals):
-        # sysvals None: only the SNMPv3 engine discovery was answered (the v3 collector's turn)
+        # sysvals None: only the SNMPv3 engine discovery was answered (the v3 collector's turn).
+        # A whole window of answers can wait here: their values only (no OID keys) in a tuple.
+        if sysvals is not None:
+            sysvals = tuple(sysvals.get(o) for o in discovery.SYS_OIDS)
         queue.append((host, p, (prober.creds[ci], sysvals) if sysvals is not None else None))
         if state is not None and state.get("@" + host).get("q"):
             print("collector: %s:%d answers again" % (host, p))
