@@ -459,7 +459,7 @@ def parse_snmprec(path: str | Path) -> dict[tuple[int, ...], tuple[str, Any]]:
                 try:
                     v: Any = int(value) if value.strip() else 0
                 except ValueError:
-                    continue   # a damaged line (okilan_9450g has "6git3159"): skipped, as snmpsim does
+                    continue   # a damaged value (okilan_9450g has "6git3159"), which snmpsim cannot serve either
             elif base == "4":
                 v = bytes.fromhex(value) if hexed else value.encode("utf-8", "surrogateescape")
             elif base == "64" and hexed:

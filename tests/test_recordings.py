@@ -207,7 +207,7 @@ def expected_mac(rec):
     for ip in sorted(ifindex, key=lambda a: [int(x) for x in a.split(".")]):
         if not ip.startswith("127.") and ip != "0.0.0.0":
             v = rec.get("1.3.6.1.2.1.2.2.1.6.%s" % ifindex[ip])
-            if isinstance(v, bytes) and len(v) == 6:
+            if isinstance(v, bytes) and len(v) == 6 and any(v):
                 return ":".join("%02x" % b for b in v)
             break
     for k in sorted(column(rec, "1.3.6.1.2.1.2.2.1.6"), key=int):
