@@ -113,7 +113,7 @@ class Collector:
         return await self._getnext(dev, oids), len(oids)
 
     async def walk_roots(self, dev, roots, reps, limit=MAX_ROWS, starts=None, seeds=None, force=False,
-                         expect=None):
+                         expect=None, whole_index=False):
         """Several columns (any tables) at once: [{row index (last arc): value}] per root.
 
         One GETBULK carries every root still going; a root stops at the end of its
@@ -121,6 +121,8 @@ class Collector:
         already read (None in starts: that root is known to be absent). `expect`: per root,
         None or the sorted row indexes it is known to hold: it stops at the last of them
         and the next request asks only for as many rows as are missing (no overshoot).
+        `whole_index`: rows keyed by the whole index after the root ("2.1") instead of its
+        last arc, for tables indexed by more than one arc whose last arcs repeat.
         """
         cur = list(starts) if starts else list(roots)
         out = seeds if seeds else [{} for _ in roots]
@@ -149,7 +151,7 @@ class Collector:
                     ended.append(i)
                     continue
                 cur[i] = oid
-                last = oid.rsplit(".", 1)[1]
+                last = oid[len(root) + 1:] if whole_index else oid.rsplit(".", 1)[1]
                 key = int(last) if last.isdigit() else last
                 out[i][key] = val
                 if len(out[i]) >= limit or (expect[i] and key == expect[i][-1]):
@@ -323,7 +325,8 @@ class Collector:
                 continue    # not there last time (firmware updates do not add such tables often)
             types, values = await self.walk_roots(
                 dev, [base + str(spec["type"]), base + str(spec["value"])],
-                hint + 1 if hint else 2, min(spec.get("rows", 64), countertables.MAX_ROWS))
+                hint + 1 if hint else 2, min(spec.get("rows", 64), countertables.MAX_ROWS),
+                whole_index=True)
             dev.setdefault("newrows", {})["t" + spec["table"]] = len(types)
             countertables.table(spec, types, values, counters, sources)
         for spec in c.get("blobs", ()):

@@ -105,3 +105,32 @@ def test_a_counters_scan_asks_nothing_about_alerts_or_supplies_rows():
     assert rec["counters"]["total"] == 123456 and "supplies" not in rec
     assert not [o for o in asked if o.startswith(collector.PRT_ALERT)]
     assert not [o for o in asked if o.startswith(SUP + ".") and not o.startswith(collector.SUPPLY_ROOT)]
+
+
+def test_counter_table_rows_indexed_by_two_arcs_are_all_counted():
+    """A vendor counter table indexed (unit, counter): rows 1.1 and 2.1 share their last
+    arc and must not overwrite each other."""
+    from fleetbox import countertables
+    tab = "1.3.6.1.4.1.99999.1.1"
+    mib = dict(ts.MIB)
+    for idx, (typ, val) in {"1.1": (10, 100), "2.1": (10, 20), "2.2": (400, 7)}.items():
+        mib["%s.2.%s" % (tab, idx)] = ber.encode_int(typ)
+        mib["%s.3.%s" % (tab, idx)] = ber.encode_counter32(val)
+    spec = {"table": tab, "type": 2, "value": 3, "map": {"total": [[10, 10]], "print": [[400, 400]]}}
+
+    async def main():
+        agent = ts.Agent(mib)
+        agent.start()
+        client = snmp.Client(timeout_ms=300, retries=1)
+        dev = {"host": "127.0.0.1", "port": agent.port, "cred": snmp.Credential.v2c(b"public"), "rows": {}}
+        try:
+            return await collector.Collector(client).walk_roots(
+                dev, [tab + ".2", tab + ".3"], 2, 64, whole_index=True)
+        finally:
+            client.close()
+            await agent.stop()
+            await asyncio.sleep(0)
+    types, values = asyncio.run(main())
+    into, sources = {}, {}
+    countertables.table(spec, types, values, into, sources)
+    assert into == {"total": 120, "print": 7}, into
