@@ -504,7 +504,7 @@ class Collector:
         if want_supplies and self.statics is not None:
             cached = self.statics.load(host, port)
         soid = sys_object_id or "?"
-        if pre.get("np") == soid and pre.get("nps", 0) > 0:
+        if pre.get("np") == soid and pre.get("nps", 0) > 0 and not pre.get("seen"):
             self.state.update("@" + host, nps=pre["nps"] - 1)
             return None     # not a printer last time: asked again every NP_SKIP+1 sweeps
         lead = None
@@ -515,7 +515,9 @@ class Collector:
             c = 9 if cached else 3
             lead = (PRT_SUPPLIES + "." + str(c), self.table_reps(dev, "supplies", c, 9))
         if not await self.is_printer(dev, sys_object_id, profile, lead, want_status):
-            if self.state is not None:
+            if self.state is not None and not pre.get("seen"):
+                # (a printer seen before that looks otherwise now, e.g. while booting, is
+                # checked again every sweep)
                 self.state.update("@" + host, np=soid, nps=NP_SKIP)
             return None
         if self.state is not None and pre.get("np"):

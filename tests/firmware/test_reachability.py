@@ -11,8 +11,8 @@ CONSOLE = "1.3.6.1.2.1.43.16.5.1.2.1.1"
 
 
 def _sweeps(mib, plan):
-    """plan: per sweep, True = the agent answers.
-    Returns [(probed, records, markers, requests the agent received)]."""
+    """plan: per sweep, True = the agent answers, False = it is silent, a dict = it answers
+    from that MIB from now on. Returns [(probed, records, markers, requests received)]."""
     async def main():
         agent = ts.Agent(mib)
         agent.start()
@@ -21,6 +21,10 @@ def _sweeps(mib, plan):
         out = []
         try:
             for answers in plan:
+                if isinstance(answers, dict):
+                    agent.rows = sorted(((ts._oidkey(o), o, v) for o, v in answers.items()),
+                                        key=lambda r: r[0])
+                    agent.mib = dict(answers)
                 agent.drop_if = None if answers else (lambda req: True)
                 recs, marks = [], []
                 before = len(agent.requests)
@@ -80,3 +84,12 @@ def test_a_non_printer_is_taken_at_its_word_for_a_while():
     per_sweep = [o[3] for o in out]
     assert per_sweep[0] == 2 and per_sweep[-1] == 2          # probe + printer check
     assert per_sweep[1:-1] == [1] * collector.NP_SKIP        # the probe only
+
+
+def test_a_printer_seen_before_is_checked_every_sweep_even_when_it_looks_otherwise():
+    """A printer whose agent answers without its Printer-MIB for a while (booting) is not
+    taken for a non-printer: it is checked again on the next sweep."""
+    bare = dict((k, v) for k, v in ts.MIB.items() if not k.startswith("1.3.6.1.2.1.43."))
+    out = _sweeps(ts.MIB, [True, bare, True, ts.MIB])
+    assert [len(o[1]) for o in out] == [1, 0, 0, 1]
+    assert [o[3] for o in out][1:3] == [2, 2]          # probe + printer check, each time
