@@ -126,17 +126,16 @@ def _recorded_supplies(recs: dict) -> list[dict]:
                    if oid[:len(PRT_SUPPLIES_ENTRY)] == PRT_SUPPLIES_ENTRY
                    and len(oid) == len(PRT_SUPPLIES_ENTRY) + 3 and oid[-2] == 1})
     for i in idxs:
-        def col(c):
-            return _value(recs, PRT_SUPPLIES_ENTRY + (c, 1, i))
-        desc = col(6)
-        colorant_index = col(3)
+        col = {c: _value(recs, PRT_SUPPLIES_ENTRY + (c, 1, i)) for c in (3, 5, 6, 7, 8, 9)}
+        desc = col[6]
+        colorant_index = col[3]
         supplies.append({
             "index": i,
             "description": decode_text(desc) if isinstance(desc, bytes) else desc,
-            "level": col(9),
-            "max": col(8),
-            "type_code": col(5),
-            "unit_code": col(7),
+            "level": col[9],
+            "max": col[8],
+            "type_code": col[5],
+            "unit_code": col[7],
             "color": colorants.get(colorant_index) if colorant_index else None,
         })
     return supplies
