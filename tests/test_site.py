@@ -1,4 +1,4 @@
-"""The simulated customer site (simulator/site.py, simulator/site.yaml).
+"""The simulated customer site (simulator/site/, simulator/site.yaml).
 
 Starts the default site on a random high UDP port and checks it with net-snmp's tools
 (an independent SNMP peer) and with the site's own truth().
@@ -9,6 +9,7 @@ import random
 import shutil
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -16,6 +17,8 @@ from pysnmp.proto import rfc1905
 
 from simulator.site import (OID_LIFE_COUNT, OID_SERIAL, OID_SYS_DESCR, Site, SiteError,
                             parse_snmprec, readdress_snmprec, snmp_get, walks_dir)
+from simulator.site.livemib import AlertTable
+from simulator.site.physics import Supply
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("snmpget") is None, reason="net-snmp tools not installed"),
@@ -329,3 +332,62 @@ def test_recordings_are_served_at_the_device_address(tmp_path):
     assert (1, 3, 6, 1, 2, 1, 2, 2, 1, 17, 1) not in recs     # the damaged Counter32
     assert recs[(1, 3, 6, 1, 2, 1, 4, 20, 1, 2, 127, 31, 0, 99)] == ("2", 1)
     assert readdress_snmprec("1.3.6.1.2.1.1.5.0|4|x\n", "127.31.0.99") == "1.3.6.1.2.1.1.5.0|4|x\n"
+
+
+# ------------------------------------------------------------------------ physics, CLI
+
+def test_supplies_drain_fill_and_get_replaced():
+    toner = Supply(1, {"description": "Black", "colorant": "black", "max": 100, "yield": 1000}, 1, "black")
+    assert [toner.level(p, 0) for p in (0, 1, 10, 990, 999, 1000, 1001, 1500)] == \
+        [100, 100, 99, 1, 1, 100, 100, 50]                       # replaced when it runs out
+    kept = Supply(1, {"max": 100, "yield": 1000, "replace": False}, 0, None)
+    assert kept.level(5000, 0) == 0
+    cyan = Supply(2, {"colorant": "cyan", "max": 100, "yield": 100}, 2, "cyan")
+    assert cyan.uses == "color" and cyan.level(1000, 10) == 90    # only colour pages count
+    waste = Supply(3, {"type": "wasteToner", "max": 100, "level": 0, "yield": 100}, 0, None)
+    assert waste.class_code == 4 and waste.level(50, 0) == 50 and waste.level(150, 0) == 50
+    fixed = Supply(4, {"max": 100, "level": 40}, 0, None)        # no yield: never moves
+    assert not fixed.dynamic and fixed.level(10**6, 10**6) == 40
+    with pytest.raises(SiteError, match="uses"):
+        Supply(5, {"uses": "mono"}, 0, None)
+
+
+def test_alert_rows_keep_their_index_while_the_condition_lasts():
+    alerts = AlertTable()
+    low = (4, 11, 1, 1104, "Black low")
+    jam = (3, 13, 1, 8, "Paper jam")
+    rows = alerts.update({("supply", 1): low}, up=100)
+    assert rows == {("supply", 1): (1, 100, 1104)}
+    rows = alerts.update({("supply", 1): low, ("error", "jammed"): jam}, up=200)
+    assert rows == {("supply", 1): (1, 100, 1104), ("error", "jammed"): (2, 200, 8)}
+    empty = (3, 11, 1, 1101, "Black empty")                       # same supply, new code
+    rows = alerts.update({("supply", 1): empty}, up=300)
+    assert rows == {("supply", 1): (3, 300, 1101)}
+    assert alerts.update({}, up=400) == {}
+
+
+def test_cli_starts_the_site_prints_it_and_stops(tmp_path):
+    """``python -m simulator.site --once`` (the package's __main__) on a one-printer site."""
+    small = ("devices:\n"
+             "  - {name: cli-printer, address: 127.31.7.40, kind: dynamic, manufacturer: HP,\n"
+             "     model: M404dn, serial: CLI123, printer: {life_count: 4242, pages_per_second: 0}}\n")
+    config = tmp_path / "site.yaml"
+    config.write_text(small)
+    env = dict(os.environ, COLUMNS="200")
+    for _ in range(4):
+        port = random.randrange(20000, 60000)
+        res = subprocess.run([sys.executable, "-m", "simulator.site", "--once", "--config", str(config),
+                              "--port", str(port)], capture_output=True, text=True, timeout=120, env=env)
+        if "cannot bind" not in res.stdout:
+            break
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "site up in" in res.stdout
+    assert "cli-printer" in res.stdout and f"127.31.7.40:{port}" in res.stdout
+    assert "CLI123" in res.stdout and "4242" in res.stdout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:   # stopped: port free again
+        sock.bind(("127.31.7.40", port))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("devices:\n  - {name: x, address: 10.1.2.3, kind: dynamic}\n")
+    res = subprocess.run([sys.executable, "-m", "simulator.site", "--once", "--config", str(bad)],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert res.returncode == 1 and "not a loopback address" in res.stdout
