@@ -1,7 +1,7 @@
 """`fbtool scan --capture FILE`: the raw SNMP walk of one device, in snmpsim's `.snmprec` form.
 
 For onboarding a model the profiles do not know: the file replays in the simulator
-(simulator/site.py `kind: recording`) and in tests exactly like the shared recordings.
+(simulator/site/ `kind: recording`) and in tests exactly like the shared recordings.
 Runs on the host (pysnmp), so every value keeps its SNMP type. Bounded by `max_rows`.
 """
 import asyncio
