@@ -6,6 +6,7 @@ import binascii
 import json
 
 from fleetbox import targets
+from fleetbox.errors import FleetboxError
 
 DEFAULTS = {
     "targets": [],
@@ -37,7 +38,7 @@ DEFAULTS = {
 SCAN_KINDS = ("discovery", "full", "counters", "supplies", "parts", "alerts")
 
 
-class ConfigError(ValueError):
+class ConfigError(FleetboxError):
     pass
 
 

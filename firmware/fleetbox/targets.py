@@ -7,8 +7,10 @@ skipped, and the sweep goes on with the next target.
 """
 import socket
 
+from fleetbox.errors import FleetboxError
 
-class TargetError(ValueError):
+
+class TargetError(FleetboxError):
     pass
 
 

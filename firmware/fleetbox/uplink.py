@@ -12,6 +12,7 @@ import binascii
 import json
 
 from fleetbox import cbor, envelope, https, port
+from fleetbox.errors import FleetboxError
 from fleetbox.delta import DeltaState
 from fleetbox.spool import atomic_write
 
@@ -33,7 +34,7 @@ def payload(upload_id, outgoing, epoch):
     return cbor.dumps(head) + cbor.dumps(outgoing)
 
 
-class UplinkError(Exception):
+class UplinkError(FleetboxError):
     pass
 
 

@@ -8,6 +8,7 @@ key extensions that net-snmp and Cisco use), and the SNMPv3 message wrapper
 import hashlib
 
 from fleetbox import port as _port
+from fleetbox.errors import FleetboxError
 from fleetbox.ber import (
     BERError, read_tlv, decode_int, encode_int, tlv, header_len,
     INTEGER, OCTET_STRING, SEQUENCE,
@@ -64,7 +65,7 @@ UNKNOWN_ENGINE_ID = "1.3.6.1.6.3.15.1.1.4.0"
 _PW_LEN = 1048576  # RFC 3414 A.2: the password is repeated to 1 MiB
 
 
-class UsmError(ValueError):
+class UsmError(FleetboxError):
     """A credential that cannot be used (unknown protocol, short password, DES)."""
 
 
