@@ -78,6 +78,7 @@ class Credential:
         if self.version == "3" and user is None:
             raise ValueError("an SNMPv3 credential needs a user: use Credential.v3()")
         self.community = _bytes(community)
+        _port.secret(self.community)
         self.user = user
         self.context = _bytes(context)
 

@@ -48,6 +48,7 @@ class Uplink:
         self.proxy = cfg.get("proxy")
         self.timeout_s = cfg.get("http_timeout_s", 10)
         self.keepalive = cfg.get("keepalive", True)
+        port.secret(identity["device_key"])
         self.key = binascii.unhexlify(identity["device_key"])
         self.kid = identity["kid"]
         self.device_id = identity["serial"]

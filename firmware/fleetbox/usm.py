@@ -159,6 +159,8 @@ class User:
 
     def __init__(self, name, auth=None, auth_pass=None, priv=None, priv_pass=None,
                  auth_ku=None, priv_ku=None):
+        _port.secret(auth_pass)     # first: even a refused passphrase never reaches the log
+        _port.secret(priv_pass)
         self.name = _b(name)
         if len(self.name) > 32:
             raise UsmError("user name longer than 32 octets")

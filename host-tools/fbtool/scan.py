@@ -5,13 +5,14 @@ import subprocess
 import sys
 
 from . import paths
+from .errors import FatalError
 
 sys.path.insert(0, paths.FIRMWARE)
 from fleetbox import targets  # noqa: E402  (the firmware's own parser: same rules as the box)
 from fleetbox import usm  # noqa: E402
 
 
-class ScanError(Exception):
+class ScanError(FatalError):
     pass
 
 
@@ -70,7 +71,10 @@ def run(target_specs, community="public", version="2c", port=161, exclude=(), ti
         elif line.strip():
             print(line, file=sys.stderr)
     if proc.returncode != 0 or probed is None:
-        raise ScanError("the collector failed on MicroPython:\n" + (proc.stderr or proc.stdout)[-2000:])
+        out = (proc.stderr or proc.stdout).strip()
+        last = out.split("\n")[-1] if out else "exit status %d" % proc.returncode
+        raise ScanError("the collector failed on MicroPython: " + last, hint="--debug shows its output",
+                        detail=out[-4000:])
     records.sort(key=lambda r: targets.ip_to_int(r["ip"]))
     return records, probed
 
@@ -81,8 +85,8 @@ def compiled_profiles():
     out = os.path.join(paths.BUILD, "profiles.json")
     try:
         profiles.compile_to(out)
-    except profiles.ProfileError as e:
-        raise ScanError("profiles: %s" % e)
+    except profiles.ProfileSourceError as e:
+        raise ScanError("profiles: %s" % e, hint=e.hint)
     return out
 
 
