@@ -16,6 +16,9 @@ class ScanError(FatalError):
     pass
 
 
+LOG_LEVELS = ("off", "info", "debug")   # the box's log threshold by -v count (docs/logging.md)
+
+
 def parse_v3(spec, context=""):
     """`USER[:AUTHPROTO:AUTHPASS[:PRIVPROTO:PRIVPASS]]` -> the JSON-able v3 credential that
     mp_scan.py hands to snmp.Credential.v3; ScanError on anything malformed."""
@@ -40,9 +43,11 @@ def parse_v3(spec, context=""):
 
 
 def run(target_specs, community="public", version="2c", port=161, exclude=(), timeout_ms=1000,
-        retries=1, workers=32, v3=None, context=None, kind="full", profiles_path=None, web_ports=None):
+        retries=1, workers=32, v3=None, context=None, kind="full", profiles_path=None, web_ports=None,
+        verbose=0):
     """Scan on MicroPython; returns (records sorted by ip, addresses probed).
-    v3: a `--v3` spec (see parse_v3), with version "3" (or None); context: its context name."""
+    v3: a `--v3` spec (see parse_v3), with version "3" (or None); context: its context name.
+    verbose: 0 only the result; 1 the box's log (info and up) on stderr; 2 its debug lines too."""
     if v3 is not None and version not in (None, "3"):
         raise ScanError("--v3 goes with --snmp-version 3, not %s" % version)
     if v3 is None and version == "3":
@@ -58,7 +63,8 @@ def run(target_specs, community="public", version="2c", port=161, exclude=(), ti
             raise ScanError(str(e))
     opts = {"targets": list(target_specs), "exclude": list(exclude), "community": community,
             "version": version, "v3": cred, "port": port, "timeout_ms": timeout_ms, "retries": retries, "workers": workers,
-            "kind": kind, "profiles": profiles_path or compiled_profiles(), "web_ports": web_ports or {}}
+            "kind": kind, "profiles": profiles_path or compiled_profiles(), "web_ports": web_ports or {},
+            "log_level": LOG_LEVELS[min(verbose, len(LOG_LEVELS) - 1)]}
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mp_scan.py")
     proc = subprocess.run([paths.micropython(), "-X", "heapsize=4M", script, paths.FIRMWARE],
                           input=json.dumps(opts) + "\n", capture_output=True, text=True)
@@ -68,8 +74,8 @@ def run(target_specs, community="public", version="2c", port=161, exclude=(), ti
             records.append(json.loads(line[4:]))
         elif line.startswith("DONE "):
             probed = int(line.split()[1])
-        elif line.strip():
-            print(line, file=sys.stderr)
+        elif line.strip() and verbose:
+            print(line, file=sys.stderr)   # the box's log (quiet scans drop even the unlevelled lines)
     if proc.returncode != 0 or probed is None:
         out = (proc.stderr or proc.stdout).strip()
         last = out.split("\n")[-1] if out else "exit status %d" % proc.returncode
