@@ -172,3 +172,18 @@ def test_box_still_reports_a_bad_config_with_exit_status_78(tmp_path):
     assert r.returncode == 78, r.stdout + r.stderr
     assert "E main: cannot start: log_level must be one of debug, info, warn, error, off" in r.stdout, r.stdout
     assert r.stdout.startswith("I loader: starting ")
+
+
+def test_every_fbtool_exception_is_a_fatal_error():
+    import importlib
+    pkg = os.path.join(paths.ROOT, "host-tools", "fbtool")
+    seen = set()
+    for name in sorted(os.listdir(pkg)):
+        if not name.endswith(".py") or name in ("__init__.py", "mp_scan.py"):   # mp_scan runs on MicroPython
+            continue
+        mod = importlib.import_module("fbtool." + name[:-3])
+        for attr, obj in vars(mod).items():
+            if isinstance(obj, type) and issubclass(obj, BaseException) and obj.__module__ == mod.__name__:
+                assert issubclass(obj, FatalError), "%s.%s is not a FatalError" % (mod.__name__, attr)
+                seen.add(attr)
+    assert {"ImageError", "FlashError", "ProfileSourceError", "CaptureError", "ScanError"} <= seen, seen
