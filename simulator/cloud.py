@@ -181,7 +181,7 @@ class _Handler(BaseHTTPRequestHandler):
         srv = self.server
         try:
             header, plaintext = srv.opener.open(data)
-        except cloud_envelope.EnvelopeError as e:
+        except cloud_envelope.CloudEnvelopeError as e:
             if e.duplicate:
                 log.info("%s acknowledged a copy of the last envelope from %s", srv.name, e.header["device_id"])
                 return self._reply(200, {"ok": True, "duplicate": True}, False)

@@ -9,14 +9,14 @@ document.
         keys(device_id: str, kid: int) -> bytes | None   (32-byte master key)
         replay: object with last_seq(device_id) -> int | None and
                 commit(device_id, seq); default MemoryReplayStore()
-    header, plaintext = opener.open(data, now=None)      # raises EnvelopeError
+    header, plaintext = opener.open(data, now=None)      # raises CloudEnvelopeError
     ... store plaintext durably ...
     opener.commit(header)            # == replay.commit(device_id, seq)
 
     seal(key, kid, device_id, seq, ts, plaintext, content_type=1, iv=None,
          direction="down") -> bytes                      # cloud -> box messages
     derive_keys(key, kid, direction="up") -> (enc_key, mac_key)
-    parse_header(data) -> dict                           # raises EnvelopeError
+    parse_header(data) -> dict                           # raises CloudEnvelopeError
 """
 import logging
 import os
@@ -45,7 +45,7 @@ REASONS = ("malformed", "unknown-key", "bad-mac", "replay", "out-of-window",
            "unsupported-version", "bad-padding")
 
 
-class EnvelopeError(Exception):
+class CloudEnvelopeError(Exception):
     """Rejected envelope. .reason: one of REASONS. .duplicate: True when the
     envelope is a valid copy of the last committed one (a retried upload that
     is already stored: answer it as success). .header: the parsed header, when
@@ -108,22 +108,22 @@ def parse_header(data):
     """Parse the (not yet authenticated) header; adds 'header_len'."""
     data = bytes(data)
     if len(data) < HEADER.size:
-        raise EnvelopeError("malformed", "shorter than a header")
+        raise CloudEnvelopeError("malformed", "shorter than a header")
     magic, version, kid, seq, ts, ctype, idlen = HEADER.unpack_from(data)
     if magic != MAGIC:
-        raise EnvelopeError("malformed", "bad magic")
+        raise CloudEnvelopeError("malformed", "bad magic")
     if version != VERSION:
-        raise EnvelopeError("unsupported-version", f"version {version}")
+        raise CloudEnvelopeError("unsupported-version", f"version {version}")
     if not 1 <= idlen <= MAX_ID_LEN:
-        raise EnvelopeError("malformed", f"device id length {idlen}")
+        raise CloudEnvelopeError("malformed", f"device id length {idlen}")
     hlen = HEADER.size + idlen
     if len(data) < hlen:
-        raise EnvelopeError("malformed", "truncated header")
+        raise CloudEnvelopeError("malformed", "truncated header")
     did = data[HEADER.size:hlen]
     if any(c < 0x21 or c > 0x7E for c in did):
-        raise EnvelopeError("malformed", "device id not printable ASCII")
+        raise CloudEnvelopeError("malformed", "device id not printable ASCII")
     if ctype == 0:
-        raise EnvelopeError("malformed", "content type 0")
+        raise CloudEnvelopeError("malformed", "content type 0")
     return {"version": version, "kid": kid, "seq": seq, "ts": ts, "content_type": ctype,
             "device_id": did.decode("ascii"), "header_len": hlen}
 
@@ -157,7 +157,7 @@ class Opener:
         self.direction = direction
 
     def open(self, data, now=None):
-        """Return (header dict, plaintext) or raise EnvelopeError.
+        """Return (header dict, plaintext) or raise CloudEnvelopeError.
 
         Order: parse -> key lookup -> MAC (constant time) -> time window ->
         replay -> decrypt -> padding. Does NOT commit the sequence number: call
@@ -165,32 +165,32 @@ class Opener:
         try:
             data = bytes(data)
         except TypeError:
-            raise EnvelopeError("malformed", "not bytes") from None
+            raise CloudEnvelopeError("malformed", "not bytes") from None
         hdr = parse_header(data)
         hlen = hdr["header_len"]
         clen = len(data) - hlen - IV_LEN - TAG_LEN
         if clen < 16 or clen % 16:
-            raise EnvelopeError("malformed", f"ciphertext length {clen}", hdr)
+            raise CloudEnvelopeError("malformed", f"ciphertext length {clen}", hdr)
         key = self.keys(hdr["device_id"], hdr["kid"])
         if key is None:
-            raise EnvelopeError("unknown-key", f"device {hdr['device_id']!r} kid {hdr['kid']}", hdr)
+            raise CloudEnvelopeError("unknown-key", f"device {hdr['device_id']!r} kid {hdr['kid']}", hdr)
         enc_key, mac_key = derive_keys(key, hdr["kid"], self.direction)
         body = data[:-TAG_LEN]
         try:
             _mac(mac_key, body).verify(data[-TAG_LEN:])
         except InvalidSignature:
-            raise EnvelopeError("bad-mac", "", hdr) from None
+            raise CloudEnvelopeError("bad-mac", "", hdr) from None
         now = time.time() if now is None else now
         ts = hdr["ts"]
         if ts == 0:
             log.info("envelope from %s seq %d has ts 0 (box has no clock yet)",
                      hdr["device_id"], hdr["seq"])
         elif abs(ts - now) > self.window:
-            raise EnvelopeError("out-of-window", f"ts {ts} now {int(now)}", hdr)
+            raise CloudEnvelopeError("out-of-window", f"ts {ts} now {int(now)}", hdr)
         last = self.replay.last_seq(hdr["device_id"])
         if last is not None and hdr["seq"] <= last:
             dup = hdr["seq"] == last
-            raise EnvelopeError("replay", f"seq {hdr['seq']} last {last}"
+            raise CloudEnvelopeError("replay", f"seq {hdr['seq']} last {last}"
                                 + (" (duplicate)" if dup else ""), hdr, duplicate=dup)
         iv = data[hlen:hlen + IV_LEN]
         dec = Cipher(algorithms.AES(enc_key), modes.CBC(iv)).decryptor()
@@ -199,7 +199,7 @@ class Opener:
         try:
             plaintext = unpadder.update(padded) + unpadder.finalize()
         except ValueError:
-            raise EnvelopeError("bad-padding", "", hdr) from None
+            raise CloudEnvelopeError("bad-padding", "", hdr) from None
         return hdr, plaintext
 
     def commit(self, header):

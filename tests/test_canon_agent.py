@@ -105,8 +105,8 @@ def test_merge_extra_fills_only_what_the_main_agent_lacked():
 def test_fbtool_scan_on_micropython_reads_47545(site, capfd):
     # host names too: resolved on the box; one that does not resolve is logged and skipped
     records, probed = scan.run([CANON, HP, "no-such-printer.invalid", "localhost"],
-                               port=site.devices[0].port, timeout_ms=500)
+                               port=site.devices[0].port, timeout_ms=500, verbose=1)
     assert probed == 3
-    assert "cannot resolve host name 'no-such-printer.invalid'" in capfd.readouterr().err
+    assert "W targets: cannot resolve host name 'no-such-printer.invalid'" in capfd.readouterr().err
     assert sorted((r["ip"], r["port"]) for r in records) == sorted(
         [(CANON, site.devices[0].port), (HP, site.devices[1].port)])

@@ -26,7 +26,7 @@ def opener(keys=None, store=None, **kw):
 
 
 def reason_of(op, data, now=T0):
-    with pytest.raises(ce.EnvelopeError) as ei:
+    with pytest.raises(ce.CloudEnvelopeError) as ei:
         op.open(data, now=now)
     return ei.value
 
@@ -140,7 +140,7 @@ def test_truncated_and_garbage_never_crash():
 def test_random_input_only_envelope_errors(junk, with_header):
     if with_header:
         junk = bytes.fromhex(V["valid"][1]["envelope"])[:32] + junk
-    with pytest.raises(ce.EnvelopeError) as ei:
+    with pytest.raises(ce.CloudEnvelopeError) as ei:
         opener().open(junk, now=T0)
     assert ei.value.reason in ce.REASONS
 
@@ -274,8 +274,8 @@ def test_bad_padding_after_valid_mac():
 
 def test_error_reasons_are_closed_set():
     with pytest.raises(ValueError):
-        ce.EnvelopeError("whatever")
-    e = ce.EnvelopeError("malformed", "x")
+        ce.CloudEnvelopeError("whatever")
+    e = ce.CloudEnvelopeError("malformed", "x")
     assert str(e) == "malformed: x" and e.duplicate is False and e.header is None
 
 

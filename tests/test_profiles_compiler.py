@@ -82,7 +82,7 @@ def test_counter_tables_vector_compiles_byte_for_byte():
 ])
 def test_mistakes_are_named(tmp_path, text, needle):
     (tmp_path / "x.yaml").write_text(text)
-    with pytest.raises(compiler.ProfileError) as e:
+    with pytest.raises(compiler.ProfileSourceError) as e:
         compiler.compile_dir(str(tmp_path))
     assert needle in str(e.value) and "x.yaml" in str(e.value)
 
@@ -96,7 +96,7 @@ def test_canon_profile_asks_for_its_extra_agent():
 def test_duplicate_vendor_refused(tmp_path):
     for n in ("a", "b"):
         (tmp_path / (n + ".yaml")).write_text("vendor: X\nenterprises: [1]\n")
-    with pytest.raises(compiler.ProfileError, match="already defined in a.yaml"):
+    with pytest.raises(compiler.ProfileSourceError, match="already defined in a.yaml"):
         compiler.compile_dir(str(tmp_path))
 
 

@@ -230,7 +230,7 @@ def hostile():
 
 def test_a_hostile_page_is_logged_and_the_record_keeps_what_snmp_gave(site, hostile):
     # the Brother printer's page answers with endless chunks: the box gives up at its cap
-    r = subprocess.run([FBTOOL, "scan", "--json", "--port", str(SNMP_PORT), "--web-port",
+    r = subprocess.run([FBTOOL, "scan", "-v", "--json", "--port", str(SNMP_PORT), "--web-port",
                         "80=%d" % HOSTILE_AT_PRINTER, NET + "17"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     (rec,) = json.loads(r.stdout)

@@ -88,13 +88,13 @@ BAD = [
 
 @pytest.mark.parametrize("page,words", BAD)
 def test_mistakes_are_named(page, words):
-    with pytest.raises(compiler.ProfileError) as e:
+    with pytest.raises(compiler.ProfileSourceError) as e:
         compiler.compile_profile(_profile([page]), "x.yaml")
     assert words in str(e.value) and "x.yaml.web[0]" in str(e.value)
 
 
 def test_too_many_pages():
-    with pytest.raises(compiler.ProfileError, match="1-4 pages"):
+    with pytest.raises(compiler.ProfileSourceError, match="1-4 pages"):
         compiler.compile_profile(_profile([{"path": "/a", "fields": {"serial": "x"}}] * 5), "x.yaml")
 
 

@@ -168,12 +168,12 @@ class Board(hal.Board):
             elif words == ["hang"]:
                 self._hang()
             else:
-                print("board: ignoring unknown input event %r" % line)
+                port.log("board", port.WARN, "ignoring unknown input event %r" % line)
         return out
 
     def _hang(self):
         # A firmware bug made to order for the watchdog tests: a loop that never yields.
-        print("board: hanging on purpose (injected fault)")
+        port.log("board", port.WARN, "hanging on purpose (injected fault)")
         while True:
             port.ticks_ms()
 
@@ -188,5 +188,4 @@ class Board(hal.Board):
         self._publish("watchdog", str(self._feeds))
 
     def reboot(self):
-        # The simulator boots the ROM again when the box exits with code 75.
-        sys.exit(75)
+        self.rom.reset()

@@ -11,6 +11,7 @@ devices through a `rom` module (the same shape as esp32.Partition), mounts the
 import struct
 import sys
 
+REBOOT_EXIT = 75          # the simulator's "reset me" (simulator/hardware.py REBOOT_EXIT)
 PT_MAGIC = b"FBPT"
 PT_HEAD = "<4sBBHI"       # magic, version, count, reserved, block size
 PT_ENTRY = "<16sIIB3x"    # name, offset, size, type
@@ -102,6 +103,11 @@ class Rom:
         offset, size, _ = self.table[name]
         return Partition(self.flash, name, offset, size, self.block_size)
 
+    def reset(self):
+        """The reset line: the process ends with REBOOT_EXIT and the simulator boots the ROM
+        again (simulator/hardware.py). Only the ROM, the program itself, ends the process."""
+        sys.exit(REBOOT_EXIT)
+
 
 def main():
     import vfs
@@ -113,7 +119,9 @@ def main():
     vfs.mount(vfs.VfsLfs2(rom.partition("loader")), "/loader")
     # Only flash-resident (and the runtime's frozen) code from here on.
     sys.path[:] = [".frozen", "/loader"]
-    import boot  # noqa: F401  (the loader runs on import)
+    import boot  # the loader runs on import
+    # the app's exit status: 0, or EX_CONFIG (78) when it cannot start (no usable configuration)
+    sys.exit(boot.status or 0)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ Decoded values:
   any other tag                                     -> (tag, bytes of its content)
 """
 from fleetbox.port import const
+from fleetbox.errors import FleetboxError
 
 INTEGER = const(0x02)
 OCTET_STRING = const(0x04)
@@ -45,7 +46,7 @@ MAX_OID_ARCS = const(128)   # RFC 2578 3.5
 MAX_ARC = const(0xFFFFFFFF)
 
 
-class BERError(ValueError):
+class BERError(FleetboxError):
     pass
 
 

@@ -5,7 +5,8 @@ A bad configuration must never stop the box silently: `load` names the field at 
 import binascii
 import json
 
-from fleetbox import targets
+from fleetbox import port, targets
+from fleetbox.errors import FleetboxError
 
 DEFAULTS = {
     "targets": [],
@@ -30,6 +31,7 @@ DEFAULTS = {
     "http_timeout_s": 10,
     "backoff_s": [10, 900],
     "return_after_s": 600,
+    "log_level": "info",    # the box's log from this level up: debug, info, warn, error, off (docs/logging.md)
 }
 
 
@@ -37,7 +39,7 @@ DEFAULTS = {
 SCAN_KINDS = ("discovery", "full", "counters", "supplies", "parts", "alerts")
 
 
-class ConfigError(ValueError):
+class ConfigError(FleetboxError):
     pass
 
 
@@ -97,6 +99,12 @@ def check(cfg):
     except (ValueError, TypeError):
         raise ConfigError("pins must be hex SPKI SHA-256 digests")
     out["communities"] = [c.encode() if isinstance(c, str) else c for c in out["communities"]]
+    if out["log_level"] not in port.LEVELS:
+        raise ConfigError("log_level must be one of %s" % ", ".join(port.LEVELS))
+    for c in out["communities"]:
+        port.secret(c)
+    if px is not None:
+        port.secret(px.get("password"))
     return out
 
 

@@ -27,6 +27,7 @@ caller's job: only it knows where the last sequence number is persisted.
 import struct
 
 from fleetbox import port
+from fleetbox.errors import FleetboxError
 
 MAGIC = b"FBE"
 VERSION = 1
@@ -45,7 +46,7 @@ MIN_LEN = FIXED_LEN + 1 + IV_LEN + 16 + TAG_LEN
 _FMT = ">3sBIQIBB"  # magic, version, kid, seq, ts, content_type, id_len
 
 
-class EnvelopeError(ValueError):
+class EnvelopeError(FleetboxError):
     """A rejected envelope; .reason is one of the short codes of docs/envelope.md."""
 
     def __init__(self, reason, msg=None):

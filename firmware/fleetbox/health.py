@@ -18,15 +18,25 @@ UPLINK_RESCUE = "rescue"
 UPLINK_FAILING = "failing"
 
 
-def _log(msg):
-    print("health: " + msg)
+def _log(level, msg):
+    port.log("health", level, msg)
+
+
+def _traceback(exc):
+    """MicroPython: the exception's traceback as lines (CPython's tests need none)."""
+    import sys
+    if not hasattr(sys, "print_exception"):
+        return []
+    import io
+    buf = io.StringIO()
+    sys.print_exception(exc, buf)
+    return [line for line in buf.getvalue().split("\n") if line]
 
 
 class Health:
-    def __init__(self, board, stall_s=STALL_S, log=_log, fault_reboot_s=FAULT_REBOOT_S):
+    def __init__(self, board, stall_s=STALL_S, fault_reboot_s=FAULT_REBOOT_S):
         self.board = board
         self.fault_reboot_s = fault_reboot_s
-        self.log = log
         self.stall_ms = int(stall_s * 1000)
         self.feed_ms = max(100, min(1000, board.watchdog_ms // 4))
         self.link = board.link_up()
@@ -89,7 +99,7 @@ class Health:
         known = self.board.time()
         if known is None or abs(known - unix_s) > 2:
             self.board.set_time(unix_s)
-            self.log("clock set from the cloud: %d%s" % (unix_s, "" if known is None else " (was %d)" % known))
+            _log(port.INFO, "clock set from the cloud: %d%s" % (unix_s, "" if known is None else " (was %d)" % known))
 
     def status(self):
         """The box's hardware state, for logs and uploads."""
@@ -114,19 +124,20 @@ class Health:
     def handle(self, kind, value):
         if kind == hal.EV_LINK:
             self.link = bool(value)
-            self.log("link %s%s" % ("up" if value else "down", ", address %s" % self.board.address() if value else
-                                    ": network work paused, collected data stays in the spool"))
+            _log(port.INFO if value else port.WARN,
+                 "link %s%s" % ("up" if value else "down", ", address %s" % self.board.address() if value else
+                                ": network work paused, collected data stays in the spool"))
         elif kind == hal.EV_POWER:
             self.power = value
-            self.log("power source: %s" % value)
+            _log(port.INFO, "power source: %s" % value)
         elif kind == hal.EV_BUTTON and value == hal.BUTTON_PRESS:
-            self.log("button: collecting now")
+            _log(port.INFO, "button: collecting now")
             self.wake = True
         elif kind == hal.EV_BUTTON and value == hal.BUTTON_LONG_PRESS:
-            self.log("button held: rebooting")
+            _log(port.WARN, "button held: rebooting")
             self.board.reboot()
         else:
-            self.log("ignoring event %r %r" % (kind, value))
+            _log(port.WARN, "ignoring event %r %r" % (kind, value))
         self.show()
 
     async def run(self):
@@ -159,10 +170,9 @@ class Health:
     def fatal(self, exc):
         """The app died of an unexpected error: show it, then reset the box."""
         self.fault = repr(exc)
-        import sys
-        if hasattr(sys, "print_exception"):
-            sys.print_exception(exc)  # MicroPython: the traceback goes to the box's log
-        self.log("fault: %s; rebooting in %d s" % (self.fault, self.fault_reboot_s))
+        for line in _traceback(exc):
+            _log(port.ERROR, line)   # through log(): the threshold, and secrets masked
+        _log(port.ERROR, "fault: %s; rebooting in %d s" % (self.fault, self.fault_reboot_s))
         try:
             self.show()
         except Exception:  # noqa: BLE001  (the LED must not stop the reset)

@@ -7,9 +7,10 @@ import socket
 _EINPROGRESS = 115
 
 from fleetbox import port
+from fleetbox.errors import FleetboxError
 
 
-class HttpError(Exception):
+class HttpError(FleetboxError):
     pass
 
 

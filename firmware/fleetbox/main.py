@@ -9,10 +9,11 @@ from fleetbox.version import VERSION  # noqa: F401  (the loader prints it)
 
 LED_UNPROVISIONED = "unprovisioned"
 BATCH_RECORDS = 8
+EX_CONFIG = 78      # run()'s result when the box cannot start (sysexits.h: configuration error)
 
 
-def log(msg):
-    print("box: " + msg)
+def log(level, msg):
+    port.log("main", level, msg)
 
 
 class App:
@@ -27,7 +28,7 @@ class App:
         try:
             self.profiles = profiles.load([board.data_dir + "/profiles.json", "/app/profiles.json"])
         except profiles.ProfileError as e:
-            log("profiles unusable, standard MIBs only: %s" % e)
+            log(port.WARN, "profiles unusable, standard MIBs only: %s" % e)
             self.profiles = []
         self.devices = devstate.DeviceState(board.data_dir + "/devices.json")
         self.statics = devstate.Statics(board.data_dir + "/statics")
@@ -65,13 +66,13 @@ class App:
             try:
                 self.devices.save()
             except OSError as e:
-                log("device state not saved: %s" % e)
+                log(port.WARN, "device state not saved: %s" % e)
         if pending:
             self._spool(scan, started, pending)
         if quiet:
             # an "alerts" batch: only the status travels, the device's other fields stay as last read
             self._spool("alerts", started, quiet)
-        log("cycle %d: %s scan probed %d addresses, found %d printers, spool holds %d"
+        log(port.INFO, "cycle %d: %s scan probed %d addresses, found %d printers, spool holds %d"
             % (self.cycle, scan, probed, found, len(self.spool)))
 
     async def upload(self):
@@ -83,10 +84,10 @@ class App:
             n = await self.uplink.drain(self.spool)
             if n:
                 via = self.uplink.stats["last_endpoint"]
-                log("uploaded %d batches via %s" % (n, via))
+                log(port.INFO, "uploaded %d batches via %s" % (n, via))
                 self.health.delivered(via != self.cfg["endpoints"][0].get("name"))
         except uplink.UplinkError as e:
-            log("upload failed, %d batches kept: %s" % (len(self.spool), e))
+            log(port.WARN, "upload failed, %d batches kept: %s" % (len(self.spool), e))
             self.health.delivery_failed()
         self.health.cloud_time(self.uplink.stats.get("cloud_time"))
 
@@ -126,10 +127,12 @@ def run(board):
         cfg = config.load(board.data_dir + "/config.json")
         identity = board.identity()
     except (config.ConfigError, OSError, ValueError) as e:
-        log("cannot start: %s" % e)
+        log(port.ERROR, "cannot start: %s" % e)
         board.led(LED_UNPROVISIONED)
-        raise SystemExit(78)
-    log("serial %s, %d target specs, endpoints %s" % (
+        return EX_CONFIG
+    port.set_log_level(cfg["log_level"])
+    port.secret(identity.get("device_key"))
+    log(port.INFO, "serial %s, %d target specs, endpoints %s" % (
         identity.get("serial"), len(cfg["targets"]), ", ".join(e.get("name", "?") for e in cfg["endpoints"])))
     port.set_clock(board.time)
     app = App(board, cfg, identity)

@@ -161,6 +161,74 @@ else:
         return addr[0], addr[1]
 
 
+# -- the box's log (docs/logging.md): one line per event, "I uplink: sent 3 batches"
+DEBUG = const(0)
+INFO = const(1)
+WARN = const(2)
+ERROR = const(3)
+OFF = const(4)              # a threshold only: nothing is logged
+LEVELS = ("debug", "info", "warn", "error", "off")   # config "log_level" names, by level
+_LETTERS = "DIWE"
+MIN_SECRET = const(4)       # shorter secrets would blot out ordinary words; never log them either
+
+_log_level = INFO
+_log_sink = None            # None: print (the UART on a board, stdout in the simulator)
+_secrets = []
+
+
+def set_log_level(level):
+    """Log from `level` up: DEBUG..ERROR, OFF, or one of LEVELS' names."""
+    global _log_level
+    if isinstance(level, str):
+        if level not in LEVELS:
+            raise ValueError("log level %r is not one of %s" % (level, ", ".join(LEVELS)))
+        level = LEVELS.index(level)
+    if not DEBUG <= level <= OFF:
+        raise ValueError("log level %r out of range" % level)
+    _log_level = level
+
+
+def log_level():
+    return _log_level
+
+
+def logs(level):
+    """True when a line at `level` would be written: skip building a costly message otherwise."""
+    return level >= _log_level
+
+
+def set_log_sink(sink):
+    """Send log lines to sink(line) instead of print (tests); None restores print."""
+    global _log_sink
+    _log_sink = sink
+
+
+def secret(value):
+    """Never let `value` (a community, password, key: str or bytes) reach the log: log()
+    masks it as *** wherever it shows up, inside an error message or a repr."""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            value = bytes(value).decode()
+        except UnicodeError:
+            return      # not text: it cannot appear in a line of text as itself
+    if value and len(value) >= MIN_SECRET and value not in _secrets:
+        _secrets.append(value)
+
+
+def log(tag, level, msg):
+    """One line "L tag: msg" (L: D, I, W, E) when level reaches the threshold."""
+    if level < _log_level:
+        return
+    for s in _secrets:
+        if s in msg:
+            msg = msg.replace(s, "***")
+    line = "%s %s: %s" % (_LETTERS[level], tag, msg)
+    if _log_sink is None:
+        print(line)
+    else:
+        _log_sink(line)
+
+
 _clock = None
 
 

@@ -7,13 +7,14 @@ compact file of JSON lines (docs/profiles.md). The box loads `/data/profiles.jso
 import json
 
 from fleetbox import records
+from fleetbox.errors import FleetboxError
 
 FORMAT = 1
 NAMES = ("model", "serial", "firmware", "brand")
 COUNTER_KEYS = ("total", "mono", "color", "print", "copy", "scan", "fax", "a3", "a4", "duplex")
 
 
-class ProfileError(ValueError):
+class ProfileError(FleetboxError):
     pass
 
 

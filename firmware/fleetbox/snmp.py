@@ -9,6 +9,7 @@ import socket
 import errno
 
 from fleetbox import port as _port
+from fleetbox.errors import FleetboxError
 from fleetbox.ber import (
     BERError, read_tlv, decode_int, decode_oid, decode_value, encode_int, tlv,
     encode_oid, encode_null, header_len, put_header, oid_normalize, oid_startswith, oid_arcs,
@@ -37,7 +38,7 @@ def error_name(status):
     return "error%d" % status
 
 
-class SnmpError(Exception):
+class SnmpError(FleetboxError):
     """Protocol-level failure. `status`/`index` are the PDU's error-status/index
     (0 when the failure is not an agent-reported error)."""
 
@@ -77,6 +78,7 @@ class Credential:
         if self.version == "3" and user is None:
             raise ValueError("an SNMPv3 credential needs a user: use Credential.v3()")
         self.community = _bytes(community)
+        _port.secret(self.community)
         self.user = user
         self.context = _bytes(context)
 

@@ -13,7 +13,7 @@ alerts and the latest counters go last. docs/uplink.md has the whole policy.
 """
 import os
 
-from fleetbox.port import urandom
+from fleetbox.port import WARN, log, urandom
 
 SUFFIX = ".b"
 BULK, COUNTERS, ALERTS = 0, 1, 2
@@ -175,7 +175,7 @@ class Spool:
                 self._forget(ident)
             except ValueError as e:
                 # Unreadable (flash corruption): it can never be sent, and must not block the queue.
-                print("spool: batch %d unreadable, dropped: %s" % (ident, e))
+                log("spool", WARN, "batch %d unreadable, dropped: %s" % (ident, e))
                 self.corrupt += 1
                 self.ack(ident)
         return None

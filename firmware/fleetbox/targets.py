@@ -7,8 +7,11 @@ skipped, and the sweep goes on with the next target.
 """
 import socket
 
+from fleetbox.errors import FleetboxError
+from fleetbox.port import WARN, log
 
-class TargetError(ValueError):
+
+class TargetError(FleetboxError):
     pass
 
 
@@ -94,7 +97,7 @@ def resolve(name, port=161):
     try:
         addr = socket.getaddrinfo(name, port, socket.AF_INET, socket.SOCK_DGRAM)[0][-1]
     except (OSError, IndexError) as e:
-        print("targets: cannot resolve host name %r: %s (skipped)" % (name, e))
+        log("targets", WARN, "cannot resolve host name %r: %s (skipped)" % (name, e))
         return None
     if isinstance(addr, tuple):
         return ip_to_int(addr[0])

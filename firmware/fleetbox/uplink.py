@@ -12,6 +12,7 @@ import binascii
 import json
 
 from fleetbox import cbor, envelope, https, port
+from fleetbox.errors import FleetboxError
 from fleetbox.delta import DeltaState
 from fleetbox.spool import atomic_write
 
@@ -33,7 +34,7 @@ def payload(upload_id, outgoing, epoch):
     return cbor.dumps(head) + cbor.dumps(outgoing)
 
 
-class UplinkError(Exception):
+class UplinkError(FleetboxError):
     pass
 
 
@@ -47,6 +48,7 @@ class Uplink:
         self.proxy = cfg.get("proxy")
         self.timeout_s = cfg.get("http_timeout_s", 10)
         self.keepalive = cfg.get("keepalive", True)
+        port.secret(identity["device_key"])
         self.key = binascii.unhexlify(identity["device_key"])
         self.kid = identity["kid"]
         self.device_id = identity["serial"]

@@ -8,6 +8,7 @@ key extensions that net-snmp and Cisco use), and the SNMPv3 message wrapper
 import hashlib
 
 from fleetbox import port as _port
+from fleetbox.errors import FleetboxError
 from fleetbox.ber import (
     BERError, read_tlv, decode_int, encode_int, tlv, header_len,
     INTEGER, OCTET_STRING, SEQUENCE,
@@ -64,7 +65,7 @@ UNKNOWN_ENGINE_ID = "1.3.6.1.6.3.15.1.1.4.0"
 _PW_LEN = 1048576  # RFC 3414 A.2: the password is repeated to 1 MiB
 
 
-class UsmError(ValueError):
+class UsmError(FleetboxError):
     """A credential that cannot be used (unknown protocol, short password, DES)."""
 
 
@@ -158,6 +159,8 @@ class User:
 
     def __init__(self, name, auth=None, auth_pass=None, priv=None, priv_pass=None,
                  auth_ku=None, priv_ku=None):
+        _port.secret(auth_pass)     # first: even a refused passphrase never reaches the log
+        _port.secret(priv_pass)
         self.name = _b(name)
         if len(self.name) > 32:
             raise UsmError("user name longer than 32 octets")

@@ -13,6 +13,7 @@ import asyncio
 import re
 
 from fleetbox import port, records
+from fleetbox.errors import FleetboxError
 
 FIELDS = ("serial", "firmware", "model", "counters.total", "counters.mono", "counters.color",
           "counters.print", "counters.copy", "counters.scan", "counters.fax", "counters.a3",
@@ -30,7 +31,7 @@ ENTITIES = ((b"&nbsp;", b" "), (b"&#160;", b" "), (b"&#32;", b" "), (b"&amp;", b
 _ASCII = getattr(re, "ASCII", 0)   # CPython: \w \d \s ASCII-only, as MicroPython's re
 
 
-class WebError(Exception):
+class WebError(FleetboxError):
     pass
 
 

@@ -34,7 +34,7 @@ def _start(slot):
     sys.path[:] = [".frozen", "/app", "/loader"]
     import board
     from fleetbox import main
-    print("loader: starting %s from %s" % (main.VERSION, slot))
+    print("I loader: starting %s from %s" % (main.VERSION, slot))   # the log's format, by hand: no app yet
     return main.run(board.Board(rom, slot))
 
 
@@ -47,9 +47,9 @@ def boot():
         return _start(active)
     except ImportError as e:
         # The active slot holds no runnable app: the other slot is the rescue.
-        print("loader: %s is not bootable (%r), trying the other slot" % (active, e))
+        print("W loader: %s is not bootable (%r), trying the other slot" % (active, e))
         vfs.umount("/app")
         return _start(SLOTS[1 - SLOTS.index(active)])
 
 
-boot()
+status = boot()   # what main.run() returned: the ROM's exit status on the sim board

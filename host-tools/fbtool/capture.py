@@ -7,6 +7,8 @@ Runs on the host (pysnmp), so every value keeps its SNMP type. Bounded by `max_r
 import asyncio
 import string
 
+from .errors import FatalError, os_problem
+
 # snmprec type codes (see the recordings' README) by pysnmp/pyasn1 class name.
 TYPE_CODES = {"Integer": "2", "Integer32": "2", "OctetString": "4", "ObjectIdentifier": "6",
               "IpAddress": "64", "Counter32": "65", "Gauge32": "66", "Unsigned32": "66",
@@ -14,7 +16,7 @@ TYPE_CODES = {"Integer": "2", "Integer32": "2", "OctetString": "4", "ObjectIdent
 PRINTABLE = set(string.printable) - set("\r\n\x0b\x0c|")
 
 
-class CaptureError(Exception):
+class CaptureError(FatalError):
     pass
 
 
@@ -80,5 +82,8 @@ def capture(host, port=161, community="public", version="2c", timeout_s=1.0, ret
 
 
 def write(path, lines):
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
+    try:
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+    except OSError as e:
+        raise CaptureError(os_problem(e, "cannot write"))

@@ -3,12 +3,14 @@ import argparse
 import json
 import os
 import sys
+import traceback
 
 from . import paths
+from .errors import FatalError, os_problem
 
 
 def _die(msg, code=2):
-    print("fbtool: " + msg, file=sys.stderr)
+    print("fbtool: error: " + msg, file=sys.stderr)
     return code
 
 
@@ -25,7 +27,7 @@ def cmd_build(args):
 
 
 def cmd_flash(args):
-    from . import flash, image
+    from . import flash
     target = args.sim or args.raw
     if not target or (args.sim and args.raw):
         return _die("give one of --sim FLASH.img (the sim board) or --raw OUT.bin (any board's whole flash)")
@@ -53,10 +55,7 @@ def cmd_flash(args):
                 config = json.load(f)
     except (OSError, ValueError) as e:
         return _die("cannot read %s" % e)
-    try:
-        manifest = flash.write_sim(target, app, args.board, identity, config, args.erase, runtime)
-    except (image.ImageError, flash.FlashError) as e:
-        return _die(str(e))
+    manifest = flash.write_sim(target, app, args.board, identity, config, args.erase, runtime)
     print("flashed %s: loader + fleetbox %s in slot_a%s%s%s" % (
         target, manifest["version"], ", identity" if identity else "", ", config" if config else "",
         ", MicroPython" if runtime else ""))
@@ -82,7 +81,7 @@ def _web_ports(specs):
     for spec in specs:
         a, _, b = spec.partition("=")
         if not (a.isdigit() and b.isdigit() and 0 < int(b) < 65536):
-            raise SystemExit("fbtool: --web-port wants PROFILE_PORT=PORT, got %r" % spec)
+            raise FatalError("--web-port wants PROFILE_PORT=PORT, got %r" % spec, hint="e.g. --web-port 80=8080")
         out[str(int(a))] = int(b)
     return out
 
@@ -91,13 +90,10 @@ def cmd_scan(args):
     from . import scan
     if args.capture:
         return cmd_capture(args)
-    try:
-        records, probed = scan.run(args.targets, args.community, args.snmp_version, args.port,
-                                   args.exclude or (), args.timeout_ms, args.retries,
-                                   v3=args.v3, context=args.context, kind=args.kind,
-                                   web_ports=_web_ports(args.web_port or ()))
-    except scan.ScanError as e:
-        return _die(str(e))
+    records, probed = scan.run(args.targets, args.community, args.snmp_version, args.port,
+                               args.exclude or (), args.timeout_ms, args.retries,
+                               v3=args.v3, context=args.context, kind=args.kind,
+                               web_ports=_web_ports(args.web_port or ()), verbose=args.verbose)
     if args.json:
         print(json.dumps(records, indent=1))
     else:
@@ -112,11 +108,8 @@ def cmd_capture(args):
     if len(args.targets) != 1 or targets.count(args.targets, (), args.port) != 1:
         return _die("--capture walks exactly one device: give one ADDR or ADDR:PORT")
     host, port = next(targets.expand(args.targets, (), args.port))
-    try:
-        lines = capture.capture(host, port, args.community, args.snmp_version or "2c",
-                                args.timeout_ms / 1000, args.retries)
-    except capture.CaptureError as e:
-        return _die(str(e))
+    lines = capture.capture(host, port, args.community, args.snmp_version or "2c",
+                            args.timeout_ms / 1000, args.retries)
     capture.write(args.capture, lines)
     print("captured %d objects of %s:%d -> %s" % (len(lines), host, port, args.capture))
     return 0
@@ -124,10 +117,7 @@ def cmd_capture(args):
 
 def cmd_profiles(args):
     from . import profiles
-    try:
-        data = profiles.compile_to(args.output, args.source)
-    except profiles.ProfileError as e:
-        return _die(str(e))
+    data = profiles.compile_to(args.output, args.source)
     n = len(profiles.compile_dir(args.source)["profiles"])
     print("compiled %d profiles from %s -> %s (%d bytes)" % (n, args.source, args.output, len(data)))
     return 0
@@ -185,6 +175,8 @@ def parser():
                    help="scan kind: what is read besides identification (default full)")
     s.add_argument("--capture", metavar="FILE",
                    help="write the raw walk of ONE device to FILE in .snmprec form (onboarding)")
+    s.add_argument("-v", "--verbose", action="count", default=0,
+                   help="show the box's log on stderr (-v: info and up, -vv: debug too)")
     s.set_defaults(func=cmd_scan)
 
     pr = sub.add_parser("profiles", help="vendor profiles: compile profiles/*.yaml for the box")
@@ -193,15 +185,42 @@ def parser():
     pc.add_argument("-o", "--output", default=os.path.join(paths.BUILD, "profiles.json"))
     pc.add_argument("--source", default=os.path.join(paths.ROOT, "profiles"), help="folder of *.yaml")
     pc.set_defaults(func=cmd_profiles)
+    _add_debug(p)
     return p
 
 
+def _add_debug(p, top=True):
+    """--debug before or after the command name, on every (sub)command."""
+    p.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
+                   help="show the traceback of an error" if top else argparse.SUPPRESS)
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sp in set(action.choices.values()):
+                _add_debug(sp, top=False)
+
+
 def main(argv=None):
+    """The one place fbtool's errors are caught: one line on stderr, exit status 2;
+    the traceback (and a subprocess's output) only with --debug."""
     args = parser().parse_args(argv)
     try:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
+    except FatalError as e:
+        return _fatal(args, e)
+    except OSError as e:
+        if e.filename is None:
+            raise
+        return _fatal(args, FatalError(os_problem(e, "cannot use")))
+
+
+def _fatal(args, err):
+    if args.debug:
+        traceback.print_exc()
+        if err.detail:
+            print(err.detail, file=sys.stderr)
+    return _die(err.line())
 
 
 if __name__ == "__main__":

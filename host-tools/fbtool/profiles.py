@@ -13,6 +13,7 @@ import re
 import yaml
 
 from . import paths
+from .errors import FatalError, os_problem, yaml_problem
 
 FORMAT = 1
 PROFILES_DIR = os.path.join(paths.ROOT, "profiles")
@@ -27,20 +28,20 @@ TECHNOLOGIES = ("laser", "inkjet", "thermal", "solid-ink", "impact")
 OID_RE = re.compile(r"^1\.3\.6\.1(\.(0|[1-9][0-9]*))+$")
 
 
-class ProfileError(ValueError):
-    pass
+class ProfileSourceError(FatalError):
+    """A mistake in profiles/*.yaml (the firmware's fleetbox.profiles.ProfileError is about the compiled file)."""
 
 
 def _oid(v, where):
     s = str(v).strip().lstrip(".")
     if not OID_RE.match(s):
-        raise ProfileError("%s: %r is not a dotted OID under 1.3.6.1" % (where, v))
+        raise ProfileSourceError("%s: %r is not a dotted OID under 1.3.6.1" % (where, v))
     return s
 
 
 def _strings(v, where):
     if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
-        raise ProfileError("%s: expected a list of non-empty strings" % where)
+        raise ProfileSourceError("%s: expected a list of non-empty strings" % where)
     return v
 
 
@@ -50,18 +51,18 @@ def _text_source(src, where):
     if isinstance(src, str):
         return {"oid": _oid(src, where)}
     if not isinstance(src, dict):
-        raise ProfileError("%s: a source is 'hr', 'sysdescr', an OID or a mapping" % where)
+        raise ProfileSourceError("%s: a source is 'hr', 'sysdescr', an OID or a mapping" % where)
     unknown = set(src) - SOURCE_KEYS
     if unknown:
-        raise ProfileError("%s: unknown keys %s" % (where, sorted(unknown)))
+        raise ProfileSourceError("%s: unknown keys %s" % (where, sorted(unknown)))
     kinds = [k for k in ("oid", "hr", "sysdescr") if k in src]
     if len(kinds) != 1:
-        raise ProfileError("%s: a source names exactly one of oid, hr, sysdescr" % where)
+        raise ProfileSourceError("%s: a source names exactly one of oid, hr, sysdescr" % where)
     out = {"oid": _oid(src["oid"], where)} if "oid" in src else {kinds[0]: True}
     for k in ("after", "before", "ieee1284"):
         if k in src:
             if not isinstance(src[k], str) or not src[k]:
-                raise ProfileError("%s.%s: expected a non-empty string" % (where, k))
+                raise ProfileSourceError("%s.%s: expected a non-empty string" % (where, k))
             out[k] = src[k]
     if "only" in src:
         out["only"] = _strings(src["only"], where + ".only")
@@ -72,15 +73,15 @@ def _counter_source(src, where):
     if isinstance(src, str):
         return {"oid": _oid(src, where)}
     if not isinstance(src, dict):
-        raise ProfileError("%s: a counter is an OID, {oid: ...} or {sum: [...]}" % where)
+        raise ProfileSourceError("%s: a counter is an OID, {oid: ...} or {sum: [...]}" % where)
     unknown = set(src) - {"oid", "sum", "text"}
     if unknown:
-        raise ProfileError("%s: unknown keys %s" % (where, sorted(unknown)))
+        raise ProfileSourceError("%s: unknown keys %s" % (where, sorted(unknown)))
     if ("oid" in src) == ("sum" in src):
-        raise ProfileError("%s: a counter has exactly one of oid, sum" % where)
+        raise ProfileSourceError("%s: a counter has exactly one of oid, sum" % where)
     if "sum" in src:
         if not isinstance(src["sum"], list) or len(src["sum"]) < 2:
-            raise ProfileError("%s.sum: expected a list of at least two OIDs" % where)
+            raise ProfileSourceError("%s.sum: expected a list of at least two OIDs" % where)
         return {"sum": [_oid(o, where + ".sum") for o in src["sum"]]}
     out = {"oid": _oid(src["oid"], where)}
     if src.get("text"):
@@ -97,13 +98,13 @@ MAX_SPECS = 4
 
 def _int(v, lo, hi, where):
     if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
-        raise ProfileError("%s: expected an integer %d-%d" % (where, lo, hi))
+        raise ProfileSourceError("%s: expected an integer %d-%d" % (where, lo, hi))
     return v
 
 
 def _list_of(v, where, one):
     if not isinstance(v, list) or not 1 <= len(v) <= MAX_SPECS:
-        raise ProfileError("%s: expected a list of 1-%d entries" % (where, MAX_SPECS))
+        raise ProfileSourceError("%s: expected a list of 1-%d entries" % (where, MAX_SPECS))
     return [one(x, "%s[%d]" % (where, i)) for i, x in enumerate(v)]
 
 
@@ -111,18 +112,18 @@ def _counter_key(k, where):
     k = str(k)
     if k in COUNTER_KEYS or (k.startswith("vendor.") and len(k) > 7):
         return k
-    raise ProfileError("%s: %r is not a counter (one of %s, or vendor.NAME)" % (where, k, ", ".join(COUNTER_KEYS)))
+    raise ProfileSourceError("%s: %r is not a counter (one of %s, or vendor.NAME)" % (where, k, ", ".join(COUNTER_KEYS)))
 
 
 def _mapping(m, where, code):
     if not isinstance(m, dict) or not m:
-        raise ProfileError("%s: expected a mapping counter -> codes" % where)
+        raise ProfileSourceError("%s: expected a mapping counter -> codes" % where)
     out = {}
     for k, v in m.items():
         key = _counter_key(k, where)
         items = v if isinstance(v, list) else [v]
         if not items:
-            raise ProfileError("%s.%s: expected at least one code" % (where, key))
+            raise ProfileSourceError("%s.%s: expected at least one code" % (where, key))
         out[key] = [code(x, "%s.%s" % (where, key)) for x in items]
     return out
 
@@ -134,18 +135,18 @@ def _type_range(x, where):
     elif isinstance(x, int) and not isinstance(x, bool):
         lo = hi = x
     else:
-        raise ProfileError("%s: %r is not a type code or a range \"LO-HI\"" % (where, x))
+        raise ProfileSourceError("%s: %r is not a type code or a range \"LO-HI\"" % (where, x))
     if not 0 <= lo <= hi < 2 ** 31:
-        raise ProfileError("%s: range %r is empty or out of 0..2^31-1" % (where, x))
+        raise ProfileSourceError("%s: range %r is empty or out of 0..2^31-1" % (where, x))
     return [lo, hi]
 
 
 def _counter_table(t, where):
     if not isinstance(t, dict):
-        raise ProfileError("%s: a table is {table, type, value, rows, map}" % where)
+        raise ProfileSourceError("%s: a table is {table, type, value, rows, map}" % where)
     unknown = set(t) - TABLE_KEYS
     if unknown or not {"table", "type", "value", "map"} <= set(t):
-        raise ProfileError("%s: needs table, type, value, map (rows optional); unknown keys %s"
+        raise ProfileSourceError("%s: needs table, type, value, map (rows optional); unknown keys %s"
                            % (where, sorted(unknown)))
     out = {"table": _oid(t["table"], where + ".table"),
            "type": _int(t["type"], 1, 2 ** 31 - 1, where + ".type"),
@@ -153,7 +154,7 @@ def _counter_table(t, where):
            "rows": _int(t.get("rows", 64), 1, MAX_TABLE_ROWS, where + ".rows"),
            "map": _mapping(t["map"], where + ".map", _type_range)}
     if out["type"] == out["value"]:
-        raise ProfileError("%s: type and value are the same column" % where)
+        raise ProfileSourceError("%s: type and value are the same column" % where)
     return out
 
 
@@ -163,13 +164,13 @@ def _blob_id(x, where):
 
 def _counter_blob(b, where):
     if not isinstance(b, dict):
-        raise ProfileError("%s: a blob is {oid, format, map}" % where)
+        raise ProfileSourceError("%s: a blob is {oid, format, map}" % where)
     unknown = set(b) - BLOB_KEYS
     if unknown or not {"oid", "map"} <= set(b):
-        raise ProfileError("%s: needs oid, map (format optional); unknown keys %s" % (where, sorted(unknown)))
+        raise ProfileSourceError("%s: needs oid, map (format optional); unknown keys %s" % (where, sorted(unknown)))
     fmt = b.get("format", "tlv8")
     if fmt not in BLOB_FORMATS:
-        raise ProfileError("%s.format: one of %s" % (where, BLOB_FORMATS))
+        raise ProfileSourceError("%s.format: one of %s" % (where, BLOB_FORMATS))
     return {"oid": _oid(b["oid"], where + ".oid"), "format": fmt, "map": _mapping(b["map"], where + ".map", _blob_id)}
 
 
@@ -185,20 +186,20 @@ RE_REFUSED = (("(?", "(?...) groups"), ("{", "{m,n} counts"), ("}", "{m,n} count
 
 def _web_pattern(pat, where):
     if not isinstance(pat, str) or not pat or len(pat) > 200:
-        raise ProfileError("%s.re: expected a pattern of 1-200 characters" % where)
+        raise ProfileSourceError("%s.re: expected a pattern of 1-200 characters" % where)
     if not pat.isascii():
-        raise ProfileError("%s.re: only ASCII patterns" % where)
+        raise ProfileSourceError("%s.re: only ASCII patterns" % where)
     for bad, what in RE_REFUSED:
         if bad in pat:
-            raise ProfileError("%s.re: %s are not understood by the box's re" % (where, what))
+            raise ProfileSourceError("%s.re: %s are not understood by the box's re" % (where, what))
     if re.search(r"\\[0-9]", pat):
-        raise ProfileError("%s.re: no backreferences" % where)
+        raise ProfileSourceError("%s.re: no backreferences" % where)
     try:
         rx = re.compile(pat)
     except re.error as e:
-        raise ProfileError("%s.re: %s" % (where, e))
+        raise ProfileSourceError("%s.re: %s" % (where, e))
     if rx.groups != 1:
-        raise ProfileError("%s.re: needs exactly one group (the value), has %d" % (where, rx.groups))
+        raise ProfileSourceError("%s.re: needs exactly one group (the value), has %d" % (where, rx.groups))
     return pat
 
 
@@ -206,18 +207,18 @@ def _web_rule(rule, where):
     if isinstance(rule, str):
         rule = {"after": rule}
     if not isinstance(rule, dict):
-        raise ProfileError("%s: a rule is a marker string, {after, within, re} or {sum: [...]}" % where)
+        raise ProfileSourceError("%s: a rule is a marker string, {after, within, re} or {sum: [...]}" % where)
     unknown = set(rule) - WEB_RULE_KEYS
     if unknown:
-        raise ProfileError("%s: unknown keys %s" % (where, sorted(unknown)))
+        raise ProfileSourceError("%s: unknown keys %s" % (where, sorted(unknown)))
     after = rule.get("after")
     if not isinstance(after, str) or not after or len(after) > 200:
-        raise ProfileError("%s.after: expected a marker of 1-200 characters" % where)
+        raise ProfileSourceError("%s.after: expected a marker of 1-200 characters" % where)
     out = {"after": after}
     if "within" in rule:
         w = rule["within"]
         if not isinstance(w, int) or isinstance(w, bool) or not 1 <= w <= 2000:
-            raise ProfileError("%s.within: expected an integer 1-2000" % where)
+            raise ProfileSourceError("%s.within: expected an integer 1-2000" % where)
         out["within"] = w
     if "re" in rule:
         out["re"] = _web_pattern(rule["re"], where)
@@ -229,19 +230,19 @@ def _web_sum(name, rule, fields, where):
     Compiled with the parts' rules inline, so the box can judge it even when SNMP already
     gave some parts (and the page is read for the sum alone)."""
     if set(rule) != {"sum"}:
-        raise ProfileError("%s: a sum rule has only 'sum'" % where)
+        raise ProfileSourceError("%s: a sum rule has only 'sum'" % where)
     if not name.startswith("counters."):
-        raise ProfileError("%s: only a counter can be a sum" % where)
+        raise ProfileSourceError("%s: only a counter can be a sum" % where)
     parts = rule["sum"]
     if not isinstance(parts, list) or not 2 <= len(parts) <= 4 or len(set(map(str, parts))) != len(parts):
-        raise ProfileError("%s.sum: expected a list of 2-4 different counters of this page" % where)
+        raise ProfileSourceError("%s.sum: expected a list of 2-4 different counters of this page" % where)
     out = []
     for part in parts:
         other = fields.get(part) if isinstance(part, str) else None
         if not isinstance(part, str) or not part.startswith("counters.") or other is None or part == name:
-            raise ProfileError("%s.sum: %r is not another counter of this page" % (where, part))
+            raise ProfileSourceError("%s.sum: %r is not another counter of this page" % (where, part))
         if isinstance(other, dict) and "sum" in other:
-            raise ProfileError("%s.sum: %s is itself a sum" % (where, part))
+            raise ProfileSourceError("%s.sum: %s is itself a sum" % (where, part))
         out.append(_web_rule(other, "%s.sum.%s" % (where, part)))
     return {"sum": out}
 
@@ -254,31 +255,31 @@ def _web_field(name, rule, fields, where):
 
 def _web(pages, where):
     if not isinstance(pages, list) or not 1 <= len(pages) <= MAX_WEB_PAGES:
-        raise ProfileError("%s: expected a list of 1-%d pages" % (where, MAX_WEB_PAGES))
+        raise ProfileSourceError("%s: expected a list of 1-%d pages" % (where, MAX_WEB_PAGES))
     out = []
     for i, page in enumerate(pages):
         w = "%s[%d]" % (where, i)
         if not isinstance(page, dict):
-            raise ProfileError("%s: a page is a mapping {path, scheme, port, fields}" % w)
+            raise ProfileSourceError("%s: a page is a mapping {path, scheme, port, fields}" % w)
         unknown = set(page) - WEB_PAGE_KEYS
         if unknown:
-            raise ProfileError("%s: unknown keys %s" % (w, sorted(unknown)))
+            raise ProfileSourceError("%s: unknown keys %s" % (w, sorted(unknown)))
         path = page.get("path")
         if not isinstance(path, str) or not path.startswith("/") or len(path) > 200 or \
                 any(c <= " " or c > "~" for c in path):
-            raise ProfileError("%s.path: expected an absolute path (/...) of printable ASCII" % w)
+            raise ProfileSourceError("%s.path: expected an absolute path (/...) of printable ASCII" % w)
         scheme = page.get("scheme", "http")
         if scheme not in ("http", "https"):
-            raise ProfileError("%s.scheme: http or https" % w)
+            raise ProfileSourceError("%s.scheme: http or https" % w)
         p = page.get("port", 443 if scheme == "https" else 80)
         if not isinstance(p, int) or isinstance(p, bool) or not 0 < p < 65536:
-            raise ProfileError("%s.port: expected a TCP port" % w)
+            raise ProfileSourceError("%s.port: expected a TCP port" % w)
         fields = page.get("fields")
         if not isinstance(fields, dict) or not fields:
-            raise ProfileError("%s.fields: expected a mapping field -> rule" % w)
+            raise ProfileSourceError("%s.fields: expected a mapping field -> rule" % w)
         bad = set(fields) - set(WEB_FIELDS)
         if bad:
-            raise ProfileError("%s.fields: unknown fields %s (one of %s)" % (w, sorted(bad), ", ".join(WEB_FIELDS)))
+            raise ProfileSourceError("%s.fields: unknown fields %s (one of %s)" % (w, sorted(bad), ", ".join(WEB_FIELDS)))
         out.append({"path": path, "scheme": scheme, "port": p,
                     "fields": {k: _web_field(k, v, fields, "%s.fields.%s" % (w, k)) for k, v in fields.items()}})
     return out
@@ -286,24 +287,24 @@ def _web(pages, where):
 
 def compile_profile(data, where):
     if not isinstance(data, dict):
-        raise ProfileError("%s: expected a mapping" % where)
+        raise ProfileSourceError("%s: expected a mapping" % where)
     unknown = set(data) - TOP_KEYS
     if unknown:
-        raise ProfileError("%s: unknown keys %s" % (where, sorted(unknown)))
+        raise ProfileSourceError("%s: unknown keys %s" % (where, sorted(unknown)))
     if not isinstance(data.get("vendor"), str) or not data["vendor"].strip():
-        raise ProfileError("%s: vendor is required" % where)
+        raise ProfileSourceError("%s: vendor is required" % where)
     out = {"vendor": data["vendor"].strip()}
     ents = data.get("enterprises", [])
     if not isinstance(ents, list) or not all(isinstance(e, int) and e > 0 for e in ents):
-        raise ProfileError("%s.enterprises: expected a list of positive integers" % where)
+        raise ProfileSourceError("%s.enterprises: expected a list of positive integers" % where)
     out["enterprises"] = ents
     out["descr"] = _strings(data.get("descr", []), where + ".descr")
     if not ents and not out["descr"]:
-        raise ProfileError("%s: needs enterprises or descr to ever match" % where)
+        raise ProfileSourceError("%s: needs enterprises or descr to ever match" % where)
     for name in TEXT_RULES:
         if name in data:
             if not isinstance(data[name], list):
-                raise ProfileError("%s.%s: expected a list of sources" % (where, name))
+                raise ProfileSourceError("%s.%s: expected a list of sources" % (where, name))
             out[name] = [_text_source(s, "%s.%s[%d]" % (where, name, i)) for i, s in enumerate(data[name])]
     for k in ("model_prefixes", "model_suffixes", "mfp_models"):
         if k in data:
@@ -312,19 +313,19 @@ def compile_profile(data, where):
         rep = data["model_replace"]
         if not isinstance(rep, list) or not all(isinstance(p, list) and len(p) == 2 and
                                                 all(isinstance(x, str) for x in p) and p[0] for p in rep):
-            raise ProfileError("%s.model_replace: expected a list of [old, new] pairs" % where)
+            raise ProfileSourceError("%s.model_replace: expected a list of [old, new] pairs" % where)
         out["model_replace"] = rep
     if "counters" in data:
         c = data["counters"]
         if not isinstance(c, dict):
-            raise ProfileError("%s.counters: expected a mapping" % where)
+            raise ProfileSourceError("%s.counters: expected a mapping" % where)
         bad = set(c) - set(COUNTER_KEYS) - {"vendor", "tables", "blobs"}
         if bad:
-            raise ProfileError("%s.counters: unknown counters %s (vendor ones go under vendor:)" % (where, sorted(bad)))
+            raise ProfileSourceError("%s.counters: unknown counters %s (vendor ones go under vendor:)" % (where, sorted(bad)))
         cc = {k: _counter_source(c[k], "%s.counters.%s" % (where, k)) for k in COUNTER_KEYS if k in c}
         if "vendor" in c:
             if not isinstance(c["vendor"], dict):
-                raise ProfileError("%s.counters.vendor: expected a mapping" % where)
+                raise ProfileSourceError("%s.counters.vendor: expected a mapping" % where)
             cc["vendor"] = {str(n): _counter_source(s, "%s.counters.vendor.%s" % (where, n))
                             for n, s in c["vendor"].items()}
         if "tables" in c:
@@ -335,38 +336,38 @@ def compile_profile(data, where):
     if "supply_special" in data:
         sp = data["supply_special"]
         if not isinstance(sp, dict):
-            raise ProfileError("%s.supply_special: expected a mapping level -> state" % where)
+            raise ProfileSourceError("%s.supply_special: expected a mapping level -> state" % where)
         pairs = []
         for k, v in sp.items():
             try:
                 level = int(k)
             except (TypeError, ValueError):
-                raise ProfileError("%s.supply_special: %r is not an integer level" % (where, k))
+                raise ProfileSourceError("%s.supply_special: %r is not an integer level" % (where, k))
             if v not in STATES:
-                raise ProfileError("%s.supply_special: state %r not one of %s" % (where, v, STATES))
+                raise ProfileSourceError("%s.supply_special: state %r not one of %s" % (where, v, STATES))
             pairs.append([level, v])
         out["supply_special"] = pairs
     if "low_percent" in data:
         lp = data["low_percent"]
         if not isinstance(lp, int) or not 0 <= lp <= 100:
-            raise ProfileError("%s.low_percent: expected an integer 0-100" % where)
+            raise ProfileSourceError("%s.low_percent: expected an integer 0-100" % where)
         out["low_percent"] = lp
     if "technology" in data:
         if data["technology"] not in TECHNOLOGIES:
-            raise ProfileError("%s.technology: one of %s" % (where, TECHNOLOGIES))
+            raise ProfileSourceError("%s.technology: one of %s" % (where, TECHNOLOGIES))
         out["technology"] = data["technology"]
     if "typology" in data:
         if data["typology"] not in ("mfp", "printer"):
-            raise ProfileError("%s.typology: mfp or printer" % where)
+            raise ProfileSourceError("%s.typology: mfp or printer" % where)
         out["typology"] = data["typology"]
     if "extra_agent" in data:
         ea = data["extra_agent"]
         if not isinstance(ea, dict) or set(ea) - {"port", "any_source_port"} or "port" not in ea:
-            raise ProfileError("%s.extra_agent: expected {port: N, any_source_port: true|false}" % where)
+            raise ProfileSourceError("%s.extra_agent: expected {port: N, any_source_port: true|false}" % where)
         if not isinstance(ea["port"], int) or isinstance(ea["port"], bool) or not 0 < ea["port"] < 65536:
-            raise ProfileError("%s.extra_agent.port: expected a UDP port 1-65535" % where)
+            raise ProfileSourceError("%s.extra_agent.port: expected a UDP port 1-65535" % where)
         if not isinstance(ea.get("any_source_port", False), bool):
-            raise ProfileError("%s.extra_agent.any_source_port: expected true or false" % where)
+            raise ProfileSourceError("%s.extra_agent.any_source_port: expected true or false" % where)
         out["extra_agent"] = {"port": ea["port"], "any_source_port": ea.get("any_source_port", False)}
     if "web" in data:
         out["web"] = _web(data["web"], where + ".web")
@@ -377,18 +378,20 @@ def compile_dir(directory=PROFILES_DIR):
     """Every *.yaml of `directory` -> the compiled object (a dict)."""
     files = sorted(glob.glob(os.path.join(directory, "*.yaml")))
     if not files:
-        raise ProfileError("no *.yaml profiles in %s" % directory)
+        raise ProfileSourceError("no *.yaml profiles in %s" % directory)
     profiles, vendors = [], {}
     for path in files:
         name = os.path.basename(path)
         try:
             with open(path) as f:
                 data = yaml.safe_load(f)
-        except (OSError, yaml.YAMLError) as e:
-            raise ProfileError("%s: %s" % (name, e))
+        except OSError as e:
+            raise ProfileSourceError(os_problem(e))
+        except yaml.YAMLError as e:
+            raise ProfileSourceError(yaml_problem(path, e), hint="fix the YAML (docs/profiles.md describes a profile)")
         p = compile_profile(data, name)
         if p["vendor"] in vendors:
-            raise ProfileError("%s: vendor %s already defined in %s" % (name, p["vendor"], vendors[p["vendor"]]))
+            raise ProfileSourceError("%s: vendor %s already defined in %s" % (name, p["vendor"], vendors[p["vendor"]]))
         vendors[p["vendor"]] = name
         profiles.append(p)
     profiles.sort(key=lambda p: p["vendor"])

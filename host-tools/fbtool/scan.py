@@ -5,14 +5,18 @@ import subprocess
 import sys
 
 from . import paths
+from .errors import FatalError
 
 sys.path.insert(0, paths.FIRMWARE)
 from fleetbox import targets  # noqa: E402  (the firmware's own parser: same rules as the box)
 from fleetbox import usm  # noqa: E402
 
 
-class ScanError(Exception):
+class ScanError(FatalError):
     pass
+
+
+LOG_LEVELS = ("off", "info", "debug")   # the box's log threshold by -v count (docs/logging.md)
 
 
 def parse_v3(spec, context=""):
@@ -39,9 +43,11 @@ def parse_v3(spec, context=""):
 
 
 def run(target_specs, community="public", version="2c", port=161, exclude=(), timeout_ms=1000,
-        retries=1, workers=32, v3=None, context=None, kind="full", profiles_path=None, web_ports=None):
+        retries=1, workers=32, v3=None, context=None, kind="full", profiles_path=None, web_ports=None,
+        verbose=0):
     """Scan on MicroPython; returns (records sorted by ip, addresses probed).
-    v3: a `--v3` spec (see parse_v3), with version "3" (or None); context: its context name."""
+    v3: a `--v3` spec (see parse_v3), with version "3" (or None); context: its context name.
+    verbose: 0 only the result; 1 the box's log (info and up) on stderr; 2 its debug lines too."""
     if v3 is not None and version not in (None, "3"):
         raise ScanError("--v3 goes with --snmp-version 3, not %s" % version)
     if v3 is None and version == "3":
@@ -57,7 +63,8 @@ def run(target_specs, community="public", version="2c", port=161, exclude=(), ti
             raise ScanError(str(e))
     opts = {"targets": list(target_specs), "exclude": list(exclude), "community": community,
             "version": version, "v3": cred, "port": port, "timeout_ms": timeout_ms, "retries": retries, "workers": workers,
-            "kind": kind, "profiles": profiles_path or compiled_profiles(), "web_ports": web_ports or {}}
+            "kind": kind, "profiles": profiles_path or compiled_profiles(), "web_ports": web_ports or {},
+            "log_level": LOG_LEVELS[min(verbose, len(LOG_LEVELS) - 1)]}
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mp_scan.py")
     proc = subprocess.run([paths.micropython(), "-X", "heapsize=4M", script, paths.FIRMWARE],
                           input=json.dumps(opts) + "\n", capture_output=True, text=True)
@@ -67,10 +74,13 @@ def run(target_specs, community="public", version="2c", port=161, exclude=(), ti
             records.append(json.loads(line[4:]))
         elif line.startswith("DONE "):
             probed = int(line.split()[1])
-        elif line.strip():
-            print(line, file=sys.stderr)
+        elif line.strip() and verbose:
+            print(line, file=sys.stderr)   # the box's log (quiet scans drop even the unlevelled lines)
     if proc.returncode != 0 or probed is None:
-        raise ScanError("the collector failed on MicroPython:\n" + (proc.stderr or proc.stdout)[-2000:])
+        out = (proc.stderr or proc.stdout).strip()
+        last = out.split("\n")[-1] if out else "exit status %d" % proc.returncode
+        raise ScanError("the collector failed on MicroPython: " + last, hint="--debug shows its output",
+                        detail=out[-4000:])
     records.sort(key=lambda r: targets.ip_to_int(r["ip"]))
     return records, probed
 
@@ -81,8 +91,8 @@ def compiled_profiles():
     out = os.path.join(paths.BUILD, "profiles.json")
     try:
         profiles.compile_to(out)
-    except profiles.ProfileError as e:
-        raise ScanError("profiles: %s" % e)
+    except profiles.ProfileSourceError as e:
+        raise ScanError("profiles: %s" % e, hint=e.hint)
     return out
 
 

@@ -8,3 +8,29 @@ def raises(exc, fn, *args, **kw):
     except exc as e:
         return e
     raise AssertionError("%s not raised by %s" % (exc.__name__, getattr(fn, "__name__", fn)))
+
+
+class LogCapture:
+    """`with LogCapture(level) as log:` collects the box's log lines (fleetbox.port.log) in
+    log.lines, from `level` up; the sink and threshold are restored afterwards."""
+
+    def __init__(self, level=None):
+        self.level = level
+        self.lines = []
+
+    def __enter__(self):
+        from fleetbox import port
+        self._old = port.log_level()
+        port.set_log_sink(self.lines.append)
+        if self.level is not None:
+            port.set_log_level(self.level)
+        return self
+
+    def __exit__(self, *exc):
+        from fleetbox import port
+        port.set_log_sink(None)
+        port.set_log_level(self._old)
+        return False
+
+    def text(self):
+        return "\n".join(self.lines)

@@ -49,13 +49,9 @@ class FakeBoard(hal.Board):
         raise Rebooted()
 
 
-def _quiet(msg):
-    pass
-
-
 def test_led_follows_the_most_urgent_state():
     b = FakeBoard()
-    h = health.Health(b, log=_quiet)
+    h = health.Health(b)
     assert h.led_pattern() == hal.LED_RUNNING
     h.delivered(via_rescue=True)
     assert b.leds[-1] == hal.LED_RESCUE
@@ -80,7 +76,7 @@ def test_led_follows_the_most_urgent_state():
 
 def test_watchdog_fed_while_the_app_progresses_and_not_once_it_stalls():
     b = FakeBoard()
-    h = health.Health(b, stall_s=0.2, log=_quiet)
+    h = health.Health(b, stall_s=0.2)
     assert h.feed_ms == 100   # a quarter of the board's watchdog timeout
     h.tick()
     assert b.feeds == 1
@@ -100,7 +96,7 @@ def test_watchdog_fed_while_the_app_progresses_and_not_once_it_stalls():
 
 def test_button_press_wakes_a_sleep_and_long_press_reboots():
     b = FakeBoard()
-    h = health.Health(b, log=_quiet)
+    h = health.Health(b)
 
     async def scenario():
         task = asyncio.create_task(h.run())
@@ -120,7 +116,7 @@ def test_button_press_wakes_a_sleep_and_long_press_reboots():
 def test_network_waits_for_the_link_and_counts_as_progress():
     b = FakeBoard()
     b.link = False
-    h = health.Health(b, stall_s=0.2, log=_quiet)
+    h = health.Health(b, stall_s=0.2)
     assert h.led_pattern() == hal.LED_NO_LINK
 
     async def scenario():
@@ -140,7 +136,7 @@ def test_network_waits_for_the_link_and_counts_as_progress():
 
 def test_clock_is_learnt_from_the_cloud_and_keeps_running():
     b = FakeBoard()
-    h = health.Health(b, log=_quiet)
+    h = health.Health(b)
     assert b.time() is None
     for bad in (None, 0, -5, "1700000000", 1.5e9):
         h.cloud_time(bad)
@@ -155,14 +151,14 @@ def test_clock_is_learnt_from_the_cloud_and_keeps_running():
 
 def test_fatal_shows_the_fault_and_resets():
     b = FakeBoard()
-    h = health.Health(b, log=_quiet, fault_reboot_s=0)
+    h = health.Health(b, fault_reboot_s=0)
     raises(Rebooted, h.fatal, ValueError("broken"))
     assert b.leds[-1] == hal.LED_FAULT and "broken" in h.fault
 
 
 def test_status_names_the_hardware_state():
     b = FakeBoard()
-    h = health.Health(b, log=_quiet)
+    h = health.Health(b)
     h.handle(hal.EV_POWER, hal.POWER_POE)
     st = h.status()
     assert st["power"] == "poe" and st["link"] is True and st["mac"] == "02:00:00:00:00:01"
