@@ -14,7 +14,18 @@ import sys
 sys.path.insert(0, sys.argv[1])
 import asyncio  # noqa: E402
 
-from fleetbox import collector, devstate, profiles, snmp  # noqa: E402
+from fleetbox import devstate, profiles, snmp  # noqa: E402
+
+try:
+    from fleetbox.sweep import SweepOptions, sweep  # noqa: E402
+except ImportError:      # a firmware tree from before the collector was split (--firmware)
+    from fleetbox import collector  # noqa: E402
+    SweepOptions = dict
+
+    async def sweep(client, addresses, on_record, o):
+        return await collector.sweep(client, addresses, on_record, workers=o["workers"], scan=o["scan"],
+                                     profile_list=o["profiles"], state=o["state"], statics=o["statics"],
+                                     on_duplicate=o["on_duplicate"], on_unreachable=o["on_unreachable"])
 
 opts = json.loads(sys.stdin.readline())
 
@@ -37,9 +48,9 @@ async def one_kind(kind, plist):
 
         try:
             for host, p in opts["targets"]:
-                await collector.sweep(client, iter([(host, p)]), emit, workers=1, scan=kind,
-                                      profile_list=plist, state=state, statics=statics,
-                                      on_duplicate=dup, on_unreachable=quiet)
+                await sweep(client, iter([(host, p)]), emit, SweepOptions(
+                    scan=kind, profiles=plist, state=state, statics=statics, workers=1,
+                    on_duplicate=dup, on_unreachable=quiet))
         finally:
             client.close()
         state.save()
