@@ -5,9 +5,7 @@ typology), each with its provenance in `sources`; every function here is pure, s
 tested without sockets (tests/firmware/test_assemble.py) on both runtimes. Decoding of
 single values is fleetbox.records; vendor rules are fleetbox.profiles.
 """
-from fleetbox import profiles, records
-from fleetbox.oids import (ENT_FIRMWARE, ENT_MODEL, ENT_SERIAL, PRT_COLORANTS, PRT_LIFE_COUNT,
-                           PRT_MARK_TECH, SYS_CONTACT, SYS_LOCATION, SYS_NAME, SYS_UPTIME)
+from fleetbox import oids, profiles, records
 
 CONSUMABLES = ("toner", "ink")
 SLEEP_WORDS = ("sleep", "energy sav", "power sav", "low power")
@@ -27,19 +25,19 @@ def identity(profile, ctx, follow, serial, need_entity, printer_row, sources):
     if profile:
         sources["manufacturer"] = "profile %s" % profile["vendor"]
     if not serial:
-        serial = records.text(follow.get(ENT_SERIAL)) if need_entity else None
+        serial = records.text(follow.get(oids.ENT_SERIAL)) if need_entity else None
         if serial:
             sources["serial"] = "entPhysicalSerialNum"
         else:
             serial, src = profiles.first_text(profile, "serial", ctx)
             if serial:
                 sources["serial"] = src
-    model, src = derive_model(profile, ctx, printer_row, follow.get(ENT_MODEL) if need_entity else None)
+    model, src = derive_model(profile, ctx, printer_row, follow.get(oids.ENT_MODEL) if need_entity else None)
     if model:
         sources["model"] = src
     firmware, src = profiles.first_text(profile, "firmware", ctx)
     if not firmware and need_entity:
-        firmware, src = records.text(follow.get(ENT_FIRMWARE)), "entPhysicalFirmwareRev"
+        firmware, src = records.text(follow.get(oids.ENT_FIRMWARE)), "entPhysicalFirmwareRev"
     if firmware:
         sources["firmware"] = src
     brand, src = profiles.first_text(profile, "brand", ctx)
@@ -53,18 +51,18 @@ def identity(profile, ctx, follow, serial, need_entity, printer_row, sources):
 def base_record(host, port, sysv, mac, manufacturer, model, serial, firmware, sys_object_id, descr,
                 brand=None):
     """The record's identification fields (shared/spec/device-record.md), in record order."""
-    uptime = records.integer(sysv.get(SYS_UPTIME))
+    uptime = records.integer(sysv.get(oids.SYS_UPTIME))
     rec = {
         "ip": host,
         "port": port,
         "mac": mac,
-        "hostname": records.text(sysv.get(SYS_NAME)),
+        "hostname": records.text(sysv.get(oids.SYS_NAME)),
         "manufacturer": manufacturer,
         "model": model,
         "serial": serial,
         "firmware": firmware,
-        "location": records.text(sysv.get(SYS_LOCATION)),
-        "contact": records.text(sysv.get(SYS_CONTACT)),
+        "location": records.text(sysv.get(oids.SYS_LOCATION)),
+        "contact": records.text(sysv.get(oids.SYS_CONTACT)),
         "sys_object_id": sys_object_id,
         "sys_descr": descr,
         "uptime_s": uptime // 100 if uptime is not None else None,
@@ -127,7 +125,7 @@ def needs_hr(profile, got, descr):
 
 def life_count(got, counters, sources):
     """The Printer-MIB's total (prtMarkerLifeCount), when the agent has a sane one."""
-    total = records.integer(got.get(PRT_LIFE_COUNT))
+    total = records.integer(got.get(oids.PRT_LIFE_COUNT))
     if total is not None and total >= 0:
         counters["total"] = total
         sources["counters.total"] = "prtMarkerLifeCount"
@@ -149,26 +147,21 @@ def statics_fit(cached, rows):
     return True
 
 
-def apply_statics(rows, cached):
-    """Fill the rows' static columns from the flash cache (colorant by name in column 3)."""
-    for idx, r in rows.items():
-        kind, desc, unit, mx, colour, _ = cached["rows"][str(idx)]
-        r.update({5: kind, 6: desc, 7: unit, 8: mx, 3: colour})
-
-
-def decode_supply_texts(rows, colorant_rows):
-    """{colorant index: name}; the rows' descriptions decoded in place."""
+def supplies(rows, cached, colorant_rows, profile, scan):
+    """(the record's supplies, {colorant index: name}). The rows' static columns come from
+    the flash cache (`cached`, colorant by name in column 3) or, read from the device,
+    have their description decoded in place. Every row; a `parts` scan: all but toner, ink."""
     colorants = {}
-    for idx, r in colorant_rows.items():
-        colorants[idx] = records.text(r.get(4), True)
-    for r in rows.values():
-        if 6 in r:
-            r[6] = records.text(r[6], True)
-    return colorants
-
-
-def supplies(rows, colorants, profile, scan):
-    """The record's supplies: every row (a `parts` scan: all but toner and ink)."""
+    if cached:
+        for idx, r in rows.items():
+            kind, desc, unit, mx, colour, _ = cached["rows"][str(idx)]
+            r.update({5: kind, 6: desc, 7: unit, 8: mx, 3: colour})
+    else:
+        for idx, r in colorant_rows.items():
+            colorants[idx] = records.text(r.get(4), True)
+        for r in rows.values():
+            if 6 in r:
+                r[6] = records.text(r[6], True)
     p = profile or {}
     special = None
     if p.get("supply_special"):
@@ -178,7 +171,7 @@ def supplies(rows, colorants, profile, scan):
     out = records.build_supplies(rows, colorants, special, p.get("low_percent", records.LOW_PERCENT))
     if scan == "parts":
         out = [s for s in out if s["kind"] not in CONSUMABLES]
-    return out
+    return out, colorants
 
 
 # ---------------------------------------------------------------------- status
@@ -212,35 +205,30 @@ def status(printer_values, console_rows, alert_rows):
 
 # ---------------------------------------------------------------------- shape
 
-def duplex(paths, sources):
-    """A duplex media path (prtMediaPathType), None when the agent has no media path table."""
-    if not paths:
-        return None
-    sources["duplex"] = "prtMediaPathType"
-    return any(records.integer(r.get(9)) in records.DUPLEX_PATHS for r in paths.values())
-
-
-def colour(got, supply_list, sources):
-    """Colour from prtMarkerProcessColorants, else from the consumables' colours and words."""
-    ncol = records.integer(got.get(PRT_COLORANTS))
+def shape(profile, got, paths, supply_list, manufacturer, sources):
+    """(technology, colour, duplex). Duplex: a duplex media path (None without a media path
+    table); colour: prtMarkerProcessColorants, else the consumables' colours and words;
+    technology: prtMarkerMarkTech, else the profile's."""
+    duplex = None
+    if paths:
+        duplex = any(records.integer(r.get(9)) in records.DUPLEX_PATHS for r in paths.values())
+        sources["duplex"] = "prtMediaPathType"
+    ncol = records.integer(got.get(oids.PRT_COLORANTS))
+    colour = None
     if ncol is not None and ncol > 0:
+        colour = ncol > 1
         sources["color"] = "prtMarkerProcessColorants"
-        return ncol > 1
-    if supply_list:
+    elif supply_list:
+        colour = any(s["color"] not in (None, "black") or records.colour_words(s["description"])
+                     for s in supply_list if s["kind"] in CONSUMABLES)
         sources["color"] = "supplies"
-        return any(s["color"] not in (None, "black") or records.colour_words(s["description"])
-                   for s in supply_list if s["kind"] in CONSUMABLES)
-    return None
-
-
-def technology(got, profile, manufacturer, sources):
-    tech = records.MARK_TECH.get(records.integer(got.get(PRT_MARK_TECH)))
+    tech = records.MARK_TECH.get(records.integer(got.get(oids.PRT_MARK_TECH)))
     if tech:
         sources["technology"] = "prtMarkerMarkTech"
     elif (profile or {}).get("technology"):
         tech = profile["technology"]
         sources["technology"] = "profile %s" % manufacturer
-    return tech
+    return tech, colour, duplex
 
 
 def typology(p, model, descr, counters):

@@ -7,11 +7,8 @@ record's fields from the values read (fleetbox.assemble), what is remembered bet
 sweeps (fleetbox.devstate); a sweep of many addresses is fleetbox.sweep. This module
 runs one collection through them, in the order of docs/collection.md.
 """
-from fleetbox import (assemble, ber, countertables, devstate, discovery, probe, profiles, readplan,
+from fleetbox import (assemble, ber, countertables, devstate, discovery, oids, probe, profiles, readplan,
                       records, snmp)
-from fleetbox.oids import (ALERT_ROOT, HR_DEVICE, HR_DEVICE_PRINTER, IF_PHYS_ADDRESS, IF_ROOT,
-                           PRT_ALERT, PRT_COLORANT, PRT_SERIAL, PRT_SUPPLIES, SYS_DESCR,
-                           SYS_OBJECT_ID)
 from fleetbox.port import time_s
 from fleetbox.readplan import KINDS  # noqa: F401  (the scan kinds, as callers know them)
 from fleetbox.walker import Target, Walker
@@ -25,9 +22,9 @@ class Reading:
         self.port = port
         self.plan = plan
         self.t = t
-        oid = sysv.get(SYS_OBJECT_ID)
+        oid = sysv.get(oids.SYS_OBJECT_ID)
         self.sys_object_id = oid if isinstance(oid, str) else None
-        self.descr = records.text(sysv.get(SYS_DESCR))
+        self.descr = records.text(sysv.get(oids.SYS_DESCR))
         self.sysv = sysv
         self.profile = None
         self.check = None        # probe.PrinterCheck
@@ -68,24 +65,6 @@ class Collector:
         self.statics = statics      # devstate.Statics: supplies' static columns cached on flash
         self._cred_of = {}
 
-    # ------------------------------------------------------------------ first contact
-    async def probe(self, host, port, any_port=False):
-        """(Target, system group {oid: value}) of the credential that answers, or None;
-        the one that answered last is tried first."""
-        known = self._cred_of.get(host)
-        if known is None:
-            known = self.state.collect_credential(host)
-        found = await probe.first_contact(self.walker, self.creds, host, port, any_port, known)
-        if found is None:
-            return None
-        t, sysv, i = found
-        if len(self._cred_of) > 1024:
-            self._cred_of.clear()
-        self._cred_of[host] = i
-        if known != i:
-            self.state.keep_collect_credential(host, i)
-        return t, sysv
-
     def extra_agent(self, rec):
         """(port, any_source_port) of the second agent the device's profile names
         (Canon: UDP 47545), or None; never for a record that came from that agent."""
@@ -104,8 +83,7 @@ class Collector:
         if r is None:
             return None
         await self._read(r)
-        await self._follow_up(r)
-        mac = await self._mac(r)
+        mac = await self._follow_up(r)
         manufacturer, model, serial, firmware, brand = assemble.identity(
             r.profile, r.ctx, r.follow, r.serial, r.need_entity, r.printer_row, r.sources)
         rec = assemble.base_record(host, port, r.sysv, mac, manufacturer, model, serial, firmware,
@@ -131,7 +109,16 @@ class Collector:
         rec["scan"] = scan
         rec["snmp_version"] = r.t.cred.version
         rec["sources"] = r.sources
-        self._remember(r, rec, counters)
+        # device memory: row counts, the MFP row, the counters (flagged when implausible)
+        self.state.keep_rows(host, r.t.newrows or r.t.rows)
+        if r.mfp_row is not None:
+            self.state.keep_mfp_row(host, r.mfp_row)
+        if plan.counters and counters:
+            key = rec["serial"] or ("@" + host)
+            flags = records.check_counters(self.state.counters(key), counters)
+            self.state.keep_counters(key, counters, rec["collected_at"])
+            if flags:
+                rec["counter_flags"] = flags
         return rec
 
     async def _printer(self, host, port, plan, probed, any_port):
@@ -143,7 +130,8 @@ class Collector:
                 sysv = dict(zip(discovery.SYS_OIDS, sysv))
             t = Target(host, port, probed[0])
         else:
-            found = await self.probe(host, port, any_port)
+            found = await probe.first_contact(self.walker, self.creds, host, port, any_port, self._cred_of,
+                                              self.state)
             if found is None:
                 return None
             t, sysv = found
@@ -170,10 +158,10 @@ class Collector:
         """The GET of the scalars and first cells, the narrow tables, the wide tables."""
         plan, t = r.plan, r.t
         specs = readplan.narrow_tables(plan, r.check)
-        oids, r.colorant_cell, ip_key = readplan.scalars(plan, r.host, r.profile, r.cached, specs)
-        g = r.got = await self.walker.get(t, oids)
+        ask, r.colorant_cell, ip_key = readplan.scalars(plan, r.host, r.profile, r.cached, specs)
+        g = r.got = await self.walker.get(t, ask)
         readplan.size_console(specs, g)
-        r.serial = records.text(g.get(PRT_SERIAL))
+        r.serial = records.text(g.get(oids.PRT_SERIAL))
         if r.serial:
             r.sources["serial"] = "prtGeneralSerialNumber"
         r.ifidx = records.integer(g.get(ip_key)) if ip_key else None
@@ -182,48 +170,49 @@ class Collector:
         r.printer_row = r.check.printer_row
         hr = r.tables.get("hr") or {}
         for idx in sorted(k for k in hr if isinstance(k, int)):
-            if r.printer_row is None and hr[idx].get(2) == HR_DEVICE_PRINTER:
+            if r.printer_row is None and hr[idx].get(2) == oids.HR_DEVICE_PRINTER:
                 r.printer_row = idx
 
     async def _wide_tables(self, r):
         """Supplies (then the colorants they name) and alerts, each walked as one run of
         adjacent columns; the printer check told whether they exist."""
         t, tabs, cached = r.t, r.tables, r.cached
-        first = r.check.first_row(PRT_SUPPLIES)
+        first = r.check.first_row(oids.PRT_SUPPLIES)
         pre_read = r.check.supplies_pre
         r.check.supplies_pre = None
         if r.plan.supplies and first:
             if pre_read is not None:
-                c = readplan.supplies_column(cached)
-                tabs["supplies"] = await self.walker.walk_table(t, "supplies", PRT_SUPPLIES, c, 9, pre=pre_read)
+                c = 9 if cached else 3     # as readplan.supplies_lead asked
+                tabs["supplies"] = await self.walker.walk_table(t, "supplies", oids.PRT_SUPPLIES, c, 9, pre=pre_read)
             elif cached:
-                tabs["supplies"] = await self.walker.walk_table(t, "supplies", PRT_SUPPLIES, 9, 9, first[0], first[1])
+                tabs["supplies"] = await self.walker.walk_table(t, "supplies", oids.PRT_SUPPLIES, 9, 9, first[0], first[1])
             else:
-                tabs["supplies"] = await self.walker.walk_table(t, "supplies", PRT_SUPPLIES, 3, 9)
+                tabs["supplies"] = await self.walker.walk_table(t, "supplies", oids.PRT_SUPPLIES, 3, 9)
             colorant = r.got.get(r.colorant_cell)
             if not cached and colorant is not None and not ber.is_exception(colorant):
                 # the colorants the supplies name, and no more
                 used = sorted(set(n for n in (records.integer(row.get(3)) for row in tabs["supplies"].values())
                                   if n is not None and 0 < n <= 255))
                 if used:
-                    tabs.update(await self.walker.tables(t, [["colorants", PRT_COLORANT, 4, "1.1", used]], r.got))
-        first = r.check.first_row(ALERT_ROOT)
+                    tabs.update(await self.walker.tables(t, [["colorants", oids.PRT_COLORANT, 4, "1.1", used]], r.got))
+        first = r.check.first_row(oids.ALERT_ROOT)
         if r.plan.status and first:
-            tabs["alerts"] = await self.walker.walk_table(t, "alerts", PRT_ALERT, 2, 8, first[0], first[1])
+            tabs["alerts"] = await self.walker.walk_table(t, "alerts", oids.PRT_ALERT, 2, 8, first[0], first[1])
 
     async def _follow_up(self, r):
         """One GET: MAC, the printer's hrDeviceDescr and status, what profile rules still
-        need (and, rarely, one more for a rule a step deeper)."""
+        need (and, rarely, one more for a rule a step deeper). Returns the MAC: of the
+        interface carrying the address, else the first one (a walk)."""
         hr_cell = None
         if r.printer_row is not None and r.check.hr == "types" and assemble.needs_hr(r.profile, r.got, r.descr):
-            hr_cell = HR_DEVICE + ".3." + str(r.printer_row)
+            hr_cell = oids.HR_DEVICE + ".3." + str(r.printer_row)
         # "hr_later": profile rules wait for hrDeviceDescr instead of asking the OIDs after it
         r.ctx = ctx = {"get": r.got, "hr": r.check.printer_descr, "sysdescr": r.descr,
                        "hr_later": hr_cell is not None}
         follow = readplan.follow_ups(r.plan, r.ifidx, hr_cell, r.printer_row)
         lazy = profiles.pending(r.profile, ctx)
         follow += lazy
-        r.need_entity = readplan.needs_entity(r.serial, r.profile)
+        r.need_entity = not r.serial and not (r.profile or {}).get("serial")
         if r.need_entity:
             follow += readplan.ENTITY
         f = r.follow = await self.walker.get(r.t, follow) if follow else {}
@@ -236,11 +225,9 @@ class Collector:
         if more:
             # A third rule deep: rare, one more small GET.
             r.got.update(await self.walker.get(r.t, more))
-
-    async def _mac(self, r):
         mac = None
         if r.ifidx is not None:
-            mac = records.mac_text(r.follow.get(IF_PHYS_ADDRESS + "." + str(r.ifidx)))
+            mac = records.mac_text(f.get(oids.IF_PHYS_ADDRESS + "." + str(r.ifidx)))
             if mac:
                 r.sources["mac"] = "ifPhysAddress.%d (ipAdEntIfIndex)" % r.ifidx
         if mac is None:
@@ -252,7 +239,7 @@ class Collector:
     async def first_mac(self, t):
         """The first non-empty 6-octet ifPhysAddress: the fallback when ipAdEntIfIndex does
         not lead to the interface carrying the address (row 1 is often loopback's)."""
-        got = await self.walker.walk_roots(t, [IF_ROOT], 2, 16, None, None, True)
+        got = await self.walker.walk_roots(t, [oids.IF_ROOT], 2, 16, None, None, True)
         for _, v in sorted(got[0].items()):
             if records.mac_text(v):
                 return records.mac_text(v)
@@ -273,7 +260,7 @@ class Collector:
                 t, [base + str(spec["type"]), base + str(spec["value"])],
                 hint + 1 if hint else 2, min(spec.get("rows", 64), countertables.MAX_ROWS),
                 whole_index=True)
-            t.found_rows("t" + spec["table"], len(types))
+            t.newrows["t" + spec["table"]] = len(types)
             countertables.table(spec, types, values, counters, sources)
         for spec in c.get("blobs", ()):
             err = countertables.blob(spec, got.get(spec["oid"]), counters, sources)
@@ -327,22 +314,18 @@ class Collector:
         """The supplies table (static columns from flash when they still fit), cached again."""
         srows = r.tables.get("supplies") or {}
         cached = r.cached
-        colorants = {}
         if cached and not assemble.statics_fit(cached, srows):
             # rows changed or a level rose (a new cartridge): read the static columns again
-            more = await self.walker.columns(r.t, PRT_SUPPLIES, (3, 5, 6, 7, 8), len(srows), len(srows))
+            more = await self.walker.columns(r.t, oids.PRT_SUPPLIES, (3, 5, 6, 7, 8), len(srows), len(srows))
             for idx, row in more.items():
                 if idx in srows:
                     srows[idx].update(row)
-            r.tables["colorants"] = await self.walker.columns(r.t, PRT_COLORANT, (4,), len(srows) + 1, 32)
+            r.tables["colorants"] = await self.walker.columns(r.t, oids.PRT_COLORANT, (4,), len(srows) + 1, 32)
             cached = None
-        if cached:
-            assemble.apply_statics(srows, cached)
-        else:
-            colorants = assemble.decode_supply_texts(srows, r.tables.get("colorants") or {})
+        supplies, colorants = assemble.supplies(srows, cached, r.tables.get("colorants") or {}, r.profile,
+                                                r.plan.scan)
         if self.statics is not None and srows:
             self.statics.save(r.host, r.port, srows, colorants, cached["age"] + 1 if cached else 0)
-        supplies = assemble.supplies(srows, colorants, r.profile, r.plan.scan)
         rec["supplies"] = supplies
         if srows:
             r.sources["supplies"] = "prtMarkerSuppliesTable"
@@ -352,9 +335,8 @@ class Collector:
         """Typology, technology, colour and duplex (full scans)."""
         p = r.profile or {}
         sources = r.sources
-        duplex = assemble.duplex(r.tables.get("paths") or {}, sources)
-        colour = assemble.colour(r.got, supplies, sources)
-        tech = assemble.technology(r.got, r.profile, rec["manufacturer"], sources)
+        tech, colour, duplex = assemble.shape(r.profile, r.got, r.tables.get("paths") or {}, supplies,
+                                              rec["manufacturer"], sources)
         typology, why = assemble.typology(p, rec["model"], r.descr, counters)
         if typology != "mfp" and not p.get("mfp_models"):
             # no vendor knowledge of its model names: look for a scanner or fax row
@@ -373,21 +355,8 @@ class Collector:
         fax or copier (0: none). Walked once per device (the answer is remembered)."""
         if check.hr is None:
             return 0
-        hr = await self.walker.columns(t, HR_DEVICE, [3], 4, 32)
+        hr = await self.walker.columns(t, oids.HR_DEVICE, [3], 4, 32)
         for idx in sorted(k for k in hr if isinstance(k, int)):
             if idx != printer_row and records.has_mfp_words(records.text(hr[idx].get(3))):
                 return idx
         return 0
-
-    def _remember(self, r, rec, counters):
-        """Device memory: row counts, the MFP row, the counters (flagged when implausible)."""
-        state = self.state
-        state.keep_rows(r.host, r.t.newrows or r.t.rows)
-        if r.mfp_row is not None:
-            state.keep_mfp_row(r.host, r.mfp_row)
-        if r.plan.counters and counters:
-            key = rec["serial"] or ("@" + r.host)
-            flags = records.check_counters(state.counters(key), counters)
-            state.keep_counters(key, counters, rec["collected_at"])
-            if flags:
-                rec["counter_flags"] = flags

@@ -21,10 +21,6 @@ NP_SKIP = 15       # sweeps that take a device found not to be a printer at its 
 WEB_FIELDS_MAX = 16
 
 
-def _at(host):
-    return "@" + host
-
-
 class DeviceState:
     def __init__(self, path=None, max_devices=512):
         self.path = path
@@ -80,26 +76,26 @@ class DeviceState:
     # ------------------------------------------------------------------ credentials
     def preferred_credential(self, host):
         """Index of the discovery credential that answered last (tried first): 0 by default."""
-        return self.get(_at(host)).get("pc", 0)
+        return self.get("@" + host).get("pc", 0)
 
     def prefer_credential(self, host, index):
         if self.preferred_credential(host) != index:
-            self.update(_at(host), pc=index)
+            self.update("@" + host, pc=index)
 
     def collect_credential(self, host):
         """Index of the collector's credential that answered first contact, or None."""
-        return self.get(_at(host)).get("cred")
+        return self.get("@" + host).get("cred")
 
     def keep_collect_credential(self, host, index):
-        self.update(_at(host), cred=index)
+        self.update("@" + host, cred=index)
 
     # ------------------------------------------------------------------ printer or not
     def not_a_printer_yet(self, host, sys_object_id):
         """True while a device found not to be a printer (and never seen as one) is taken
         at its word: NP_SKIP sweeps, as long as its sysObjectID stays the same. Counts one."""
-        d = self.get(_at(host))
+        d = self.get("@" + host)
         if d.get("np") == sys_object_id and d.get("nps", 0) > 0 and not d.get("seen"):
-            self.update(_at(host), nps=d["nps"] - 1)
+            self.update("@" + host, nps=d["nps"] - 1)
             return True
         return False
 
@@ -107,39 +103,39 @@ class DeviceState:
         """Found not to be a printer. A printer seen before that looks otherwise (booting)
         is not marked: it is checked again every sweep."""
         if not self.was_seen(host):
-            self.update(_at(host), np=sys_object_id, nps=NP_SKIP)
+            self.update("@" + host, np=sys_object_id, nps=NP_SKIP)
 
     def a_printer(self, host):
-        if self.get(_at(host)).get("np"):
-            self.update(_at(host), np=None, nps=0)
+        if self.get("@" + host).get("np"):
+            self.update("@" + host, np=None, nps=0)
 
     def lacks_printer_mib(self, host):
         """A printer maker's agent without the Printer-MIB (found by its hrDevicePrinter)."""
-        return bool(self.get(_at(host)).get("nomib"))
+        return bool(self.get("@" + host).get("nomib"))
 
     def keep_printer_mib(self, host, present):
         if self.lacks_printer_mib(host) != (not present):
-            self.update(_at(host), nomib=not present or None)
+            self.update("@" + host, nomib=not present or None)
 
     # ------------------------------------------------------------------ seen, quiet
     def was_seen(self, host):
         """The address gave a record before."""
-        return bool(self.get(_at(host)).get("seen"))
+        return bool(self.get("@" + host).get("seen"))
 
     def saw(self, host, serial, mac, power):
         """A record came from host: its identity, and its power state when the scan read it."""
-        self.update(_at(host), seen=1, sr=serial, mc=mac, pw=power or self.get(_at(host)).get("pw"))
+        self.update("@" + host, seen=1, sr=serial, mc=mac, pw=power or self.get("@" + host).get("pw"))
 
     def last_identity(self, host):
         """(serial, MAC) of the last record from host (None where unknown)."""
-        d = self.get(_at(host))
+        d = self.get("@" + host)
         return d.get("sr"), d.get("mc")
 
     def quiet(self, host):
         """True while a device that fell silent is left alone this sweep (counts one sweep)."""
-        left = self.get(_at(host)).get("qs", 0)
+        left = self.get("@" + host).get("qs", 0)
         if left > 0:
-            self.update(_at(host), qs=left - 1)
+            self.update("@" + host, qs=left - 1)
             return True
         return False
 
@@ -148,64 +144,61 @@ class DeviceState:
         reachability ("asleep" if it was last seen asleep, else "unreachable"), and a backoff
         of 1 sweep starts; still silent: None, the backoff doubles up to QUIET_MAX. None for
         an address that never gave a record."""
-        d = self.get(_at(host))
+        d = self.get("@" + host)
         if not d.get("seen"):
             return None
         q = d.get("q")
         if q:
             q = min(q * 2, QUIET_MAX)
-            self.update(_at(host), q=q, qs=q)
+            self.update("@" + host, q=q, qs=q)
             return None
-        self.update(_at(host), q=1, qs=1)
+        self.update("@" + host, q=1, qs=1)
         return "asleep" if d.get("pw") == "sleep" else "unreachable"
 
     def answers_again(self, host):
         """True (and the backoff is gone) when host was silent since it was seen."""
-        if self.get(_at(host)).get("q"):
-            self.update(_at(host), q=None, qs=0)
+        if self.get("@" + host).get("q"):
+            self.update("@" + host, q=None, qs=0)
             return True
         return False
 
     # ------------------------------------------------------------------ what to read
     def skip_extra_agent(self, host):
         """True while a profile's extra agent that stayed silent is not asked (counts one)."""
-        left = self.get(_at(host)).get("xs", 0)
+        left = self.get("@" + host).get("xs", 0)
         if left:
-            self.update(_at(host), xs=left - 1)
+            self.update("@" + host, xs=left - 1)
             return True
         return False
 
     def extra_agent_silent(self, host):
-        self.update(_at(host), xs=XS_SKIP)
+        self.update("@" + host, xs=XS_SKIP)
 
     def rows(self, host):
         """{table name: row count} of the last scan (sizes the next GETBULKs)."""
-        return self.get(_at(host)).get("rows") or {}
+        return self.get("@" + host).get("rows") or {}
 
     def keep_rows(self, host, rows):
-        self.update(_at(host), rows=rows)
+        self.update("@" + host, rows=rows)
 
     def mfp_row(self, host):
         """hrDeviceTable row naming a scanner, fax or copier (0: none), None if never looked."""
-        return self.get(_at(host)).get("hrmfp")
+        return self.get("@" + host).get("hrmfp")
 
     def keep_mfp_row(self, host, index):
-        self.update(_at(host), hrmfp=index)
+        self.update("@" + host, hrmfp=index)
 
     def web_fields(self, host):
         """The fields the device's web pages gave before (None: never asked)."""
-        return self.get(_at(host)).get("wg")
+        return self.get("@" + host).get("wg")
 
     def keep_web_fields(self, host, names):
         """names: a set, kept sorted and bounded."""
-        self.update(_at(host), wg=sorted(names)[:WEB_FIELDS_MAX])
+        self.update("@" + host, wg=sorted(names)[:WEB_FIELDS_MAX])
 
 
 class NoMemory(DeviceState):
     """No device memory (`fbtool scan`, tests): every question has its first-time answer."""
-
-    def __init__(self):
-        DeviceState.__init__(self)
 
     def get(self, key):
         return {}

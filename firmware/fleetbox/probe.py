@@ -1,13 +1,16 @@
 """The printer probe: first contact with an address, and whether it is a printer."""
-from fleetbox import ber, records, snmp
-from fleetbox.oids import (ALERT_ROOT, HR_DEVICE, HR_DEVICE_PRINTER, PRINTER_MIB, SUPPLY_ROOT,
-                           SYS_GROUP)
+from fleetbox import ber, oids, records, snmp
 from fleetbox.walker import Target
 
 
-async def first_contact(walker, creds, host, port, any_port=False, known=None):
-    """(Target, system group {oid: value}, credential index) of the first credential that
-    answers, trying `known` (an index into creds) first; None when none does."""
+async def first_contact(walker, creds, host, port, any_port, cred_of, memory):
+    """(Target, system group {oid: value}) of the first credential that answers, or None.
+
+    The credential that answered last is tried first: `cred_of` ({host: index into creds})
+    remembers it for a collector's life, device memory (devstate) across sweeps."""
+    known = cred_of.get(host)
+    if known is None:
+        known = memory.collect_credential(host)
     order = list(range(len(creds)))
     if known is not None and 0 <= known < len(creds):
         order.remove(known)
@@ -15,14 +18,19 @@ async def first_contact(walker, creds, host, port, any_port=False, known=None):
     for i in order:
         t = Target(host, port, creds[i], any_port)
         try:
-            got = await walker.get(t, SYS_GROUP)
+            got = await walker.get(t, oids.SYS_GROUP)
         except snmp.Timeout:
             continue
         except snmp.SnmpError as e:
             if t.cred.version == "3":
                 print("collector: %s:%d: %s" % (host, port, e))   # wrong user, password...
             continue
-        return t, got, i
+        if len(cred_of) > 1024:
+            cred_of.clear()
+        cred_of[host] = i
+        if known != i:
+            memory.keep_collect_credential(host, i)
+        return t, got
     return None
 
 
@@ -65,7 +73,7 @@ async def check_printer(walker, t, profile, lead=None, alerts=True):
     """
     found = PrinterCheck()
     nxt = None
-    first = [HR_DEVICE + ".2", ALERT_ROOT] if alerts else [HR_DEVICE + ".2"]
+    first = [oids.HR_DEVICE + ".2", oids.ALERT_ROOT] if alerts else [oids.HR_DEVICE + ".2"]
     k = len(first)
     if lead and t.cred.version != "1":
         vbs, _ = await walker.bulk(t, first + [lead[0]], lead[1], k)
@@ -74,36 +82,33 @@ async def check_printer(walker, t, profile, lead=None, alerts=True):
             found.supplies_pre = pre
             nxt = [vbs[0], pre[0] if pre else ("", None)] + vbs[1:k]
     if nxt is None:
-        nxt = await walker.getnext(t, [HR_DEVICE + ".2", SUPPLY_ROOT] + first[1:])
+        nxt = await walker.getnext(t, [oids.HR_DEVICE + ".2", oids.SUPPLY_ROOT] + first[1:])
     found.next = nxt[1:]
+    # Where the first GETNEXT of hrDeviceType landed tells how much of the table exists.
     hr = nxt[0]
-    _read_hr(found, hr)
+    hr_next = hr[0] if not ber.is_exception(hr[1]) else ""
+    found.hr = "types" if hr_next.startswith(oids.HR_DEVICE + ".2.") else (
+        "descr" if hr_next.startswith(oids.HR_DEVICE + ".") else None)
+    last = hr_next.rsplit(".", 1)[-1]
+    if found.hr == "types" and hr[1] == oids.HR_DEVICE_PRINTER and last.isdigit():
+        found.printer_row = int(last)   # usually row 1: no walk
+    elif found.hr == "descr" and last.isdigit():
+        # no types column: the first row stands for the printer, and its descr is here
+        found.printer_row = int(last)
+        found.printer_descr = records.text(hr[1])
     for oid, v in nxt[1:3]:
-        if oid.startswith(PRINTER_MIB + ".") and not ber.is_exception(v):
+        if oid.startswith(oids.PRINTER_MIB + ".") and not ber.is_exception(v):
             found.mib = True
             return found
     # Without the Printer-MIB only a printer maker's own agent with an hrDevicePrinter
     # counts: a Windows server lists its print queues as hrDevicePrinter too.
     if profile is None or found.hr != "types":
         return None
-    if hr[1] == HR_DEVICE_PRINTER:
+    if hr[1] == oids.HR_DEVICE_PRINTER:
         return found
-    rows = await walker.columns(t, HR_DEVICE, [2], 4, 32)
+    rows = await walker.columns(t, oids.HR_DEVICE, [2], 4, 32)
     for r in rows.values():
-        if r.get(2) == HR_DEVICE_PRINTER:
+        if r.get(2) == oids.HR_DEVICE_PRINTER:
             return found
     return None
 
-
-def _read_hr(found, hr):
-    """Where the first GETNEXT of hrDeviceType landed tells how much of the table exists."""
-    hr_next = hr[0] if not ber.is_exception(hr[1]) else ""
-    found.hr = "types" if hr_next.startswith(HR_DEVICE + ".2.") else (
-        "descr" if hr_next.startswith(HR_DEVICE + ".") else None)
-    last = hr_next.rsplit(".", 1)[-1]
-    if found.hr == "types" and hr[1] == HR_DEVICE_PRINTER and last.isdigit():
-        found.printer_row = int(last)   # usually row 1: no walk
-    elif found.hr == "descr" and last.isdigit():
-        # no types column: the first row stands for the printer, and its descr is here
-        found.printer_row = int(last)
-        found.printer_descr = records.text(hr[1])

@@ -17,7 +17,7 @@ class Target:
     """One agent being read: where and how to ask it, and what its walks learnt.
 
     `rows`: {table name: row count} of the last scan (device memory); `newrows`: the
-    counts found in this one (None until a table is walked).
+    counts found in this one.
     """
 
     def __init__(self, host, port, cred, any_port=False, rows=None):
@@ -28,12 +28,7 @@ class Target:
         self.nobulk = False      # refused GETBULK once: GETNEXT from then on
         self.choked = False      # a walk timed out: no more walks (keep what was read)
         self.rows = rows or {}
-        self.newrows = None
-
-    def found_rows(self, name, count):
-        if self.newrows is None:
-            self.newrows = {}
-        self.newrows[name] = count
+        self.newrows = {}
 
 
 def cell(oid, prefix):
@@ -129,7 +124,17 @@ class Walker:
                 if len(out[i]) >= limit or (expect[i] and key == expect[i][-1]):
                     ended.append(i)
             active = [i for i in active if i not in ended]
-            reps = _next_reps(reps, active, cur, expect)
+            # The rows still expected, exactly; else grow gently: past its end a column
+            # returns the next one's values (overshoot).
+            grow = 4 if reps < 4 else (8 if reps < 8 else 16)
+            reps = 1
+            for i in active:
+                if expect[i]:
+                    last = cur[i].rsplit(".", 1)[1]
+                    n = len([x for x in expect[i] if not last.isdigit() or x > int(last)])
+                else:
+                    n = grow
+                reps = n if n > reps else reps
         return out
 
     def table_reps(self, t, name, first, last):
@@ -203,7 +208,7 @@ class Walker:
             else:
                 reps = min(REPS_MAX, reps * 2)
             vbs = None
-        t.found_rows(name, len(rows))
+        t.newrows[name] = len(rows)
         return rows
 
     async def columns(self, t, base, cols, reps, limit=MAX_ROWS, expect=None):
@@ -251,21 +256,7 @@ class Walker:
             rows = {}
             for idx, v in vals.items():
                 rows[idx] = {col: v}
-            t.found_rows(name, len(rows))
+            t.newrows[name] = len(rows)
             out[name] = rows
         return out
 
-
-def _next_reps(reps, active, cur, expect):
-    """max-repetitions of walk_roots' next request: exactly the rows still expected, else
-    growing gently (past its end a column returns the next one's values: overshoot)."""
-    grow = 4 if reps < 4 else (8 if reps < 8 else 16)
-    reps = 1
-    for i in active:
-        if expect[i]:
-            last = cur[i].rsplit(".", 1)[1]
-            n = len([x for x in expect[i] if not last.isdigit() or x > int(last)])
-        else:
-            n = grow
-        reps = n if n > reps else reps
-    return reps

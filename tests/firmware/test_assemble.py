@@ -60,36 +60,38 @@ def test_counters_life_count_only_when_sane():
 
 
 def test_supplies_parts_scan_leaves_out_toner_and_ink():
-    rows = {1: {3: "black", 5: 3, 6: "Black Toner", 7: 19, 8: 100, 9: 40},
-            2: {3: 0, 5: 9, 6: "Drum", 7: 7, 8: 50000, 9: 10000}}
-    full = assemble.supplies(rows, {}, None, "full")
+    rows = {1: {3: 1, 5: 3, 6: b"Black Toner", 7: 19, 8: 100, 9: 40},
+            2: {3: 0, 5: 9, 6: b"Drum", 7: 7, 8: 50000, 9: 10000}}
+    full, colorants = assemble.supplies(rows, None, {1: {4: b"black"}}, None, "full")
+    assert colorants == {1: "black"} and rows[1][6] == "Black Toner"      # decoded in place
     assert [(s["kind"], s["color"], s["percent"]) for s in full] == [("toner", "black", 40), ("drum", None, 20)]
-    assert [s["kind"] for s in assemble.supplies(rows, {}, None, "parts")] == ["drum"]
+    parts, _ = assemble.supplies(rows, None, {}, None, "parts")
+    assert [s["kind"] for s in parts] == ["drum"]
 
 
-def test_statics_fit_until_a_level_rises_past_five_percent():
+def test_supplies_from_the_flash_cache_and_when_it_still_fits():
     cached = {"age": 1, "rows": {"1": [3, "Black", 19, 100, "black", 40]}}
     assert assemble.statics_fit(cached, {1: {9: 38}})
     assert assemble.statics_fit(cached, {1: {9: 45}})          # +5 of 100: noise
     assert not assemble.statics_fit(cached, {1: {9: 46}})      # a new cartridge
     assert not assemble.statics_fit(cached, {1: {9: 40}, 2: {9: 1}})   # rows differ
     rows = {1: {9: 38}}
-    assemble.apply_statics(rows, cached)
-    assert rows == {1: {9: 38, 5: 3, 6: "Black", 7: 19, 8: 100, 3: "black"}}
+    got, colorants = assemble.supplies(rows, cached, {}, None, "supplies")
+    assert rows == {1: {9: 38, 5: 3, 6: "Black", 7: 19, 8: 100, 3: "black"}} and colorants == {}
+    assert (got[0]["color"], got[0]["description"], got[0]["percent"]) == ("black", "Black", 38)
 
 
 def test_shape_colour_duplex_technology_typology():
     sources = {}
-    assert assemble.duplex({1: {9: 4}, 2: {9: 3}}, sources) is True and sources["duplex"] == "prtMediaPathType"
-    assert assemble.duplex({}, sources) is None
-    assert assemble.colour({PRT_COLORANTS: 4}, [], sources) is True
-    assert sources["color"] == "prtMarkerProcessColorants"
+    assert assemble.shape(None, {PRT_COLORANTS: 4, PRT_MARK_TECH: 5}, {1: {9: 4}, 2: {9: 3}}, [], "HP",
+                          sources) == ("laser", True, True)
+    assert sources == {"duplex": "prtMediaPathType", "color": "prtMarkerProcessColorants",
+                       "technology": "prtMarkerMarkTech"}
     cyan = [{"kind": "toner", "color": "cyan", "description": "C"}]
-    assert assemble.colour({}, cyan, sources) is True and sources["color"] == "supplies"
-    assert assemble.colour({}, [], {}) is None
-    assert assemble.technology({PRT_MARK_TECH: 5}, None, None, sources) == "laser"
-    s2 = {}
-    assert assemble.technology({}, HP, "HP", s2) == "laser" and s2["technology"] == "profile HP"
+    sources = {}
+    assert assemble.shape(HP, {}, {}, cyan, "HP", sources) == ("laser", True, None)
+    assert sources == {"color": "supplies", "technology": "profile HP"}
+    assert assemble.shape(None, {}, {}, [], None, {}) == (None, None, None)
     assert assemble.typology({}, "M404", None, {"copy": 3}) == ("mfp", "counters.copy")
     assert assemble.typology({}, "M404", "HP MFP", {}) == ("mfp", "sysDescr")
     assert assemble.typology({}, "M404", None, {}) == ("printer", "no copier, scanner or fax seen")
