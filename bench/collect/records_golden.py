@@ -1,8 +1,9 @@
 """The firmware collector's records from every printer recording, as canonical JSON.
 
-Usage: .venv/bin/python bench/collect/records_golden.py [--write | --check] [PATH] [--firmware DIR]
-(default PATH: tests/data/records-golden.json; without --write/--check the JSON goes to stdout;
---firmware: another firmware tree, e.g. `git archive` of an older commit, to compare against)
+Usage: .venv/bin/python bench/collect/records_golden.py [--check | --write | --print] [PATH] [--firmware DIR]
+(default --check of tests/data/records-golden.json: prints identical/DIFFERENT, exit 0/1;
+--write replaces PATH, --print writes the JSON to stdout; --firmware: another firmware tree,
+e.g. `git archive` of an older commit, to compare against; ~40 s)
 
 Every recording of shared/printer-walks (recordings/ and negative/, plus two recordings
 with a vendor counter table or blob added, as tests/test_recordings.py serves them) is
@@ -121,11 +122,11 @@ def main(argv):
         i = argv.index("--firmware")
         firmware = argv[i + 1]
         argv = argv[:i] + argv[i + 2:]
-    mode = argv[0] if argv and argv[0] in ("--write", "--check") else None
-    rest = argv[1:] if mode else argv
+    mode = argv[0] if argv and argv[0] in ("--write", "--check", "--print") else "--check"
+    rest = argv[1:] if argv and argv[0] == mode else argv
     path = rest[0] if rest else GOLDEN
     text = generate(firmware)
-    if mode is None:
+    if mode == "--print":
         sys.stdout.write(text)
         return 0
     if mode == "--write":
