@@ -17,7 +17,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "host-tools"))
 
 from simulator.site import DEFAULT_SITE_YAML, Site, SiteError  # noqa: E402
-from fleetbox import collector, devstate, profiles, snmp  # noqa: E402
+from fleetbox import assemble, devstate, profiles, snmp  # noqa: E402
+from fleetbox.oids import SYS_NAME  # noqa: E402
+from fleetbox.sweep import SweepOptions, sweep  # noqa: E402
 from fbtool import scan  # noqa: E402
 
 NET = "127.47.54."
@@ -55,16 +57,16 @@ def test_relay_answers_from_a_high_port_only(site):
         try:
             strict = None
             try:
-                await c.get(CANON, [collector.SYS_NAME], port=47545)
+                await c.get(CANON, [SYS_NAME], port=47545)
             except snmp.Timeout:
                 strict = "timeout"
-            loose = await c.get(CANON, [collector.SYS_NAME], port=47545, any_port=True)
+            loose = await c.get(CANON, [SYS_NAME], port=47545, any_port=True)
             return strict, loose, c.stats["dropped"]
         finally:
             c.close()
     strict, loose, dropped = asyncio.run(go())
     assert strict == "timeout" and dropped >= 1
-    assert loose == [(collector.SYS_NAME, b"iR-ADV-C3525-Sales")]
+    assert loose == [(SYS_NAME, b"iR-ADV-C3525-Sales")]
 
 
 def test_sweep_merges_the_extra_agent_into_one_record_on_cpython(site, tmp_path):
@@ -76,7 +78,7 @@ def test_sweep_merges_the_extra_agent_into_one_record_on_cpython(site, tmp_path)
         c = snmp.Client(timeout_ms=500, retries=1)
         try:
             addrs = [(CANON, site.devices[0].port), (HP, site.devices[1].port)]
-            await collector.sweep(c, iter(addrs), got.append, profile_list=plist, state=state, stats=stats)
+            await sweep(c, iter(addrs), got.append, SweepOptions(profiles=plist, state=state, stats=stats))
         finally:
             c.close()
     asyncio.run(go())
@@ -94,7 +96,7 @@ def test_merge_extra_fills_only_what_the_main_agent_lacked():
     extra = {"ip": CANON, "port": 47545, "serial": "X", "model": "iR-ADV C3525",
              "counters": {"total": 99, "copy": 4, "vendor": {"101": 10}},
              "sources": {"model": "profile canon", "counters.copy": "1.3.6.1.4.1.1602.1.11.1.3.1.4.301"}}
-    rec = collector.merge_extra(main, extra, 47545)
+    rec = assemble.merge_extra(main, extra, 47545)
     assert rec["port"] == 161 and rec["serial"] == "S" and rec["counters"]["total"] == 10
     assert rec["model"] == "iR-ADV C3525" and rec["sources"]["model"] == "udp:47545 profile canon"
     assert rec["counters"]["copy"] == 4 and rec["counters"]["vendor"] == {"101": 10}

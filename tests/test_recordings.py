@@ -19,7 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "host-tools"))
 
 from simulator.site import Site, readdress_snmprec, walks_dir  # noqa: E402
-from fleetbox import collector, devstate, profiles, snmp  # noqa: E402
+from fleetbox import assemble, collector, devstate, profiles, snmp  # noqa: E402
+from fleetbox.sweep import SweepOptions, sweep  # noqa: E402
 from fbtool import profiles as compiler  # noqa: E402
 
 PORT = 17471
@@ -523,7 +524,7 @@ def test_stub_vendor_and_model(compiled, path):
     oid = rec.get("1.3.6.1.2.1.1.2.0")
     p = profiles.match(plist, oid, descr)
     ctx = {"get": rec, "hr": None, "sysdescr": descr}
-    model, _ = collector.derive_model(p, ctx)
+    model, _ = assemble.derive_model(p, ctx)
     brand, _ = profiles.first_text(p, "brand", ctx)
     man = p["vendor"] if p else None
     if brand and man and brand.lower() == man.lower():
@@ -581,8 +582,8 @@ def test_credential_list_tried_in_order_and_remembered(site, compiled):
         try:
             for _ in range(2):
                 found, stats = [], {}
-                await collector.sweep(client, iter(targets), found.append, scan="discovery", creds=creds,
-                                      profile_list=profiles.load([compiled]), state=state, stats=stats)
+                await sweep(client, iter(targets), found.append, SweepOptions(
+                    scan="discovery", creds=creds, profiles=profiles.load([compiled]), state=state, stats=stats))
                 out.append((sorted(r["ip"] for r in found), stats["sent"]))
         finally:
             client.close()
@@ -590,7 +591,7 @@ def test_credential_list_tried_in_order_and_remembered(site, compiled):
     (first_ips, first_sent), (again_ips, again_sent) = asyncio.run(run())
     assert first_ips == again_ips == [a for a, _ in targets]
     assert first_sent == 6 and again_sent == 3          # wrong community first, then remembered
-    assert all(state.get("@" + a)["pc"] == 1 for a, _ in targets)
+    assert all(state.preferred_credential(a) == 1 for a, _ in targets)
 
 
 def test_static_columns_cached_on_flash_give_the_same_supplies(site, compiled, tmp_path):

@@ -269,7 +269,7 @@ def test_sweep_finds_a_v3_only_printer_among_silent_addresses(snmpsim_v3):
     """Credentials [v2c public, v3 user]: the printer answers only SNMPv3 (snmpsim ignores the
     unknown community). Discovery's engine probe finds it in the same sweep; the v3 user
     is tried on it alone, not on the silent addresses (a v3 attempt costs a timeout each)."""
-    from fleetbox import collector
+    from fleetbox.sweep import SweepOptions, sweep
     creds = [snmp.Credential.v2c(b"public"),
              snmp.Credential.v3("printer-admin", "SHA256", "fleet-auth-key", "AES256", "fleet-priv-key",
                                 context=b"brother")]
@@ -279,8 +279,8 @@ def test_sweep_finds_a_v3_only_printer_among_silent_addresses(snmpsim_v3):
         client = snmp.Client(timeout_ms=300, retries=1)
         found, stats = [], {}
         try:
-            probed, n = await collector.sweep(client, iter(targets), found.append, creds=creds,
-                                              scan="full", stats=stats)
+            probed, n = await sweep(client, iter(targets), found.append,
+                                    SweepOptions(scan="full", creds=creds, stats=stats))
         finally:
             client.close()
         return probed, n, found, stats, client.stats

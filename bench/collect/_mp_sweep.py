@@ -12,7 +12,8 @@ sys.path.insert(0, sys.argv[1])
 import asyncio  # noqa: E402
 import time  # noqa: E402
 
-from fleetbox import collector, devstate, profiles, snmp, targets  # noqa: E402
+from fleetbox import devstate, profiles, snmp, targets  # noqa: E402
+from fleetbox.sweep import SweepOptions, sweep  # noqa: E402
 
 opts = json.loads(sys.stdin.readline())
 peak = [0]
@@ -54,9 +55,9 @@ async def main():
         stats = {}
         try:
             addrs = targets.expand(opts["targets"], [], opts["port"])
-            probed, n = await collector.sweep(client, addrs, emit, workers=opts["workers"],
-                                              scan=opts["kind"], profile_list=lib, state=state,
-                                              window=opts["window"], stats=stats, statics=statics)
+            probed, n = await sweep(client, addrs, emit, SweepOptions(
+                scan=opts["kind"], profiles=lib, state=state, statics=statics, workers=opts["workers"],
+                window=opts["window"], stats=stats))
         finally:
             client.close()
         ms = time.ticks_diff(time.ticks_ms(), t)

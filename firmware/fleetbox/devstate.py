@@ -1,13 +1,24 @@
-"""What the box remembers about each device between scans, bounded and small.
+"""Device memory: what the box remembers about each device between sweeps, bounded and small.
 
-Per device (keyed by serial, else address): the last counters (for the sanity check),
-table row counts (so the next GETBULK asks for exactly that many rows), which
-credential answered, and when it was last seen. Saved as JSON on the data partition.
+One JSON object on the data partition (`/data/devices.json`), one entry per device;
+docs/collection.md "Device memory" is the schema (keys, meaning, bounds). The short keys
+are kept on flash for size; code reads and writes them only through the methods below,
+named for what the collector means by them.
+
+Entries "@<address>" hold what belongs to an address (its credentials, its quiet
+backoff, whether it is a printer, table row counts ...); the last counters live under
+the device's serial (else its "@<address>"), so they follow the device to a new address.
 """
 import json
 import os
 
+from fleetbox.atomicfile import atomic_write
+
 COUNTERS_KEPT = ("total", "mono", "color", "print", "copy", "scan", "fax", "duplex", "a3", "a4")
+QUIET_MAX = 8      # most sweeps a silent, once-seen device is left alone (doubling from 1)
+XS_SKIP = 8        # sweeps that skip a profile's extra agent after it stayed silent
+NP_SKIP = 15       # sweeps that take a device found not to be a printer at its word
+WEB_FIELDS_MAX = 16
 
 
 class DeviceState:
@@ -21,10 +32,12 @@ class DeviceState:
                 with open(path) as f:
                     data = json.load(f)
                 if isinstance(data, dict):
-                    self.devices = data
+                    # an entry that is not an object (a damaged file) is forgotten, not fatal
+                    self.devices = {k: v for k, v in data.items() if isinstance(v, dict)}
             except (OSError, ValueError):
                 self.devices = {}
 
+    # ------------------------------------------------------------------ storage
     def get(self, key):
         return self.devices.get(key) or {}
 
@@ -42,7 +55,15 @@ class DeviceState:
         d.update(fields)
         self.dirty = True
 
+    def save(self):
+        if not (self.path and self.dirty):
+            return
+        atomic_write(self.path, lambda f: json.dump(self.devices, f))
+        self.dirty = False
+
+    # ------------------------------------------------------------------ counters (by serial)
     def counters(self, key):
+        """The counters last kept for `key` (serial, else "@<address>"), or None."""
         return self.get(key).get("c")
 
     def keep_counters(self, key, counters, now):
@@ -52,14 +73,138 @@ class DeviceState:
                 c[k] = counters[k]
         self.update(key, c=c, t=now or 0)
 
-    def save(self):
-        if not (self.path and self.dirty):
-            return
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.devices, f)
-        os.rename(tmp, self.path)
-        self.dirty = False
+    # ------------------------------------------------------------------ credentials
+    def preferred_credential(self, host):
+        """Index of the discovery credential that answered last (tried first): 0 by default."""
+        return self.get("@" + host).get("pc", 0)
+
+    def prefer_credential(self, host, index):
+        if self.preferred_credential(host) != index:
+            self.update("@" + host, pc=index)
+
+    def collect_credential(self, host):
+        """Index of the collector's credential that answered first contact, or None."""
+        return self.get("@" + host).get("cred")
+
+    def keep_collect_credential(self, host, index):
+        self.update("@" + host, cred=index)
+
+    # ------------------------------------------------------------------ printer or not
+    def not_a_printer_yet(self, host, sys_object_id):
+        """True while a device found not to be a printer (and never seen as one) is taken
+        at its word: NP_SKIP sweeps, as long as its sysObjectID stays the same. Counts one."""
+        d = self.get("@" + host)
+        if d.get("np") == sys_object_id and d.get("nps", 0) > 0 and not d.get("seen"):
+            self.update("@" + host, nps=d["nps"] - 1)
+            return True
+        return False
+
+    def not_a_printer(self, host, sys_object_id):
+        """Found not to be a printer. A printer seen before that looks otherwise (booting)
+        is not marked: it is checked again every sweep."""
+        if not self.was_seen(host):
+            self.update("@" + host, np=sys_object_id, nps=NP_SKIP)
+
+    def a_printer(self, host):
+        if self.get("@" + host).get("np"):
+            self.update("@" + host, np=None, nps=0)
+
+    def lacks_printer_mib(self, host):
+        """A printer maker's agent without the Printer-MIB (found by its hrDevicePrinter)."""
+        return bool(self.get("@" + host).get("nomib"))
+
+    def keep_printer_mib(self, host, present):
+        if self.lacks_printer_mib(host) != (not present):
+            self.update("@" + host, nomib=not present or None)
+
+    # ------------------------------------------------------------------ seen, quiet
+    def was_seen(self, host):
+        """The address gave a record before."""
+        return bool(self.get("@" + host).get("seen"))
+
+    def saw(self, host, serial, mac, power):
+        """A record came from host: its identity, and its power state when the scan read it."""
+        self.update("@" + host, seen=1, sr=serial, mc=mac, pw=power or self.get("@" + host).get("pw"))
+
+    def last_identity(self, host):
+        """(serial, MAC) of the last record from host (None where unknown)."""
+        d = self.get("@" + host)
+        return d.get("sr"), d.get("mc")
+
+    def quiet(self, host):
+        """True while a device that fell silent is left alone this sweep (counts one sweep)."""
+        left = self.get("@" + host).get("qs", 0)
+        if left > 0:
+            self.update("@" + host, qs=left - 1)
+            return True
+        return False
+
+    def fell_silent(self, host):
+        """A device did not answer discovery. The first time after it was seen: its
+        reachability ("asleep" if it was last seen asleep, else "unreachable"), and a backoff
+        of 1 sweep starts; still silent: None, the backoff doubles up to QUIET_MAX. None for
+        an address that never gave a record."""
+        d = self.get("@" + host)
+        if not d.get("seen"):
+            return None
+        q = d.get("q")
+        if q:
+            q = min(q * 2, QUIET_MAX)
+            self.update("@" + host, q=q, qs=q)
+            return None
+        self.update("@" + host, q=1, qs=1)
+        return "asleep" if d.get("pw") == "sleep" else "unreachable"
+
+    def answers_again(self, host):
+        """True (and the backoff is gone) when host was silent since it was seen."""
+        if self.get("@" + host).get("q"):
+            self.update("@" + host, q=None, qs=0)
+            return True
+        return False
+
+    # ------------------------------------------------------------------ what to read
+    def skip_extra_agent(self, host):
+        """True while a profile's extra agent that stayed silent is not asked (counts one)."""
+        left = self.get("@" + host).get("xs", 0)
+        if left:
+            self.update("@" + host, xs=left - 1)
+            return True
+        return False
+
+    def extra_agent_silent(self, host):
+        self.update("@" + host, xs=XS_SKIP)
+
+    def rows(self, host):
+        """{table name: row count} of the last scan (sizes the next GETBULKs)."""
+        return self.get("@" + host).get("rows") or {}
+
+    def keep_rows(self, host, rows):
+        self.update("@" + host, rows=rows)
+
+    def mfp_row(self, host):
+        """hrDeviceTable row naming a scanner, fax or copier (0: none), None if never looked."""
+        return self.get("@" + host).get("hrmfp")
+
+    def keep_mfp_row(self, host, index):
+        self.update("@" + host, hrmfp=index)
+
+    def web_fields(self, host):
+        """The fields the device's web pages gave before (None: never asked)."""
+        return self.get("@" + host).get("wg")
+
+    def keep_web_fields(self, host, names):
+        """names: a set, kept sorted and bounded."""
+        self.update("@" + host, wg=sorted(names)[:WEB_FIELDS_MAX])
+
+
+class NoMemory(DeviceState):
+    """No device memory (`fbtool scan`, tests): every question has its first-time answer."""
+
+    def get(self, key):
+        return {}
+
+    def update(self, key, **fields):
+        pass
 
 
 class Statics:
@@ -99,10 +244,7 @@ class Statics:
             c = r.get(3)
             colour = c if isinstance(c, str) else colorants.get(c)
             d["rows"][str(idx)] = [r.get(5), r.get(6), r.get(7), r.get(8), colour, r.get(9)]
-        tmp = self._path(host, port) + ".tmp"
         try:
-            with open(tmp, "w") as f:
-                json.dump(d, f)
-            os.rename(tmp, self._path(host, port))
+            atomic_write(self._path(host, port), lambda f: json.dump(d, f))
         except OSError:
             pass

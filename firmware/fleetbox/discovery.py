@@ -75,6 +75,7 @@ class Prober:
         # per slot: address, port, credential index, attempt, deadline (ms), request id (0: free)
         self._ip = self._port = self._cred = self._first = self._try = self._due = self._rids = None
         self._t0 = 0
+        self._budget = self._t_rate = 0   # datagrams left in this second (rate), its start
         self._cursor = 0
         self._busy = 0
         self._answers = []
@@ -146,17 +147,7 @@ class Prober:
             self._drop(i)
             self._event.set()
 
-    async def run(self, addresses, on_answer, room=None, on_silent=None):
-        """on_answer(host, port, credential index, {oid: value}) for each address that
-        answers; on_silent(host, port) for the others; `room()` False pauses sending new
-        addresses (the collectors are busy)."""
-        if not self.creds:
-            for host, p in addresses:
-                if on_silent:
-                    on_silent(host, p)
-            return
-        it = iter(addresses)
-        more = True
+    def _allocate(self):
         self.window = max(1, min(self.window, 512))
         n = self.window
         self._ip = array.array("I", bytes(4 * n))
@@ -169,62 +160,87 @@ class Prober:
         self._rids = array.array("I", bytes(4 * n))
         self._cursor = 0
         self._busy = 0
+        self._budget = self.rate
+        self._t_rate = port.ticks_ms()
+
+    def _send_new(self, sock, it, room):
+        """Probe new addresses while the window, the collectors (`room`) and the rate allow;
+        False once every address has been sent."""
+        while self._busy < self.window and (room is None or room()):
+            if self.rate:
+                now = port.ticks_ms()
+                if port.ticks_diff(now, self._t_rate) >= 1000:
+                    self._budget, self._t_rate = self.rate, now
+                if self._budget <= 0:
+                    break
+                self._budget -= 1
+            try:
+                host, p = next(it)
+            except StopIteration:
+                return False
+            first = self.first_cred(host) if self.first_cred else 0
+            first = first if 0 <= first < len(self.creds) else 0
+            i = self._take(targets.ip_to_int(host), p, first, 0)
+            self._first[i] = first
+            self._send(sock, i)
+        return True
+
+    def _expire(self, sock, more, on_silent):
+        """Retry, or move to the next credential, every request past its deadline; an
+        address that every credential left unanswered is silent. Returns the ms to wait."""
+        now = port.ticks_diff(port.ticks_ms(), self._t0)
+        wait = 50 if more else 1000
+        for i in range(self.window):
+            if not self._rids[i]:
+                continue
+            left = self._due[i] - now
+            if left > 0:
+                wait = min(wait, left)
+                continue
+            ip, p, ci, attempt, first = self._ip[i], self._port[i], self._cred[i], self._try[i], self._first[i]
+            self._drop(i)
+            if attempt < self.retries:
+                attempt += 1
+            elif (ci + 1) % len(self.creds) != first:
+                ci = (ci + 1) % len(self.creds)
+                attempt = 0
+            else:
+                self.stats["silent"] += 1
+                if on_silent:
+                    on_silent(targets.int_to_ip(ip), p)
+                continue
+            j = self._take(ip, p, ci, attempt)
+            self._first[j] = first
+            self._send(sock, j)
+            wait = min(wait, self.timeout_ms)
+        return wait
+
+    async def run(self, addresses, on_answer, room=None, on_silent=None):
+        """on_answer(host, port, credential index, {oid: value}) for each address that
+        answers; on_silent(host, port) for the others; `room()` False pauses sending new
+        addresses (the collectors are busy)."""
+        if not self.creds:
+            for host, p in addresses:
+                if on_silent:
+                    on_silent(host, p)
+            return
+        it = iter(addresses)
+        more = True
+        self._allocate()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setblocking(False)
         rx = asyncio.create_task(self._receive(sock))
-        budget = self.rate
-        t_rate = port.ticks_ms()
         try:
             while True:
-                while more and self._busy < self.window and (room is None or room()):
-                    if self.rate:
-                        now = port.ticks_ms()
-                        if port.ticks_diff(now, t_rate) >= 1000:
-                            budget, t_rate = self.rate, now
-                        if budget <= 0:
-                            break
-                        budget -= 1
-                    try:
-                        host, p = next(it)
-                    except StopIteration:
-                        more = False
-                        break
-                    first = self.first_cred(host) if self.first_cred else 0
-                    first = first if 0 <= first < len(self.creds) else 0
-                    i = self._take(targets.ip_to_int(host), p, first, 0)
-                    self._first[i] = first
-                    self._send(sock, i)
+                if more:
+                    more = self._send_new(sock, it, room)
                 while self._answers:
                     ip, p, ci, vbs = self._answers.pop(0)
                     self.stats["answered"] += 1
                     on_answer(targets.int_to_ip(ip), p, ci, dict(vbs) if vbs is not None else None)
                 if not more and not self._busy:
                     break
-                now = port.ticks_diff(port.ticks_ms(), self._t0)
-                wait = 50 if more else 1000
-                for i in range(self.window):
-                    if not self._rids[i]:
-                        continue
-                    left = self._due[i] - now
-                    if left > 0:
-                        wait = min(wait, left)
-                        continue
-                    ip, p, ci, attempt, first = self._ip[i], self._port[i], self._cred[i], self._try[i], self._first[i]
-                    self._drop(i)
-                    if attempt < self.retries:
-                        attempt += 1
-                    elif (ci + 1) % len(self.creds) != first:
-                        ci = (ci + 1) % len(self.creds)
-                        attempt = 0
-                    else:
-                        self.stats["silent"] += 1
-                        if on_silent:
-                            on_silent(targets.int_to_ip(ip), p)
-                        continue
-                    j = self._take(ip, p, ci, attempt)
-                    self._first[j] = first
-                    self._send(sock, j)
-                    wait = min(wait, self.timeout_ms)
+                wait = self._expire(sock, more, on_silent)
                 if not more and not self._busy and not self._answers:
                     break   # the last address just fell silent: no reason to wait any longer
                 self._event.clear()

@@ -2,9 +2,10 @@
 import asyncio
 import json
 
-from fleetbox import collector, config, devstate, health, port, profiles, snmp, targets, uplink
+from fleetbox import config, devstate, health, port, profiles, snmp, targets, uplink
 from fleetbox import spool as spool_mod
 from fleetbox.spool import Spool
+from fleetbox.sweep import SweepOptions, sweep
 from fleetbox.version import VERSION  # noqa: F401  (the loader prints it)
 
 LED_UNPROVISIONED = "unprovisioned"
@@ -56,11 +57,10 @@ class App:
         try:
             addrs = targets.expand(cfg["targets"], cfg["exclude"], cfg["snmp_port"])
             creds = [snmp.Credential(cfg["snmp_version"], c) for c in cfg["communities"]]
-            probed, found = await collector.sweep(client, addrs, on_record, workers=cfg["workers"],
-                                                  scan=scan, profile_list=self.profiles, creds=creds,
-                                                  state=self.devices, pace_ms=cfg["pace_ms"],
-                                                  statics=self.statics, web_ports=cfg["web_ports"],
-                                                  on_unreachable=quiet.append)
+            opts = SweepOptions(scan=scan, creds=creds, profiles=self.profiles, state=self.devices,
+                                statics=self.statics, workers=cfg["workers"], pace_ms=cfg["pace_ms"],
+                                web_ports=cfg["web_ports"], on_unreachable=quiet.append)
+            probed, found = await sweep(client, addrs, on_record, opts)
         finally:
             client.close()
             try:

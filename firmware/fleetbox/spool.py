@@ -13,27 +13,13 @@ alerts and the latest counters go last. docs/uplink.md has the whole policy.
 """
 import os
 
+from fleetbox.atomicfile import atomic_write, remove_quietly as _remove
 from fleetbox.port import WARN, log, urandom
 
 SUFFIX = ".b"
 BULK, COUNTERS, ALERTS = 0, 1, 2
 _LATEST_COUNTERS = 3
 ENOSPC = 28
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-
-
-def atomic_write(path, data):
-    """Replace the file at path with data, all or nothing across a power cut."""
-    tmp = path + ".tmp"
-    with open(tmp, "wb" if isinstance(data, (bytes, bytearray)) else "w") as f:
-        f.write(data)
-    os.rename(tmp, path)
 
 
 def _parse(name):
@@ -122,17 +108,10 @@ class Spool:
         tmp = self._path("%010d.tmp" % ident)
         while True:
             try:
-                with open(tmp, "w" if callable(data) else "wb") as f:
-                    if callable(data):
-                        data(f)
-                    else:
-                        f.write(data)
-                    size = f.tell()
-                os.rename(tmp, self._file(ident))
+                size = atomic_write(self._file(ident), data, tmp)
                 break
             except OSError as e:
                 # Flash full (ENOSPC): make room by the eviction order, as if over max_bytes.
-                _remove(tmp)
                 if e.args[0] != ENOSPC or not self._ids:
                     del self._class[ident]
                     raise

@@ -14,7 +14,7 @@ import json
 from fleetbox import cbor, envelope, https, port
 from fleetbox.errors import FleetboxError
 from fleetbox.delta import DeltaState
-from fleetbox.spool import atomic_write
+from fleetbox.atomicfile import atomic_write
 
 PAYLOAD_VERSION = 2
 FAILOVER_AFTER = 2          # consecutive failures of an endpoint before the next one is tried

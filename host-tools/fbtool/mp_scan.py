@@ -9,7 +9,8 @@ import sys
 sys.path.insert(0, sys.argv[1])
 import asyncio  # noqa: E402
 
-from fleetbox import collector, port, profiles, snmp, targets  # noqa: E402
+from fleetbox import port, profiles, snmp, targets  # noqa: E402
+from fleetbox.sweep import SweepOptions, sweep  # noqa: E402
 
 opts = json.loads(sys.stdin.readline())
 port.set_log_level(opts.get("log_level", "info"))
@@ -30,9 +31,9 @@ async def main():
         else:
             cred = snmp.Credential(opts["version"], opts["community"])
         plist = profiles.load([opts["profiles"]]) if opts.get("profiles") else []
-        probed, found = await collector.sweep(client, addrs, emit, workers=opts["workers"],
-                                              cred=cred, scan=opts.get("kind", "full"),
-                                              profile_list=plist, web_ports=opts.get("web_ports"))
+        probed, found = await sweep(client, addrs, emit, SweepOptions(
+            scan=opts.get("kind", "full"), creds=[cred], profiles=plist, workers=opts["workers"],
+            web_ports=opts.get("web_ports")))
     finally:
         client.close()
     print("DONE %d %d" % (probed, found))

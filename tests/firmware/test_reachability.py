@@ -5,7 +5,8 @@ against the in-process agent of test_snmp (a real UDP peer on 127.0.0.1)."""
 import asyncio
 
 import test_snmp as ts
-from fleetbox import ber, collector, devstate, snmp
+from fleetbox import ber, devstate, snmp
+from fleetbox.sweep import SweepOptions, sweep
 
 CONSOLE = "1.3.6.1.2.1.43.16.5.1.2.1.1"
 
@@ -28,8 +29,8 @@ def _sweeps(mib, plan):
                 agent.drop_if = None if answers else (lambda req: True)
                 recs, marks = [], []
                 before = len(agent.requests)
-                probed, _ = await collector.sweep(client, iter([("127.0.0.1", agent.port)]), recs.append,
-                                                  state=state, on_unreachable=marks.append)
+                probed, _ = await sweep(client, iter([("127.0.0.1", agent.port)]), recs.append,
+                                        SweepOptions(state=state, on_unreachable=marks.append))
                 out.append((probed, recs, marks, len(agent.requests) - before))
         finally:
             client.close()
@@ -79,11 +80,11 @@ def test_a_non_printer_is_taken_at_its_word_for_a_while():
     """A device found not to be a printer (no Printer-MIB) costs one probe GET per sweep
     for the next NP_SKIP sweeps, not the printer check too; then it is checked again."""
     mib = dict((k, v) for k, v in ts.MIB.items() if not k.startswith("1.3.6.1.2.1.43."))
-    out = _sweeps(mib, [True] * (collector.NP_SKIP + 2))
+    out = _sweeps(mib, [True] * (devstate.NP_SKIP + 2))
     assert not any(o[1] for o in out)
     per_sweep = [o[3] for o in out]
     assert per_sweep[0] == 2 and per_sweep[-1] == 2          # probe + printer check
-    assert per_sweep[1:-1] == [1] * collector.NP_SKIP        # the probe only
+    assert per_sweep[1:-1] == [1] * devstate.NP_SKIP        # the probe only
 
 
 def test_a_printer_seen_before_is_checked_every_sweep_even_when_it_looks_otherwise():

@@ -1,5 +1,6 @@
 """fleetbox.records, profiles (matching, rules), devstate: pure decoding on both runtimes."""
-from fleetbox import collector, devstate, profiles, records
+from fleetbox import assemble, devstate, profiles, readplan, records
+from fleetbox.sweep import Merger
 
 
 def test_text_encodings():
@@ -140,7 +141,7 @@ def test_profile_rules_and_counters():
     ctx = {"get": {}, "hr": None, "sysdescr": "HP ETHERNET"}
     assert profiles.pending(hp, ctx) == ["1.3.6.1.4.1.11.7"]           # asked only when hr gave nothing
     ctx["get"]["1.3.6.1.4.1.11.7"] = b"MFG:HP;MDL:HP LaserJet M404;"
-    model, src = collector.derive_model(hp, ctx)
+    model, src = assemble.derive_model(hp, ctx)
     assert model == "LaserJet M404" and src == "profile HP: 1.3.6.1.4.1.11.7"
     ri = PROFILES[2]
     assert profiles.first_text(ri, "brand", {"get": {}, "sysdescr": "RICOH MP 3053"})[0] is None
@@ -149,11 +150,11 @@ def test_profile_rules_and_counters():
 
 def test_derive_model_fallbacks():
     ctx = {"get": {}, "hr": None, "sysdescr": "KYOCERA Document Solutions Printing System"}
-    assert collector.derive_model(PROFILES[0], ctx) == (None, None)     # an agent name, not a model
+    assert assemble.derive_model(PROFILES[0], ctx) == (None, None)     # an agent name, not a model
     ctx = {"get": {}, "hr": None, "sysdescr": "RICOH Aficio MP C3002 2.20"}
-    assert collector.derive_model(PROFILES[2], ctx)[0] == "Aficio MP C3002"   # vendor name and version dropped
+    assert assemble.derive_model(PROFILES[2], ctx)[0] == "Aficio MP C3002"   # vendor name and version dropped
     ctx = {"get": {}, "hr": "Brother MFC-L2710DW series", "sysdescr": "Brother NC-8300h"}
-    assert collector.derive_model(None, ctx) == ("Brother MFC-L2710DW series", "hrDeviceDescr")
+    assert assemble.derive_model(None, ctx) == ("Brother MFC-L2710DW series", "hrDeviceDescr")
 
 
 def test_profile_file_checked():
@@ -208,7 +209,7 @@ def test_device_state_bounded_and_saved():
 
 
 def test_merger_by_serial_or_mac():
-    m = collector.Merger(limit=4)
+    m = Merger(limit=4)
     assert m.first_ip({"ip": "10.0.0.1", "serial": "X1", "manufacturer": "HP", "mac": "aa:bb:cc:00:00:01"}) is None
     assert m.first_ip({"ip": "10.0.0.2", "serial": "X1", "manufacturer": "HP", "mac": None}) == "10.0.0.1"
     assert m.first_ip({"ip": "10.0.0.3", "serial": None, "mac": "aa:bb:cc:00:00:01"}) == "10.0.0.1"
@@ -220,6 +221,6 @@ def test_config_scan_kinds_and_pacing():
     from fleetbox import config
     c = config.check({"intervals": {"full": 3600, "counters": 900, "alerts": 120}})
     assert c["intervals"]["alerts"] == 120 and c["pace_ms"] >= 0 and c["workers"] >= 1
-    assert set(config.SCAN_KINDS) == set(collector.KINDS)
+    assert set(config.SCAN_KINDS) == set(readplan.KINDS)
     raises(config.ConfigError, config.check, {"intervals": {"weekly": 600}})
     raises(config.ConfigError, config.check, {"pace_ms": -1})

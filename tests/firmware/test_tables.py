@@ -4,7 +4,7 @@ Runs on both runtimes against the in-process agent of test_snmp."""
 import asyncio
 
 import test_snmp as ts
-from fleetbox import ber, collector, snmp
+from fleetbox import ber, collector, oids, snmp, walker
 
 SUP = "1.3.6.1.2.1.43.11.1.1"
 AFTER = "1.3.6.1.2.1.43.12.1.1.4.1.1"      # what follows the supplies table
@@ -28,16 +28,15 @@ def _walk(mib, hint=None, **kw):
         agent = ts.Agent(mib)
         agent.start()
         client = snmp.Client(timeout_ms=300, retries=1)
-        col = collector.Collector(client)
-        dev = {"host": "127.0.0.1", "port": agent.port, "cred": snmp.Credential.v2c(b"public"),
-               "rows": {"supplies": hint} if hint else {}}
+        target = walker.Target("127.0.0.1", agent.port, snmp.Credential.v2c(b"public"),
+                               rows={"supplies": hint} if hint else {})
         try:
-            rows = await col.walk_table(dev, "supplies", SUP, 3, 9, **kw)
+            rows = await walker.Walker(client).walk_table(target, "supplies", SUP, 3, 9, **kw)
         finally:
             client.close()
             await agent.stop()
             await asyncio.sleep(0)
-        return rows, agent.requests, dev
+        return rows, agent.requests, target
     return asyncio.run(main())
 
 
@@ -56,12 +55,12 @@ def _answered(mib, requests):
 
 def test_regular_table_read_exactly_without_overshoot():
     mib, cells = _table(range(1, 6), range(3, 10))
-    rows, reqs, dev = _walk(mib)
+    rows, reqs, target = _walk(mib)
     assert sorted((c, r) for r in rows for c in rows[r]) == sorted(cells)
     assert all(rows[r][c] == c * 100 + r for c, r in cells)
     assert len(reqs) == 2                              # 8 rows' worth, then exactly the rest
     assert AFTER not in _answered(mib, reqs)           # nothing past the table was asked for
-    assert dev["newrows"]["supplies"] == 5
+    assert target.newrows["supplies"] == 5
 
 
 def test_remembered_row_count_reads_the_table_in_one_request():
@@ -78,7 +77,7 @@ def test_irregular_table_loses_nothing():
 
 
 def test_walk_goes_on_from_an_answer_already_read():
-    """is_printer's GETBULK carries the walk's first request: the walk starts from its answer."""
+    """The printer check's GETBULK carries the walk's first request: the walk starts from its answer."""
     mib, cells = _table(range(1, 4), range(3, 10))
     pre = []
     for c, r in sorted(cells)[:8]:          # what a first request of 8 repetitions returns
@@ -103,8 +102,8 @@ def test_a_counters_scan_asks_nothing_about_alerts_or_supplies_rows():
         return rec, [o for req, _ in agent.requests for o, _ in req.varbinds]
     rec, asked = asyncio.run(main())
     assert rec["counters"]["total"] == 123456 and "supplies" not in rec
-    assert not [o for o in asked if o.startswith(collector.PRT_ALERT)]
-    assert not [o for o in asked if o.startswith(SUP + ".") and not o.startswith(collector.SUPPLY_ROOT)]
+    assert not [o for o in asked if o.startswith(oids.PRT_ALERT)]
+    assert not [o for o in asked if o.startswith(SUP + ".") and not o.startswith(oids.SUPPLY_ROOT)]
 
 
 def test_counter_table_rows_indexed_by_two_arcs_are_all_counted():
@@ -122,10 +121,10 @@ def test_counter_table_rows_indexed_by_two_arcs_are_all_counted():
         agent = ts.Agent(mib)
         agent.start()
         client = snmp.Client(timeout_ms=300, retries=1)
-        dev = {"host": "127.0.0.1", "port": agent.port, "cred": snmp.Credential.v2c(b"public"), "rows": {}}
+        target = walker.Target("127.0.0.1", agent.port, snmp.Credential.v2c(b"public"))
         try:
-            return await collector.Collector(client).walk_roots(
-                dev, [tab + ".2", tab + ".3"], 2, 64, whole_index=True)
+            return await walker.Walker(client).walk_roots(
+                target, [tab + ".2", tab + ".3"], 2, 64, whole_index=True)
         finally:
             client.close()
             await agent.stop()

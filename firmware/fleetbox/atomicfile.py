@@ -1,0 +1,37 @@
+"""The firmware's one way to replace a file on flash: write a temporary file, then rename.
+
+A rename is atomic on LittleFS and POSIX, so after a power cut at any instant the file
+is either the old one or the new one, and at worst a `.tmp` is left behind (readers
+that list a folder, like the spool, delete those).
+"""
+import os
+
+
+def remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def atomic_write(path, data, tmp=None):
+    """Replace the file at `path` with `data`, all or nothing across a power cut.
+
+    `data`: bytes, str, or a callable that writes to the open file (a big content is
+    streamed to flash, never built whole in a fragmented heap). `tmp`: the temporary
+    name (default `path` + ".tmp"). Returns the bytes written. On OSError (flash full)
+    the temporary file is removed and the error raised; `path` is untouched.
+    """
+    tmp = tmp or path + ".tmp"
+    try:
+        with open(tmp, "wb" if isinstance(data, (bytes, bytearray)) else "w") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
+            size = f.tell()
+        os.rename(tmp, path)
+    except OSError:
+        remove_quietly(tmp)
+        raise
+    return size

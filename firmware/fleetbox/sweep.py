@@ -1,0 +1,208 @@
+"""The sweep: every printer among many addresses, in bounded memory (docs/collection.md).
+
+Discovery (fleetbox.discovery) keeps up to `window` probes in flight from one coroutine;
+the addresses that answer go to `workers` collectors through a short queue (discovery
+pauses while it is full), so memory does not grow with the range.
+"""
+import asyncio
+
+from fleetbox import ber, devstate, discovery, snmp
+from fleetbox import port as _port
+from fleetbox.assemble import merge_extra
+from fleetbox.collector import Collector
+from fleetbox.port import ERROR, INFO, WARN, log, time_s
+
+GC_EVERY = 8192    # bytes allocated between garbage collections during a sweep (small heaps)
+
+
+class SweepOptions:
+    """How a sweep runs. Every field has the default a one-shot scan wants.
+
+    scan: the scan kind (fleetbox.readplan.KINDS). creds: snmp.Credential list, tried in
+    order (default: v2c "public"); v3 users are tried only where discovery's SNMPv3 engine
+    probe was answered. profiles: compiled vendor profiles. state: device memory
+    (devstate.DeviceState; None: nothing remembered). statics: devstate.Statics (supplies'
+    static columns on flash). workers: collectors at once; window: discovery probes in
+    flight; rate: most discovery datagrams per second (0: no limit); pace_ms: least time
+    between two requests to one device; web_ports: {profile page port: port to use}.
+    on_duplicate(rec, first_ip): a device seen again at another address (same serial or
+    MAC) is reported once, this hears about the others. on_unreachable(marker): a device
+    seen before that fell silent (docs/collection.md). stats: a dict that receives the
+    discovery figures and "extra_agents".
+    """
+
+    def __init__(self, scan="full", creds=None, profiles=None, state=None, statics=None, workers=8,
+                 window=256, rate=0, pace_ms=0, web_ports=None, on_duplicate=None, on_unreachable=None,
+                 stats=None):
+        self.scan = scan
+        self.creds = creds
+        self.profiles = profiles
+        self.state = state
+        self.statics = statics
+        self.workers = workers
+        self.window = window
+        self.rate = rate
+        self.pace_ms = pace_ms
+        self.web_ports = web_ports
+        self.on_duplicate = on_duplicate
+        self.on_unreachable = on_unreachable
+        self.stats = stats
+
+
+async def sweep(client, addresses, on_record, opts=None):
+    """Collect every printer among `addresses` (an iterator of (ip, port)), calling
+    on_record(rec); `opts`: a SweepOptions. With device memory, a device seen before that
+    falls silent is told apart from a broken one: on_unreachable hears about it once, with
+    status.reachability "unreachable" (or "asleep" when it was last seen asleep), and it is
+    then probed only every 2nd, 4th ... 9th sweep until it answers. Returns (probed, found).
+    """
+    s = _Sweep(client, addresses, on_record, opts or SweepOptions())
+    _port.gc_threshold(GC_EVERY)
+    await asyncio.gather(s.feed(), *[s.worker() for _ in range(s.opts.workers)])
+    if s.opts.stats is not None:
+        s.opts.stats.update(s.prober.stats)   # discovery's own packets and bytes
+        s.opts.stats["extra_agents"] = s.merged
+    return s.probed, s.found
+
+
+class Merger:
+    """Tells a device answering on several addresses: same serial or same MAC.
+
+    Remembers at most `limit` keys (a sweep of a /16 does not grow it past that)."""
+
+    def __init__(self, limit=1024):
+        self.limit = limit
+        self.seen = {}
+
+    def first_ip(self, rec):
+        """The address this device was already reported at, or None (and remember it)."""
+        keys = []
+        if rec.get("serial"):
+            keys.append("s:%s:%s" % (rec.get("manufacturer"), rec["serial"]))
+        if rec.get("mac"):
+            keys.append("m:" + rec["mac"])
+        for k in keys:
+            if k in self.seen:
+                return self.seen[k]
+        if len(self.seen) + len(keys) > self.limit:
+            self.seen.clear()
+        for k in keys:
+            self.seen[k] = rec["ip"]
+        return None
+
+
+class _Sweep:
+    """One sweep's moving parts: discovery feeding a queue, workers collecting from it."""
+
+    def __init__(self, client, addresses, on_record, opts):
+        self.opts = opts
+        self.addresses = addresses
+        self.on_record = on_record
+        self.memory = opts.state if opts.state is not None else devstate.NoMemory()
+        creds = opts.creds or [snmp.Credential("2c", b"public")]
+        self.col = Collector(client, creds=creds, profile_list=opts.profiles, state=self.memory,
+                             pace_ms=opts.pace_ms, statics=opts.statics, web_ports=opts.web_ports)
+        v3 = [c for c in self.col.creds if c.version == "3"]
+        self.v3col = Collector(client, creds=v3, profile_list=opts.profiles, state=self.memory,
+                               pace_ms=opts.pace_ms, statics=opts.statics, web_ports=opts.web_ports) if v3 else None
+        self.prober = discovery.Prober(self.col.creds, client.timeout_ms, client.retries, opts.window, opts.rate,
+                                       first_cred=self.memory.preferred_credential)
+        self.merger = Merger()
+        self.probed = self.found = self.merged = 0
+        self.queue = []
+        self.qmax = max(32, opts.workers * 4)   # answered addresses waiting (~0.5 KB each)
+        self.wake = asyncio.Event()
+        self.done = False
+
+    def counted(self):
+        for a in self.addresses:
+            if self.memory.quiet(a[0]):
+                continue     # silent since it was seen: left alone a while
+            self.probed += 1
+            yield a
+
+    def answered(self, host, p, ci, sysvals):
+        # sysvals None: only the SNMPv3 engine discovery was answered (the v3 collector's turn).
+        # A whole window of answers can wait here: their values only (no OID keys) in a tuple.
+        if sysvals is not None:
+            sysvals = tuple(sysvals.get(o) for o in discovery.SYS_OIDS)
+        self.queue.append((host, p, (self.prober.creds[ci], sysvals) if sysvals is not None else None))
+        if self.memory.answers_again(host):
+            log("collector", INFO, "%s:%d answers again" % (host, p))
+        self.memory.prefer_credential(host, ci)   # this community first, next time
+        self.wake.set()
+
+    def silent(self, host, p):
+        how = self.memory.fell_silent(host)
+        if how is None:
+            return      # never answered, or still silent: nothing to tell
+        log("collector", INFO, "%s:%d (seen before) is silent: %s; probed gently until it answers" % (host, p, how))
+        if self.opts.on_unreachable:
+            marker = {"ip": host, "port": p, "collected_at": time_s() or None, "scan": "alerts",
+                      "status": {"reachability": how}}
+            serial, mac = self.memory.last_identity(host)
+            if serial:
+                marker["serial"] = serial
+            if mac:
+                marker["mac"] = mac
+            self.opts.on_unreachable(marker)
+
+    async def feed(self):
+        try:
+            await self.prober.run(self.counted(), self.answered, lambda: len(self.queue) < self.qmax,
+                                  self.silent)
+        finally:
+            self.done = True
+            self.wake.set()
+
+    async def one(self, c, host, p, probed, any_port=False):
+        try:
+            return await c.collect(host, p, self.opts.scan, probed, any_port)
+        except snmp.Timeout:
+            return None
+        except (snmp.SnmpError, ber.BERError) as e:
+            log("collector", WARN, "%s:%d answered badly: %s" % (host, p, e))
+        except Exception as e:  # noqa: BLE001  one device's surprise must not stop the sweep
+            log("collector", ERROR, "%s:%d failed: %s %s" % (host, p, type(e).__name__, e))
+        return None
+
+    async def worker(self):
+        while True:
+            if not self.queue:
+                if self.done:
+                    return
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            host, p, probed = self.queue.pop(0)
+            c = self.v3col if probed is None else self.col
+            rec = await self.one(c, host, p, probed)
+            if rec is None:
+                continue
+            first = self.merger.first_ip(rec)
+            if first is not None and first != rec["ip"]:
+                if self.opts.on_duplicate:
+                    self.opts.on_duplicate(rec, first)
+                continue
+            await self.extra_agent(c, host, rec)
+            self.memory.saw(host, rec.get("serial"), rec.get("mac"), (rec.get("status") or {}).get("power"))
+            self.found += 1
+            self.on_record(rec)
+            rec = None
+            # A record leaves a lot of short-lived garbage: collecting now keeps the small
+            # heap unfragmented (a MemoryError would otherwise come from a 1 KB block).
+            _port.collect()
+
+    async def extra_agent(self, c, host, rec):
+        """The vendor's second agent (Canon: UDP 47545), asked only where the profile says
+        (not for finding devices); one that stays silent is asked again only every
+        devstate.XS_SKIP+1 sweeps."""
+        extra = c.extra_agent(rec) if self.opts.scan != "discovery" else None
+        if extra is None or self.memory.skip_extra_agent(host):
+            return
+        xrec = await self.one(c, host, extra[0], None, extra[1])
+        if xrec is None:
+            self.memory.extra_agent_silent(host)
+        else:
+            merge_extra(rec, xrec, extra[0])
+            self.merged += 1
