@@ -174,7 +174,8 @@ def cmd_image(args):
         img, payload = updimage.verify(
             img_bytes, root, board=args.board, min_time=args.min_time, slot_size=args.slot_size,
             loader_version=args.loader_version, content_key=content_key,
-            identity=_identity(args) if wrap is not None else None, wrap=wrap)
+            identity=_identity(args) if wrap is not None else None, wrap=wrap,
+            current_version=args.current_version, current_counter=args.security_counter)
         m = img.manifest
         print("verified %s: %s %s for %s, counter %d, signed by %d key(s) of root v%d, %d chunks%s" % (
             args.image, m["kind"], m["version"], m["board"], m["security_counter"],
@@ -243,6 +244,8 @@ def register(sub):
     v.add_argument("--min-time", type=int, default=int(time.time()))
     v.add_argument("--slot-size", type=int)
     v.add_argument("--loader-version", type=int)
+    v.add_argument("--current-version", help="refuse an older version (unless a signed recovery)")
+    v.add_argument("--security-counter", type=int, help="refuse a lower security counter")
     v.add_argument("--content-key", metavar="FILE", help="decrypt with this content key (hex file)")
     v.add_argument("--wrap", metavar="FILE", help="decrypt with the content key of this box's wrap")
     for p in (v,):

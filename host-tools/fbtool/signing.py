@@ -9,7 +9,7 @@ import struct
 import time
 
 from . import keys
-from .keys import SigningError
+from .keys import SigningError  # noqa: F401 (the error of this module)
 
 ROOT_MAGIC = b"FBRT"
 ROOT_FORMAT = 1

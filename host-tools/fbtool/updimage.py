@@ -131,27 +131,54 @@ class Image:
         self.signed = data[:end]
         self.digest = hashlib.sha256(self.signed).digest()
         self.manifest_bytes = data[HEADER_SIZE:HEADER_SIZE + msize]
-        try:
-            self.manifest = json.loads(self.manifest_bytes)
-        except ValueError:
-            raise SigningError("manifest is not JSON", "bad_format")
+        self._manifest = None
         self.table = [data[HEADER_SIZE + msize + i:HEADER_SIZE + msize + i + 32] for i in range(0, tsize, 32)]
         self.sigs, self.head_size = signing.parse_signatures(data, end)
         self.ciphertext = data[self.head_size:]
+
+    @property
+    def manifest(self):
+        """The manifest dict: believe it only once the signatures are checked (verify())."""
+        if self._manifest is None:
+            try:
+                self._manifest = json.loads(self.manifest_bytes)
+            except ValueError:
+                raise SigningError("manifest is not JSON", "bad_format")
+            if not isinstance(self._manifest, dict):
+                raise SigningError("manifest is not a JSON object", "bad_format")
+        return self._manifest
 
     def chunk(self, i):
         cs = self.manifest["chunk_size"]
         return self.ciphertext[i * cs:(i + 1) * cs]
 
 
+def _version(text):
+    try:
+        return tuple(int(p) for p in text.split("."))
+    except ValueError:
+        raise SigningError("version %r is not dotted integers" % text, "bad_format")
+
+
+def check_rollback(m, current_version=None, current_counter=None):
+    """The box's rule: the counter never goes down; the version goes back only in a signed recovery."""
+    if current_counter is not None and m["security_counter"] < current_counter:
+        raise SigningError("security counter %d is below the box's %d" % (m["security_counter"], current_counter),
+                           "security_counter")
+    if current_version is not None and _version(m["version"]) < _version(current_version) \
+            and m.get("recovery") is not True:
+        raise SigningError("version %s is older than the running %s" % (m["version"], current_version),
+                           "older_version")
+
+
 def verify(data, root, *, board=None, min_time=0, slot_size=None, loader_version=None,
-           content_key=None, identity=None, wrap=None):
+           content_key=None, identity=None, wrap=None, current_version=None, current_counter=None):
     """Check an image as the box does; returns (Image, payload or None). With a content
     key (or an identity and its wrap) the payload is decrypted and, when it is a format-1
     image, parsed and checked too."""
     img = Image(data)
-    m = img.manifest
     signing.check_signatures(img.signed, img.sigs, root.pubkeys, root.role("image"), "image manifest")
+    m = img.manifest
     if m.get("type") != "fleetbox-image" or m.get("format") != FORMAT:
         raise SigningError("manifest type/format", "bad_format")
     if board is not None and m["board"] != board:
@@ -162,6 +189,7 @@ def verify(data, root, *, board=None, min_time=0, slot_size=None, loader_version
         raise SigningError("image needs loader %d, have %d" % (m["min_loader"], loader_version), "loader_too_old")
     if slot_size is not None and m["payload_size"] > slot_size:
         raise SigningError("payload of %d bytes does not fit the %d-byte slot" % (m["payload_size"], slot_size), "too_big")
+    check_rollback(m, current_version, current_counter)
     cs = m["chunk_size"]
     if m["ciphertext_size"] != (m["payload_size"] + 15) // 16 * 16 or \
             m["chunks"] != len(img.table) or m["chunks"] != -(-m["ciphertext_size"] // cs):
