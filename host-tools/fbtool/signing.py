@@ -138,6 +138,15 @@ class Root:
             raise SigningError("root metadata is not JSON", "bad_format")
         if not isinstance(self.body, dict) or self.body.get("type") != "fleetbox-root":
             raise SigningError("not root metadata", "bad_format")
+        try:
+            self._check_body()
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise SigningError("root metadata body: missing or malformed %s" % e, "bad_format")
+
+    def _check_body(self):
+        for name in ("version", "created", "expires"):
+            if not isinstance(self.body[name], int):
+                raise TypeError(name)
         self.pubkeys = {}
         for kid, spki in self.body["keys"].items():
             der = bytes.fromhex(spki)

@@ -178,6 +178,15 @@ def verify(data, root, *, board=None, min_time=0, slot_size=None, loader_version
     image, parsed and checked too."""
     img = Image(data)
     signing.check_signatures(img.signed, img.sigs, root.pubkeys, root.role("image"), "image manifest")
+    try:
+        return _verify_signed(img, root, board, min_time, slot_size, loader_version, content_key,
+                              identity, wrap, current_version, current_counter)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise SigningError("manifest: missing or malformed field %s" % e, "bad_format")
+
+
+def _verify_signed(img, root, board, min_time, slot_size, loader_version, content_key, identity, wrap,
+                   current_version, current_counter):
     m = img.manifest
     if m.get("type") != "fleetbox-image" or m.get("format") != FORMAT:
         raise SigningError("manifest type/format", "bad_format")

@@ -210,3 +210,24 @@ def test_vectors_on_the_host():
     with pytest.raises(signing.SigningError) as err:
         updimage.verify(open(os.path.join(VECTORS, "image-k1k2.fbu"), "rb").read(), root)
     assert err.value.reason == "threshold"
+
+
+def test_passphrase_protected_key(tmp_path):
+    env = dict(os.environ, FBTOOL_KEY_PASSPHRASE="correct horse")
+    r = subprocess.run([FBTOOL, "keygen", "-o", str(tmp_path / "p.pem")], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert b"ENCRYPTED PRIVATE KEY" in (tmp_path / "p.pem").read_bytes()
+    args = [FBTOOL, "root", "init", "-o", str(tmp_path / "r.fbr"), "--key", str(tmp_path / "p.pem"), "--threshold", "1"]
+    r = subprocess.run(args, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    env.pop("FBTOOL_KEY_PASSPHRASE")
+    r = subprocess.run(args, env=env, capture_output=True, text=True)
+    assert r.returncode == 3 and "not a usable private key" in r.stderr
+
+
+def test_malformed_signed_root_is_bad_format(kit, tmp_path):
+    k = keys.load_private(kit["k1.pem"])
+    body = signing.root_body(1, [k.public_key()], 1, [k.public_key()], 1, int(FAR), 1)
+    del body["roles"]["image"]
+    (tmp_path / "bad.fbr").write_bytes(signing.signed_root(body, [k]))
+    refused("bad_format", "root", "verify", tmp_path / "bad.fbr")
