@@ -532,9 +532,20 @@ class ImageReader:
         return self._payload_sha
 
 
-def install(read, sink, root, board, content_key=None, wrap=None, identity=None, **policy):
+def _fill(readinto, buf, what):
+    pos = 0
+    while pos < len(buf):
+        n = readinto(buf[pos:])
+        if not n:
+            raise Truncated("%s truncated (%d of %d bytes)" % (what, pos, len(buf)))
+        pos += n
+
+
+def install(read, sink, root, board, content_key=None, wrap=None, identity=None, readinto=None,
+            **policy):
     """Verify a whole image from read() (head, then every chunk in order), sending the
-    plaintext to sink(offset, data). Returns the ImageReader (manifest, digest)."""
+    plaintext to sink(offset, data). With readinto (a stream's), chunks are read straight
+    into the chunk buffer. Returns the ImageReader (manifest, digest)."""
     img = ImageReader(read, root, board, **policy)
     if content_key is not None:
         img.set_key(content_key)
@@ -543,7 +554,10 @@ def install(read, sink, root, board, content_key=None, wrap=None, identity=None,
     img.start(0)
     for i in range(img.chunks):
         buf = img.chunk_buffer(i)
-        _read_into(read, buf, "chunk %d" % i)
+        if readinto is not None:
+            _fill(readinto, buf, "chunk %d" % i)
+        else:
+            _read_into(read, buf, "chunk %d" % i)
         img.feed(i, buf, sink)
     if read(1):
         raise BadFormat("image has bytes after its last chunk")

@@ -46,6 +46,36 @@ def test_vector_installs_under_both_roots():
         assert img.created == V["created"] and img.valid_signatures == 2
 
 
+class _Stream:
+    """A file-like source with readinto(), giving at most 700 bytes a call (a socket would)."""
+
+    def __init__(self, data):
+        self.data = data
+        self.pos = 0
+
+    def read(self, n):
+        b = self.data[self.pos:self.pos + n]
+        self.pos += len(b)
+        return b
+
+    def readinto(self, buf):
+        n = min(len(buf), 700, len(self.data) - self.pos)
+        buf[:n] = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return n
+
+
+def test_install_with_readinto():
+    s = _Stream(load("image.fbu"))
+    out = []
+    u.install(s.read, lambda off, d: out.append(bytes(d)), _root1(), "sim", wrap=load("FBX-VECTOR-1.fbw"),
+              identity=IDENT, readinto=s.readinto)
+    assert b"".join(out) == load("payload.bin")
+    s = _Stream(load("image.fbu")[:-10])
+    raises(u.Truncated, u.install, s.read, lambda off, d: None, _root1(), "sim",
+           content_key=unhexlify(V["content_key"]), readinto=s.readinto)
+
+
 def test_root_rotation_chain_and_refusals():
     r1 = _root1()
     r2 = _root2()

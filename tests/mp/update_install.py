@@ -45,7 +45,8 @@ if mode == "probe":         # what the interpreter, the modules and the inputs h
 state["base"] = gc.mem_alloc()
 print("free", gc.mem_free())
 t0 = time.ticks_ms()
-img = updimage.install(f.read, sink, root, "sim", wrap=wrap, identity=identity, slot_size=1 << 20)
+img = updimage.install(f.read, sink, root, "sim", wrap=wrap, identity=identity, slot_size=1 << 20,
+                       readinto=f.readinto)
 ms = time.ticks_diff(time.ticks_ms(), t0)
 f.close()
 print("ok", hexlify(digest.digest()).decode(), img.chunks, state["max"], ms, state["live"])
