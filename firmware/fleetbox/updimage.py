@@ -106,9 +106,15 @@ def _u32(b, pos):
 
 
 def _read_exact(read, n, what):
-    data = read(n) if n else b""
-    if data is None or len(data) != n:
-        raise Truncated("%s truncated (%d of %d bytes)" % (what, len(data or b""), n))
+    """n bytes from read(); a source may give fewer a call (a socket), only EOF truncates."""
+    data = (read(n) or b"") if n else b""
+    if len(data) < n:
+        data = bytearray(data)
+        while len(data) < n:
+            part = read(n - len(data))
+            if not part:
+                raise Truncated("%s truncated (%d of %d bytes)" % (what, len(data), n))
+            data.extend(part)
     return data
 
 
