@@ -41,6 +41,15 @@ if MICROPYTHON:
         schedule for many blocks: SNMPv3 CFB mode is built on it)."""
         return _aes(key, 1, None).encrypt
 
+    def aes_ecb_decryptor(key):
+        """A function block -> AES(key) decryption of that 16-byte block (RFC 3394 unwrap)."""
+        return _aes(key, 1, None).decrypt
+
+    def aes_cbc_decryptor(key, iv):
+        """An object whose decrypt(src, dst) deciphers AES-CBC into dst, chaining from iv
+        across calls (update images: one chunk per call, no allocation)."""
+        return _aes(key, 2, iv)
+
     def collect():
         import gc
         gc.collect()
@@ -133,6 +142,22 @@ else:
 
     def collect():
         pass
+
+    def aes_ecb_decryptor(key):
+        """A function block -> AES(key) decryption of that 16-byte block (RFC 3394 unwrap)."""
+        return Cipher(algorithms.AES(bytes(key)), modes.ECB()).decryptor().update
+
+    class _CbcDecryptor:
+        def __init__(self, key, iv):
+            self._d = Cipher(algorithms.AES(bytes(key)), modes.CBC(bytes(iv))).decryptor()
+
+        def decrypt(self, src, dst):
+            dst[:len(src)] = self._d.update(bytes(src))
+
+    def aes_cbc_decryptor(key, iv):
+        """An object whose decrypt(src, dst) deciphers AES-CBC into dst, chaining from iv
+        across calls (update images: one chunk per call, no allocation)."""
+        return _CbcDecryptor(key, iv)
 
     def mem_free():
         return -1

@@ -185,6 +185,9 @@ def parser():
     pc.add_argument("-o", "--output", default=os.path.join(paths.BUILD, "profiles.json"))
     pc.add_argument("--source", default=os.path.join(paths.ROOT, "profiles"), help="folder of *.yaml")
     pc.set_defaults(func=cmd_profiles)
+
+    from . import signcli
+    signcli.register(sub)
     _add_debug(p)
     return p
 
@@ -220,7 +223,7 @@ def _fatal(args, err):
         traceback.print_exc()
         if err.detail:
             print(err.detail, file=sys.stderr)
-    return _die(err.line())
+    return _die(err.line(), err.exit_code)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ import os
 
 class FatalError(Exception):
     """message: one line; hint: how to fix it, when known; detail: more lines (a
-    subprocess's output) shown with --debug."""
+    subprocess's output) shown with --debug. exit_code: fbtool's exit status for it."""
+
+    exit_code = 2
 
     def __init__(self, message, hint=None, detail=None):
         Exception.__init__(self, message)
