@@ -90,6 +90,7 @@ def verify_slot(name, record=None):
         if record is None or record[0] != digest:
             _check_files(manifest)
             info["full"] = True
+            log("%s verified whole: %d files" % (name, len(manifest["files"])))
         return info
     finally:
         vfs.umount("/app")

@@ -26,7 +26,8 @@ CRC_AT = HEAD_SIZE + 2 * RECORD_SIZE     # 132
 SIZE = CRC_AT + 4                        # 136
 
 CONFIRMED = 0
-PENDING = 1
+PENDING = 1      # booted on trial, not yet confirmed
+STAGED = 2       # set by the updater, not booted yet: the reboot into it counts as no attempt
 NO_SLOT = 0xFF
 
 # Why the loader left a slot (kept in the state, printed at boot).
@@ -40,6 +41,7 @@ REASONS = ("none", "crash loop", "never confirmed", "failed verification", "secu
            "not runnable")
 
 MAX_CRASH_BOOTS = 3        # crash resets tolerated on trial before the revert
+TRIAL_DEADLINE_S = 3600   # a trial unconfirmed this long after boot reboots (one more attempt)
 MAX_POWER_BOOTS = 10       # power-on boots tolerated on trial (a PoE blip is no verdict on the image)
 
 # Reset causes, as rom.reset_cause() names them (docs/boards.md).
@@ -64,7 +66,7 @@ class State:
         self.records = [None, None]   # per slot: (digest, counter, version) of a full verification
 
     def describe(self):
-        s = "%s %s, security counter %d" % (SLOTS[self.active], "on trial" if self.trial else "confirmed",
+        s = "%s %s, security counter %d" % (SLOTS[self.active], ("confirmed", "on trial", "staged")[self.trial],
                                              self.counter)
         if self.trial:
             s += " (%d crash, %d power-on boots)" % (self.crash_boots, self.power_boots)
@@ -99,7 +101,7 @@ def decode(buf):
     st = State()
     (_, _, st.active, st.trial, st.crash_boots, st.power_boots, st.bad, st.reason, st.reverted_from,
      st.seq, st.counter) = struct.unpack_from(HEAD, buf, 0)
-    if st.active > 1 or st.trial > PENDING:
+    if st.active > 1 or st.trial > STAGED:
         return None
     for i in (0, 1):
         digest, counter, version = struct.unpack_from(RECORD, buf, HEAD_SIZE + i * RECORD_SIZE)
@@ -178,7 +180,9 @@ def choose(st, cause, verify, log=print):
     verify(index, record) returns the slot's info {"digest", "version", "counter", "full"}
     or raises VerifyError; `record` is the slot's verified-once record (or None).
     """
-    if st.trial == PENDING and cause is not None:
+    if st.trial == STAGED:
+        st.trial = PENDING
+    elif st.trial == PENDING and cause is not None:
         if cause == POWER_ON:
             st.power_boots += 1
         else:
@@ -241,7 +245,7 @@ def set_pending(slot, info=None, dev=None):
     store = _store(dev)
     st = store.load()
     st.active = idx
-    st.trial = PENDING
+    st.trial = STAGED
     st.crash_boots = st.power_boots = 0
     st.bad &= ~(1 << idx)
     st.records[idx] = (info["digest"], info["counter"], info["version"][:20]) if info else None
@@ -259,7 +263,7 @@ def confirm(slot=None, dev=None):
     st = store.load()
     if slot is not None and SLOTS[st.active] != slot:
         return False
-    if st.trial == PENDING:
+    if st.trial != CONFIRMED:
         st.trial = CONFIRMED
         st.crash_boots = st.power_boots = 0
         rec = st.records[st.active]
@@ -277,7 +281,7 @@ class Trial:
     failed attempt, so a trial the firmware never confirms reverts too.
     """
 
-    def __init__(self, slot, deadline_s=3600, dev=None, log=print):
+    def __init__(self, slot, deadline_s=TRIAL_DEADLINE_S, dev=None, log=print):
         self.slot = slot
         self.dev = dev
         self.log = log
