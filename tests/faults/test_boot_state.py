@@ -11,6 +11,7 @@ import importlib.util
 import json
 import os
 import random
+import re
 import signal
 import struct
 import subprocess
@@ -171,6 +172,19 @@ def box(tmp_path):
     yield make
     for b in made:
         b.off()
+
+
+def test_boot_state_matches_the_documented_vector():
+    with open(os.path.join(ROOT, "docs", "flash-layout.md")) as f:
+        doc = f.read()
+    block = doc.split("## Boot state")[1].split("```")[1]
+    hexed = "".join(re.sub(r"\(.*?\)", "", block).split())
+    st = BS.State()
+    st.active, st.trial, st.crash_boots, st.seq, st.counter = 1, BS.PENDING, 1, 5, 7
+    st.records[0] = (b"\x11" * 32, 7, "1.2.0")
+    assert bytes(BS.encode(st)).hex() == hexed
+    back = BS.decode(bytes.fromhex(hexed))
+    assert (back.active, back.trial, back.counter, back.records[1]) == (1, BS.PENDING, 7, None)
 
 
 def test_power_cut_while_boot_state_is_written_always_leaves_one_valid_copy(tmp_path):
