@@ -20,6 +20,7 @@ import threading
 import time
 
 import pytest
+import yaml
 
 from fbtool import flash, image
 from simulator.hardware import Hardware
@@ -366,3 +367,52 @@ def test_no_slot_verifies_rescue_without_crashing(box):
     assert "Traceback" not in log and b.count("app ") == 0
     with open(os.path.join(b.state_dir, "led")) as f:
         assert f.read() == "rescue"
+
+
+def test_the_real_firmware_confirms_its_trial_after_a_cycle_and_an_upload(tmp_path):
+    """The whole firmware, staged into slot B, through a power cut at a random instant of its trial boot."""
+    from simulator.runner import Simulation
+    with open(os.path.join(ROOT, "simulator", "site.yaml")) as f:
+        site = yaml.safe_load(f)
+    printers = [d for d in site["devices"] if d.get("kind") == "dynamic" and d.get("printer")][:1]
+    printers[0]["address"] = "127.31.11.10"
+    site["network"] = "127.31.11.0/24"
+    site["devices"] = printers
+    with open(str(tmp_path / "site.yaml"), "w") as f:
+        yaml.safe_dump(site, f)
+    s = Simulation(str(tmp_path), snmp_port=17381, cloud_port=17653, interval=5, liberty="127.77.21.1",
+                   rescue="127.77.21.2", site_yaml=str(tmp_path / "site.yaml"), echo=lambda m: None,
+                   targets=["127.31.11.10"])
+    try:
+        s.prepare()
+        s.start_site()
+        s.start_cloud()
+        s.flash_box()
+        board = flash.load_board("sim")
+        with open(s.image, "rb") as f:
+            slot_b = flash.slot_partition(board, "slot_b", f.read())
+        part = [p for p in board["flash"]["partitions"] if p["name"] == "slot_b"][0]
+        with open(s.flash, "r+b") as f:
+            f.seek(part["offset"])
+            f.write(slot_b)
+        rom = SIM_ROM.Rom(s.flash)
+        BS.set_pending("slot_b", None, dev=rom.partition("bootstate"))
+        rom.flash.close()
+        s.boot_box()
+        s.wait_for("the trial boot", lambda: any("boots on trial" in x for x in s.box_log), 30)
+        time.sleep(random.Random().uniform(0, 1.5))
+        s.hw.power_cut(0.2)
+        s.wait_for("the confirmation", lambda: any("box: slot_b confirmed" in x for x in s.box_log), 120)
+        log = "\n".join(s.box_log)
+        # Confirmed only after the box's first upload was acknowledged.
+        assert log.index("box: uploaded") < log.index("box: slot_b confirmed"), log
+        assert "reverting" not in log, log
+        starts = [x for x in s.box_log if x.startswith("loader: starting")]
+        assert starts and all(x.endswith("from slot_b") for x in starts), starts
+        assert sum(1 for x in s.box_log if x.startswith("loader: reset cause power-on")) == 2
+    finally:
+        s.stop()
+    rom = SIM_ROM.Rom(s.flash)
+    st = BS.Store(rom.partition("bootstate")).load()
+    rom.flash.close()
+    assert (st.active, st.trial, st.crash_boots) == (1, BS.CONFIRMED, 0)
