@@ -5,6 +5,7 @@ of small files (board/sim/board.py lists them). Here the "hardware":
 
 - powers the box on (starts the ROM) and off (SIGKILL: a power cut, nothing flushed);
 - honours the box's reboot (exit code 75) by starting the ROM again;
+- tells the ROM why it (re)started it (the `reset` file, a chip's reset-reason register);
 - is the watchdog: started by the box's first feed, it kills and restarts the box
   when the feed counter stops moving for watchdog_s;
 - sets the cable (link file), the power source (power file) and presses the button
@@ -67,7 +68,7 @@ class Hardware:
         with self._lock:
             if self.powered and self.proc and self.proc.poll() is None:
                 return
-            self._start()
+            self._start("power-on")
             self.powered = True
             if self._supervisor is None:
                 self._supervisor = threading.Thread(target=self._supervise, name="sim-hardware", daemon=True)
@@ -92,7 +93,9 @@ class Hardware:
             self.powered = False
             self._kill(signal.SIGTERM, grace=5)
 
-    def _start(self):
+    def _start(self, cause):
+        # The reset-reason register: the ROM reads it to tell a power loss from a crash.
+        _write_atomic(self._path("reset"), cause)
         for name in ("watchdog", "led", "state.json"):
             try:
                 os.remove(self._path(name))
@@ -135,7 +138,7 @@ class Hardware:
                 if code == REBOOT_EXIT:
                     self.resets["reboot"] += 1
                     self.echo("hardware: the box rebooted itself")
-                    self._start()
+                    self._start("software")
                 elif code is not None:
                     if self.exit is None:
                         self.exit = code
@@ -154,7 +157,7 @@ class Hardware:
             self.resets["watchdog"] += 1
             self.echo("hardware: watchdog expired (%.0f s without a feed): resetting the box" % self.watchdog_s)
             self._kill(signal.SIGKILL)
-            self._start()
+            self._start("watchdog")
 
     def running(self):
         return self.powered and self.proc is not None and self.proc.poll() is None

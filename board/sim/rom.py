@@ -8,6 +8,7 @@ devices through a `rom` module (the same shape as esp32.Partition), mounts the
 `loader` partition and hands over to its `boot` module. Everything after that
 (loader, firmware, board support) is bytecode read from the flash image.
 """
+import os
 import struct
 import sys
 
@@ -91,13 +92,17 @@ def read_table(flash):
     return table, block_size
 
 
+RESET_CAUSES = ("power-on", "watchdog", "software", "panic")
+
+
 class Rom:
-    """What the ROM offers the loader: partitions by name and the flash path."""
+    """What the ROM offers the loader: partitions by name, the reset cause, the LED, the flash path."""
 
     def __init__(self, path):
         self.flash_path = path
         self.flash = open(path, "r+b")
         self.table, self.block_size = read_table(self.flash)
+        self.state_dir = os.getenv("FLEETBOX_SIM_DIR")
 
     def partition(self, name):
         offset, size, _ = self.table[name]
@@ -107,6 +112,28 @@ class Rom:
         """The reset line: the process ends with REBOOT_EXIT and the simulator boots the ROM
         again (simulator/hardware.py). Only the ROM, the program itself, ends the process."""
         sys.exit(REBOOT_EXIT)
+
+    def reset_cause(self):
+        """Why the box (re)started, as a chip's reset-reason register tells it.
+
+        The simulator writes it to the `reset` file of the board's state directory
+        before each start (docs/boards.md); none there is a power-on.
+        """
+        try:
+            with open(self.state_dir + "/reset") as f:
+                cause = f.read().strip()
+        except (OSError, TypeError):
+            return "power-on"
+        return cause if cause in RESET_CAUSES else "unknown"
+
+    def led(self, pattern):
+        """The LED before any board code runs (the loader's rescue), as the board shows it."""
+        if not self.state_dir:
+            return
+        tmp = self.state_dir + "/led.tmp"
+        with open(tmp, "w") as f:
+            f.write(pattern)
+        os.rename(tmp, self.state_dir + "/led")
 
 
 def main():

@@ -8,6 +8,13 @@ from fleetbox.spool import Spool
 from fleetbox.sweep import SweepOptions, sweep
 from fleetbox.version import VERSION  # noqa: F401  (the loader prints it)
 
+# -- trial boot (docs/flash-layout.md, "Boot state"): bootstate lives on the loader partition
+try:
+    from bootstate import Trial
+except ImportError:     # run without the loader (CPython unit tests): no trial to confirm
+    Trial = None
+# -- end trial boot
+
 LED_UNPROVISIONED = "unprovisioned"
 BATCH_RECORDS = 8
 EX_CONFIG = 78      # run()'s result when the box cannot start (sysexits.h: configuration error)
@@ -97,6 +104,8 @@ class App:
 
     async def main(self):
         asyncio.create_task(self.health.run())
+        # -- trial boot: confirmed after cloud contact and one complete collection cycle
+        trial = Trial(self.board.slot, log=log) if Trial else None
         intervals = self.cfg["intervals"] or {"full": 300}
         due = {}   # scan kind -> ticks_ms when it is due; all are due at start
         while True:
@@ -116,6 +125,8 @@ class App:
                     if k not in ("full", "discovery"):
                         due[k] = port.ticks_ms() + int(intervals[k] * 1000)
             await self.upload()
+            if trial and trial.after_cycle(bool(kinds), self.uplink.stats["sent"] > 0):
+                self.board.reboot()
             port.collect()
             now = port.ticks_ms()
             wait = min(port.ticks_diff(due[k], now) for k in due) / 1000

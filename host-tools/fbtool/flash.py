@@ -29,7 +29,8 @@ IDF_MD5_MARK = b"\xEB\xEB" + b"\xFF" * 14
 IDF_MAX_LEN = 0xC00
 IDF_TYPES = {"app": 0x00, "data": 0x01}
 IDF_SUBTYPES = {"app": {"factory": 0x00, "ota_0": 0x10, "ota_1": 0x11},
-                "data": {"ota": 0x00, "phy": 0x01, "nvs": 0x02, "coredump": 0x03, "fat": 0x81, "spiffs": 0x82}}
+                "data": {"ota": 0x00, "phy": 0x01, "nvs": 0x02, "coredump": 0x03, "undefined": 0x06,
+                         "fat": 0x81, "spiffs": 0x82}}
 
 
 class FlashError(FatalError):
@@ -64,7 +65,7 @@ def _check_board(name, board):
     kind = fl.get("table", "fleetbox")
     if kind not in ("fleetbox", "esp-idf"):
         raise FlashError("board %s: unknown partition table format %r" % (name, kind))
-    for role in ("ptable", "slot_a", "slot_b", "identity", "data"):
+    for role in ("ptable", "bootstate", "slot_a", "slot_b", "identity", "data"):
         _part(board, role)
     loader_partition(board)
     if kind == "esp-idf":
@@ -154,6 +155,61 @@ def read_lfs(buf, block_size):
     return fs
 
 
+SLOT_MANIFEST = "manifest.json"
+
+
+def slot_files(manifest, files):
+    """A slot's files: the image's, and its manifest, which the loader verifies them against."""
+    out = dict(files)
+    out[SLOT_MANIFEST] = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
+    return out
+
+
+def slot_partition(board, name, app_image):
+    """The LittleFS image of slot `name` holding the firmware image `app_image`."""
+    manifest, files = image.parse(app_image)
+    if manifest["board"] != board["name"]:
+        raise FlashError("image is for board %r, not %r" % (manifest["board"], board["name"]))
+    return lfs_partition(_part(board, name)["size"], board["flash"]["block_size"], slot_files(manifest, files))
+
+
+def bootstate_module():
+    """The loader's own boot-state codec (firmware/loader/bootstate.py): host and box agree byte for byte."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fleetbox_loader_bootstate",
+                                                  os.path.join(paths.FIRMWARE, "loader", "bootstate.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def read_boot_state(buf, block_size):
+    """The newest valid boot state in a `bootstate` partition's bytes, or None."""
+    bs = bootstate_module()
+    copies = [bs.decode(buf[i * block_size:i * block_size + bs.SIZE]) for i in (0, 1)]
+    copies = [c for c in copies if c is not None]
+    return max(copies, key=lambda c: c.seq) if copies else None
+
+
+def boot_state_partition(board, counter=0, existing=None):
+    """A `bootstate` partition: slot A active and confirmed, one copy in the first block, the other erased.
+
+    The security counter never goes down: an existing state's counter is kept when higher.
+    """
+    bs = bootstate_module()
+    block = board["flash"]["block_size"]
+    st = bs.State()
+    st.counter = counter
+    old = read_boot_state(existing, block) if existing is not None else None
+    if old is not None:
+        st.counter = max(counter, old.counter)
+        st.seq = old.seq + 1
+    st.seq += (st.seq & 1)          # even: the first block
+    out = bytearray(b"\xff" * _part(board, "bootstate")["size"])
+    out[:bs.SIZE] = bs.encode(st)
+    return bytes(out)
+
+
 def _part(board, name):
     for p in board["flash"]["partitions"]:
         if p["name"] == name:
@@ -193,7 +249,9 @@ def write_sim(flash_path, app_image, board_name="sim", identity=None, config=Non
     writes.update({
         "ptable": partition_table(board),
         lp["name"]: lfs_partition(lp["size"], bs, loader_files(board)),
-        "slot_a": lfs_partition(_part(board, "slot_a")["size"], bs, files),
+        "slot_a": slot_partition(board, "slot_a", app_image),
+        "bootstate": boot_state_partition(board, int(manifest.get("security_counter", 0)),
+                                          None if fresh else read_partition(flash_path, board, "bootstate")),
     })
     if fresh:
         writes["slot_b"] = lfs_partition(_part(board, "slot_b")["size"], bs)

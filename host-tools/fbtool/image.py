@@ -67,7 +67,8 @@ def _read(path):
 
 
 def loader_sources():
-    return [("boot.mpy", os.path.join(paths.FIRMWARE, "loader", "boot.py"))]
+    loader = os.path.join(paths.FIRMWARE, "loader")
+    return [("boot.mpy", os.path.join(loader, "boot.py")), ("bootstate.mpy", os.path.join(loader, "bootstate.py"))]
 
 
 def build(board="sim", version=None):
