@@ -403,15 +403,15 @@ def test_the_real_firmware_confirms_its_trial_after_a_cycle_and_an_upload(tmp_pa
         time.sleep(random.Random().uniform(0, 1.5))
         s.hw.power_cut(0.2)      # while it verifies, starts, collects, uploads or confirms
         cut = len(s.box_log)
-        s.wait_for("the box back", lambda: any(x.startswith("loader: starting") for x in s.box_log[cut:]), 60)
-        if not any("box: slot_b confirmed" in x for x in s.box_log[:cut]):
-            s.wait_for("the confirmation", lambda: any("box: slot_b confirmed" in x for x in s.box_log[cut:]), 120)
+        s.wait_for("the box back", lambda: any(x.startswith("I loader: starting") for x in s.box_log[cut:]), 60)
+        if not any("main: slot_b confirmed" in x for x in s.box_log[:cut]):
+            s.wait_for("the confirmation", lambda: any("main: slot_b confirmed" in x for x in s.box_log[cut:]), 120)
         log = "\n".join(s.box_log)
         # Confirmed only after the box's first upload was acknowledged.
-        confirmed = log.index("box: slot_b confirmed")
-        assert "box: uploaded" in log[log.rindex("loader: reset cause", 0, confirmed):confirmed], log
+        confirmed = log.index("main: slot_b confirmed")
+        assert "main: uploaded" in log[log.rindex("loader: reset cause", 0, confirmed):confirmed], log
         assert "reverting" not in log, log
-        starts = [x for x in s.box_log if x.startswith("loader: starting")]
+        starts = [x for x in s.box_log if x.startswith("I loader: starting")]
         assert starts and all(x.endswith("from slot_b") for x in starts), starts
     finally:
         s.stop()
