@@ -4,11 +4,12 @@ reaches exactly one box (docs/update-image.md, "Key wrap").
 unwrap() is what the box runs; wrap() exists for tests and for the host's vectors.
 """
 from fleetbox import port
+from fleetbox.errors import FleetboxError
 
 IV = b"\xa6\xa6\xa6\xa6\xa6\xa6\xa6\xa6"
 
 
-class UnwrapError(ValueError):
+class UnwrapError(FleetboxError):
     """The wrapped key fails RFC 3394's integrity check: another KEK (another box) wrapped it,
     or it was altered."""
 

@@ -7,13 +7,15 @@ hash length); anything else is refused, so a signature has exactly one valid for
 """
 import hashlib
 
+from fleetbox.errors import FleetboxError
+
 SALT_LEN = 32
 HASH_LEN = 32
 MIN_BITS = 3072
 MAX_BITS = 4096
 
 
-class BadKey(ValueError):
+class BadKey(FleetboxError):
     """A public key that is not an RSA key this verifier accepts."""
 
 

@@ -16,6 +16,7 @@ import json
 from binascii import hexlify, unhexlify
 
 from fleetbox import keywrap, port, rsapss
+from fleetbox.errors import FleetboxError
 
 IMAGE_MAGIC = b"FBUP"
 IMAGE_FORMAT = 2
@@ -33,7 +34,7 @@ MIN_CHUNK = 1024
 MAX_CHUNKS = 512           # 16 KB of chunk table
 
 
-class UpdateError(Exception):
+class UpdateError(FleetboxError):
     reason = "invalid"
 
 
