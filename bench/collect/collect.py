@@ -1,7 +1,8 @@
 """Discovery and collection on a simulated site, the box's collector on MicroPython.
 
-Usage: .venv/bin/python bench/collect/collect.py [--part PARTS]
-    (PARTS: the parts to run, e.g. "c" or "ab"; all three by default)
+Usage: .venv/bin/python bench/collect/collect.py [--part PARTS] [-v]
+    (PARTS: the parts to run, e.g. "c" or "ab"; all three by default; -v: (c) names the
+    firmware modules loaded at the end, i.e. what the peak carried)
 
 (a) Sweep of a /24 holding 20 printers (every real recording + one live pysnmp printer)
     and 30 other devices (switch, UPS, camera, Linux server recordings, several times),
@@ -189,6 +190,8 @@ def main():
                             res["runs"][0]["found"], res["runs"][0]["ms"] / 1000, res["peak"], res["base"])
                     print("(c) -X heapsize=%s, %d collector(s), sweep + full collection of %d printers: %s %s"
                           % (heap, workers, len(printers), "OK" if ok else "FAILED", extra or err[-900:]))
+                    if res is not None and "-v" in sys.argv:
+                        print("    modules loaded: " + " ".join(res.get("modules", ())))
         finally:
             site.stop()
 

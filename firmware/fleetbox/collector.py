@@ -7,8 +7,7 @@ record's fields from the values read (fleetbox.assemble), what is remembered bet
 sweeps (fleetbox.devstate); a sweep of many addresses is fleetbox.sweep. This module
 runs one collection through them, in the order of docs/collection.md.
 """
-from fleetbox import (assemble, ber, countertables, devstate, discovery, oids, probe, profiles, readplan,
-                      records, snmp)
+from fleetbox import assemble, ber, devstate, discovery, oids, probe, profiles, readplan, records, snmp
 from fleetbox.port import ERROR, WARN, log, time_s
 from fleetbox.readplan import KINDS  # noqa: F401  (the scan kinds, as callers know them)
 from fleetbox.walker import Target, Walker
@@ -249,6 +248,9 @@ class Collector:
         """The profile's vendor counter tables and blobs, only for counters the standard MIBs
         and plain OIDs left unknown: a table costs a walk of its two columns (bounded rows)."""
         c = (profile or {}).get("counters") or {}
+        if not (c.get("tables") or c.get("blobs")):
+            return
+        from fleetbox import countertables   # ~3 KB of heap, for the few makers that need it
         for spec in c.get("tables", ()):
             if not countertables.wants(spec, counters):
                 continue
