@@ -142,11 +142,13 @@ def main():
                           " %d packets out, %d in, %d+%d bytes"
                           % (r["probe_ms"] / 1000, r["ms"] / 1000, r["found"], len(printers), r["packets_out"],
                              r["packets_in"], r["bytes_out"], r["bytes_in"]))
-                    print("    net-snmp snmpget x64 parallel: %.2f s, %d answering agents   ratio %.1fx  (goal < 4 s: %s)"
+                    print("    net-snmp snmpget x64 parallel: %.2f s, %d answering agents   ratio %.1fx"
+                          "  (goal < 4 s: %s)"
                           % (peer_s, peer_n, peer_s / (r["probe_ms"] / 1000),
                              "met" if r["probe_ms"] < 4000 else "NOT met"))
                     if r["ms"] - r["probe_ms"] > 500:
-                        print("    (the records took longer: one snmpsim process serves the replayed agents, and it cannot"
+                        print("    (the records took longer: one snmpsim process serves the replayed agents,"
+                              " and it cannot"
                               " encode the zebra recording's hrDeviceID \"0\" (a 1-arc OID): a walk reaching it goes"
                               " unanswered, 1 s + 2 s)")
 
@@ -165,7 +167,8 @@ def main():
                           % (first["collect_bytes"], first["collect_bytes"] / 8, second["collect_bytes"],
                              second["collect_bytes"] / 8))
                     print("    net-snmp snmpbulkwalk of the same %d tables: %d B (%.0f B/printer)   ratio %.1fx / %.1fx"
-                          % (len(TABLES), peer, peer / 8, peer / first["collect_bytes"], peer / second["collect_bytes"]))
+                          % (len(TABLES), peer, peer / 8, peer / first["collect_bytes"],
+                             peer / second["collect_bytes"]))
                     print("    goal < 2048 B/printer on average: first contact %s, next scan %s"
                           % ("met" if first["collect_bytes"] / 8 < 2048 else "NOT met",
                              "met" if second["collect_bytes"] / 8 < 2048 else "NOT met"))
@@ -176,7 +179,8 @@ def main():
                         print("    all 19 recordings: first contact %.0f B/printer, next scan %.0f B/printer"
                               % (f["collect_bytes"] / f["found"], s["collect_bytes"] / s["found"]))
                         print("    (the same with discovery's system-group GET counted in: %.0f / %.0f B/printer)"
-                              % ((f["bytes_out"] + f["bytes_in"]) / f["found"], (s["bytes_out"] + s["bytes_in"]) / s["found"]))
+                              % ((f["bytes_out"] + f["bytes_in"]) / f["found"],
+                                 (s["bytes_out"] + s["bytes_in"]) / s["found"]))
 
             if "c" in parts:
                 # (c) heap: sweep + full collection of the 20 printers
