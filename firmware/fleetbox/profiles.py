@@ -35,17 +35,14 @@ def load(paths):
 
 class Library:
     """Compiled profiles, indexed by vendor/enterprises/descr; a profile's rules are read from
-    the file (one JSON line per profile) when a device first needs them, and the last
-    CACHE kept (a site has few vendors), so the box never holds every vendor's rules at once.
+    the file (one JSON line per profile) when a device first needs them, and kept (a few
+    vendors per site), so the box never holds every vendor's rules at once.
 
     The index is one string (a line per profile: vendor, enterprises, descr words, tab
     separated) and an array of file offsets: ~0.8 KB of heap for 16 vendors, where a tuple
     of tuples of strings per profile took ~5.6 KB."""
 
-    # Profiles kept parsed (a site has few vendors). A parsed profile costs ~7 B of heap
-    # per byte of its JSON line (Kyocera's 2 KB: 11 KB); another vendor is read again from
-    # flash (one line, a few ms).
-    CACHE = 2
+    CACHE = 4
 
     def __init__(self, path, f):
         self.path = path
