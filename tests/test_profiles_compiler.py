@@ -34,7 +34,7 @@ def test_documented_vector_compiles_byte_for_byte():
     head, line = got.decode().splitlines()
     assert json.loads(head) == {"format": 1, "profiles": 1}
     lib = profiles.load([path])
-    assert lib.vendors() == ["Example"] and lib.index[0][3] == len(head) + 1
+    assert lib.vendors() == ["Example"] and lib.offsets[0] == len(head) + 1
     p = lib.get("Example")
     assert p == json.loads(line)
     assert p["supply_special"] == [[-100, "low"], [-5, "empty"]]

@@ -70,7 +70,8 @@ async def main():
                      "collect_bytes": st["bytes_out"] + st["bytes_in"]})
     if w:
         w.cancel()
-    print("RESULT " + json.dumps({"runs": runs, "peak": peak[0], "base": base}))
+    loaded = sorted(m[9:] for m in sys.modules if m.startswith("fleetbox."))   # what the peak carried
+    print("RESULT " + json.dumps({"runs": runs, "peak": peak[0], "base": base, "modules": loaded}))
 
 
 asyncio.run(main())

@@ -1,6 +1,8 @@
 """Discovery and collection on a simulated site, the box's collector on MicroPython.
 
-Usage: .venv/bin/python bench/collect/collect.py
+Usage: .venv/bin/python bench/collect/collect.py [--part PARTS] [-v]
+    (PARTS: the parts to run, e.g. "c" or "ab"; all three by default; -v: (c) names the
+    firmware modules loaded at the end, i.e. what the peak carried)
 
 (a) Sweep of a /24 holding 20 printers (every real recording + one live pysnmp printer)
     and 30 other devices (switch, UPS, camera, Linux server recordings, several times),
@@ -113,6 +115,7 @@ def netsnmp_bytes(addr, extra_oids):
 
 
 def main():
+    parts = sys.argv[sys.argv.index("--part") + 1] if "--part" in sys.argv else "abc"
     with tempfile.TemporaryDirectory() as tmp:
         mpy = mpy_dir(os.path.join(tmp, "mpy"))
         prof = os.path.join(tmp, "profiles.json")
@@ -125,65 +128,74 @@ def main():
             print("site: %d devices (%d printers) on %s0/24, port %d; 1 s timeout, 1 retry" % (
                 len(desc["devices"]), len(printers), NET, PORT))
 
-            # (a) discovery sweep
-            res, recs, err = mp_sweep(mpy, prof, [NET + "0/24"], "discovery", heap="256K", workers=4,
-                                      statics=os.path.join(tmp, "statics-a"))
-            if res is None:
-                print("(a) sweep FAILED: " + err)
-            else:
-                r = res["runs"][0]
-                peer_s, peer_n = snmpget_sweep()
-                print("(a) /24 discovery sweep: fleetbox %.2f s (every address probed, answering agents known),"
-                      " %.2f s with the discovery records of %d/%d printers;"
-                      " %d packets out, %d in, %d+%d bytes"
-                      % (r["probe_ms"] / 1000, r["ms"] / 1000, r["found"], len(printers), r["packets_out"],
-                         r["packets_in"], r["bytes_out"], r["bytes_in"]))
-                print("    net-snmp snmpget x64 parallel: %.2f s, %d answering agents   ratio %.1fx  (goal < 4 s: %s)"
-                      % (peer_s, peer_n, peer_s / (r["probe_ms"] / 1000),
-                         "met" if r["probe_ms"] < 4000 else "NOT met"))
-                if r["ms"] - r["probe_ms"] > 500:
-                    print("    (the records took longer: one snmpsim process serves the replayed agents, and it cannot"
-                          " encode the zebra recording's hrDeviceID \"0\" (a 1-arc OID): a walk reaching it goes"
-                          " unanswered, 1 s + 2 s)")
+            if "a" in parts:
+                # (a) discovery sweep
+                res, recs, err = mp_sweep(mpy, prof, [NET + "0/24"], "discovery", heap="256K", workers=4,
+                                          statics=os.path.join(tmp, "statics-a"))
+                if res is None:
+                    print("(a) sweep FAILED: " + err)
+                else:
+                    r = res["runs"][0]
+                    peer_s, peer_n = snmpget_sweep()
+                    print("(a) /24 discovery sweep: fleetbox %.2f s (every address probed, answering agents known),"
+                          " %.2f s with the discovery records of %d/%d printers;"
+                          " %d packets out, %d in, %d+%d bytes"
+                          % (r["probe_ms"] / 1000, r["ms"] / 1000, r["found"], len(printers), r["packets_out"],
+                             r["packets_in"], r["bytes_out"], r["bytes_in"]))
+                    print("    net-snmp snmpget x64 parallel: %.2f s, %d answering agents   ratio %.1fx"
+                          "  (goal < 4 s: %s)"
+                          % (peer_s, peer_n, peer_s / (r["probe_ms"] / 1000),
+                             "met" if r["probe_ms"] < 4000 else "NOT met"))
+                    if r["ms"] - r["probe_ms"] > 500:
+                        print("    (the records took longer: one snmpsim process serves the replayed agents,"
+                              " and it cannot"
+                              " encode the zebra recording's hrDeviceID \"0\" (a 1-arc OID): a walk reaching it goes"
+                              " unanswered, 1 s + 2 s)")
 
-            # (b) LAN bytes for a full collection of 8 printers
-            eight = printers[:8]
-            res, recs, err = mp_sweep(mpy, prof, eight, "full", heap="1M", runs=2,
-                                      statics=os.path.join(tmp, "statics8"))
-            if res is None:
-                print("(b) collection FAILED: " + err)
-            else:
-                first, second = res["runs"]
-                peer = sum(netsnmp_bytes(a, []) for a in eight)
-                print("(b) full collection of 8 printers, LAN bytes both ways (SNMP payload):")
-                print("    fleetbox first contact %d B (%.0f B/printer), next scan %d B (%.0f B/printer)"
-                      % (first["collect_bytes"], first["collect_bytes"] / 8, second["collect_bytes"],
-                         second["collect_bytes"] / 8))
-                print("    net-snmp snmpbulkwalk of the same %d tables: %d B (%.0f B/printer)   ratio %.1fx / %.1fx"
-                      % (len(TABLES), peer, peer / 8, peer / first["collect_bytes"], peer / second["collect_bytes"]))
-                print("    goal < 2048 B/printer on average: first contact %s, next scan %s"
-                      % ("met" if first["collect_bytes"] / 8 < 2048 else "NOT met",
-                         "met" if second["collect_bytes"] / 8 < 2048 else "NOT met"))
-                res_all, _, _ = mp_sweep(mpy, prof, printers[:19], "full", heap="1M", runs=2,
-                                         statics=os.path.join(tmp, "statics19"))
-                if res_all:
-                    f, s = res_all["runs"]
-                    print("    all 19 recordings: first contact %.0f B/printer, next scan %.0f B/printer"
-                          % (f["collect_bytes"] / f["found"], s["collect_bytes"] / s["found"]))
-                    print("    (the same with discovery's system-group GET counted in: %.0f / %.0f B/printer)"
-                          % ((f["bytes_out"] + f["bytes_in"]) / f["found"], (s["bytes_out"] + s["bytes_in"]) / s["found"]))
+            if "b" in parts:
+                # (b) LAN bytes for a full collection of 8 printers
+                eight = printers[:8]
+                res, recs, err = mp_sweep(mpy, prof, eight, "full", heap="1M", runs=2,
+                                          statics=os.path.join(tmp, "statics8"))
+                if res is None:
+                    print("(b) collection FAILED: " + err)
+                else:
+                    first, second = res["runs"]
+                    peer = sum(netsnmp_bytes(a, []) for a in eight)
+                    print("(b) full collection of 8 printers, LAN bytes both ways (SNMP payload):")
+                    print("    fleetbox first contact %d B (%.0f B/printer), next scan %d B (%.0f B/printer)"
+                          % (first["collect_bytes"], first["collect_bytes"] / 8, second["collect_bytes"],
+                             second["collect_bytes"] / 8))
+                    print("    net-snmp snmpbulkwalk of the same %d tables: %d B (%.0f B/printer)   ratio %.1fx / %.1fx"
+                          % (len(TABLES), peer, peer / 8, peer / first["collect_bytes"],
+                             peer / second["collect_bytes"]))
+                    print("    goal < 2048 B/printer on average: first contact %s, next scan %s"
+                          % ("met" if first["collect_bytes"] / 8 < 2048 else "NOT met",
+                             "met" if second["collect_bytes"] / 8 < 2048 else "NOT met"))
+                    res_all, _, _ = mp_sweep(mpy, prof, printers[:19], "full", heap="1M", runs=2,
+                                             statics=os.path.join(tmp, "statics19"))
+                    if res_all:
+                        f, s = res_all["runs"]
+                        print("    all 19 recordings: first contact %.0f B/printer, next scan %.0f B/printer"
+                              % (f["collect_bytes"] / f["found"], s["collect_bytes"] / s["found"]))
+                        print("    (the same with discovery's system-group GET counted in: %.0f / %.0f B/printer)"
+                              % ((f["bytes_out"] + f["bytes_in"]) / f["found"],
+                                 (s["bytes_out"] + s["bytes_in"]) / s["found"]))
 
-            # (c) heap: sweep + full collection of the 20 printers
-            for heap, workers in (("192K", 1), ("224K", 1), ("256K", 1), ("256K", 2)):
-                res, recs, err = mp_sweep(mpy, prof, [NET + "0/24"], "full", heap=heap, sample_ms=20,
-                                          workers=workers, statics=os.path.join(tmp, "statics-c"))
-                ok = res is not None and res["runs"][0]["found"] == len(printers)
-                extra = ""
-                if res is not None:
-                    extra = "%d printers in %.2f s, live heap peak %d B (modules+profiles index %d B)" % (
-                        res["runs"][0]["found"], res["runs"][0]["ms"] / 1000, res["peak"], res["base"])
-                print("(c) -X heapsize=%s, %d collector(s), sweep + full collection of %d printers: %s %s"
-                      % (heap, workers, len(printers), "OK" if ok else "FAILED", extra or err[-900:]))
+            if "c" in parts:
+                # (c) heap: sweep + full collection of the 20 printers
+                for heap, workers in (("192K", 1), ("224K", 1), ("256K", 1), ("256K", 2)):
+                    res, recs, err = mp_sweep(mpy, prof, [NET + "0/24"], "full", heap=heap, sample_ms=20,
+                                              workers=workers, statics=os.path.join(tmp, "statics-c"))
+                    ok = res is not None and res["runs"][0]["found"] == len(printers)
+                    extra = ""
+                    if res is not None:
+                        extra = "%d printers in %.2f s, live heap peak %d B (modules+profiles index %d B)" % (
+                            res["runs"][0]["found"], res["runs"][0]["ms"] / 1000, res["peak"], res["base"])
+                    print("(c) -X heapsize=%s, %d collector(s), sweep + full collection of %d printers: %s %s"
+                          % (heap, workers, len(printers), "OK" if ok else "FAILED", extra or err[-900:]))
+                    if res is not None and "-v" in sys.argv:
+                        print("    modules loaded: " + " ".join(res.get("modules", ())))
         finally:
             site.stop()
 

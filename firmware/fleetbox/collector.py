@@ -7,11 +7,40 @@ record's fields from the values read (fleetbox.assemble), what is remembered bet
 sweeps (fleetbox.devstate); a sweep of many addresses is fleetbox.sweep. This module
 runs one collection through them, in the order of docs/collection.md.
 """
-from fleetbox import (assemble, ber, countertables, devstate, discovery, oids, probe, profiles, readplan,
-                      records, snmp)
+from fleetbox import assemble, ber, devstate, discovery, oids, probe, profiles, readplan, records, snmp
 from fleetbox.port import ERROR, WARN, log, time_s
 from fleetbox.readplan import KINDS  # noqa: F401  (the scan kinds, as callers know them)
 from fleetbox.walker import Target, Walker
+
+
+# Modules that few devices need, and only for a moment: web.py (~11 KB of heap) while a
+# profile's web page is read, countertables.py (~3 KB) for makers that keep counters in
+# tables. Imported when a collection needs one, dropped from the heap when none uses it
+# any more (the next device imports it again from flash, a few ms), so a sweep's peak
+# does not carry them. A module imported by someone else stays where it is.
+_borrowed = {}   # name -> [collections using it, whether it was imported for them]
+
+
+def _borrow(name):
+    """One more collection uses fleetbox.<name> (the caller imports it)."""
+    import sys
+    use = _borrowed.get(name)
+    if use is None:
+        use = _borrowed[name] = [0, False]
+    if not use[0]:
+        use[1] = "fleetbox." + name not in sys.modules
+    use[0] += 1
+
+
+def _give_back(name):
+    use = _borrowed[name]
+    use[0] -= 1
+    if not use[0] and use[1]:
+        import sys
+        import fleetbox
+        sys.modules.pop("fleetbox." + name, None)
+        if hasattr(fleetbox, name):
+            delattr(fleetbox, name)
 
 
 class Reading:
@@ -249,23 +278,30 @@ class Collector:
         """The profile's vendor counter tables and blobs, only for counters the standard MIBs
         and plain OIDs left unknown: a table costs a walk of its two columns (bounded rows)."""
         c = (profile or {}).get("counters") or {}
-        for spec in c.get("tables", ()):
-            if not countertables.wants(spec, counters):
-                continue
-            base = spec["table"] + "."
-            hint = t.rows.get("t" + spec["table"])
-            if hint == 0:
-                continue    # not there last time (firmware updates do not add such tables often)
-            types, values = await self.walker.walk_roots(
-                t, [base + str(spec["type"]), base + str(spec["value"])],
-                hint + 1 if hint else 2, min(spec.get("rows", 64), countertables.MAX_ROWS),
-                whole_index=True)
-            t.newrows["t" + spec["table"]] = len(types)
-            countertables.table(spec, types, values, counters, sources)
-        for spec in c.get("blobs", ()):
-            err = countertables.blob(spec, got.get(spec["oid"]), counters, sources)
-            if err:
-                log("collector", WARN, "%s %s" % (host, err))
+        if not (c.get("tables") or c.get("blobs")):
+            return
+        _borrow("countertables")
+        from fleetbox import countertables
+        try:
+            for spec in c.get("tables", ()):
+                if not countertables.wants(spec, counters):
+                    continue
+                base = spec["table"] + "."
+                hint = t.rows.get("t" + spec["table"])
+                if hint == 0:
+                    continue    # not there last time (firmware updates do not add such tables often)
+                types, values = await self.walker.walk_roots(
+                    t, [base + str(spec["type"]), base + str(spec["value"])],
+                    hint + 1 if hint else 2, min(spec.get("rows", 64), countertables.MAX_ROWS),
+                    whole_index=True)
+                t.newrows["t" + spec["table"]] = len(types)
+                countertables.table(spec, types, values, counters, sources)
+            for spec in c.get("blobs", ()):
+                err = countertables.blob(spec, got.get(spec["oid"]), counters, sources)
+                if err:
+                    log("collector", WARN, "%s %s" % (host, err))
+        finally:
+            _give_back("countertables")
 
     async def web_fill(self, t, profile, rec, sources, full):
         """The fields SNMP left empty, from the profile's web pages (one page at a time per
@@ -276,7 +312,6 @@ class Collector:
         by-function counter alone (a printer-only model has no copy counter) sends the box
         to the page only if the page gave it before (device memory), or the first time.
         """
-        from fleetbox import web   # ~18 KB, imported only once a page is needed
         gave = self.state.web_fields(t.host)
         for page in profile["web"]:
             fields = {}
@@ -293,6 +328,8 @@ class Collector:
                 continue
             await self.walker.pace()
             where = "web:%s:%s" % (page["scheme"], page["path"])
+            _borrow("web")
+            from fleetbox import web
             try:
                 found, _ = await web.fetch(t.host, page, fields, self.web_ports)
             except web.WebError as e:
@@ -301,6 +338,8 @@ class Collector:
             except Exception as e:  # noqa: BLE001  a page's surprise must not cost the SNMP record
                 log("collector", ERROR, "%s %s: %s %s" % (t.host, where, type(e).__name__, e))
                 found = {}
+            finally:
+                _give_back("web")
             for name, v in found.items():
                 if name.startswith("counters."):
                     rec["counters"][name[9:]] = v

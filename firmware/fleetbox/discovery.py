@@ -18,10 +18,9 @@ import array
 import asyncio
 import socket
 
-from fleetbox import ber, port, snmp, targets
+from fleetbox import ber, oids, port, snmp, targets
 
-SYS_OIDS = ("1.3.6.1.2.1.1.1.0", "1.3.6.1.2.1.1.2.0", "1.3.6.1.2.1.1.3.0",
-            "1.3.6.1.2.1.1.4.0", "1.3.6.1.2.1.1.5.0", "1.3.6.1.2.1.1.6.0")
+SYS_OIDS = oids.SYS_GROUP     # one copy of the tuple on the heap
 _EAGAIN = (11, 35)
 
 
