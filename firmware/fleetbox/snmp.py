@@ -12,8 +12,8 @@ import errno
 
 from fleetbox import port as _port
 from fleetbox.ber import (
-    BERError, oid_normalize, oid_startswith, oid_arcs, is_exception, NO_SUCH_OBJECT,
-    END_OF_MIB_VIEW, GET, GETNEXT, RESPONSE, GETBULK,
+    BERError, oid_normalize, NO_SUCH_OBJECT, END_OF_MIB_VIEW, GET, GETNEXT, RESPONSE,
+    GETBULK,
 )
 from fleetbox.snmpmsg import (  # noqa: F401 (re-exported for callers)
     MAX_MSG, ERROR_NAMES, TOO_BIG, NO_SUCH_NAME, error_name, SnmpError, Timeout,
@@ -379,61 +379,12 @@ class Client:
                         port=161, max_rows=10000, max_repetitions=10, cred=None,
                         reply_budget=1400):
         """Call fn(oid, value) for each row strictly under root_oid, without keeping
-        the rows; return how many there were. GETNEXT on v1. GETBULK on v2c/v3: it
-        starts at max_repetitions and, while pages come back full, grows (at most
-        doubling) to as many rows as the rows seen so far fit in reply_budget octets
-        (1400: one Ethernet frame, no IP fragments; 0 = never grow); it halves on
-        tooBig, and after a timeout once the agent has answered, and then grows no
-        more. Stops at the end of the subtree, endOfMibView, a non-increasing OID or
-        max_rows."""
+        the rows; return how many there were (fleetbox.snmpwalk, loaded on first walk,
+        says how it pages)."""
         cred = _credential(community, version, cred)
-        root = oid_normalize(root_oid)
-        last = oid_arcs(root)
-        cur = root
-        count = 0
-        v1 = cred.version == "1"
-        mr = max(1, max_repetitions)
-        answered = False
-        while count < max_rows:
-            try:
-                if v1:
-                    vbs = await self.getnext(host, [cur], port=port, cred=cred)
-                else:
-                    asked = min(mr, max_rows - count)
-                    r = await self._bulk(host, [cur], 0, asked, port, cred)
-                    vbs = r.varbinds
-            except Timeout:
-                if v1 or not answered or mr == 1:
-                    raise
-                mr //= 2
-                reply_budget = 0
-                continue
-            except SnmpError as e:
-                if v1 or e.status != TOO_BIG or mr == 1:
-                    raise
-                mr //= 2
-                reply_budget = 0
-                continue
-            answered = True
-            if not vbs:
-                break
-            if not v1 and reply_budget and len(vbs) >= asked and r.size:
-                fit = reply_budget * len(vbs) // r.size
-                if fit > mr:
-                    mr = min(fit, 2 * mr)
-            for oid, val in vbs:
-                if is_exception(val) or not oid_startswith(oid, root):
-                    return count
-                t = oid_arcs(oid)
-                if t <= last:
-                    return count
-                fn(oid, val)
-                count += 1
-                last = t
-                cur = oid
-                if count >= max_rows:
-                    break
-        return count
+        from fleetbox import snmpwalk
+        return await snmpwalk.walk_each(self, host, oid_normalize(root_oid), fn, cred, port,
+                                        max_rows, max_repetitions, reply_budget)
 
     def close(self):
         rx = self._rx
