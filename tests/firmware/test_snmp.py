@@ -838,3 +838,30 @@ def test_v2c_client_never_imports_the_v3_half():
         assert loaded_v3 == list(names), loaded_v3
     finally:
         _restore_modules(names, saved)
+
+
+def test_walking_code_is_loaded_on_the_first_walk_only():
+    import sys
+    names = ("snmpwalk",)
+    saved = _forget_modules(names)
+    try:
+        async def go(c, a):
+            await c.get("127.0.0.1", [SYS + ".1.0"], port=a.port)
+            after_get = "fleetbox.snmpwalk" in sys.modules
+            rows = await c.walk("127.0.0.1", SYS, port=a.port)
+            return after_get, rows, "fleetbox.snmpwalk" in sys.modules
+        after_get, rows, after_walk = run(go)
+        assert not after_get and after_walk
+        assert rows and rows[0][0] == SYS + ".1.0"
+    finally:
+        _restore_modules(names, saved)
+
+
+def test_snmp_reexports_the_message_names_it_always_had():
+    from fleetbox import snmpmsg
+    for name in ("Credential", "SnmpError", "Timeout", "Response", "decode_response",
+                 "encode_message", "encode_request", "encode_pdu", "decode_pdu",
+                 "message_version", "error_name", "discovery_request", "TOO_BIG",
+                 "NO_SUCH_NAME", "ERROR_NAMES", "MAX_MSG"):
+        assert getattr(snmp, name) is getattr(snmpmsg, name), name
+    assert snmp.ID_MAX == 0x7FFF
