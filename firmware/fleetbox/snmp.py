@@ -12,9 +12,9 @@ import errno
 
 from fleetbox import port as _port
 from fleetbox.ber import (
-    BERError, oid_normalize, NO_SUCH_OBJECT, END_OF_MIB_VIEW, GET, GETNEXT, RESPONSE,
-    GETBULK,
+    BERError, NO_SUCH_OBJECT, END_OF_MIB_VIEW, GET, GETNEXT, RESPONSE, GETBULK,
 )
+from fleetbox.oid import oid_normalize
 from fleetbox.snmpmsg import (  # noqa: F401 (re-exported for callers)
     MAX_MSG, ERROR_NAMES, TOO_BIG, NO_SUCH_NAME, error_name, SnmpError, Timeout,
     Credential, Response, encode_message, encode_request, encode_pdu, decode_response,
@@ -104,7 +104,7 @@ class Client:
         self._slot = asyncio.Event()
         self._addr_cache = None
         self._engines = {}
-        self._salt = int.from_bytes(_port.urandom(8), "big")
+        self._salt = None           # drawn on the first SNMPv3 privacy request
         self._tokens = self.burst
         self._tok_at = _port.ticks_ms()
 
@@ -139,8 +139,11 @@ class Client:
         return rid
 
     def _new_salt(self):
-        self._salt = (self._salt + 1) & 0xFFFFFFFFFFFFFFFF
-        return self._salt.to_bytes(8, "big")
+        """The next 64-bit AES privacy salt (RFC 3826 3.1.2.1): random first, then counting."""
+        s = self._salt
+        s = int.from_bytes(_port.urandom(8), "big") if s is None else (s + 1) & 0xFFFFFFFFFFFFFFFF
+        self._salt = s
+        return s.to_bytes(8, "big")
 
     async def _receive(self, sock):
         st = self.stats

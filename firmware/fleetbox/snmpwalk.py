@@ -1,7 +1,8 @@
 """Walking an SNMP subtree with fleetbox.snmp's Client, one page after another.
 Loaded on a Client's first walk: a site that only GETs never pays its heap.
 """
-from fleetbox.ber import oid_startswith, oid_arcs, is_exception
+from fleetbox.ber import is_exception
+from fleetbox.oid import oid_startswith, oid_arcs
 from fleetbox.snmpmsg import SnmpError, Timeout, TOO_BIG
 
 
