@@ -15,6 +15,9 @@ Decoded values:
 """
 from fleetbox.port import const
 from fleetbox.errors import FleetboxError
+from fleetbox.oid import (  # noqa: F401 (re-exported: callers use ber.oid_compare, ...)
+    MAX_ARC, oid_arcs, oid_to_tuple, tuple_to_oid, oid_normalize, oid_startswith, oid_compare,
+)
 
 INTEGER = const(0x02)
 OCTET_STRING = const(0x04)
@@ -43,7 +46,6 @@ REPORT = const(0xA8)
 MAX_DEPTH = const(8)        # nesting of constructed values in decode()
 MAX_INT_LEN = const(9)      # content octets of any integer (Counter64 needs 9)
 MAX_OID_ARCS = const(128)   # RFC 2578 3.5
-MAX_ARC = const(0xFFFFFFFF)
 
 
 class BERError(FleetboxError):
@@ -71,70 +73,6 @@ _EXCEPTIONS = (NO_SUCH_OBJECT, NO_SUCH_INSTANCE, END_OF_MIB_VIEW)
 
 def is_exception(value):
     return isinstance(value, ExceptionValue)
-
-
-# ---------------------------------------------------------------- OID helpers
-
-def oid_arcs(oid):
-    """"1.3.6.1" (or ".1.3.6.1", or a tuple) -> [1, 3, 6, 1], parsed without making a
-    string per arc. Raises BERError on a malformed OID."""
-    if isinstance(oid, tuple):
-        return list(oid)
-    out = []
-    v = -1
-    first = True
-    for c in oid.encode():
-        if c == 46:  # "."
-            if v < 0:
-                if first and not out:
-                    first = False
-                    continue  # one leading dot
-                raise BERError("bad OID %r" % (oid,))
-            out.append(v)
-            v = -1
-        elif 48 <= c <= 57:
-            v = c - 48 if v < 0 else v * 10 + c - 48
-            if v > MAX_ARC:
-                raise BERError("OID arc out of range")
-        else:
-            raise BERError("bad OID %r" % (oid,))
-        first = False
-    if v < 0:
-        raise BERError("bad OID %r" % (oid,))
-    out.append(v)
-    return out
-
-
-def oid_to_tuple(oid):
-    """"1.3.6.1" (or ".1.3.6.1") -> (1, 3, 6, 1). Raises BERError on a malformed OID."""
-    if isinstance(oid, tuple):
-        return oid
-    return tuple(oid_arcs(oid))
-
-
-def tuple_to_oid(t):
-    return ".".join(str(a) for a in t)
-
-
-def oid_normalize(oid):
-    """Canonical dotted form (no leading dot) of a str or tuple OID."""
-    if isinstance(oid, tuple):
-        return tuple_to_oid(oid)
-    return oid[1:] if oid[:1] == "." else oid
-
-
-def oid_startswith(oid, prefix):
-    """True if `oid` equals `prefix` or lies under it (component-aware)."""
-    if oid == prefix:
-        return True
-    return oid.startswith(prefix) and oid[len(prefix):len(prefix) + 1] == "."
-
-
-def oid_compare(a, b):
-    """-1, 0 or 1 comparing two dotted OIDs numerically."""
-    a = oid_to_tuple(a)
-    b = oid_to_tuple(b)
-    return (a > b) - (a < b)
 
 
 # ------------------------------------------------------------------- decoding

@@ -783,3 +783,85 @@ def test_walk_grows_max_repetitions_within_reply_budget():
     # rows of ~20 octets: a 300-octet budget holds about 12 of them, never more than 15
     assert small[:3] == [4, 8, 12] or small[:3] == [4, 8, 13], small
     assert max(small) <= 15
+
+
+def _forget_modules(names):
+    """Unload fleetbox.<name> for each name (sys.modules and the package attribute) and
+    return what was loaded, for _restore_modules."""
+    import sys
+    import fleetbox
+    saved = {}
+    for n in names:
+        m = sys.modules.pop("fleetbox." + n, None)
+        if m is not None:
+            saved[n] = m
+        if n in fleetbox.__dict__:
+            delattr(fleetbox, n)
+    return saved
+
+
+def _restore_modules(names, saved):
+    import sys
+    import fleetbox
+    for n in names:
+        sys.modules.pop("fleetbox." + n, None)
+        if n in fleetbox.__dict__:
+            delattr(fleetbox, n)
+        if n in saved:
+            sys.modules["fleetbox." + n] = saved[n]
+            setattr(fleetbox, n, saved[n])
+
+
+def test_v2c_client_never_imports_the_v3_half():
+    """usm and snmpv3 are a v3 site's heap: a v1/v2c client must not load them, and the
+    first v3 request loads both."""
+    import sys
+    names = ("usm", "snmpv3")
+    saved = _forget_modules(names)
+    try:
+        async def go(c, a):
+            r = await c.get("127.0.0.1", [SYS + ".1.0"], port=a.port)
+            await c.walk("127.0.0.1", SYS, port=a.port, version="1")
+            loaded_v2c = [n for n in names if "fleetbox." + n in sys.modules]
+            silent = Agent({})  # bound, never started: it answers nothing
+            try:
+                await c.get("127.0.0.1", [SYS + ".1.0"], port=silent.port,
+                            cred=snmp.Credential.v3(b"u", "SHA", b"authpass1"))
+            except snmp.Timeout:
+                pass
+            finally:
+                await silent.stop()
+            return r, loaded_v2c, [n for n in names if "fleetbox." + n in sys.modules]
+        r, loaded_v2c, loaded_v3 = run(go, timeout_ms=20, retries=0)
+        assert r[0] == (SYS + ".1.0", b"Fake printer")
+        assert loaded_v2c == [], loaded_v2c
+        assert loaded_v3 == list(names), loaded_v3
+    finally:
+        _restore_modules(names, saved)
+
+
+def test_walking_code_is_loaded_on_the_first_walk_only():
+    import sys
+    names = ("snmpwalk",)
+    saved = _forget_modules(names)
+    try:
+        async def go(c, a):
+            await c.get("127.0.0.1", [SYS + ".1.0"], port=a.port)
+            after_get = "fleetbox.snmpwalk" in sys.modules
+            rows = await c.walk("127.0.0.1", SYS, port=a.port)
+            return after_get, rows, "fleetbox.snmpwalk" in sys.modules
+        after_get, rows, after_walk = run(go)
+        assert not after_get and after_walk
+        assert rows and rows[0][0] == SYS + ".1.0"
+    finally:
+        _restore_modules(names, saved)
+
+
+def test_snmp_reexports_the_message_names_it_always_had():
+    from fleetbox import snmpmsg
+    for name in ("Credential", "SnmpError", "Timeout", "Response", "decode_response",
+                 "encode_message", "encode_request", "encode_pdu", "decode_pdu",
+                 "message_version", "error_name", "discovery_request", "TOO_BIG",
+                 "NO_SUCH_NAME", "ERROR_NAMES", "MAX_MSG"):
+        assert getattr(snmp, name) is getattr(snmpmsg, name), name
+    assert snmp.ID_MAX == 0x7FFF
