@@ -193,6 +193,9 @@ def parser():
     pc.add_argument("-o", "--output", default=os.path.join(paths.BUILD, "profiles.json"))
     pc.add_argument("--source", default=os.path.join(paths.ROOT, "profiles"), help="folder of *.yaml")
     pc.set_defaults(func=cmd_profiles)
+
+    from . import appliance   # the qemu-x86_64 board's kernel + initramfs
+    appliance.register(sub)
     return p
 
 
