@@ -38,6 +38,26 @@ def log(msg):
     print("board: " + msg)
 
 
+class _Socket:
+    """The runtime's socket module with the Linux constants Debian's 1.25 build leaves out."""
+    MSG_PEEK = 2
+
+    def __init__(self, real):
+        for name in dir(real):
+            if not name.startswith("__"):
+                setattr(self, name, getattr(real, name))
+
+
+def _complete_socket_module():
+    # Before the firmware imports `socket` (port.recv_datagram peeks at datagrams).
+    import socket
+    if not hasattr(socket, "MSG_PEEK"):
+        sys.modules["socket"] = _Socket(socket)
+
+
+_complete_socket_module()   # on import: the loader imports the board before the firmware
+
+
 class Board(hal.Board):
     name = "qemu-x86_64"
     has_rtc = False      # the kernel's clock serves TLS validity checks; the firmware's is learnt from the cloud
