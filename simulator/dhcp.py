@@ -104,7 +104,7 @@ class Server:
 
     def handle(self, data):
         """The reply (bytes) to one client message, or None."""
-        if data[0] != 1 or data[1] != 1 or data[2] != 6:
+        if len(data) < 240 or data[0] != 1 or data[1] != 1 or data[2] != 6:
             raise ValueError("not an ethernet BOOTREQUEST")
         opts = options(data)
         kind = opts.get(OPT_TYPE, b"\0")[0]

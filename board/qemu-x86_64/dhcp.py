@@ -13,8 +13,6 @@ import socket
 import struct
 import time
 
-import rom
-
 SOL_SOCKET = 1
 SO_REUSEADDR = 2
 SO_BROADCAST = 6
@@ -66,6 +64,7 @@ class Interface:
         self._fd = self._sock.fileno()
 
     def _ioctl(self, request, buf):
+        import rom   # the ROM's libc ioctl (imported here so the codec also runs on CPython)
         if rom.ioctl(self._fd, request, buf) != 0:
             raise OSError(os.errno())
         return buf
