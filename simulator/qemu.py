@@ -291,6 +291,8 @@ class QemuSimulation(Simulation):
             cfg["targets"] = sorted({str(ipaddress.ip_network(relay_address(d.address) + "/24", strict=False))
                                      for d in self.site.devices})
         cfg["snmp_port"] = 161       # the relays listen on the standard ports
+        # An emulated CPU (TCG) answers its sockets slower than the sim board: give replies more time.
+        cfg["timeout_ms"] = max(cfg["timeout_ms"], 3000)
         cfg["web_ports"] = {}
         return cfg
 
