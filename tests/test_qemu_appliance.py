@@ -161,3 +161,19 @@ def test_a_power_cut_mid_write_leaves_the_flash_intact(box):
     data = flash.read_lfs(flash.read_partition(box.flash, board, "data"), bs)
     with data.open("config.json", "r") as f:
         assert json.load(f)["endpoints"]
+
+
+def test_rom_board_and_yaml_agree_on_the_watchdog_and_modules():
+    import re
+    from fbtool import appliance
+    board = appliance.board_yaml()
+    for name in ("rom.py", "board.py"):
+        with open(os.path.join(ROOT, "board", qemu.BOARD, name)) as f:
+            src = f.read()
+        assert int(re.search(r"^WATCHDOG_S = (\d+)", src, re.M).group(1)) == board["hardware"]["watchdog_s"]
+    mods = [os.path.basename(m)[:-3] for m in board["kernel"]["modules"]]
+    # every virtio device needs the bus, the ring and the PCI transport before it
+    assert mods.index("virtio_pci") > max(mods.index(m) for m in ("virtio", "virtio_ring", "virtio_pci_modern_dev",
+                                                                   "virtio_pci_legacy_dev"))
+    assert mods.index("virtio_net") > mods.index("net_failover") > mods.index("failover")
+    assert mods.index("i6300esb") > mods.index("watchdog")
