@@ -79,6 +79,7 @@ class Appliance:
         self._led = None
         self._state = None
         self._link = True
+        self._boot_expected = True
         self._lock = threading.RLock()
         self.boot_times = []      # monotonic time of each power-on
 
@@ -107,6 +108,7 @@ class Appliance:
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=subprocess.STDOUT, start_new_session=True)
             self.powered = True
+            self._boot_expected = True
             self.boot_times.append(time.monotonic())
             threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
             if not self._link:
@@ -167,9 +169,14 @@ class Appliance:
 
     def _observe(self, line):
         if line.startswith(BOOT_BANNER):
+            if self.boots and not self._boot_expected:
+                # the VM reset by itself: the i6300esb fired (or the kernel panicked, panic=1)
+                self.resets["watchdog"] += 1
+            self._boot_expected = False
             self.boots += 1
         elif line.startswith("rom: reset"):
             self.resets["reboot"] += 1
+            self._boot_expected = True
         elif line.startswith("board: led "):
             self._led = line[len("board: led "):].strip()
         elif line.startswith("board: state "):
@@ -177,8 +184,6 @@ class Appliance:
                 self._state = json.loads(line[len("board: state "):])
             except ValueError:
                 pass
-        elif "i6300esb" in line and "reset" in line.lower():
-            self.resets["watchdog"] += 1
 
     # -- inputs
     def monitor(self, command):
