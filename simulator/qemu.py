@@ -241,12 +241,13 @@ def relay_address(address):
 class QemuSimulation(Simulation):
     """Simulation with the QEMU appliance as the box; the same faults and observations."""
 
-    def __init__(self, state_dir, **kw):
+    def __init__(self, state_dir, dhcp_lease_s=600, **kw):
         kw.setdefault("liberty", LIBERTY)
         kw.setdefault("rescue", RESCUE)
         Simulation.__init__(self, state_dir, **kw)
         self.ns = netns.Namespace()
         self.dhcp = None
+        self.dhcp_lease_s = dhcp_lease_s
         self.relays = []
         self.boot_started = None
 
@@ -270,7 +271,7 @@ class QemuSimulation(Simulation):
         for _, (addr, _) in sorted(self.endpoints.items()):
             self.ns.add_address(addr)
         self.dhcp = DhcpServer(netns.BRIDGE, netns.ROUTER, netns.NETWORK, DHCP_POOL, router=netns.ROUTER,
-                               dns=[netns.ROUTER], lease_s=600)
+                               dns=[netns.ROUTER], lease_s=self.dhcp_lease_s)
         self.ns.run_in(self.dhcp.open)
         self.dhcp.start()
         self.echo("network: namespace %s, bridge %s %s, DHCP pool %s-%s" % (

@@ -22,6 +22,7 @@ from simulator.runner import ROOT
 
 SNMP_PORT = 17161        # the printer on the host's loopback; the box asks 161 on its relay address
 PRINTER = "hp-m404dn"
+LEASE_S = 24             # short: the box renews (T1, 12 s) while the test runs
 ELF = b"\x7fELF"
 
 
@@ -44,6 +45,7 @@ def box(tmp_path_factory):
     printer = _site_with_one_printer(site_yaml)
     lines = []
     sim = qemu.QemuSimulation(str(tmp / "state"), snmp_port=SNMP_PORT, interval=600, site_yaml=site_yaml,
+                              dhcp_lease_s=LEASE_S,
                               targets=[qemu.relay_address(printer)], echo=lines.append)
     try:
         sim.start()
@@ -104,6 +106,15 @@ def test_the_box_gets_its_address_from_the_simulators_dhcp_server(box):
     assert addr in qemu.DHCP_POOL
     assert box.dhcp.address_of(qemu.MAC) == addr
     assert [k for k, mac, a, _ in box.dhcp.log if a == addr][-1] == "ack"
+
+
+def test_the_box_renews_its_lease(box):
+    mac = qemu.MAC.replace(":", "")
+    box.wait_for("a lease renewal", lambda: sum(1 for k, m, _, _ in box.dhcp.log if k == "ack" and m == mac) >= 2,
+                 LEASE_S * 2)
+    acks = [(a, t) for k, m, a, t in box.dhcp.log if k == "ack" and m == mac]
+    assert acks[1][0] == acks[0][0]                     # the same address, renewed
+    assert box.box_address() == acks[0][0]
 
 
 def test_one_upload_reaches_the_cloud_in_the_namespace(box):
