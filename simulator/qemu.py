@@ -220,7 +220,8 @@ class Appliance:
         self._console("button %d" % int(held_ms))
 
     def hang(self):
-        raise SimError("hang is a sim-board fault; on the appliance, the i6300esb watchdog is QEMU's")
+        """Make the firmware hang in a loop that never yields: the i6300esb resets the VM."""
+        self._console("hang")
 
     # -- outputs
     def led(self):

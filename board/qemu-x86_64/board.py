@@ -5,7 +5,8 @@ Its hardware is what QEMU emulates and the ROM (rom.py, /init) brought up:
   network   the virtio NIC eth0: carrier from sysfs, address from the DHCP client (dhcp.py)
   watchdog  the i6300esb: /dev/watchdog opened at the first feed, a byte written per feed
   LED       "board: led PATTERN" lines on the serial console (the host draws the LED)
-  button    "button HELD_MS" lines typed on the serial console; "power poe|adapter" likewise
+  button    "button HELD_MS" lines typed on the serial console; "power poe|adapter" and
+            "hang" (the watchdog test's firmware bug) likewise
   reset     reboot(RESTART): the VM resets; a power cut is the host killing QEMU
 The box opens no listening socket: the console is read from the firmware's loop.
 """
@@ -13,6 +14,7 @@ import json
 import select
 import struct
 import sys
+import time
 
 import hal
 import rom
@@ -163,6 +165,11 @@ class Board(hal.Board):
             self._pending.append(hal.button_event(int(words[1])))
         elif len(words) == 2 and words[0] == "power" and words[1] in (hal.POWER_POE, hal.POWER_ADAPTER):
             self._power = words[1]
+        elif words == ["hang"]:
+            # A firmware bug made to order for the watchdog: a loop that never yields, so no feed.
+            log("hanging on purpose (injected fault)")
+            while True:
+                time.ticks_ms()
         elif words:
             log("ignoring console input %r" % line)
 
