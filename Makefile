@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 SYSDEPS_STAMP := $(VENV)/.sysdeps
 SIM_ARGS ?=
 
-.PHONY: sim sim-forever test bench image clean deps
+.PHONY: sim sim-forever sim-qemu appliance test bench image clean deps
 
 deps: $(STAMP) $(SYSDEPS_STAMP)
 
@@ -19,9 +19,13 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 
 # net-snmp's tools and agent are peers in tests and benchmarks (Debian packages).
+# QEMU runs the qemu-x86_64 appliance; nmap port-scans it (tests/test_qemu_appliance.py).
 $(SYSDEPS_STAMP): | $(STAMP)
 	@command -v snmpd >/dev/null && command -v snmpbulkwalk >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq snmp snmpd >/dev/null; }
+	@command -v qemu-system-x86_64 >/dev/null && command -v nmap >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      qemu-system-x86 nmap >/dev/null; }
 	touch $@
 
 sim: deps
@@ -31,6 +35,14 @@ sim: deps
 # Scripted faults: make sim SIM_ARGS="--fault 20:cable-pull --fault 40:cable-plug" (README).
 sim-forever: deps
 	$(PY) -m simulator run --forever $(SIM_ARGS)
+
+# The whole simulation with the box as the QEMU appliance, in a network namespace (root).
+sim-qemu: deps
+	$(PY) -m simulator run --board qemu-x86_64 --state var/sim-qemu $(SIM_ARGS)
+
+# The qemu-x86_64 board's kernel + initramfs from the Debian packages pinned in its packages.lock.
+appliance: deps
+	$(VENV)/bin/fbtool appliance --list
 
 test: deps
 	$(PY) -m pytest tests

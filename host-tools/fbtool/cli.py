@@ -186,8 +186,9 @@ def parser():
     pc.add_argument("--source", default=os.path.join(paths.ROOT, "profiles"), help="folder of *.yaml")
     pc.set_defaults(func=cmd_profiles)
 
-    from . import signcli
-    signcli.register(sub)
+    from . import appliance, signcli
+    signcli.register(sub)     # keygen, root, image: signed updates (docs/update-image.md)
+    appliance.register(sub)   # the qemu-x86_64 board's kernel + initramfs
     _add_debug(p)
     return p
 
