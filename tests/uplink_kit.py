@@ -12,7 +12,7 @@ import ssl
 import threading
 
 from simulator import pki
-from simulator.cloud import Cloud
+from cloud.server import Cloud
 
 SERIAL = "FBX-UPLINK1"
 
