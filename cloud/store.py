@@ -104,9 +104,9 @@ class Store:
                         resync = True
                 row = {"box": box, "epoch": current, "upload": upload, "scan": scan, "cycle": cycle,
                        "records": len(records) + len(seen), "endpoint": endpoint, "received": now, "bytes": nbytes}
-                done = c.execute(self._insert(uploads).values(**row).on_conflict_do_nothing(
-                    index_elements=[uploads.c.box, uploads.c.epoch, uploads.c.upload]))
-                fresh = done.rowcount == 1
+                fresh = c.execute(self._insert(uploads).values(**row).on_conflict_do_nothing(
+                    index_elements=[uploads.c.box, uploads.c.epoch, uploads.c.upload])
+                    .returning(uploads.c.upload)).first() is not None
                 if fresh:
                     items = list(records) + [{"=": seen[i], "@": seen[i + 1]} for i in range(0, len(seen), 2)]
                     self._store_records(c, box, cycle, scan, items, now, resync)
