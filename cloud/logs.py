@@ -38,6 +38,7 @@ def setup(level="info", stream=None):
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.getLogger("fleetbox.cloud.service").setLevel(logging.INFO)   # the service's life, always
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         lg = logging.getLogger(name)
         lg.handlers[:] = []

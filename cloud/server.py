@@ -25,6 +25,8 @@ from cloud.logs import event
 from cloud.store import Store
 
 log = logging.getLogger("fleetbox.cloud")
+# The service's own life (listening, workers starting and dying, stopping): logged whatever the level.
+life = logging.getLogger("fleetbox.cloud.service")
 # TLS 1.2+ with forward secrecy and AEAD (and TLS 1.3's own suites); the box's mbedTLS speaks these.
 CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"
 
@@ -80,7 +82,7 @@ class Receiver:
             time.sleep(0.01)
         if not self.server.started:
             raise RuntimeError("%s did not start on %s:%d" % (self.name, self.address, self.port))
-        event(log, logging.INFO, "listening", "%s listening on https://%s:%d", self.name, self.address, self.port,
+        event(life, logging.INFO, "listening", "%s listening on https://%s:%d", self.name, self.address, self.port,
               endpoint=self.name, address=self.address, port=self.port)
         return self
 
@@ -149,7 +151,7 @@ def _worker(config, sockets):
             loop.add_signal_handler(sig, lambda: [setattr(s, "should_exit", True) for s, _ in servers])
         await asyncio.gather(*(s.serve(sockets=[sock]) for s, sock in servers))
 
-    event(log, logging.INFO, "worker-start", "worker %d serving %s", os.getpid(),
+    event(life, logging.INFO, "worker-start", "worker %d serving %s", os.getpid(),
           ", ".join(lst.name for lst in config.listeners), pid=os.getpid())
     try:
         import uvloop
@@ -165,7 +167,7 @@ def serve(config):
     store.close()
     sockets = [bind(lst.address, lst.port) for lst in config.listeners]
     for lst, sock in zip(config.listeners, sockets):
-        event(log, logging.INFO, "listening", "%s listening on https://%s:%d", lst.name, lst.address,
+        event(life, logging.INFO, "listening", "%s listening on https://%s:%d", lst.name, lst.address,
               sock.getsockname()[1], endpoint=lst.name, address=lst.address, port=sock.getsockname()[1])
     ctx = multiprocessing.get_context("spawn")
     stopping = threading.Event()
@@ -182,7 +184,7 @@ def serve(config):
         while not stopping.wait(0.5):
             for i, p in enumerate(workers):
                 if not p.is_alive():
-                    event(log, logging.ERROR, "worker-died", "worker %d exited with %s; starting another", p.pid,
+                    event(life, logging.ERROR, "worker-died", "worker %d exited with %s; starting another", p.pid,
                           p.exitcode, pid=p.pid, exitcode=p.exitcode)
                     workers[i] = spawn()
     finally:
@@ -196,5 +198,5 @@ def serve(config):
                 p.join()
         for sock in sockets:
             sock.close()
-        event(log, logging.INFO, "stopped", "service stopped")
+        event(life, logging.INFO, "stopped", "service stopped")
     return 0

@@ -31,10 +31,10 @@ async def _read_response(reader):
     return status, body
 
 
-async def _connection(address, port, ctx, hostname, queue, results):
+async def _connection(address, port, ctx, hostname, queue, results, deadline):
     reader = writer = None
     try:
-        while True:
+        while deadline is None or time.time() < deadline:
             try:
                 index, bodies = queue.get_nowait()
             except asyncio.QueueEmpty:
@@ -63,24 +63,25 @@ async def _connection(address, port, ctx, hostname, queue, results):
             writer.close()
 
 
-async def _post_jobs(address, port, ca_der, jobs, connections, hostname):
+async def _post_jobs(address, port, ca_der, jobs, connections, hostname, deadline):
     ctx = client_context(ca_der)
     queue = asyncio.Queue()
     for i, job in enumerate(jobs):
         queue.put_nowait((i, job))
     results = [None] * len(jobs)
-    await asyncio.gather(*(_connection(address, port, ctx, hostname, queue, results)
+    await asyncio.gather(*(_connection(address, port, ctx, hostname, queue, results, deadline)
                            for _ in range(min(connections, len(jobs)))))
     return results
 
 
-def post_jobs(address, port, ca_der, jobs, connections=32, hostname=HOSTNAME):
-    """[[(status, reply, seconds), ...] per job]"""
+def post_jobs(address, port, ca_der, jobs, connections=32, hostname=HOSTNAME, deadline=None):
+    """[[(status, reply, seconds), ...] per job; None for a job not started by the deadline
+    (time.time()), after which no connection takes another job]"""
     try:
         import uvloop
-        return uvloop.run(_post_jobs(address, port, ca_der, jobs, connections, hostname))
+        return uvloop.run(_post_jobs(address, port, ca_der, jobs, connections, hostname, deadline))
     except ImportError:
-        return asyncio.run(_post_jobs(address, port, ca_der, jobs, connections, hostname))
+        return asyncio.run(_post_jobs(address, port, ca_der, jobs, connections, hostname, deadline))
 
 
 def post_jobs_in_process(args):
