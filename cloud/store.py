@@ -13,7 +13,7 @@ onto the device's full latest record: `devices` and `readings` always hold full 
 import json
 import time
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cloud import db
@@ -44,6 +44,21 @@ class Store:
         self._insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
         if migrate:
             db.upgrade(self.engine)
+        # Ingest's statements, built once: an upload is a handful of round trips and no query building.
+        lock = self._insert(boxes).values(box=bindparam("box"), last_seq=-1, epoch=0)
+        # Upserting the box's row takes its row lock (a new box's too) and returns its state: one round trip.
+        self._q_lock = lock.on_conflict_do_update(index_elements=[boxes.c.box], set_={"box": lock.excluded.box}) \
+            .returning(boxes.c.last_seq, boxes.c.epoch)
+        self._q_top = select(func.max(uploads.c.upload)).where(uploads.c.box == bindparam("box"),
+                                                                uploads.c.epoch == bindparam("epoch"))
+        self._q_upload = self._insert(uploads).on_conflict_do_nothing(
+            index_elements=[uploads.c.box, uploads.c.epoch, uploads.c.upload]).returning(uploads.c.upload)
+        self._q_named = select(devices.c.device, devices.c.num, devices.c.record, devices.c.clock).where(
+            devices.c.box == bindparam("box"), devices.c.num.in_(bindparam("nums", expanding=True)))
+        self._q_box = update(boxes).where(boxes.c.box == bindparam("k_box")).values(
+            last_seq=bindparam("k_seq"), last_seen=bindparam("k_seen"), last_endpoint=bindparam("k_endpoint"),
+            epoch=bindparam("k_epoch"))
+        self._q_readings = readings.insert()
         ins = self._insert(devices)
         self._upsert_device = ins.on_conflict_do_update(
             index_elements=[devices.c.box, devices.c.device],
@@ -67,12 +82,7 @@ class Store:
     def _lock_box(self, c, box):
         """(last_seq, epoch) of the box with its row locked until the transaction ends; a box seen
         for the first time gets a row (last_seq -1) that only its committing transaction shows."""
-        q = select(boxes.c.last_seq, boxes.c.epoch).where(boxes.c.box == box).with_for_update()
-        row = c.execute(q).first()
-        if row is None:
-            c.execute(self._insert(boxes).values(box=box, last_seq=-1, epoch=0)
-                      .on_conflict_do_nothing(index_elements=[boxes.c.box]))
-            row = c.execute(q).first()
+        row = c.execute(self._q_lock, {"box": box}).one()
         return row[0], row[1]
 
     def store_upload(self, box, seq, upload, batch, endpoint, nbytes, epoch=None):
@@ -94,24 +104,21 @@ class Store:
                 raise SeqReplay(last, seq == last)
             if epoch and epoch != current:
                 current = epoch
-            fresh = False
-            if c.execute(select(uploads.c.upload).where(uploads.c.box == box, uploads.c.epoch == current,
-                                                         uploads.c.upload == upload)).first() is None:
-                if batch.get("base") is not None:
-                    top = c.execute(select(func.max(uploads.c.upload)).where(
-                        uploads.c.box == box, uploads.c.epoch == current)).scalar()
-                    if top != batch["base"]:
-                        resync = True
-                row = {"box": box, "epoch": current, "upload": upload, "scan": scan, "cycle": cycle,
-                       "records": len(records) + len(seen), "endpoint": endpoint, "received": now, "bytes": nbytes}
-                fresh = c.execute(self._insert(uploads).values(**row).on_conflict_do_nothing(
-                    index_elements=[uploads.c.box, uploads.c.epoch, uploads.c.upload])
-                    .returning(uploads.c.upload)).first() is not None
-                if fresh:
-                    items = list(records) + [{"=": seen[i], "@": seen[i + 1]} for i in range(0, len(seen), 2)]
-                    self._store_records(c, box, cycle, scan, items, now, resync)
-            c.execute(update(boxes).where(boxes.c.box == box).values(
-                last_seq=max(last, seq), last_seen=now, last_endpoint=endpoint, epoch=current))
+            # The base is checked against the uploads before this one (read first); the insert
+            # tells whether this upload id is new (the primary key decides, under the box's lock).
+            top = None
+            if batch.get("base") is not None:
+                top = c.execute(self._q_top, {"box": box, "epoch": current}).scalar()
+            row = {"box": box, "epoch": current, "upload": upload, "scan": scan, "cycle": cycle,
+                   "records": len(records) + len(seen), "endpoint": endpoint, "received": now, "bytes": nbytes}
+            fresh = c.execute(self._q_upload, row).first() is not None
+            if fresh:
+                if batch.get("base") is not None and top != batch["base"]:
+                    resync = True
+                items = list(records) + [{"=": seen[i], "@": seen[i + 1]} for i in range(0, len(seen), 2)]
+                self._store_records(c, box, cycle, scan, items, now, resync)
+            c.execute(self._q_box, {"k_box": box, "k_seq": max(last, seq), "k_seen": now, "k_endpoint": endpoint,
+                                    "k_epoch": current})
         return fresh, resync
 
     def _store_records(self, c, box, cycle, scan, items, now, resync):
@@ -119,9 +126,7 @@ class Store:
         (read the devices named, add the readings, upsert the devices) whatever the batch's size."""
         nums = {item.get("#", item.get("=")) for item in items}
         rows = {}     # device -> [num, record dict or None (not read), clock]
-        for dev, num, rec, clock in c.execute(
-                select(devices.c.device, devices.c.num, devices.c.record, devices.c.clock)
-                .where(devices.c.box == box, devices.c.num.in_(nums))):
+        for dev, num, rec, clock in c.execute(self._q_named, {"box": box, "nums": list(nums)}):
             rows[dev] = [num, rec, clock]
         removed, touched, out_readings = set(), {}, []
         for item in items:
@@ -163,7 +168,7 @@ class Store:
         if removed:
             c.execute(delete(devices).where(devices.c.box == box, devices.c.device.in_(removed)))
         if out_readings:
-            c.execute(readings.insert(), out_readings)
+            c.execute(self._q_readings, out_readings)
         if touched:
             c.execute(self._upsert_device, list(touched.values()))
 
