@@ -5,10 +5,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-SYSDEPS_STAMP := $(VENV)/.sysdeps
+SYSDEPS_STAMP := $(VENV)/.sysdeps-3
 SIM_ARGS ?=
 
-.PHONY: sim sim-forever sim-qemu appliance test bench image clean deps
+.PHONY: sim sim-forever sim-qemu appliance test bench image clean deps cloud-serve
 
 deps: $(STAMP) $(SYSDEPS_STAMP)
 
@@ -20,12 +20,18 @@ $(STAMP): requirements.txt pyproject.toml
 
 # net-snmp's tools and agent are peers in tests and benchmarks (Debian packages).
 # QEMU runs the qemu-x86_64 appliance; nmap port-scans it (tests/test_qemu_appliance.py).
+# PostgreSQL's server: the cloud's tests and bench start throwaway clusters of their own
+# (tests/cloud/pgcluster.py), so the package must not create or start a system one.
 $(SYSDEPS_STAMP): | $(STAMP)
 	@command -v snmpd >/dev/null && command -v snmpbulkwalk >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq snmp snmpd >/dev/null; }
 	@command -v qemu-system-x86_64 >/dev/null && command -v nmap >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	      qemu-system-x86 nmap >/dev/null; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-common >/dev/null && \
+	  sed -i 's/^#\?\s*create_main_cluster.*/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 	touch $@
 
 sim: deps
@@ -49,6 +55,10 @@ test: deps
 
 bench: deps
 	$(PY) bench/run_all.py
+
+# The fleet service on its own (docs/cloud.md); CLOUD_CONFIG names its TOML file.
+cloud-serve: deps
+	$(VENV)/bin/fleetbox-cloud serve --config $(CLOUD_CONFIG)
 
 image: deps
 	$(VENV)/bin/fbtool build -o build/firmware.fbi

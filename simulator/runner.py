@@ -13,7 +13,7 @@ import threading
 import time
 
 from simulator import pki
-from simulator.cloud import Cloud
+from cloud.server import Cloud
 from simulator.hardware import Hardware
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,4 +1,4 @@
-"""Cloud side of the envelope (simulator/cloud_envelope.py) against the vectors and the firmware."""
+"""Cloud side of the envelope (cloud/envelope.py) against the vectors and the firmware."""
 import json
 import logging
 import os
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from fleetbox import cbor, envelope as fw
-from simulator import cloud_envelope as ce
+from cloud import envelope as ce
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 with open(os.path.join(ROOT, "docs", "vectors", "envelope-v1.json")) as _f:

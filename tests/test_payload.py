@@ -8,8 +8,8 @@ import pytest
 
 from fleetbox import cbor, uplink
 from fleetbox.delta import DeltaState
-from simulator.cloud import PayloadError, decode_payload
-from simulator.store import Store
+from cloud.payload import PayloadError, decode_payload
+from cloud.store import Store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 with open(os.path.join(ROOT, "docs", "vectors", "payload-v2.json")) as _f:

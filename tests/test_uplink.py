@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from cloud.schema import devices
 from fleetbox import envelope, https, uplink
 from fleetbox.spool import Spool
 from simulator import pki
@@ -123,7 +124,8 @@ def test_cloud_asks_for_full_records_when_its_state_differs(cloud, tmp_path):
     spool, up = box(cloud, tmp_path)
     put_cycle(spool, 0)
     run(up.drain(spool))
-    cloud.store.db.execute("DELETE FROM devices WHERE device='SN-0002'")   # the cloud lost one device
+    with cloud.store.engine.begin() as c:                                 # the cloud lost one device
+        c.execute(devices.delete().where(devices.c.device == "SN-0002"))
     put_cycle(spool, 1)
     run(up.drain(spool))
     assert up.delta.devices["SN-0002"] == {"n": 3}                          # told to resync

@@ -12,15 +12,16 @@ import ssl
 import threading
 
 from simulator import pki
-from simulator.cloud import Cloud
+from cloud.server import Cloud
 
 SERIAL = "FBX-UPLINK1"
 
 
 class Kit:
-    """CA + identity + cloud over one store; `cfg(...)` is a checked box config pointing at it."""
+    """CA + identity + cloud over one store (database: a URL, default a SQLite file in directory);
+    `cfg(...)` is a checked box config pointing at it."""
 
-    def __init__(self, directory, liberty, rescue, serial=SERIAL):
+    def __init__(self, directory, liberty, rescue, serial=SERIAL, database=None, limits=None):
         self.dir = directory
         self.serial = serial
         self.ca = pki.ensure_ca(directory)
@@ -29,8 +30,8 @@ class Kit:
         self.manifest = os.path.join(directory, "manifest.json")
         with open(self.manifest, "w") as f:
             json.dump({serial: {"1": key.hex()}}, f)
-        self.cloud = Cloud(directory, os.path.join(directory, "cloud.sqlite"), self.manifest,
-                           {"liberty": liberty, "rescue": rescue}, self.ca)
+        self.cloud = Cloud(directory, database or os.path.join(directory, "cloud.sqlite"), self.manifest,
+                           {"liberty": liberty, "rescue": rescue}, self.ca, limits=limits)
         self.store = self.cloud.store
 
     def add_identity(self, serial):

@@ -1,0 +1,159 @@
+"""Cloud ingest at scale: thousands of simulated boxes post sealed envelopes to `fleetbox-cloud serve`
+on SQLite and PostgreSQL with 1, 2 and 4 worker processes, next to the old server
+(simulator/cloud.py of commit e28d120: ThreadingHTTPServer over one SQLite file) in the same run.
+
+Every box's envelopes are sealed beforehand by the firmware's own modules on CPython (the box's
+cbor and envelope code; no MicroPython): 8-record full uploads (payload v1), the workload of the
+old figure (89 envelopes/s, bench/uplink/wire.py). Client processes keep one TLS connection per
+in-flight box (CONNECTIONS in all) and post each box's envelopes in order. Each run stops taking
+new boxes after RUN_S seconds, so the whole bench stays within a few minutes.
+
+    .venv/bin/python bench/cloud/ingest.py [--boxes 2000] [--uploads 2] [--seconds 20] [--workers 1,2,4]
+"""
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "firmware")]
+
+from tests.cloud.client import post_jobs  # noqa: E402
+from tests.cloud.pgcluster import Cluster  # noqa: E402
+from tests.cloud.service import Service, seal_uploads  # noqa: E402
+
+OLD_COMMIT = "e28d120"
+OLD_FIGURE = 89
+CLIENT_PROCS = 2
+CONNECTIONS = 64
+LIBERTY = "127.77.50.1"
+
+
+def _client(args):
+    """One client process: wait for the common start, post, report (start, end, results)."""
+    port, ca_der, jobs, connections, start, deadline = args
+    time.sleep(max(0.0, start - time.time()))
+    t0 = time.time()
+    res = post_jobs(LIBERTY, port, ca_der, jobs, connections, deadline=deadline)
+    return t0, time.time(), res
+
+
+def drive(pool, port, ca_der, jobs, seconds):
+    """Post jobs from CLIENT_PROCS processes at once -> (envelopes/s, p50 ms, p99 ms, refused)."""
+    start = time.time() + 1.0
+    parts = [jobs[i::CLIENT_PROCS] for i in range(CLIENT_PROCS)]
+    args = [(port, ca_der, part, CONNECTIONS // CLIENT_PROCS, start, start + seconds) for part in parts]
+    out = list(pool.map(_client, args))
+    t0, t1 = min(o[0] for o in out), max(o[1] for o in out)
+    lat, refused = [], 0
+    for _, _, res in out:
+        for job in res:
+            for status, _, seconds_taken in job or ():
+                lat.append(seconds_taken)
+                refused += status not in (200, 204)
+    lat.sort()
+    q = statistics.quantiles(lat, n=100, method="inclusive")
+    return len(lat) / (t1 - t0), q[49] * 1000, q[98] * 1000, refused, len(lat)
+
+
+def old_server(tmp, manifest):
+    """The old simulator/cloud.py (with its store, envelope and pki modules) from git, in its own
+    process; returns (process, port, CA DER) or None when the commit is not in this clone."""
+    pkg = os.path.join(tmp, "old", "simulator")
+    os.makedirs(pkg)
+    for name in ("cloud", "store", "cloud_envelope", "pki"):
+        r = subprocess.run(["git", "show", "%s:simulator/%s.py" % (OLD_COMMIT, name)], cwd=ROOT, capture_output=True)
+        if r.returncode:
+            return None
+        with open(os.path.join(pkg, name + ".py"), "wb") as f:
+            f.write(r.stdout)
+    open(os.path.join(pkg, "__init__.py"), "w").close()
+    state = os.path.join(tmp, "old", "state")
+    os.makedirs(state)
+    shutil.copy(manifest, os.path.join(state, "manifest.json"))
+    launcher = ("import sys, time\nfrom simulator import pki\nfrom simulator.cloud import Cloud\n"
+                "s = sys.argv[1]\nca = pki.ensure_ca(s)\n"
+                "c = Cloud(s, s + '/cloud.sqlite', s + '/manifest.json', {'liberty': ('%s', 0)}, ca).start()\n"
+                "print(c.receivers['liberty'].port, flush=True)\nsys.stdin.read()\nc.stop()\n" % LIBERTY)
+    proc = subprocess.Popen([sys.executable, "-c", launcher, state], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            env=dict(os.environ, PYTHONPATH=os.path.join(tmp, "old")), cwd=tmp)
+    port = int(proc.stdout.readline())
+    from simulator import pki
+    return proc, port, pki.der(pki.ensure_ca(state)[1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--boxes", type=int, default=2000)
+    ap.add_argument("--uploads", type=int, default=2, help="envelopes per box")
+    ap.add_argument("--seconds", type=float, default=20, help="per run: no new box after this")
+    ap.add_argument("--workers", default="1,2,4")
+    ap.add_argument("--backends", default="sqlite,postgresql")
+    a = ap.parse_args()
+    workers = [int(w) for w in a.workers.split(",")]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="fleetbox-bench-") as tmp, \
+            ProcessPoolExecutor(CLIENT_PROCS, mp_context=multiprocessing.get_context("spawn")) as pool:
+        os.makedirs(os.path.join(tmp, "keys"))
+        setup = Service(os.path.join(tmp, "keys"), "unused")    # its CA and manifest: the boxes' identities
+        serials = ["FBX-L%05d" % i for i in range(a.boxes)]
+        t = time.time()
+        keys = setup.add_boxes(serials)
+        jobs = [seal_uploads(s, keys[s], i, a.uploads) for i, s in enumerate(serials)]
+        print("sealed %d envelopes for %d boxes with the firmware's modules in %.1f s (%d bytes each)"
+              % (a.boxes * a.uploads, a.boxes, time.time() - t, len(jobs[0][0])), flush=True)
+        old = old_server(tmp, setup.manifest)
+        if old:
+            proc, port, ca_der = old
+            try:
+                rows.append(("old: http.server + sqlite3", "sqlite", "threads") + drive(pool, port, ca_der, jobs, a.seconds))
+                print(" ", rows[-1], flush=True)
+            finally:
+                proc.stdin.close()
+                proc.wait(30)
+        cluster = Cluster().start() if "postgresql" in a.backends else None
+        try:
+            for backend in a.backends.split(","):
+                for w in workers:
+                    d = os.path.join(tmp, "%s-%d" % (backend, w))
+                    os.makedirs(d)
+                    shutil.copy(setup.manifest, os.path.join(d, "manifest.json"))
+                    url = ("sqlite:///%s/cloud.sqlite" % d if backend == "sqlite"
+                           else cluster.create_database("bench%d" % w))
+                    svc = Service(d, url, workers=w, endpoints={"liberty": LIBERTY}, log_level="warning").start()
+                    try:
+                        rows.append(("fleetbox-cloud serve", backend, str(w))
+                                    + drive(pool, svc.port["liberty"], svc.ca_der, jobs, a.seconds))
+                    finally:
+                        svc.stop()
+                    print("  %s with %d worker(s):" % (backend, w), rows[-1][3:], flush=True)
+        finally:
+            if cluster:
+                cluster.stop()
+    print()
+    print("cloud ingest: 8-record full uploads, %d boxes x %d envelopes, %d client connections over HTTPS keep-alive"
+          % (a.boxes, a.uploads, CONNECTIONS))
+    print("%-28s %-10s %-8s %12s %9s %9s %8s %8s %10s" % ("server", "database", "workers", "envelopes/s", "p50 ms",
+                                                         "p99 ms", "refused", "posted", "x old 89/s"))
+    for server, db, w, rate, p50, p99, refused, n in rows:
+        print("%-28s %-10s %-8s %12.0f %9.1f %9.1f %8d %8d %9.1fx" % (server, db, w, rate, p50, p99, refused, n,
+                                                                    rate / OLD_FIGURE))
+    pg = {row[2]: row[3] for row in rows if row[1] == "postgresql"}
+    if pg:
+        best = max(pg.values())
+        print("goal: >= 10x 89 envelopes/s on PostgreSQL: best %.0f/s -> %s" % (best, "met" if best >= 890 else "NOT met"))
+        ws = sorted(pg, key=int)
+        print("scaling on PostgreSQL: " + ", ".join("%s worker(s) %.2fx" % (w, pg[w] / pg[ws[0]]) for w in ws))
+    print(json.dumps({"figures": [dict(zip(("server", "database", "workers", "per_s", "p50_ms", "p99_ms",
+                                            "refused", "posted"), r)) for r in rows]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""The HTTP API of one endpoint (liberty or rescue) as a Starlette application.
+
+POST /v1/ingest   body: an envelope (docs/envelope.md) holding a CBOR payload (docs/payload.md)
+GET  /v1/boxes    every box: last sequence number, last seen, endpoint, device and upload counts
+GET  /v1/devices[?box=B]          the latest full record of every device, JSON
+GET  /v1/device?box=B&device=D    one device's latest full record (D: serial, else MAC, else ip:port)
+GET  /v1/history?box=B&device=D[&limit=N][&since=T]   a device's full readings, newest first, JSON
+GET  /v1/health   {"ok": true} once the database answers (for a load balancer)
+
+Every refused upload gets a 4xx with {"ok": false, "reason": ...}, a log line and a row in
+`rejects`; a bug costs its request a 500, never the service. Replies to the box carry as few
+header bytes as the box needs (no Server, Date or, for ingest, Content-Type): they travel on
+every upload.
+"""
+import asyncio
+import json
+import logging
+import time
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
+from starlette.routing import Route
+from sqlalchemy import text
+
+from cloud.envelope import CloudEnvelopeError, Opener
+from cloud.logs import event
+from cloud.payload import PayloadError, decode_payload
+from cloud.store import SeqReplay
+
+log = logging.getLogger("fleetbox.cloud")
+CLOCK_SLACK_S = 2   # a box clock further off than this gets the cloud's time in the reply
+STATUS = {"malformed": 400, "bad-padding": 400, "unsupported-version": 400, "bad-payload": 400,
+          "unknown-key": 403, "bad-mac": 403, "replay": 409, "out-of-window": 409,
+          "length-required": 411, "too-large": 413, "too-slow": 408}
+
+
+class Limits:
+    """Request limits: an upload is at most max_body bytes and must arrive within body_timeout_s
+    (a slow sender holds a connection, not a worker); keep_alive_s closes idle connections."""
+
+    def __init__(self, max_body=1 << 20, body_timeout_s=30.0, keep_alive_s=75.0):
+        self.max_body, self.body_timeout_s, self.keep_alive_s = int(max_body), float(body_timeout_s), float(keep_alive_s)
+
+
+def _body(obj):
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _reply(status, obj, json_type=False, close=False):
+    return Response(_body(obj), status, headers={"connection": "close"} if close else None,
+                    media_type="application/json" if json_type else None)
+
+
+class Endpoint:
+    """One named endpoint's handlers over the shared store."""
+
+    def __init__(self, name, store, keys, window=86400, limits=None):
+        self.name, self.store = name, store
+        self.limits = limits or Limits()
+        self.opener = Opener(keys, store, window)
+
+    # -- ingest
+    async def ingest(self, request):
+        client = request.client.host if request.client else "-"
+        t0 = time.monotonic()
+        try:
+            length = request.headers.get("content-length")
+            if length is None or not length.isdigit():
+                return await self._arefuse("length-required", "no Content-Length", client, close=True)
+            length = int(length)
+            if not 0 < length <= self.limits.max_body:
+                return await self._arefuse("too-large", "body of %d bytes (limit %d)" % (length, self.limits.max_body),
+                                           client, close=True)
+            try:
+                data = await asyncio.wait_for(self._read(request, length), self.limits.body_timeout_s)
+            except asyncio.TimeoutError:
+                return await self._arefuse("too-slow", "body not complete within %g s" % self.limits.body_timeout_s,
+                                           client, close=True)
+            except ClientDisconnect:
+                event(log, logging.INFO, "disconnect", "%s: %s went away inside a request", self.name, client,
+                      endpoint=self.name, client=client)
+                return Response(b"", 400, headers={"connection": "close"})
+            if data is None:
+                return await self._arefuse("too-large", "body longer than its Content-Length", client, close=True)
+            return await run_in_threadpool(self._process, data, client, t0)
+        except Exception as e:   # a bug must cost one request, never the service
+            log.exception("%s failed on an upload from %s", self.name, client,
+                          extra={"event": "internal-error", "fields": {"endpoint": self.name, "client": client}})
+            return _reply(500, {"ok": False, "reason": "internal", "detail": type(e).__name__}, close=True)
+
+    async def _read(self, request, length):
+        chunks, got = [], 0
+        async for chunk in request.stream():
+            got += len(chunk)
+            if got > length:
+                return None
+            chunks.append(chunk)
+        if got < length:
+            raise ClientDisconnect()
+        return b"".join(chunks)
+
+    async def _arefuse(self, reason, detail, client, close=False):
+        return await run_in_threadpool(self._refuse, reason, detail, client, close)
+
+    def _refuse(self, reason, detail, client, close=False, **extra):
+        event(log, logging.WARNING, "refused", "%s refused an upload from %s: %s (%s)", self.name, client, reason, detail,
+              endpoint=self.name, client=client, reason=reason, detail=detail, status=STATUS.get(reason, 400))
+        self.store.reject(self.name, reason, detail)
+        return _reply(STATUS.get(reason, 400), dict({"ok": False, "reason": reason}, **extra), close=close)
+
+    def _duplicate(self, box, client):
+        event(log, logging.INFO, "duplicate", "%s acknowledged a copy of the last envelope from %s", self.name, box,
+              endpoint=self.name, box=box, client=client)
+        return _reply(200, {"ok": True, "duplicate": True})
+
+    def _process(self, data, client, t0):
+        try:
+            header, plaintext = self.opener.open(data)
+        except CloudEnvelopeError as e:
+            if e.duplicate:
+                return self._duplicate(e.header["device_id"], client)
+            if e.reason == "replay":
+                # Only a holder of the box's key gets this far (the MAC was checked): tell it where
+                # its sequence numbers must continue, so a box whose flash was erased recovers.
+                return self._refuse(e.reason, str(e), client, last_seq=self.store.last_seq(e.header["device_id"]))
+            return self._refuse(e.reason, str(e), client)
+        try:
+            head, batch = decode_payload(plaintext)
+        except PayloadError as e:
+            return self._refuse("bad-payload", str(e), client)
+        box = header["device_id"]
+        try:
+            fresh, resync = self.store.store_upload(box, header["seq"], head["upload"], batch, self.name, len(data),
+                                                    head["epoch"])
+        except SeqReplay as e:   # another worker got a copy or a later envelope in first
+            if e.duplicate:
+                return self._duplicate(box, client)
+            return self._refuse("replay", "seq %d %s" % (header["seq"], e), client, last_seq=e.last)
+        n = len(batch["records"]) + len(batch["seen"])
+        event(log, logging.INFO, "stored", "%s stored upload %d from %s: %d records%s%s", self.name, head["upload"], box, n,
+              "" if fresh else " (already stored)", " resync %s" % resync if resync else "",
+              endpoint=self.name, box=box, upload=head["upload"], seq=header["seq"], records=n, fresh=fresh,
+              resync=resync or None, bytes=len(data), ms=round((time.monotonic() - t0) * 1000, 2))
+        now = int(time.time())
+        if head["v"] >= 2 and fresh and not resync and abs(header["ts"] - now) <= CLOCK_SLACK_S:
+            return Response(status_code=204)    # stored, nothing to tell the box: the smallest answer
+        reply = {"ok": True, "upload": head["upload"], "time": now}
+        if not fresh:
+            reply["duplicate"] = True
+        if resync:
+            reply["resync"] = resync
+        return _reply(200, reply)
+
+    # -- read API (plain functions: Starlette runs them in its thread pool)
+    def _query(self, request):
+        q = request.query_params
+        try:
+            limit = int(q.get("limit", 100))
+            since = int(q["since"]) if "since" in q else None
+        except ValueError:
+            raise HTTPException(400, "limit and since must be integers")
+        return q, limit, since
+
+    def boxes(self, request):
+        self._query(request)
+        return _reply(200, self.store.boxes(), json_type=True)
+
+    def devices(self, request):
+        q, _, _ = self._query(request)
+        return _reply(200, self.store.devices(q.get("box")), json_type=True)
+
+    def device(self, request):
+        q, _, _ = self._query(request)
+        if "box" not in q or "device" not in q:
+            raise HTTPException(404, "not-found")
+        rec = self.store.device(q["box"], q["device"])
+        if rec is None:
+            return _reply(404, {"ok": False, "reason": "no such device"}, json_type=True)
+        return _reply(200, rec, json_type=True)
+
+    def history(self, request):
+        q, limit, since = self._query(request)
+        if "box" not in q or "device" not in q:
+            raise HTTPException(404, "not-found")
+        return _reply(200, self.store.history(q["box"], q["device"], max(1, min(limit, 1000)), since), json_type=True)
+
+    def health(self, request):
+        with self.store.engine.connect() as c:
+            c.execute(text("SELECT 1"))
+        return _reply(200, {"ok": True, "endpoint": self.name}, json_type=True)
+
+
+async def _http_error(request, exc):
+    reason = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, exc.detail)
+    return _reply(exc.status_code, {"ok": False, "reason": reason}, json_type=True)
+
+
+def create_app(name, store, keys, window=86400, limits=None):
+    """The ASGI application of endpoint `name` (liberty, rescue, ...) over `store`."""
+    ep = Endpoint(name, store, keys, window, limits)
+    routes = [Route("/v1/ingest", ep.ingest, methods=["POST"]),
+              Route("/v1/boxes", ep.boxes), Route("/v1/devices", ep.devices), Route("/v1/device", ep.device),
+              Route("/v1/history", ep.history), Route("/v1/health", ep.health)]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    app.state.endpoint = ep
+    return app

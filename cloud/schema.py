@@ -1,0 +1,73 @@
+"""The cloud's tables (SQLAlchemy Core): one schema for SQLite and PostgreSQL.
+
+Records are kept as JSON text so both backends hold them byte for byte alike. The
+migrations in cloud/migrations create exactly these tables; a test compares the two.
+"""
+from sqlalchemy import (BigInteger, Column, Float, Index, Integer, MetaData, PrimaryKeyConstraint, Table, Text)
+
+# SQLite only auto-numbers an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
+RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+boxes = Table(
+    "boxes", metadata,
+    Column("box", Text, primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("last_seen", Float),
+    Column("last_endpoint", Text),
+    Column("epoch", Integer, nullable=False, server_default="0"),
+)
+
+uploads = Table(
+    "uploads", metadata,
+    Column("box", Text, nullable=False),
+    Column("epoch", Integer, nullable=False, server_default="0"),
+    Column("upload", BigInteger, nullable=False),
+    Column("scan", Text),
+    Column("cycle", BigInteger),
+    Column("records", Integer),
+    Column("endpoint", Text),
+    Column("received", Float),
+    Column("bytes", Integer),
+    PrimaryKeyConstraint("box", "epoch", "upload", name="uploads_pkey"),
+)
+
+devices = Table(
+    "devices", metadata,
+    Column("box", Text, nullable=False),
+    Column("device", Text, nullable=False),
+    Column("num", Integer),
+    Column("ip", Text),
+    Column("manufacturer", Text),
+    Column("model", Text),
+    Column("serial", Text),
+    Column("record", Text),
+    Column("clock", Text),
+    Column("updated", Float),
+    PrimaryKeyConstraint("box", "device", name="devices_pkey"),
+    Index("devices_box_num", "box", "num"),
+)
+
+readings = Table(
+    "readings", metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("box", Text, nullable=False),
+    Column("device", Text, nullable=False),
+    Column("collected_at", BigInteger),
+    Column("cycle", BigInteger),
+    Column("scan", Text),
+    Column("total", BigInteger),
+    Column("lowest_supply", Integer),
+    Column("record", Text),
+    Index("readings_box_device_id", "box", "device", "id"),
+)
+
+rejects = Table(
+    "rejects", metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("at", Float),
+    Column("endpoint", Text),
+    Column("reason", Text),
+    Column("detail", Text),
+)

@@ -1,0 +1,226 @@
+"""The cloud's storage: devices, their readings, uploads seen, envelope sequence numbers.
+
+One Store per process over a SQLAlchemy engine (SQLite or PostgreSQL, cloud/db.py); any
+number of processes may share one database. Ingest is exactly-once across them by the
+database alone: each upload takes its box's row lock (SELECT ... FOR UPDATE on PostgreSQL,
+the database write lock on SQLite) and re-checks the envelope sequence number and the
+upload id under it; (box, epoch, upload) is the uploads table's primary key besides.
+
+liberty and rescue share the store, so a batch delivered to either is stored once, and an
+envelope replayed to the other is still refused. Delta records (docs/payload.md) are merged
+onto the device's full latest record: `devices` and `readings` always hold full records.
+"""
+import json
+import time
+
+from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from cloud import db
+from cloud.payload import device_key, lowest_supply, merge
+from cloud.schema import boxes, devices, readings, rejects, uploads
+
+
+class SeqReplay(Exception):
+    """The envelope's sequence number is not past the box's last one (found under the box's lock:
+    another worker stored it or a later one first). .last: the box's last sequence number."""
+
+    def __init__(self, last, duplicate):
+        super().__init__("seq not after %d%s" % (last, " (duplicate)" if duplicate else ""))
+        self.last = last
+        self.duplicate = duplicate
+
+
+def _clock(text):
+    return json.loads(text) if text else [None, None]
+
+
+class Store:
+    def __init__(self, target, migrate=True, pool_size=8):
+        """target: a database URL or a SQLite file path. migrate: bring the schema to the newest
+        revision first (the service does it once in its parent process)."""
+        self.engine = db.make_engine(target, pool_size=pool_size)
+        self.dialect = self.engine.dialect.name
+        self._insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
+        if migrate:
+            db.upgrade(self.engine)
+        # Ingest's statements, built once: an upload is a handful of round trips and no query building.
+        lock = self._insert(boxes).values(box=bindparam("box"), last_seq=-1, epoch=0)
+        # Upserting the box's row takes its row lock (a new box's too) and returns its state: one round trip.
+        self._q_lock = lock.on_conflict_do_update(index_elements=[boxes.c.box], set_={"box": lock.excluded.box}) \
+            .returning(boxes.c.last_seq, boxes.c.epoch)
+        self._q_top = select(func.max(uploads.c.upload)).where(uploads.c.box == bindparam("box"),
+                                                                uploads.c.epoch == bindparam("epoch"))
+        self._q_upload = self._insert(uploads).on_conflict_do_nothing(
+            index_elements=[uploads.c.box, uploads.c.epoch, uploads.c.upload]).returning(uploads.c.upload)
+        self._q_named = select(devices.c.device, devices.c.num, devices.c.record, devices.c.clock).where(
+            devices.c.box == bindparam("box"), devices.c.num.in_(bindparam("nums", expanding=True)))
+        self._q_box = update(boxes).where(boxes.c.box == bindparam("k_box")).values(
+            last_seq=bindparam("k_seq"), last_seen=bindparam("k_seen"), last_endpoint=bindparam("k_endpoint"),
+            epoch=bindparam("k_epoch"))
+        self._q_readings = readings.insert()
+        ins = self._insert(devices)
+        self._upsert_device = ins.on_conflict_do_update(
+            index_elements=[devices.c.box, devices.c.device],
+            set_={"ip": ins.excluded.ip, "manufacturer": ins.excluded.manufacturer, "model": ins.excluded.model,
+                  "serial": ins.excluded.serial, "record": ins.excluded.record, "updated": ins.excluded.updated,
+                  "clock": ins.excluded.clock, "num": func.coalesce(ins.excluded.num, devices.c.num)})
+
+    def close(self):
+        self.engine.dispose()
+
+    # -- replay store interface of cloud.envelope.Opener
+    def last_seq(self, box):
+        with self.engine.connect() as c:
+            return c.execute(select(boxes.c.last_seq).where(boxes.c.box == box)).scalar()
+
+    def commit(self, box, seq):
+        with self.engine.begin() as c:
+            last, _ = self._lock_box(c, box)
+            c.execute(update(boxes).where(boxes.c.box == box).values(last_seq=max(last, seq), last_seen=time.time()))
+
+    def _lock_box(self, c, box):
+        """(last_seq, epoch) of the box with its row locked until the transaction ends; a box seen
+        for the first time gets a row (last_seq -1) that only its committing transaction shows."""
+        row = c.execute(self._q_lock, {"box": box}).one()
+        return row[0], row[1]
+
+    def store_upload(self, box, seq, upload, batch, endpoint, nbytes, epoch=None):
+        """Store one decoded batch (cloud.payload.decode_payload) atomically -> (fresh, resync).
+
+        fresh is False when this upload id was stored before (nothing is stored again).
+        resync is [] when every delta applied to the state held here, True when the box's
+        base is not the last upload stored (everything must come in full), else the numbers
+        of the devices this store does not know. Upload ids are unique within the box's spool
+        epoch; an upload naming a new epoch (the box's data partition was wiped) starts one.
+        Raises SeqReplay when seq is not past the box's last sequence number."""
+        records, seen = batch.get("records") or [], batch.get("seen") or []
+        cycle, scan = batch.get("cycle"), batch.get("scan")
+        now = time.time()
+        resync = []
+        with self.engine.begin() as c:
+            last, current = self._lock_box(c, box)
+            if last >= 0 and seq <= last:
+                raise SeqReplay(last, seq == last)
+            if epoch and epoch != current:
+                current = epoch
+            # The base is checked against the uploads before this one (read first); the insert
+            # tells whether this upload id is new (the primary key decides, under the box's lock).
+            top = None
+            if batch.get("base") is not None:
+                top = c.execute(self._q_top, {"box": box, "epoch": current}).scalar()
+            row = {"box": box, "epoch": current, "upload": upload, "scan": scan, "cycle": cycle,
+                   "records": len(records) + len(seen), "endpoint": endpoint, "received": now, "bytes": nbytes}
+            fresh = c.execute(self._q_upload, row).first() is not None
+            if fresh:
+                if batch.get("base") is not None and top != batch["base"]:
+                    resync = True
+                items = list(records) + [{"=": seen[i], "@": seen[i + 1]} for i in range(0, len(seen), 2)]
+                self._store_records(c, box, cycle, scan, items, now, resync)
+            c.execute(self._q_box, {"k_box": box, "k_seq": max(last, seq), "k_seen": now, "k_endpoint": endpoint,
+                                    "k_epoch": current})
+        return fresh, resync
+
+    def _store_records(self, c, box, cycle, scan, items, now, resync):
+        """Every item of one batch in order, against the device rows as they stand: three statements
+        (read the devices named, add the readings, upsert the devices) whatever the batch's size."""
+        nums = {item.get("#", item.get("=")) for item in items}
+        rows = {}     # device -> [num, record dict or None (not read), clock]
+        for dev, num, rec, clock in c.execute(self._q_named, {"box": box, "nums": list(nums)}):
+            rows[dev] = [num, rec, clock]
+        removed, touched, out_readings = set(), {}, []
+        for item in items:
+            num = item.get("#", item.get("="))
+            if "=" in item:
+                dev = next((d for d, r in rows.items() if r[0] == num), None)
+                if dev is None:
+                    # A delta for a device this store does not hold: keep what came, ask for the full record.
+                    if resync is not True:
+                        resync.append(num)
+                    old, clock = {}, [None, None]
+                else:
+                    old, clock = rows[dev][1], rows[dev][2]
+                    old = json.loads(old) if isinstance(old, str) else old
+                    clock = _clock(clock) if not isinstance(clock, list) else clock
+                rec, clock = merge(old, clock, item, cycle)
+                if dev is None:
+                    dev = device_key(rec) if rec.get("serial") or rec.get("mac") or rec.get("ip") else "#%d" % num
+            else:
+                rec = {k: v for k, v in item.items() if k != "#"}
+                dev = device_key(rec)
+                up = rec.get("uptime_s")
+                clock = [rec.get("collected_at"), up] if up is not None else [None, None]
+                for other in [d for d, r in rows.items() if "#" in item and r[0] == num and d != dev]:
+                    del rows[other]         # a device sent in full takes its number from any stand-in row
+                    touched.pop(other, None)
+                    removed.add(other)
+            blob = json.dumps(rec, sort_keys=True)
+            out_readings.append({"box": box, "device": dev, "collected_at": rec.get("collected_at"), "cycle": cycle,
+                                 "scan": scan, "total": (rec.get("counters") or {}).get("total"),
+                                 "lowest_supply": lowest_supply(rec), "record": blob})
+            prev = rows.get(dev)
+            row_num = num if num is not None else (prev[0] if prev else None)
+            rows[dev] = [row_num, rec, clock]
+            removed.discard(dev)
+            touched[dev] = {"box": box, "device": dev, "ip": rec.get("ip"), "manufacturer": rec.get("manufacturer"),
+                            "model": rec.get("model"), "serial": rec.get("serial"), "record": blob, "updated": now,
+                            "num": num, "clock": json.dumps(clock)}
+        if removed:
+            c.execute(delete(devices).where(devices.c.box == box, devices.c.device.in_(removed)))
+        if out_readings:
+            c.execute(self._q_readings, out_readings)
+        if touched:
+            c.execute(self._upsert_device, list(touched.values()))
+
+    def reject(self, endpoint, reason, detail):
+        with self.engine.begin() as c:
+            c.execute(rejects.insert().values(at=time.time(), endpoint=endpoint, reason=reason, detail=detail))
+
+    # -- queries (the cloud API and the simulator's report)
+    def _all(self, q):
+        with self.engine.connect() as c:
+            return c.execute(q).all()
+
+    def devices(self, box=None):
+        q = select(devices.c.record)
+        if box:
+            q = q.where(devices.c.box == box)
+        return [json.loads(r[0]) for r in self._all(q.order_by(devices.c.ip, devices.c.device))]
+
+    def device(self, box, device):
+        rows = self._all(select(devices.c.record).where(devices.c.box == box, devices.c.device == device))
+        return json.loads(rows[0][0]) if rows else None
+
+    def device_keys(self, box):
+        return [r[0] for r in self._all(select(devices.c.device).where(devices.c.box == box)
+                                        .order_by(devices.c.ip, devices.c.device))]
+
+    def history(self, box, device, limit=100, since=None):
+        """A device's full readings, newest first; `since`: only those collected at or after it."""
+        q = select(readings.c.record).where(readings.c.box == box, readings.c.device == device)
+        if since is not None:
+            q = q.where(readings.c.collected_at >= since)
+        return [json.loads(r[0]) for r in self._all(q.order_by(readings.c.id.desc()).limit(limit))]
+
+    def boxes(self):
+        ndev = select(func.count()).where(devices.c.box == boxes.c.box).scalar_subquery()
+        nup = select(func.count()).where(uploads.c.box == boxes.c.box).scalar_subquery()
+        q = select(boxes.c.box, boxes.c.last_seq, boxes.c.last_seen, boxes.c.last_endpoint, ndev, nup)
+        keys = ("box", "last_seq", "last_seen", "last_endpoint", "devices", "uploads")
+        return [dict(zip(keys, r)) for r in self._all(q.order_by(boxes.c.box))]
+
+    def cycles(self, box):
+        """Distinct collection cycles received from a box."""
+        return [r[0] for r in self._all(select(uploads.c.cycle).distinct()
+                                        .where(uploads.c.box == box, uploads.c.scan == "full").order_by(uploads.c.cycle))]
+
+    def uploads(self, box):
+        keys = ("upload", "scan", "cycle", "records", "endpoint")
+        q = select(uploads.c.upload, uploads.c.scan, uploads.c.cycle, uploads.c.records, uploads.c.endpoint)
+        return [dict(zip(keys, r)) for r in self._all(q.where(uploads.c.box == box)
+                                                      .order_by(uploads.c.upload, uploads.c.received))]
+
+    def rejects(self):
+        keys = ("endpoint", "reason", "detail")
+        return [dict(zip(keys, r)) for r in self._all(select(rejects.c.endpoint, rejects.c.reason, rejects.c.detail)
+                                                      .order_by(rejects.c.id))]
