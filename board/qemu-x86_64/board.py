@@ -184,5 +184,4 @@ class Board(hal.Board):
         self.rom.write(self._wdt, b"\0", 1)
 
     def reboot(self):
-        # The ROM resets the VM when the firmware exits with 75, as the sim board's host does.
-        sys.exit(75)
+        self.rom.reset()

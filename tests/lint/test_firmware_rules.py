@@ -20,8 +20,9 @@ MICROPYTHON_MODULES = {
     "array", "asyncio", "binascii", "builtins", "collections", "cryptolib", "deflate", "errno",
     "esp32", "ffi", "gc", "hashlib", "io", "json", "machine", "math", "micropython", "network",
     "os", "random", "re", "select", "socket", "struct", "sys", "time", "tls", "uctypes", "vfs",
-    # the box's own: the ROM's module, the loader, the board layer, the application
-    "rom", "boot", "board", "hal", "fleetbox",
+    # the box's own: the ROM's module, the loader and its boot state, the board layer (the
+    # qemu board's DHCP client beside it), the application
+    "rom", "boot", "bootstate", "board", "hal", "dhcp", "fleetbox",
 }
 FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__"}
 FORBIDDEN_METHODS = {"listen", "accept", "system", "popen"}
