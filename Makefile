@@ -19,7 +19,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 
 # net-snmp's tools and agent are peers in tests and benchmarks (Debian packages).
-# QEMU runs the qemu-x86_64 appliance; nmap port-scans it (tests/test_qemu_appliance.py).
+# QEMU runs the qemu-x86_64 appliance; nmap port-scans it (tests/boards/test_qemu_appliance.py).
 # PostgreSQL's server: the cloud's tests and bench start throwaway clusters of their own
 # (tests/cloud/pgcluster.py), so the package must not create or start a system one.
 $(SYSDEPS_STAMP): | $(STAMP)

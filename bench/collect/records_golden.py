@@ -6,7 +6,7 @@ Usage: .venv/bin/python bench/collect/records_golden.py [--check | --write | --p
 e.g. `git archive` of an older commit, to compare against; ~40 s)
 
 Every recording of shared/printer-walks (recordings/ and negative/, plus two recordings
-with a vendor counter table or blob added, as tests/test_recordings.py serves them) is
+with a vendor counter table or blob added, as tests/interop/test_recordings.py serves them) is
 replayed by one snmpsim on 127.44.7.0/24 port 17471, and the collector runs ON
 MICROPYTHON (bench/collect/_mp_golden.py) for every scan kind, two sweeps each with the
 device memory and supplies cache of the first kept for the second. Only what varies
@@ -34,7 +34,7 @@ KINDS = ("discovery", "full", "counters", "supplies", "parts", "alerts")
 GOLDEN = os.path.join(ROOT, "tests", "data", "records-golden.json")
 TIME = "<time>"
 
-# The vendor rows no recording holds (as in tests/test_recordings.py).
+# The vendor rows no recording holds (as in tests/interop/test_recordings.py).
 RICOH_TABLE = "1.3.6.1.4.1.367.3.2.1.2.19.5.1"
 RICOH_ROWS = [(1, 10, 81234), (2, 200, 1000), (3, 201, 20), (4, 203, 3), (5, 300, 17),
               (6, 400, 50000), (7, 401, 123), (8, 870, 900), (9, 871, 11), (10, 999, 5)]

@@ -8,7 +8,7 @@ and SNMPv3 messages (plaintext, authenticated, encrypted). Each packet is mutate
 (bit flips, boundary octets, inserted/deleted/duplicated runs, truncation, length
 fields rewritten) and fed to snmp.decode_response, usm.decode_message (+ ScopedPDU and
 PDU) and ber.decode. Anything but BERError is a bug: printed, and the exit code is 1.
-tests/test_ber_fuzz.py runs the same code for 20,000 packets.
+tests/faults/test_ber_fuzz.py runs the same code for 20,000 packets.
 """
 import os
 import random

@@ -27,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path[:0] = [ROOT, os.path.join(ROOT, "firmware")]
 
 from tests.uplink_kit import Kit, Relay  # noqa: E402
-from tests.test_uplink_micropython import run_box  # noqa: E402
+from tests.interop.test_uplink_micropython import run_box  # noqa: E402
 
 SNMP_PORT = 17361
 PEER = {"full": 4000, "counters": 3000, "alerts": 2000, "empty": 1000}

@@ -16,7 +16,7 @@ from cloud.logs import JsonFormatter, event
 from cloud.schema import devices
 from fleetbox import cbor, envelope, https
 from simulator import pki
-from tests.test_uplink import T0, box, put_cycle, same, sample_records, stored
+from tests.interop.test_uplink import T0, box, put_cycle, same, sample_records, stored
 from tests.uplink_kit import Kit
 
 run = asyncio.run

@@ -18,7 +18,7 @@ from fleetbox.spool import Spool, BULK, COUNTERS, ALERTS  # noqa: E402
 
 BLOCK = 4096
 # work keeps the spool under 64 KB and 24 files (a file takes at least one 4 KB block of
-# the 256 KB image), so eviction never has to drop a batch here (tests/test_spool_faults.py
+# the 256 KB image), so eviction never has to drop a batch here (tests/faults/test_spool_faults.py
 # tests eviction on a full flash apart)
 f = open(image, "r+b")
 f.seek(0, 2)

@@ -3,7 +3,7 @@ real LittleFS image is SIGKILLed at random instants, rebooted, and checked.
 
 After every kill the spool must hold every batch whose put() returned and whose ack()
 had not started, each byte-exact, and no batch whose ack() returned; ids never repeat.
-Used by tests/test_spool_faults.py (a few trials) and bench/uplink/spool_kill.py (hundreds).
+Used by tests/faults/test_spool_faults.py (a few trials) and bench/uplink/spool_kill.py (hundreds).
 """
 import os
 import random

@@ -1,4 +1,4 @@
-"""MicroPython helper for tests/test_flash_powercut.py: spool writes on the sim board's real flash.
+"""MicroPython helper for tests/faults/test_flash_powercut.py: spool writes on the sim board's real flash.
 
 Usage: micropython flash_writer.py REPO_ROOT FLASH.img write|check
 

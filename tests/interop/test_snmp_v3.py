@@ -17,7 +17,7 @@ import tempfile
 
 import pytest
 
-from test_snmp_interop import (NET_SNMP_ENV, ROOT, WALKS, _as_nobody, _free_port, _stop,
+from tests.interop.test_snmp_interop import (NET_SNMP_ENV, ROOT, WALKS, _as_nobody, _free_port, _stop,
                                _wait_answering, net_snmp_walk, run_cpython, run_micropython)
 from pysnmp_v3_agent import USERS
 from fleetbox import snmp

@@ -13,7 +13,7 @@ import sys
 import pytest
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "host-tools"))
 
 from simulator.site import DEFAULT_SITE_YAML, Site, SiteError  # noqa: E402

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from fleetbox import cbor, envelope as fw
 from cloud import envelope as ce
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 with open(os.path.join(ROOT, "docs", "vectors", "envelope-v1.json")) as _f:
     V = json.load(_f)
 KEYS = {(k["device_id"], k["kid"]): bytes.fromhex(k["key"]) for k in V["keys"]}

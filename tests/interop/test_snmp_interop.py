@@ -18,7 +18,7 @@ import pytest
 
 from fleetbox import ber, snmp
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
 WALKS = os.environ.get("FLEETBOX_WALKS") or os.path.join(ROOT, "..", "shared", "printer-walks")
 RECORDINGS = ("brother", "jetdirect", "printmaster_kyocera_cs4053")

@@ -8,7 +8,7 @@ import os
 
 from fleetbox import ber, snmp, usm
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _spec = importlib.util.spec_from_file_location("snmp_fuzz", os.path.join(ROOT, "bench", "snmp", "fuzz.py"))
 fuzz = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fuzz)

@@ -11,7 +11,7 @@ from fleetbox.delta import DeltaState
 from cloud.payload import PayloadError, decode_payload
 from cloud.store import Store
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 with open(os.path.join(ROOT, "docs", "vectors", "payload-v2.json")) as _f:
     V = json.load(_f)
 

@@ -5,11 +5,11 @@ import os
 import subprocess
 import sys
 
-from tests.test_uplink import T0, _hosts, _impostor, same, sample_records, stored
-from tests.test_uplink import cloud, kit_dir  # noqa: F401  (pytest fixtures)
+from tests.interop.test_uplink import T0, _hosts, _impostor, same, sample_records, stored
+from tests.interop.test_uplink import cloud, kit_dir  # noqa: F401  (pytest fixtures)
 from tests.uplink_kit import Relay
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
 
 

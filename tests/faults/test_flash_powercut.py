@@ -15,7 +15,7 @@ import time
 
 from fbtool import flash
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
 WRITER = os.path.join(ROOT, "tests", "mp", "flash_writer.py")
 TRIALS = 10
