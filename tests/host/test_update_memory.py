@@ -38,7 +38,7 @@ def _bytecode(tmp_path):
     out = tmp_path / "mpy"
     (out / "fleetbox").mkdir(parents=True)
     (out / "fleetbox" / "__init__.py").write_text("")
-    for name in ("errors", "port", "rsapss", "keywrap", "updimage"):
+    for name in ("errors", "port", "rsapss", "keywrap", "updroot", "updimage"):
         arc = "fleetbox/%s.py" % name
         (out / (arc[:-3] + ".mpy")).write_bytes(compile_mpy(os.path.join(ROOT, "firmware", arc), arc))
     return str(out)
