@@ -53,12 +53,19 @@ class _Pending:
         self.event = asyncio.Event()
 
 
-ID_MAX = 0x7FFF   # request ids 1..32767: two octets on the wire instead of four, both ways
+# Request ids 128..32767: always exactly two octets on the wire, both ways (not four; and
+# never one, so a request's size does not depend on where the random first id fell).
+ID_MIN = 0x80
+ID_MAX = 0x7FFF
 
 
 def _seed_id():
     b = _port.urandom(2)
-    return (((b[0] << 8) | b[1]) % ID_MAX) + 1
+    return ID_MIN + ((b[0] << 8) | b[1]) % (ID_MAX - ID_MIN + 1)
+
+
+def _after(rid):
+    return rid + 1 if rid < ID_MAX else ID_MIN
 
 
 def _from_peer(p, addr):
@@ -128,14 +135,14 @@ class Client:
         return addr
 
     def _new_id(self):
-        """The next free request id. 32767 of them: far more than a window in flight, and
-        an id comes round again only after 32767 requests, long after any late reply to
+        """The next free request id. 32640 of them: far more than a window in flight, and
+        an id comes round again only after 32640 requests, long after any late reply to
         its last use (v1/v2c replies are also matched on address, port and community;
         v3 ones are authenticated)."""
         rid = self._next_id
         while rid in self._pending:
-            rid = rid % ID_MAX + 1
-        self._next_id = rid % ID_MAX + 1
+            rid = _after(rid)
+        self._next_id = _after(rid)
         return rid
 
     def _new_salt(self):

@@ -542,9 +542,13 @@ def test_request_ids_stay_in_two_octets_and_skip_those_in_flight():
         c._next_id = snmp.ID_MAX - 1
         c._pending[snmp.ID_MAX] = object()      # in flight: skipped
         got = [c._new_id() for _ in range(3)]
-        assert got == [snmp.ID_MAX - 1, 1, 2]
+        assert got == [snmp.ID_MAX - 1, snmp.ID_MIN, snmp.ID_MIN + 1]
         msg = snmp.encode_request("2c", b"public", ber.GET, snmp.ID_MAX, ["1.3.6.1.2.1.1.5.0"])
         assert snmp.decode_response(msg).request_id == snmp.ID_MAX and msg[15:19] == b"\x02\x02\x7f\xff"
+        low = snmp.encode_request("2c", b"public", ber.GET, snmp.ID_MIN, ["1.3.6.1.2.1.1.5.0"])
+        assert len(low) == len(msg) and low[15:19] == b"\x02\x02\x00\x80"   # never one octet
+        for _ in range(200):
+            assert snmp.ID_MIN <= snmp._seed_id() <= snmp.ID_MAX
     finally:
         c._pending.clear()
         c.close()
