@@ -252,16 +252,10 @@ class QemuSimulation(Simulation):
         self.relays = []
         self.boot_started = None
 
+    board = BOARD
+
     def prepare(self):
-        os.makedirs(self.board_dir, exist_ok=True)
-        from simulator import pki
-        self.ca = pki.ensure_ca(self.state)
-        self.manifest = os.path.join(self.state, "manifest.json")
-        self.identity_path = os.path.join(self.state, "identity.json")
-        if not os.path.exists(self.identity_path):
-            self._run_tool("identity", self.serial, "-o", self.identity_path, "--manifest", self.manifest)
-        self.image = os.path.join(self.state, "firmware.fbi")
-        self._run_tool("build", "--board", BOARD, "-o", self.image)
+        Simulation.prepare(self)
         self.appliance = build_appliance(self.echo)
 
     def start_network(self):

@@ -60,6 +60,8 @@ def site_networks(devices):
 
 
 class Simulation:
+    board = "sim"      # the board the firmware is built for; QemuSimulation: qemu-x86_64
+
     def __init__(self, state_dir, snmp_port=None, cloud_port=443, interval=15, serial="SIM-0001",
                  liberty="127.77.0.1", rescue="127.77.0.2", site_yaml=None, echo=print, watchdog_s=None, rtc=None,
                  targets=None, web_ports=None, log_level="info"):
@@ -99,7 +101,7 @@ class Simulation:
         if not os.path.exists(self.identity_path):
             self._run_tool("identity", self.serial, "-o", self.identity_path, "--manifest", self.manifest)
         self.image = os.path.join(self.state, "firmware.fbi")
-        self._run_tool("build", "-o", self.image)
+        self._run_tool("build", "--board", self.board, "-o", self.image)
 
     def start_site(self):
         from simulator.site import Site

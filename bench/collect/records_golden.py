@@ -26,6 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path[:0] = [ROOT, os.path.join(ROOT, "host-tools"), os.path.join(ROOT, "firmware")]
 from simulator.site import Site, walks_dir  # noqa: E402
 from fbtool import profiles as compiler  # noqa: E402
+from tests.interop.vendor_rows import with_vendor_rows  # noqa: E402
 
 PORT = 17471
 NET = "127.44.7."
@@ -34,38 +35,12 @@ KINDS = ("discovery", "full", "counters", "supplies", "parts", "alerts")
 GOLDEN = os.path.join(ROOT, "tests", "data", "records-golden.json")
 TIME = "<time>"
 
-# The vendor rows no recording holds (as in tests/interop/test_recordings.py).
-RICOH_TABLE = "1.3.6.1.4.1.367.3.2.1.2.19.5.1"
-RICOH_ROWS = [(1, 10, 81234), (2, 200, 1000), (3, 201, 20), (4, 203, 3), (5, 300, 17),
-              (6, 400, 50000), (7, 401, 123), (8, 870, 900), (9, 871, 11), (10, 999, 5)]
-BROTHER_BLOB = "1.3.6.1.4.1.2435.2.3.9.4.2.1.5.5.10.0"
-BROTHER_IDS = [(0x00, 7777777), (0x01, 8001), (0x02, 0), (0x12, 321)]
-
-
-def _oid_key(line):
-    return tuple(int(a) for a in line.split("|", 1)[0].strip(".").split(".") if a.isdigit())
-
-
-def _with_lines(src, dst, lines):
-    with open(src, encoding="utf-8", errors="surrogateescape") as f:
-        old = [x for x in f.read().splitlines() if x.strip()]
-    with open(dst, "w", encoding="utf-8", errors="surrogateescape") as f:
-        f.write("\n".join(sorted(old + lines, key=_oid_key)) + "\n")
-    return dst
-
-
 def devices(tmp):
     walks = walks_dir()
     paths = sorted(glob.glob(str(walks / "recordings" / "*.snmprec")))
     paths += sorted(glob.glob(str(walks / "negative" / "*.snmprec")))
-    rows = []
-    for idx, typ, val in RICOH_ROWS:
-        rows += ["%s.2.%d|2|%d" % (RICOH_TABLE, idx, typ), "%s.9.%d|65|%d" % (RICOH_TABLE, idx, val)]
-    blob = b"".join(bytes([i, 4]) + v.to_bytes(4, "big") for i, v in BROTHER_IDS) + b"\xff"
-    paths.append(_with_lines(str(walks / "recordings" / "ricoh_mpc3002.snmprec"),
-                             os.path.join(tmp, "ricoh_mpc3002-tables.snmprec"), rows))
-    paths.append(_with_lines(str(walks / "recordings" / "brother.snmprec"),
-                             os.path.join(tmp, "brother-blob.snmprec"), ["%s|4x|%s" % (BROTHER_BLOB, blob.hex())]))
+    paths += with_vendor_rows(walks, os.path.join(tmp, "ricoh_mpc3002-tables.snmprec"),
+                              os.path.join(tmp, "brother-blob.snmprec"))
     return [{"name": os.path.basename(p)[:-len(".snmprec")], "address": NET + str(10 + i), "kind": "recording",
              "recording": p, "printer": True} for i, p in enumerate(paths)]
 

@@ -22,6 +22,7 @@ from simulator.site import Site, readdress_snmprec, walks_dir  # noqa: E402
 from fleetbox import assemble, collector, devstate, profiles, snmp  # noqa: E402
 from fleetbox.sweep import SweepOptions, sweep  # noqa: E402
 from fbtool import profiles as compiler  # noqa: E402
+from tests.interop.vendor_rows import BROTHER_BLOB, RICOH_ROWS, RICOH_TABLE, with_vendor_rows  # noqa: E402
 
 PORT = 17471
 NET = "127.44.7."
@@ -249,40 +250,14 @@ def compiled(tmp_path_factory):
     return path
 
 
-# No recording holds a vendor counter table or blob (grep: Ricoh .367.3.2.1.2.19.5.1, Lexmark
-# .641.6.4.2.1.1, Brother .2435.2.3.9.4.2.1.5.5.10.0): real recordings with such rows added
-# (written as snmprec lines, served by the same snmpsim) check the collector end to end.
-RICOH_TABLE = "1.3.6.1.4.1.367.3.2.1.2.19.5.1"
-RICOH_ROWS = [(1, 10, 81234), (2, 200, 1000), (3, 201, 20), (4, 203, 3), (5, 300, 17),
-              (6, 400, 50000), (7, 401, 123), (8, 870, 900), (9, 871, 11), (10, 999, 5)]
-BROTHER_BLOB = "1.3.6.1.4.1.2435.2.3.9.4.2.1.5.5.10.0"
-BROTHER_IDS = [(0x00, 7777777), (0x01, 8001), (0x02, 0), (0x12, 321)]
 WITH_TABLES = {"ricoh_mpc3002": NET + "201", "brother": NET + "202"}
-
-
-def _oid_key(line):
-    return tuple(int(a) for a in line.split("|", 1)[0].strip(".").split(".") if a.isdigit())
-
-
-def _with_lines(src, dst, lines):
-    with open(src, encoding="utf-8", errors="surrogateescape") as f:
-        old = [x for x in f.read().splitlines() if x.strip()]
-    with open(dst, "w", encoding="utf-8", errors="surrogateescape") as f:
-        f.write("\n".join(sorted(old + lines, key=_oid_key)) + "\n")
-    return str(dst)
 
 
 @pytest.fixture(scope="module")
 def table_recordings(tmp_path_factory):
     d = tmp_path_factory.mktemp("tables")
-    rows = []
-    for idx, typ, val in RICOH_ROWS:
-        rows += ["%s.2.%d|2|%d" % (RICOH_TABLE, idx, typ), "%s.9.%d|65|%d" % (RICOH_TABLE, idx, val)]
-    blob = b"".join(bytes([i, 4]) + v.to_bytes(4, "big") for i, v in BROTHER_IDS) + b"\xff"
-    return {"ricoh_mpc3002": _with_lines(WALKS / "recordings" / "ricoh_mpc3002.snmprec",
-                                         d / "ricoh_mpc3002.snmprec", rows),
-            "brother": _with_lines(WALKS / "recordings" / "brother.snmprec", d / "brother.snmprec",
-                                   ["%s|4x|%s" % (BROTHER_BLOB, blob.hex())])}
+    ricoh, brother = with_vendor_rows(WALKS, d / "ricoh_mpc3002.snmprec", d / "brother.snmprec")
+    return {"ricoh_mpc3002": ricoh, "brother": brother}
 
 
 @pytest.fixture(scope="module")
