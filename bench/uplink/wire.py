@@ -160,7 +160,7 @@ def main():
     print("bytes on the wire per upload (TCP payload both ways, TLS included)")
     print("%-26s %10s %10s %10s %14s %12s" % ("scan", "no reuse", "reuse", "peer", "no reuse/peer", "reuse/peer"))
     labels = {"full": "full scan, 8 printers", "counters": "counters scan", "alerts": "alerts scan, nothing new"}
-    for kind, (first, one, reused) in rows.items():
+    for kind, (_first, one, reused) in rows.items():
         print("%-26s %10d %10d %10d %13.2fx %11.2fx" % (labels[kind], one, reused, PEER[kind], one / PEER[kind],
                                                        reused / PEER[kind]))
     print("%-26s %10d %10d %10d %13.2fx %11.2fx  (nothing to send: no upload)" % (

@@ -103,8 +103,8 @@ def cmd_scan(args):
 
 
 def cmd_capture(args):
-    from . import capture, scan
-    from fleetbox import targets
+    from . import capture
+    from .scan import targets   # scan.py puts the firmware on sys.path: the box's own parser
     if len(args.targets) != 1 or targets.count(args.targets, (), args.port) != 1:
         return _die("--capture walks exactly one device: give one ADDR or ADDR:PORT")
     host, port = next(targets.expand(args.targets, (), args.port))
