@@ -72,7 +72,8 @@ def measure(kit, relay, state, identity, commands):
     time.sleep(0.2)
     assert all(o["error"] is None for o in out), out
     if os.getenv("BENCH_VERBOSE"):
-        print("  ", identity["serial"], len(commands) - 1, "uploads:", relay.count, [o["stats"]["bytes_out"] for o in out])
+        print("  ", identity["serial"], len(commands) - 1, "uploads:", relay.count,
+              [o["stats"]["bytes_out"] for o in out])
     return relay.total
 
 
@@ -170,8 +171,10 @@ def main():
     print()
     for kind, goal in GOALS.items():
         got = rows[kind][2]
-        print("goal: %s under %d bytes with reuse: %d -> %s" % (labels[kind], goal, got, "met" if got < goal else "NOT met"))
-    print("cloud ingest: %.0f envelopes/s (8-record full uploads, 4 boxes over HTTPS keep-alive, one SQLite store)" % rate)
+        print("goal: %s under %d bytes with reuse: %d -> %s"
+              % (labels[kind], goal, got, "met" if got < goal else "NOT met"))
+    print("cloud ingest: %.0f envelopes/s (8-record full uploads, 4 boxes over HTTPS keep-alive, one SQLite store)"
+          % rate)
 
 
 if __name__ == "__main__":
