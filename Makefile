@@ -51,6 +51,7 @@ appliance: deps
 	$(VENV)/bin/fbtool appliance --list
 
 test: deps
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest tests
 
 bench: deps

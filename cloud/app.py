@@ -42,7 +42,9 @@ class Limits:
     (a slow sender holds a connection, not a worker); keep_alive_s closes idle connections."""
 
     def __init__(self, max_body=1 << 20, body_timeout_s=30.0, keep_alive_s=75.0):
-        self.max_body, self.body_timeout_s, self.keep_alive_s = int(max_body), float(body_timeout_s), float(keep_alive_s)
+        self.max_body = int(max_body)
+        self.body_timeout_s = float(body_timeout_s)
+        self.keep_alive_s = float(keep_alive_s)
 
 
 def _body(obj):
@@ -106,7 +108,8 @@ class Endpoint:
         return await run_in_threadpool(self._refuse, reason, detail, client, close)
 
     def _refuse(self, reason, detail, client, close=False, **extra):
-        event(log, logging.WARNING, "refused", "%s refused an upload from %s: %s (%s)", self.name, client, reason, detail,
+        event(log, logging.WARNING, "refused", "%s refused an upload from %s: %s (%s)",
+              self.name, client, reason, detail,
               endpoint=self.name, client=client, reason=reason, detail=detail, status=STATUS.get(reason, 400))
         self.store.reject(self.name, reason, detail)
         return _reply(STATUS.get(reason, 400), dict({"ok": False, "reason": reason}, **extra), close=close)
@@ -140,7 +143,8 @@ class Endpoint:
                 return self._duplicate(box, client)
             return self._refuse("replay", "seq %d %s" % (header["seq"], e), client, last_seq=e.last)
         n = len(batch["records"]) + len(batch["seen"])
-        event(log, logging.INFO, "stored", "%s stored upload %d from %s: %d records%s%s", self.name, head["upload"], box, n,
+        event(log, logging.INFO, "stored", "%s stored upload %d from %s: %d records%s%s",
+              self.name, head["upload"], box, n,
               "" if fresh else " (already stored)", " resync %s" % resync if resync else "",
               endpoint=self.name, box=box, upload=head["upload"], seq=header["seq"], records=n, fresh=fresh,
               resync=resync or None, bytes=len(data), ms=round((time.monotonic() - t0) * 1000, 2))

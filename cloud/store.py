@@ -212,7 +212,8 @@ class Store:
     def cycles(self, box):
         """Distinct collection cycles received from a box."""
         return [r[0] for r in self._all(select(uploads.c.cycle).distinct()
-                                        .where(uploads.c.box == box, uploads.c.scan == "full").order_by(uploads.c.cycle))]
+                                        .where(uploads.c.box == box, uploads.c.scan == "full")
+                                        .order_by(uploads.c.cycle))]
 
     def uploads(self, box):
         keys = ("upload", "scan", "cycle", "records", "endpoint")

@@ -19,26 +19,30 @@ first = json.loads(sys.stdin.readline())
 cfg = config.check(first["config"])
 up = uplink.Uplink(cfg, first["identity"], state)
 spool = Spool(state + "/spool")
+
+
+async def ticker(out):
+    while True:
+        await asyncio.sleep_ms(100)
+        out["ticks"] += 1
+
+
+async def drain(out):
+    t = asyncio.create_task(ticker(out))   # stands for the health task: runs while the network is slow
+    try:
+        return await up.drain(spool)
+    finally:
+        t.cancel()
+
+
 for line in sys.stdin:
     cmd = json.loads(line)
     if "put" in cmd:
         spool.put(json.dumps(cmd["put"]), cmd.get("class", 0))
     elif "drain" in cmd:
         out = {"sent": 0, "error": None, "ticks": 0}
-
-        async def ticker():
-            while True:
-                await asyncio.sleep_ms(100)
-                out["ticks"] += 1
-
-        async def drain():
-            t = asyncio.create_task(ticker())   # stands for the health task: runs while the network is slow
-            try:
-                return await up.drain(spool)
-            finally:
-                t.cancel()
         try:
-            out["sent"] = asyncio.run(drain())
+            out["sent"] = asyncio.run(drain(out))
         except uplink.UplinkError as e:
             out["error"] = str(e)
         out["stats"] = up.stats

@@ -5,7 +5,6 @@ Serves pysnmp's own SNMPv2-MIB (sysDescr etc.) to v1/v2c community "public" and 
 SNMPv3 user per auth x priv combination (USERS below), in the default context and in
 context "MFP". Prints "ready" once listening; stops on SIGTERM.
 """
-import asyncio
 import sys
 
 from pyasn1.type import univ

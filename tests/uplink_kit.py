@@ -159,7 +159,8 @@ class ConnectProxy(_Listener):
     """A small HTTP proxy that only tunnels (CONNECT), with optional basic auth; logs what it tunnelled."""
 
     def __init__(self, address, user=None, password=None, allowed=None):
-        self.auth = None if user is None else "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+        self.auth = (None if user is None
+                     else "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode())
         self.allowed = allowed        # {"host:port": (address, port)}: where CONNECT may go
         self.tunnels = []
         self.refused = []

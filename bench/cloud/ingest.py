@@ -113,7 +113,8 @@ def main():
         if old:
             proc, port, ca_der = old
             try:
-                rows.append(("old: http.server + sqlite3", "sqlite", "threads") + drive(pool, port, ca_der, jobs, a.seconds))
+                rows.append(("old: http.server + sqlite3", "sqlite", "threads")
+                            + drive(pool, port, ca_der, jobs, a.seconds))
                 print(" ", rows[-1], flush=True)
             finally:
                 proc.stdin.close()
@@ -148,7 +149,8 @@ def main():
     pg = {row[2]: row[3] for row in rows if row[1] == "postgresql"}
     if pg:
         best = max(pg.values())
-        print("goal: >= 10x 89 envelopes/s on PostgreSQL: best %.0f/s -> %s" % (best, "met" if best >= 890 else "NOT met"))
+        print("goal: >= 10x 89 envelopes/s on PostgreSQL: best %.0f/s -> %s"
+              % (best, "met" if best >= 890 else "NOT met"))
         ws = sorted(pg, key=int)
         print("scaling on PostgreSQL: " + ", ".join("%s worker(s) %.2fx" % (w, pg[w] / pg[ws[0]]) for w in ws))
     print(json.dumps({"figures": [dict(zip(("server", "database", "workers", "per_s", "p50_ms", "p99_ms",

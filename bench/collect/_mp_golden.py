@@ -34,29 +34,33 @@ async def one_kind(kind, plist):
     path = "%s/devices-%s.json" % (opts["work"], kind)
     statics = devstate.Statics("%s/statics-%s" % (opts["work"], kind))
     for n in (1, 2):
-        state = devstate.DeviceState(path)
-        client = snmp.Client(timeout_ms=opts["timeout_ms"], retries=opts["retries"])
+        await one_pass(kind, plist, path, statics, n)
 
-        def emit(rec):
-            print("REC %s %d %s" % (kind, n, json.dumps(rec)))
 
-        def dup(rec, first):
-            print("DUP %s %d %s" % (kind, n, json.dumps([rec["ip"], first])))
+async def one_pass(kind, plist, path, statics, n):
+    state = devstate.DeviceState(path)
+    client = snmp.Client(timeout_ms=opts["timeout_ms"], retries=opts["retries"])
 
-        def quiet(marker):
-            print("QUIET %s %d %s" % (kind, n, json.dumps(marker)))
+    def emit(rec):
+        print("REC %s %d %s" % (kind, n, json.dumps(rec)))
 
-        try:
-            for host, p in opts["targets"]:
-                await sweep(client, iter([(host, p)]), emit, SweepOptions(
-                    scan=kind, profiles=plist, state=state, statics=statics, workers=1,
-                    on_duplicate=dup, on_unreachable=quiet))
-        finally:
-            client.close()
-        state.save()
-        print("STATE %s %d %s" % (kind, n, json.dumps(state.devices)))
-        st = client.stats
-        print("WIRE %s %d %s" % (kind, n, json.dumps([st["sent"], st["bytes_out"], st["bytes_in"]])))
+    def dup(rec, first):
+        print("DUP %s %d %s" % (kind, n, json.dumps([rec["ip"], first])))
+
+    def quiet(marker):
+        print("QUIET %s %d %s" % (kind, n, json.dumps(marker)))
+
+    try:
+        for host, p in opts["targets"]:
+            await sweep(client, iter([(host, p)]), emit, SweepOptions(
+                scan=kind, profiles=plist, state=state, statics=statics, workers=1,
+                on_duplicate=dup, on_unreachable=quiet))
+    finally:
+        client.close()
+    state.save()
+    print("STATE %s %d %s" % (kind, n, json.dumps(state.devices)))
+    st = client.stats
+    print("WIRE %s %d %s" % (kind, n, json.dumps([st["sent"], st["bytes_out"], st["bytes_in"]])))
 
 
 async def main():

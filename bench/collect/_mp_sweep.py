@@ -42,15 +42,16 @@ async def main():
     base = gc.mem_alloc()
     w = asyncio.create_task(watch()) if opts["sample_ms"] else None
     runs = []
+    found = []
+
+    def emit(rec):
+        found.append(rec["ip"])
+        print("REC %s %d" % (rec["ip"], len(json.dumps(rec))))
+        sample() if opts["sample_ms"] else None
+
     for _ in range(opts.get("runs", 1)):
         client = snmp.Client(timeout_ms=opts["timeout_ms"], retries=opts["retries"])
-        found = []
-
-        def emit(rec):
-            found.append(rec["ip"])
-            print("REC %s %d" % (rec["ip"], len(json.dumps(rec))))
-            sample() if opts["sample_ms"] else None
-
+        found.clear()
         t = time.ticks_ms()
         stats = {}
         try:

@@ -126,7 +126,8 @@ def mutate(rng, data):
             b[j:j] = b[i:i + rng.randrange(1, 32)]
         else:  # a long-form length where there was a short one
             if b[i] < 0x80:
-                b[i:i + 1] = bytes((0x84, 0, 0, 0, b[i])) if rng.random() < 0.5 else bytes((0x84, 0xFF, 0xFF, 0xFF, 0xFF))
+                b[i:i + 1] = (bytes((0x84, 0, 0, 0, b[i])) if rng.random() < 0.5
+                              else bytes((0x84, 0xFF, 0xFF, 0xFF, 0xFF)))
     return bytes(b)
 
 

@@ -77,7 +77,7 @@ def pysnmp_walk(port, community, runs):
             t0 = time.perf_counter()
             target = await UdpTransportTarget.create(("127.0.0.1", port), timeout=2, retries=1)
             for root in ROOTS:
-                async for ei, es, ex, vbs in bulk_walk_cmd(eng, CommunityData(community), target, ContextData(),
+                async for ei, es, _ex, vbs in bulk_walk_cmd(eng, CommunityData(community), target, ContextData(),
                                                             0, 10, ObjectType(ObjectIdentity(root)),
                                                             lexicographicMode=False, lookupMib=False):
                     assert ei is None and not int(es), (ei, es)

@@ -72,7 +72,8 @@ def measure(kit, relay, state, identity, commands):
     time.sleep(0.2)
     assert all(o["error"] is None for o in out), out
     if os.getenv("BENCH_VERBOSE"):
-        print("  ", identity["serial"], len(commands) - 1, "uploads:", relay.count, [o["stats"]["bytes_out"] for o in out])
+        print("  ", identity["serial"], len(commands) - 1, "uploads:", relay.count,
+              [o["stats"]["bytes_out"] for o in out])
     return relay.total
 
 
@@ -160,7 +161,7 @@ def main():
     print("bytes on the wire per upload (TCP payload both ways, TLS included)")
     print("%-26s %10s %10s %10s %14s %12s" % ("scan", "no reuse", "reuse", "peer", "no reuse/peer", "reuse/peer"))
     labels = {"full": "full scan, 8 printers", "counters": "counters scan", "alerts": "alerts scan, nothing new"}
-    for kind, (first, one, reused) in rows.items():
+    for kind, (_first, one, reused) in rows.items():
         print("%-26s %10d %10d %10d %13.2fx %11.2fx" % (labels[kind], one, reused, PEER[kind], one / PEER[kind],
                                                        reused / PEER[kind]))
     print("%-26s %10d %10d %10d %13.2fx %11.2fx  (nothing to send: no upload)" % (
@@ -170,8 +171,10 @@ def main():
     print()
     for kind, goal in GOALS.items():
         got = rows[kind][2]
-        print("goal: %s under %d bytes with reuse: %d -> %s" % (labels[kind], goal, got, "met" if got < goal else "NOT met"))
-    print("cloud ingest: %.0f envelopes/s (8-record full uploads, 4 boxes over HTTPS keep-alive, one SQLite store)" % rate)
+        print("goal: %s under %d bytes with reuse: %d -> %s"
+              % (labels[kind], goal, got, "met" if got < goal else "NOT met"))
+    print("cloud ingest: %.0f envelopes/s (8-record full uploads, 4 boxes over HTTPS keep-alive, one SQLite store)"
+          % rate)
 
 
 if __name__ == "__main__":

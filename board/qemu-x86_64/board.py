@@ -17,7 +17,6 @@ import sys
 import time
 
 import hal
-import rom
 
 WATCHDOG_S = 60          # board.yaml hardware.watchdog_s (the ROM loads i6300esb with this heartbeat)
 IFNAME = "eth0"

@@ -32,7 +32,8 @@ DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE = 1, 2, 3, 4, 5, 6, 7
 OPT_MASK, OPT_ROUTER, OPT_DNS, OPT_REQ_IP, OPT_LEASE, OPT_TYPE, OPT_SERVER, OPT_PARAMS = 1, 3, 6, 50, 51, 53, 54, 55
 OPT_T1, OPT_T2, OPT_END = 58, 59, 255
 
-INIT, SELECTING, REQUESTING, BOUND, RENEWING, REBINDING = "init", "selecting", "requesting", "bound", "renewing", "rebinding"
+INIT, SELECTING, REQUESTING = "init", "selecting", "requesting"
+BOUND, RENEWING, REBINDING = "bound", "renewing", "rebinding"
 RETRY_MS = 2000           # first retransmission; doubles up to MAX_RETRY_MS (RFC 2131 4.1)
 MAX_RETRY_MS = 16000
 MIN_LEASE_S = 20

@@ -185,7 +185,7 @@ def status(printer_values, console_rows, alert_rows):
         st["device"] = records.DEVICE_STATUS.get(records.integer(device), "unknown")
         st["printer"] = records.PRINTER_STATUS.get(records.integer(printer), "unknown")
         st["errors"] = records.decode_errors(errors)
-    for idx, r in sorted(console_rows.items()):
+    for _idx, r in sorted(console_rows.items()):
         line = records.text(r.get(2), True)
         if line:
             st["display"].append(line)

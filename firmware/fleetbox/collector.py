@@ -214,7 +214,8 @@ class Collector:
                 c = 9 if cached else 3     # as readplan.supplies_lead asked
                 tabs["supplies"] = await self.walker.walk_table(t, "supplies", oids.PRT_SUPPLIES, c, 9, pre=pre_read)
             elif cached:
-                tabs["supplies"] = await self.walker.walk_table(t, "supplies", oids.PRT_SUPPLIES, 9, 9, first[0], first[1])
+                tabs["supplies"] = await self.walker.walk_table(t, "supplies", oids.PRT_SUPPLIES, 9, 9,
+                                                                first[0], first[1])
             else:
                 tabs["supplies"] = await self.walker.walk_table(t, "supplies", oids.PRT_SUPPLIES, 3, 9)
             colorant = r.got.get(r.colorant_cell)

@@ -87,7 +87,8 @@ def check(cfg):
     for k in ("http_timeout_s", "return_after_s"):
         if not isinstance(out[k], int) or out[k] <= 0:
             raise ConfigError("%s must be a positive integer" % k)
-    if out["spool_max_bytes"] is not None and (not isinstance(out["spool_max_bytes"], int) or out["spool_max_bytes"] <= 0):
+    spool_max = out["spool_max_bytes"]
+    if spool_max is not None and (not isinstance(spool_max, int) or spool_max <= 0):
         raise ConfigError("spool_max_bytes must be a positive integer")
     if out["ca"] is not None:
         try:

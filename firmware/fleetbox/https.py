@@ -4,10 +4,10 @@ import binascii
 import hashlib
 import socket
 
-_EINPROGRESS = 115
-
 from fleetbox import port
 from fleetbox.errors import FleetboxError
+
+_EINPROGRESS = 115
 
 
 class HttpError(FleetboxError):

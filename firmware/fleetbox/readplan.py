@@ -72,7 +72,7 @@ def scalars(plan, host, profile, cached, specs):
     for o in profiles.oids(profile, counters=plan.counters):
         if o not in want:
             want.append(o)
-    for name, base, col, first, _ in specs:
+    for _name, base, col, first, _ in specs:
         want.append(base + "." + str(col) + "." + first)
     return want, colorant_cell, ip_key
 

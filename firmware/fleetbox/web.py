@@ -25,7 +25,8 @@ MAX_BYTES = 262144      # bytes of page read at most (head and body; printer pag
 TIMEOUT_MS = 8000       # the whole fetch, redirects included
 MAX_REDIRECTS = 3
 CHUNK = 1024
-ENTITIES = ((b"&nbsp;", b" "), (b"&#160;", b" "), (b"&#32;", b" "), (b"&amp;", b"&"), (b"\xc2\xa0", b" "), (b"\xa0", b" "))
+ENTITIES = ((b"&nbsp;", b" "), (b"&#160;", b" "), (b"&#32;", b" "), (b"&amp;", b"&"),
+            (b"\xc2\xa0", b" "), (b"\xa0", b" "))
 
 
 _ASCII = getattr(re, "ASCII", 0)   # CPython: \w \d \s ASCII-only, as MicroPython's re

@@ -55,7 +55,7 @@ async def _walk(host, port, community, version, timeout_s, retries, max_rows, ou
         else:
             it = bulk_walk_cmd(engine, auth, target, ContextData(), 0, 25, start,
                                lexicographicMode=False, lookupMib=False)
-        async for err_ind, err_stat, err_idx, var_binds in it:
+        async for err_ind, err_stat, _err_idx, var_binds in it:
             if err_ind:
                 if not out:
                     raise CaptureError("%s:%d: %s" % (host, port, err_ind))

@@ -98,13 +98,14 @@ def cmd_scan(args):
         print(json.dumps(records, indent=1))
     else:
         from rich.console import Console
-        Console(width=None if sys.stdout.isatty() else 150).print(scan.table(records, "%d printers among %d addresses" % (len(records), probed)))
+        title = "%d printers among %d addresses" % (len(records), probed)
+        Console(width=None if sys.stdout.isatty() else 150).print(scan.table(records, title))
     return 0
 
 
 def cmd_capture(args):
-    from . import capture, scan
-    from fleetbox import targets
+    from . import capture
+    from .scan import targets   # scan.py puts the firmware on sys.path: the box's own parser
     if len(args.targets) != 1 or targets.count(args.targets, (), args.port) != 1:
         return _die("--capture walks exactly one device: give one ADDR or ADDR:PORT")
     host, port = next(targets.expand(args.targets, (), args.port))
@@ -154,7 +155,8 @@ def parser():
     i.set_defaults(func=cmd_identity)
 
     s = sub.add_parser("scan", help="run the firmware's collector once, on MicroPython, against targets")
-    s.add_argument("targets", nargs="+", metavar="TARGET", help="ADDR, ADDR:PORT, CIDR, range a.b.c.d-e.f.g.h or host name "
+    s.add_argument("targets", nargs="+", metavar="TARGET",
+                   help="ADDR, ADDR:PORT, CIDR, range a.b.c.d-e.f.g.h or host name "
                    "(printer.local[:PORT], resolved when reached)")
     s.add_argument("--community", default="public")
     s.add_argument("--snmp-version", choices=("1", "2c", "3"), default=None,

@@ -2,8 +2,8 @@
 
 The language is documented in docs/profiles.md. The output is JSON lines: a header
 `{"format":1,"profiles":N}`, then one compact profile per line, sorted by vendor; the box
-indexes it and reads a vendor's line when a device needs it (firmware/fleetbox/profiles.py). Every mistake in a YAML file is an error naming the file
-and the key, never a silently ignored rule.
+indexes it and reads a vendor's line when a device needs it (firmware/fleetbox/profiles.py).
+Every mistake in a YAML file is an error naming the file and the key, never a silently ignored rule.
 """
 import glob
 import json
@@ -112,7 +112,8 @@ def _counter_key(k, where):
     k = str(k)
     if k in COUNTER_KEYS or (k.startswith("vendor.") and len(k) > 7):
         return k
-    raise ProfileSourceError("%s: %r is not a counter (one of %s, or vendor.NAME)" % (where, k, ", ".join(COUNTER_KEYS)))
+    raise ProfileSourceError("%s: %r is not a counter (one of %s, or vendor.NAME)"
+                             % (where, k, ", ".join(COUNTER_KEYS)))
 
 
 def _mapping(m, where, code):
@@ -279,7 +280,8 @@ def _web(pages, where):
             raise ProfileSourceError("%s.fields: expected a mapping field -> rule" % w)
         bad = set(fields) - set(WEB_FIELDS)
         if bad:
-            raise ProfileSourceError("%s.fields: unknown fields %s (one of %s)" % (w, sorted(bad), ", ".join(WEB_FIELDS)))
+            raise ProfileSourceError("%s.fields: unknown fields %s (one of %s)"
+                                     % (w, sorted(bad), ", ".join(WEB_FIELDS)))
         out.append({"path": path, "scheme": scheme, "port": p,
                     "fields": {k: _web_field(k, v, fields, "%s.fields.%s" % (w, k)) for k, v in fields.items()}})
     return out
@@ -321,7 +323,8 @@ def compile_profile(data, where):
             raise ProfileSourceError("%s.counters: expected a mapping" % where)
         bad = set(c) - set(COUNTER_KEYS) - {"vendor", "tables", "blobs"}
         if bad:
-            raise ProfileSourceError("%s.counters: unknown counters %s (vendor ones go under vendor:)" % (where, sorted(bad)))
+            raise ProfileSourceError("%s.counters: unknown counters %s (vendor ones go under vendor:)"
+                                     % (where, sorted(bad)))
         cc = {k: _counter_source(c[k], "%s.counters.%s" % (where, k)) for k in COUNTER_KEYS if k in c}
         if "vendor" in c:
             if not isinstance(c["vendor"], dict):

@@ -62,7 +62,8 @@ def run(target_specs, community="public", version="2c", port=161, exclude=(), ti
         except targets.TargetError as e:
             raise ScanError(str(e))
     opts = {"targets": list(target_specs), "exclude": list(exclude), "community": community,
-            "version": version, "v3": cred, "port": port, "timeout_ms": timeout_ms, "retries": retries, "workers": workers,
+            "version": version, "v3": cred, "port": port, "timeout_ms": timeout_ms, "retries": retries,
+            "workers": workers,
             "kind": kind, "profiles": profiles_path or compiled_profiles(), "web_ports": web_ports or {},
             "log_level": LOG_LEVELS[min(verbose, len(LOG_LEVELS) - 1)]}
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mp_scan.py")

@@ -89,7 +89,8 @@ def test_esp32_poe_builds_and_flashes_a_raw_image(tmp_path):
     assert data[0x1000:0x2000] == micropython[:0x1000]           # the runtime at the bootloader's offset
     assert data[0x10000:0x10000 + 100] == micropython[0xF000:0xF000 + 100]
     entries = _parse_idf(data[0x8000:0x8C00])
-    want = [(p["name"], flash.IDF_TYPES[p["idf"][0]], flash.IDF_SUBTYPES[p["idf"][0]][p["idf"][1]], p["offset"], p["size"])
+    want = [(p["name"], flash.IDF_TYPES[p["idf"][0]], flash.IDF_SUBTYPES[p["idf"][0]][p["idf"][1]],
+             p["offset"], p["size"])
             for p in board["flash"]["partitions"] if "idf" in p]
     assert entries == want
     bs = board["flash"]["block_size"]

@@ -34,7 +34,8 @@ class Cluster:
     def __init__(self, settings=None):
         self.bin = bindir()
         if self.bin is None:
-            raise ClusterError("PostgreSQL's server is not installed (Debian package postgresql; `make deps` installs it)")
+            raise ClusterError("PostgreSQL's server is not installed "
+                               "(Debian package postgresql; `make deps` installs it)")
         self.settings = dict({"fsync": "on", "max_connections": "200", "shared_buffers": "128MB"}, **(settings or {}))
         self.dir = self.data = self.sock = None
         self.user = None

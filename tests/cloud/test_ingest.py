@@ -51,7 +51,8 @@ def post(kit, body, name="liberty"):
 
 
 def sealed(kit, seq, upload, n=2):
-    pt = cbor.dumps({"v": 1, "upload": upload}) + cbor.dumps({"scan": "full", "cycle": T0, "records": sample_records(0, n)})
+    pt = (cbor.dumps({"v": 1, "upload": upload})
+          + cbor.dumps({"scan": "full", "cycle": T0, "records": sample_records(0, n)}))
     return envelope.seal(bytes.fromhex(kit.identity["device_key"]), 1, kit.serial, seq, int(time.time()), pt)
 
 
@@ -148,7 +149,8 @@ def test_oversized_slow_and_lengthless_requests_are_refused_and_the_service_goes
     t0 = time.monotonic()
     slow = _raw(kit, b"POST /v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n", b"y" * 10)
     assert slow.startswith(b"HTTP/1.1 408 ") and time.monotonic() - t0 < 4      # limit 1 s
-    bare = _raw(kit, b"POST /v1/ingest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n")
+    bare = _raw(kit, b"POST /v1/ingest HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"5\r\nhello\r\n0\r\n\r\n")
     assert bare.startswith(b"HTTP/1.1 411 ")
     assert [r["reason"] for r in kit.store.rejects()] == ["too-large", "too-slow", "length-required"]
     refused = [r for r in caplog.records if getattr(r, "event", None) == "refused"]
@@ -175,5 +177,6 @@ def test_log_lines_are_one_json_object_each():
     assert all("\n" not in line for line in lines)
     first, second = (json.loads(line) for line in lines)
     assert first["msg"] == "stored upload 7 from FBX-1" and first["event"] == "stored"
-    assert (first["box"], first["upload"], first["level"], first["logger"]) == ("FBX-1", 7, "info", "fleetbox.cloud.test")
+    assert ((first["box"], first["upload"], first["level"], first["logger"])
+            == ("FBX-1", 7, "info", "fleetbox.cloud.test"))
     assert second["event"] == "internal-error" and "KeyError" in second["exc"] and second["client"] == "127.0.0.1"

@@ -16,7 +16,6 @@ import signal
 import struct
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -272,7 +271,7 @@ def test_power_cuts_during_a_trial_do_not_revert_it(box):
     b.wait("app 2.0 on slot_b")
     rng = random.Random(5)
     cuts = BS.MAX_CRASH_BOOTS + 3
-    for i in range(cuts):
+    for _i in range(cuts):
         # At a random instant: while the loader verifies or writes the boot state, or later.
         time.sleep(rng.uniform(0, 0.4))
         b.hw.power_cut(0.05)

@@ -135,7 +135,7 @@ def test_every_type_in_one_sequence():
 
 def _hostile():
     deep = b""
-    for i in range(40):
+    for _i in range(40):
         deep = ber.tlv(0x30, deep)
     return [
         b"", b"\x30", b"\x02", b"\x02\x01", b"\x04\x05abc", b"\x30\x80\x00\x00",   # indefinite

@@ -220,7 +220,7 @@ def test_power_on_boots_on_trial_do_not_revert_a_good_image():
     st = bs.State()
     st.active, st.trial = 1, bs.PENDING
     slots = Slots(_info(0), _info(0))
-    for n in range(bs.MAX_POWER_BOOTS):
+    for _n in range(bs.MAX_POWER_BOOTS):
         assert bs.choose(st, "power-on", slots, _quiet)[0] == 1
     assert (st.trial, st.crash_boots, st.power_boots) == (bs.PENDING, 0, bs.MAX_POWER_BOOTS)
     # A trial that never confirms does end, bounded: one more power-on boot reverts it.

@@ -115,15 +115,15 @@ def test_decode_response_random_mutations():
     rb = rnd.getrandbits if rnd else random.getrandbits
     if not rnd:
         random.seed(1)
-    for i in range(3000):
+    for _i in range(3000):
         m = bytearray(RESP)
-        for k in range(1 + rb(2)):
+        for _k in range(1 + rb(2)):
             m[rb(8) % len(m)] = rb(8)
         try:
             snmp.decode_response(bytes(m))
         except BERError:
             pass
-    for i in range(300):
+    for _i in range(300):
         junk = bytes(rb(8) for k in range(rb(7)))
         try:
             snmp.decode_response(junk)
@@ -168,7 +168,7 @@ class Agent:
         self.max_held = 0
         self.reply_from = None             # name of the socket replies go out of ("other": a high port)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        for i in range(100):
+        for _i in range(100):
             self.port = 20000 + (random.getrandbits(16) % 40000)
             try:
                 self.sock.bind(_addr(self.port))
@@ -246,7 +246,7 @@ class Agent:
             for o in oids[:nr]:
                 out.append(self._next(o) or (o, ber.encode_exception(ber.END_OF_MIB_VIEW)))
             cur = oids[nr:]
-            for r in range(mr):
+            for _r in range(mr):
                 if not cur:
                     break
                 nxt = []
@@ -589,15 +589,19 @@ def _forged(kind):
     return forge
 
 
+def _get_with_forged_reply(kind):
+    async def go(c, a):
+        a.forge = _forged(kind)
+        a.hold = 20  # the real reply comes after the forged one
+        r = await c.get("127.0.0.1", [SYS + ".5.0"], port=a.port)
+        await asyncio.sleep(0.02)
+        return r, c.stats
+    return run(go)
+
+
 def test_forged_replies_are_dropped_and_counted():
     for kind in ("port", "address", "id", "community", "version", "pdu", "garbage"):
-        async def go(c, a):
-            a.forge = _forged(kind)
-            a.hold = 20  # the real reply comes after the forged one
-            r = await c.get("127.0.0.1", [SYS + ".5.0"], port=a.port)
-            await asyncio.sleep(0.02)
-            return r, c.stats
-        r, st = run(go)
+        r, st = _get_with_forged_reply(kind)
         assert r == [(SYS + ".5.0", b"fb-test")], kind
         assert st["dropped"] >= 1, (kind, st)
         if kind == "garbage":
@@ -669,7 +673,7 @@ def test_recv_datagram_keeps_datagram_boundaries():
     # Several datagrams queued at once (valid, garbage, long-form length, empty, too
     # big): each read returns exactly one of them, with its sender.
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    for i in range(100):
+    for _attempt in range(100):
         p = 20000 + (random.getrandbits(16) % 40000)
         try:
             rx.bind(_addr(p))

@@ -79,7 +79,7 @@ def test_eviction_order_bulk_then_counters_then_alerts_latest_counters_last():
 def test_bounded_by_bytes():
     d = _fresh("bytes")
     s = Spool(d, max_items=100, max_bytes=250)
-    for i in range(5):
+    for _i in range(5):
         s.put(bytes(100))
     assert len(s) == 2 and s.bytes == 200 and s.evicted == 3
     assert Spool(d).bytes == 200

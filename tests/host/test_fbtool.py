@@ -28,7 +28,8 @@ def built(tmp_path_factory):
 def test_image_holds_bytecode_of_every_module(built):
     manifest, files = image.parse(built)
     names = {p for p, _ in files}
-    srcs = {"fleetbox/%s.mpy" % n[:-3] for n in os.listdir(os.path.join(paths.FIRMWARE, "fleetbox")) if n.endswith(".py")}
+    srcs = {"fleetbox/%s.mpy" % n[:-3]
+            for n in os.listdir(os.path.join(paths.FIRMWARE, "fleetbox")) if n.endswith(".py")}
     assert srcs | {"board.mpy", "hal.mpy", "profiles.json"} == names
     assert all(d[:1] == b"M" for p, d in files if p.endswith(".mpy"))  # .mpy magic, not source
     # the vendor profiles travel as their own data file (updatable alone), compiled

@@ -198,7 +198,8 @@ def run_micropython(jobs, heap="2M", client_kw=None):
             f.write(MP_SCRIPT)
         # jobs go through stdin: this MicroPython unix port aborts on long argv strings
         r = subprocess.run([MICROPYTHON, "-X", "heapsize=" + heap, path, ROOT],
-                           input=json.dumps([client_kw or CLIENT_KW, jobs]), capture_output=True, text=True, timeout=120)
+                           input=json.dumps([client_kw or CLIENT_KW, jobs]),
+                           capture_output=True, text=True, timeout=120)
     finally:
         os.unlink(path)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -254,7 +254,8 @@ def test_replayed_bitflipped_and_garbage_envelopes_get_4xx_over_https(cloud):
     from fleetbox import cbor
 
     def env(seq, upload):
-        pt = cbor.dumps({"v": 1, "upload": upload}) + cbor.dumps({"scan": "full", "cycle": T0, "records": sample_records(0, 1)})
+        pt = (cbor.dumps({"v": 1, "upload": upload})
+              + cbor.dumps({"scan": "full", "cycle": T0, "records": sample_records(0, 1)}))
         return envelope.seal(key, 1, cloud.serial, seq, int(time.time()), pt)
 
     def post(body):

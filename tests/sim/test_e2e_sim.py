@@ -72,7 +72,8 @@ def _served_texts(address, port):
     """hrDeviceDescr values and sysDescr as the agent serves them (net-snmp as the independent reader)."""
     out = []
     for oid in ("1.3.6.1.2.1.25.3.2.1.3", "1.3.6.1.2.1.1.1"):
-        r = subprocess.run(["snmpwalk", "-v2c", "-c", "public", "-On", "-Oqv", "-t", "2", "%s:%d" % (address, port), oid],
+        r = subprocess.run(["snmpwalk", "-v2c", "-c", "public", "-On", "-Oqv", "-t", "2",
+                            "%s:%d" % (address, port), oid],
                            capture_output=True, text=True, timeout=30)
         out += [line.strip().strip('"') for line in r.stdout.splitlines() if line.strip()]
     return out
