@@ -197,14 +197,16 @@ def _verify_signed(img, root, board, min_time, slot_size, loader_version, conten
     if loader_version is not None and m["min_loader"] > loader_version:
         raise SigningError("image needs loader %d, have %d" % (m["min_loader"], loader_version), "loader_too_old")
     if slot_size is not None and m["payload_size"] > slot_size:
-        raise SigningError("payload of %d bytes does not fit the %d-byte slot" % (m["payload_size"], slot_size), "too_big")
+        raise SigningError("payload of %d bytes does not fit the %d-byte slot" % (m["payload_size"], slot_size),
+                           "too_big")
     check_rollback(m, current_version, current_counter)
     cs = m["chunk_size"]
     if m["ciphertext_size"] != (m["payload_size"] + 15) // 16 * 16 or \
             m["chunks"] != len(img.table) or m["chunks"] != -(-m["ciphertext_size"] // cs):
         raise SigningError("manifest sizes disagree with each other or the chunk table", "bad_format")
     if len(img.ciphertext) < m["ciphertext_size"]:
-        raise SigningError("image truncated: %d of %d ciphertext bytes" % (len(img.ciphertext), m["ciphertext_size"]), "truncated")
+        raise SigningError("image truncated: %d of %d ciphertext bytes" % (len(img.ciphertext), m["ciphertext_size"]),
+                           "truncated")
     if len(img.ciphertext) > m["ciphertext_size"]:
         raise SigningError("image has bytes after its last chunk", "bad_format")
     for i, want in enumerate(img.table):

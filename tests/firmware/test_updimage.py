@@ -200,9 +200,11 @@ def test_resume_from_a_chunk():
         prev = data[img.chunk_offset(2):img.chunk_offset(3)]
         img.start(3, prev[-16:] if prev_kind == "block" else prev)
         out = []
+
+        def sink(off, d, out=out):
+            out.append((off, bytes(d)))
         for i in (3, 4):
-            img.feed(i, data[img.chunk_offset(i):img.chunk_offset(i) + img.chunk_len(i)],
-                     lambda off, d: out.append((off, bytes(d))))
+            img.feed(i, data[img.chunk_offset(i):img.chunk_offset(i) + img.chunk_len(i)], sink)
         assert out[0][0] == 3072 and b"".join(d for _, d in out) == payload[3072:]
         assert img.finish() is False                                # the caller checks the slot whole
     img = u.ImageReader(Reader(data), _root1(), "sim")
