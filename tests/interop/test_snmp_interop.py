@@ -36,6 +36,13 @@ def _free_port():
     return p
 
 
+# snmpsim's responder through this venv's interpreter, not its console script: in a checkout
+# whose path has a space pip writes that script as a /bin/sh trampoline, and its exec is
+# refused to nobody when the interpreter lives under a private home (/root/.pyenv).
+SNMPSIM = [sys.executable, "-c", "import sys; from snmpsim.commands.responder import main; "
+           "sys.argv[0] = 'snmpsim-command-responder'; sys.exit(main())"]
+
+
 def _as_nobody(cmd):
     if os.geteuid() == 0:
         return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] + cmd
@@ -77,11 +84,10 @@ def simsnmp():
     for d in (tmp, data, cache):
         os.chmod(d, 0o777)
     port = _free_port()
-    exe = os.path.join(os.path.dirname(sys.executable), "snmpsim-command-responder")
     log = os.path.join(tmp, "snmpsim.log")
     with open(log, "w") as logf:  # it logs every request: never leave that to a pipe
-        proc = subprocess.Popen(_as_nobody([exe, "--data-dir=" + data, "--cache-dir=" + cache,
-                                            "--agent-udpv4-endpoint=127.0.0.1:%d" % port]),
+        proc = subprocess.Popen(_as_nobody(SNMPSIM + ["--data-dir=" + data, "--cache-dir=" + cache,
+                                                      "--agent-udpv4-endpoint=127.0.0.1:%d" % port]),
                                 stdout=logf, stderr=subprocess.STDOUT)
     try:
         _wait_answering(port, RECORDINGS[0], proc, "snmpsim", log)

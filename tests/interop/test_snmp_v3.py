@@ -17,8 +17,8 @@ import tempfile
 
 import pytest
 
-from tests.interop.test_snmp_interop import (NET_SNMP_ENV, ROOT, WALKS, _as_nobody, _free_port, _stop,
-                               _wait_answering, net_snmp_walk, run_cpython, run_micropython)
+from tests.interop.test_snmp_interop import (NET_SNMP_ENV, ROOT, SNMPSIM, WALKS, _as_nobody, _free_port, _stop,
+                                             _wait_answering, net_snmp_walk, run_cpython, run_micropython)
 from pysnmp_v3_agent import USERS
 from fleetbox import snmp
 
@@ -211,14 +211,13 @@ def snmpsim_v3():
     for d in (tmp, data, cache):
         os.chmod(d, 0o777)
     port = _free_port()
-    exe = os.path.join(os.path.dirname(sys.executable), "snmpsim-command-responder")
     log = os.path.join(tmp, "snmpsim.log")
     with open(log, "w") as logf:
-        proc = subprocess.Popen(_as_nobody([exe, "--data-dir=" + data, "--cache-dir=" + cache,
-                                            "--v3-user=printer-admin", "--v3-auth-proto=SHA256",
-                                            "--v3-auth-key=fleet-auth-key", "--v3-priv-proto=AES256BLMT",
-                                            "--v3-priv-key=fleet-priv-key",
-                                            "--agent-udpv4-endpoint=127.0.0.1:%d" % port]),
+        proc = subprocess.Popen(_as_nobody(SNMPSIM + ["--data-dir=" + data, "--cache-dir=" + cache,
+                                                      "--v3-user=printer-admin", "--v3-auth-proto=SHA256",
+                                                      "--v3-auth-key=fleet-auth-key", "--v3-priv-proto=AES256BLMT",
+                                                      "--v3-priv-key=fleet-priv-key",
+                                                      "--agent-udpv4-endpoint=127.0.0.1:%d" % port]),
                                 stdout=logf, stderr=subprocess.STDOUT)
     try:
         _wait_answering(port, "brother", proc, "snmpsim", log)
