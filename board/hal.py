@@ -74,6 +74,7 @@ class Board:
 
     def __init__(self):
         self._clock = None       # (unix ms, ticks ms) of the last clock reading
+        self._led = None         # the LED pattern shown (led())
 
     # -- identity and storage
     def identity(self):
@@ -109,7 +110,16 @@ class Board:
         return POWER_UNKNOWN
 
     def led(self, pattern):
-        """Show one of LED_PATTERNS; the board does the blinking."""
+        """Show one of LED_PATTERNS; the board does the blinking (show_led). The same
+        pattern again changes nothing."""
+        if pattern not in LED_PATTERNS:
+            raise ValueError("unknown LED pattern %r" % pattern)
+        if pattern != self._led:
+            self._led = pattern
+            self.show_led(pattern)
+
+    def show_led(self, pattern):
+        """The board's part of led(): start showing a new, known pattern."""
         raise NotImplementedError
 
     def poll(self):

@@ -32,7 +32,6 @@ class Board(hal.Board):
         self._wdt = None
         # Status LED: a 125 ms timer steps through the pattern's blink code (hal.LED_BLINK).
         self._led_pin = machine.Pin(PIN_LED, machine.Pin.OUT, value=0)
-        self._led = None
         self._code = hal.LED_BLINK[hal.LED_BOOTING]
         self._step = 0
         self._timer = machine.Timer(0)
@@ -95,13 +94,9 @@ class Board(hal.Board):
     def power_source(self):
         return self._power
 
-    def led(self, pattern):
-        if pattern not in hal.LED_BLINK:
-            raise ValueError("unknown LED pattern %r" % pattern)
-        if pattern != self._led:
-            self._led = pattern
-            self._code = hal.LED_BLINK[pattern]
-            self._step = 0
+    def show_led(self, pattern):
+        self._code = hal.LED_BLINK[pattern]
+        self._step = 0
 
     def poll(self):
         events = self._link_power_changes()

@@ -68,7 +68,6 @@ class Board(hal.Board):
         hal.Board.__init__(self)
         self.rom = rom_
         self.slot = slot
-        self._led = None
         self._power = hal.POWER_ADAPTER
         self._pending = []       # events read from the console, returned by the next poll()
         self._wdt = None
@@ -124,12 +123,8 @@ class Board(hal.Board):
     def power_source(self):
         return self._power
 
-    def led(self, pattern):
-        if pattern not in hal.LED_PATTERNS:
-            raise ValueError("unknown LED pattern %r" % pattern)
-        if pattern != self._led:
-            self._led = pattern
-            print("board: led " + pattern)
+    def show_led(self, pattern):
+        print("board: led " + pattern)
 
     def poll(self):
         self._read_console()

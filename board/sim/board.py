@@ -66,7 +66,6 @@ class Board(hal.Board):
         self.watchdog_ms = int(float(os.getenv("FLEETBOX_SIM_WATCHDOG_S") or WATCHDOG_S) * 1000)
         if os.getenv("FLEETBOX_SIM_RTC") == "1":
             self.has_rtc = True
-        self._led = None
         self._feeds = 0
         self._link = self._read_link()
         self._power = self._read_power()
@@ -132,13 +131,9 @@ class Board(hal.Board):
     def power_source(self):
         return self._power
 
-    def led(self, pattern):
-        if pattern not in hal.LED_PATTERNS:
-            raise ValueError("unknown LED pattern %r" % pattern)
-        if pattern != self._led:
-            self._led = pattern
-            self._publish("led", pattern)
-            self._publish_state()
+    def show_led(self, pattern):
+        self._publish("led", pattern)
+        self._publish_state()
 
     def poll(self):
         if not self.state_dir:
