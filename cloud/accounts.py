@@ -105,6 +105,11 @@ def sign_in(conn, email, password):
     return get_user(conn, row[0]) if verify_password(password, row[1]) else None
 
 
+def dealer_of(conn, email):
+    """The dealer of the user with this e-mail (None: no such user): failed sign-ins go to its audit log."""
+    return conn.execute(select(users.c.dealer_id).where(users.c.email == email.strip().lower())).scalar()
+
+
 def _digest(secret):
     return hashlib.sha256(secret.encode()).hexdigest()
 

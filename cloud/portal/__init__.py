@@ -76,7 +76,8 @@ class Portal:
         with self.store.engine.begin() as conn:
             user = accounts.sign_in(conn, email, password)
             if user is None:
-                audit(conn, email or "-", "sign-in-failed", "portal", {"client": client})
+                audit(conn, email or "-", "sign-in-failed", "portal", {"client": client},
+                      dealer_id=accounts.dealer_of(conn, email))
             else:
                 secret = accounts.issue(conn, user.id, "session", "portal")
                 audit(conn, user, "sign-in", "portal", {"client": client})
