@@ -7,7 +7,7 @@ The tables live on cloud.schema's metadata so one comparison checks every migrat
 """
 import time
 
-from sqlalchemy import (Boolean, Column, Float, ForeignKey, Index, Integer, Text, Table, UniqueConstraint, and_, select)
+from sqlalchemy import (Boolean, Column, Float, ForeignKey, Index, Integer, Text, Table, UniqueConstraint, select)
 
 from cloud.schema import RowId, boxes, metadata
 
@@ -179,9 +179,4 @@ def box_places(conn, box_ids):
         .join(sites, sites.c.id == box_sites.c.site_id).join(customers, customers.c.id == sites.c.customer_id) \
         .where(box_sites.c.box.in_(list(box_ids)))
     return {b: {"site": s, "customer": c, "firmware": f, "state": st} for b, s, c, f, st in conn.execute(q)}
-
-
-def site_of_customer(conn, customer_id, site_id):
-    return conn.execute(select(sites.c.id).where(and_(sites.c.id == site_id,
-                                                      sites.c.customer_id == customer_id))).first() is not None
 
