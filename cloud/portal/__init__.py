@@ -3,6 +3,7 @@
 /portal/login, /portal/logout    sign in (a session cookie) and out; both audited
 /portal/                         the fleet table (?q= finds a printer), open alerts, the boxes' health
 /portal/device?box=B&device=D    one printer: counter history as a chart, supply levels as bars, alerts
+/portal/audit                    the dealer's audit log (administrators, managers)
 /portal/static/...               the stylesheet: every asset comes from the service (no CDN)
 
 Charts and bars are inline SVG drawn here, so the page needs no script and a strict
@@ -19,6 +20,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from cloud import accounts, readapi
+from cloud import audit as audit_mod
 from cloud.audit import audit
 from cloud.auth import COOKIE, caller
 from cloud.export import iso
@@ -121,8 +123,10 @@ class Portal:
         rows = readapi.fleet(conn, user, search or None)
         everything = rows if not search else readapi.fleet(conn, user)
         alerts = [r for r in everything if r["alerts"]]
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        month = time.strftime("%Y-%m-01", time.gmtime())
         return _page("fleet.html", user=user, rows=rows, search=search, alerts=alerts,
-                     boxes=readapi.box_list(conn, user), now=time.time())
+                     boxes=readapi.box_list(conn, user), now=time.time(), month=month, today=today)
 
     async def device(self, request):
         return await run_in_threadpool(self._with_user, request, lambda conn, user: self._device(request, conn, user))
@@ -139,6 +143,14 @@ class Portal:
                      chart=counter_chart(hist), bars=supply_bars(rec.get("supplies") or []),
                      alerts=readapi.open_alerts(rec), readings=len(hist))
 
+    async def audit_page(self, request):
+        return await run_in_threadpool(self._with_user, request, self._audit)
+
+    def _audit(self, conn, user):
+        if not user.may("audit"):
+            return _page("missing.html", 403, user=user, what="The audit log is for administrators and managers.")
+        return _page("audit.html", user=user, entries=audit_mod.entries(conn, user.dealer_id, 200))
+
     async def home(self, request):
         return RedirectResponse("/portal/", 303)
 
@@ -147,6 +159,7 @@ class Portal:
                 Route("/portal/login", self.login, methods=["GET", "POST"]),
                 Route("/portal/logout", self.logout, methods=["POST"]),
                 Route("/portal/", self.fleet), Route("/portal/device", self.device),
+                Route("/portal/audit", self.audit_page),
                 Mount("/portal/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static")]
 
 

@@ -2,6 +2,7 @@
 a fleet manager signs in, finds a printer and sees its toner bar; a customer's user cannot open
 another customer's printer; every asset comes from the service. A screenshot of the device page
 is kept under build/test-artefacts/ (the test prints where). Plain HTTPS checks of the pages too."""
+import csv
 import itertools
 import os
 import shutil
@@ -65,13 +66,20 @@ def test_pages_need_a_session_and_show_only_the_callers_printers(world):
     status, headers, _ = world.http.request("POST", "/portal/logout", cookie=cookie)
     assert status == 303 and headers["location"] == "/portal/login"
     assert world.http.request("GET", "/portal/", cookie=cookie)[0] == 303       # the session is gone
+    for email, status in (("manager@acme.example", 200), ("analyst@acme.example", 403)):
+        cookie = _login(world, email)[1]["set-cookie"].split(";")[0]
+        got, _, body = world.http.request("GET", "/portal/audit", cookie=cookie)
+        assert got == status and (b"sign-in-failed" in body) == (status == 200), email
+        assert (b'href="/portal/audit"' in body) == (status == 200)
+        world.http.request("POST", "/portal/logout", cookie=cookie)
     status, headers, body = world.http.request("GET", "/portal/static/portal.css")
     assert status == 200 and headers["content-type"].startswith("text/css") and b"--accent" in body
     with world.store.engine.begin() as c:
         log = audit.entries(c, world.ids["acme"])
     assert [(e["actor"], e["action"]) for e in reversed(log)] == [
         ("manager@acme.example", "sign-in-failed"), ("user@yarn.example", "sign-in"),
-        ("user@yarn.example", "sign-out")]
+        ("user@yarn.example", "sign-out"), ("manager@acme.example", "sign-in"), ("manager@acme.example", "sign-out"),
+        ("analyst@acme.example", "sign-in"), ("analyst@acme.example", "sign-out")]
 
 
 def test_a_fleet_manager_signs_in_finds_a_printer_and_sees_its_toner_bar_in_chromium(world):
@@ -97,6 +105,15 @@ def test_a_fleet_manager_signs_in_finds_a_printer_and_sees_its_toner_bar_in_chro
             serials = page.locator("#fleet td.serial").all_inner_texts()
             assert sorted(serials) == ["X-P0", "X-P1", "Y-P0", "Y-P1"]          # Acme's, not Bolt's
             assert page.locator("#boxes tbody tr").count() == 2
+            page.screenshot(path=os.path.join(ARTEFACTS, "portal-fleet.png"), full_page=True)
+            page.fill('.export input[name="from"]', "2026-01-01")
+            page.fill('.export input[name="to"]', "2027-01-01")
+            page.select_option('.export select[name="kind"]', "period")
+            with page.expect_download() as dl:
+                page.click("#export")
+            with open(dl.value.path(), encoding="utf-8") as f:
+                billed = {r["serial"]: r for r in csv.DictReader(f)}
+            assert set(billed) == {"X-P0", "X-P1", "Y-P0", "Y-P1"} and billed["X-P0"]["total_pages"] == "240"
             page.fill("#search", "X-P0")
             page.click("#find")
             page.wait_for_url("**/portal/?q=X-P0")
@@ -126,4 +143,4 @@ def test_a_fleet_manager_signs_in_finds_a_printer_and_sees_its_toner_bar_in_chro
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     with world.store.engine.begin() as c:
         actions = [e["action"] for e in reversed(audit.entries(c, world.ids["acme"]))]
-    assert actions == ["sign-in-failed", "sign-in", "sign-out"]
+    assert actions == ["sign-in-failed", "sign-in", "export", "sign-out"]
