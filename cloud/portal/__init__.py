@@ -123,7 +123,7 @@ class Portal:
         rows = readapi.fleet(conn, user, search or None)
         everything = rows if not search else readapi.fleet(conn, user)
         alerts = [r for r in everything if r["alerts"]]
-        today = time.strftime("%Y-%m-%d", time.gmtime())
+        today = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 86400))   # the window ends before `to`
         month = time.strftime("%Y-%m-01", time.gmtime())
         return _page("fleet.html", user=user, rows=rows, search=search, alerts=alerts,
                      boxes=readapi.box_list(conn, user), now=time.time(), month=month, today=today)
