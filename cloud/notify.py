@@ -9,11 +9,13 @@ Each condition is mailed once (table notify_sent) and may be mailed again only a
 cleared. A run marks what it is about to send in one transaction and sends afterwards: a
 mail that fails to go out is unmarked, so the next run tries it again; the database is
 never held while SMTP talks. `fleetbox-cloud notify --config FILE` runs the checks (once,
-or every --every seconds); any number of runs may overlap (the marks are unique).
+or every --every seconds), and `fleetbox-cloud serve` does in its parent process when the
+[smtp] table has `every_s`; any number of runs may overlap (the marks are unique).
 """
 import json
 import logging
 import smtplib
+import threading
 import time
 from email.message import EmailMessage
 
@@ -162,3 +164,27 @@ def run_once(engine, smtp, now=None):
                 conn.execute(notify_sent.delete().where(notify_sent.c.rule_id == rule.id,
                                                         notify_sent.c.subject.in_(list(new))))
     return sent
+
+
+def start(database, settings, stopping):
+    """Check the rules every settings["every_s"] seconds in a thread of this process until the
+    threading.Event `stopping` is set: `fleetbox-cloud serve` does it when [smtp] has every_s."""
+    from cloud.store import Store
+    every, smtp = float(settings["every_s"]), Smtp.from_dict(settings)
+
+    def loop():
+        store = Store(database, migrate=False, pool_size=1)
+        try:
+            while True:
+                try:
+                    run_once(store.engine, smtp)
+                except Exception:       # a database hiccup must not end the checks
+                    log.exception("notification check failed", extra={"event": "notify-failed", "fields": {}})
+                if stopping.wait(every):
+                    return
+        finally:
+            store.close()
+
+    t = threading.Thread(target=loop, name="notify", daemon=True)
+    t.start()
+    return t

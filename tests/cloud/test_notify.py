@@ -118,3 +118,22 @@ def test_the_notify_command_reads_smtp_from_the_config(tmp_path, inbox):
     assert r.returncode == 0 and "1 mail(s) sent" in r.stdout, r.stderr
     assert wait_for(lambda: len(inbox.messages) == 1)
     assert inbox.messages[0][1]["From"] == "fleet@acme.example"
+
+
+def test_the_service_checks_the_rules_itself_when_smtp_has_every_s(tmp_path, inbox):
+    from tests.cloud.service import Service
+    database = "sqlite:///%s" % (tmp_path / "cloud.sqlite")
+    store = Store(database)
+    world = World(store)
+    rule(world, "yarn", "alert", "ops@yarn.example", code="tonerLow")
+    store.close()
+    svc = Service(str(tmp_path), database, workers=1, endpoints={"liberty": "127.77.50.3"},
+                  extra_toml=["[smtp]", 'host = "%s"' % SMTP_HOST, "port = %d" % SMTP_PORT, "every_s = 0.5"])
+    svc.start()
+    try:
+        assert wait_for(lambda: len(inbox.messages) == 1, timeout=30), svc.log_text()[-2000:]
+        time.sleep(1.5)                                   # three more checks: nothing new, nothing sent
+        assert len(inbox.messages) == 1 and inbox.messages[0][0] == ["ops@yarn.example"]
+    finally:
+        assert svc.stop() == 0
+    assert [e["to"] for e in svc.logs() if e.get("event") == "notified"] == ["ops@yarn.example"]
