@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-SYSDEPS_STAMP := $(VENV)/.sysdeps-3
+SYSDEPS_STAMP := $(VENV)/.sysdeps-4
 SIM_ARGS ?=
 
 .PHONY: sim sim-forever sim-qemu appliance test bench image clean deps cloud-serve
@@ -22,6 +22,7 @@ $(STAMP): requirements.txt pyproject.toml
 # QEMU runs the qemu-x86_64 appliance; nmap port-scans it (tests/boards/test_qemu_appliance.py).
 # PostgreSQL's server: the cloud's tests and bench start throwaway clusters of their own
 # (tests/cloud/pgcluster.py), so the package must not create or start a system one.
+# Chromium: the dashboard's browser test drives Debian's build through Playwright (no browser download).
 $(SYSDEPS_STAMP): | $(STAMP)
 	@command -v snmpd >/dev/null && command -v snmpbulkwalk >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq snmp snmpd >/dev/null; }
@@ -32,6 +33,9 @@ $(SYSDEPS_STAMP): | $(STAMP)
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-common >/dev/null && \
 	  sed -i 's/^#\?\s*create_main_cluster.*/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	@command -v chromium >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      chromium fonts-dejavu-core >/dev/null; }
 	touch $@
 
 sim: deps

@@ -4,7 +4,7 @@ import logging
 import sys
 
 from cloud import config as config_mod
-from cloud import db, logs
+from cloud import admin, db, logs
 
 
 def main(argv=None):
@@ -21,6 +21,7 @@ def main(argv=None):
     m.add_argument("--downgrade", action="store_true", help="go down to --revision instead")
     c = sub.add_parser("check", help="say which schema revision a database is at")
     c.add_argument("database")
+    admin.add_parsers(sub)
     args = ap.parse_args(argv)
     logs.setup(getattr(args, "log_level", None) or "info")
     try:
@@ -29,13 +30,17 @@ def main(argv=None):
             cfg = config_mod.load(args.config, args.database, args.workers, args.log_level)
             logs.setup(cfg.log_level)
             return serve(cfg)
+        if args.command == "admin":
+            return admin.run_admin(args)
+        if args.command == "notify":
+            return admin.run_notify(args, config_mod.load(args.config))
         engine = db.make_engine(args.database, pool_size=1)
         if args.command == "migrate":
             (db.downgrade if args.downgrade else db.upgrade)(engine, args.revision)
         at = db.current(engine)
         print("%s: schema at %s (newest %s)" % (engine.url.render_as_string(hide_password=True), at, db.head()))
         return 0 if args.command == "migrate" or at == db.head() else 1
-    except config_mod.ConfigError as e:
+    except (config_mod.ConfigError, admin.AdminError) as e:
         logging.getLogger("fleetbox.cloud").error("%s", e)
         return 78
 

@@ -1,11 +1,9 @@
 """The HTTP API of one endpoint (liberty or rescue) as a Starlette application.
 
 POST /v1/ingest   body: an envelope (docs/envelope.md) holding a CBOR payload (docs/payload.md)
-GET  /v1/boxes    every box: last sequence number, last seen, endpoint, device and upload counts
-GET  /v1/devices[?box=B]          the latest full record of every device, JSON
-GET  /v1/device?box=B&device=D    one device's latest full record (D: serial, else MAC, else ip:port)
-GET  /v1/history?box=B&device=D[&limit=N][&since=T]   a device's full readings, newest first, JSON
 GET  /v1/health   {"ok": true} once the database answers (for a load balancer)
+The read API (cloud/readapi.py), the CSV export (cloud/export.py) and the dashboard
+(cloud/portal) are mounted here too; they need a signed-in caller (cloud/auth.py).
 
 Every answer to an envelope whose MAC checked out is sealed for its box (docs/downlink.md):
 200 stored, 409 replay/out-of-window, 400 bad-padding/bad-payload, each a CBOR map bound to the
@@ -29,9 +27,12 @@ from starlette.routing import Route
 from sqlalchemy import text
 
 from cloud import downlink
+from cloud import portal
 from cloud.envelope import CloudEnvelopeError, Opener
+from cloud.export import Export
 from cloud.logs import event
 from cloud.payload import PayloadError, decode_payload
+from cloud.readapi import ReadApi
 from cloud.store import SeqReplay
 
 log = logging.getLogger("fleetbox.cloud")
@@ -178,39 +179,6 @@ class Endpoint:
             reply["resync"] = resync if resync is True or len(resync) <= 256 else True
         return self._sealed(200, header, reply)
 
-    # -- read API (plain functions: Starlette runs them in its thread pool)
-    def _query(self, request):
-        q = request.query_params
-        try:
-            limit = int(q.get("limit", 100))
-            since = int(q["since"]) if "since" in q else None
-        except ValueError:
-            raise HTTPException(400, "limit and since must be integers")
-        return q, limit, since
-
-    def boxes(self, request):
-        self._query(request)
-        return _reply(200, self.store.boxes(), json_type=True)
-
-    def devices(self, request):
-        q, _, _ = self._query(request)
-        return _reply(200, self.store.devices(q.get("box")), json_type=True)
-
-    def device(self, request):
-        q, _, _ = self._query(request)
-        if "box" not in q or "device" not in q:
-            raise HTTPException(404, "not-found")
-        rec = self.store.device(q["box"], q["device"])
-        if rec is None:
-            return _reply(404, {"ok": False, "reason": "no such device"}, json_type=True)
-        return _reply(200, rec, json_type=True)
-
-    def history(self, request):
-        q, limit, since = self._query(request)
-        if "box" not in q or "device" not in q:
-            raise HTTPException(404, "not-found")
-        return _reply(200, self.store.history(q["box"], q["device"], max(1, min(limit, 1000)), since), json_type=True)
-
     def health(self, request):
         with self.store.engine.connect() as c:
             c.execute(text("SELECT 1"))
@@ -219,15 +187,15 @@ class Endpoint:
 
 async def _http_error(request, exc):
     reason = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, exc.detail)
-    return _reply(exc.status_code, {"ok": False, "reason": reason}, json_type=True)
+    return Response(_body({"ok": False, "reason": reason}), exc.status_code, headers=exc.headers,
+                    media_type="application/json")
 
 
 def create_app(name, store, keys, window=86400, limits=None):
     """The ASGI application of endpoint `name` (liberty, rescue, ...) over `store`."""
     ep = Endpoint(name, store, keys, window, limits)
-    routes = [Route("/v1/ingest", ep.ingest, methods=["POST"]),
-              Route("/v1/boxes", ep.boxes), Route("/v1/devices", ep.devices), Route("/v1/device", ep.device),
-              Route("/v1/history", ep.history), Route("/v1/health", ep.health)]
+    routes = [Route("/v1/ingest", ep.ingest, methods=["POST"]), Route("/v1/health", ep.health)]
+    routes += ReadApi(store).routes() + Export(store).routes() + portal.routes(store)
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.endpoint = ep
     return app

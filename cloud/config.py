@@ -16,6 +16,7 @@
     cert = "/etc/fleetbox/liberty.pem"
     key = "/etc/fleetbox/liberty.key"
     # client_ca = "..."   a listener that asks for client certificates (provisioning)
+    [smtp]                # notifications (cloud/notify.py): host, port, sender, starttls, user, password
 
 Relative paths are taken from the configuration file's folder.
 """
@@ -42,6 +43,7 @@ class Config:
         self.workers, self.log_level, self.window = int(workers), log_level, int(window)
         self.limits = limits or Limits()
         self.pool_size = int(pool_size)
+        self.smtp = {}          # [smtp]: cloud.notify.Smtp's settings
 
 
 def load(path, database=None, workers=None, log_level=None):
@@ -82,6 +84,7 @@ def load(path, database=None, workers=None, log_level=None):
                      raw.get("pool_size", 8))
     except (TypeError, ValueError) as e:
         raise ConfigError("%s: %s" % (path, e))
+    cfg.smtp = raw.get("smtp") or {}
     if cfg.workers < 1:
         raise ConfigError("%s: workers must be 1 or more" % path)
     return cfg

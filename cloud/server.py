@@ -180,6 +180,9 @@ def serve(config):
         return p
 
     workers = [spawn() for _ in range(config.workers)]
+    if (getattr(config, "smtp", None) or {}).get("every_s"):
+        from cloud import notify
+        notify.start(config.database, config.smtp, stopping)
     try:
         while not stopping.wait(0.5):
             for i, p in enumerate(workers):

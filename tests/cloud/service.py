@@ -24,10 +24,11 @@ class ServiceError(Exception):
 
 class Service:
     def __init__(self, directory, database, workers=1, endpoints=None, log_level="info", limits=None,
-                 pool_size=8):
+                 pool_size=8, extra_toml=()):
         self.dir, self.database, self.workers = directory, database, workers
         self.endpoints = endpoints or {"liberty": "127.77.30.1", "rescue": "127.77.30.2"}
         self.log_level, self.limits, self.pool_size = log_level, limits or {}, pool_size
+        self.extra_toml = list(extra_toml)      # lines after the listeners: tables such as [smtp]
         self.ca = pki.ensure_ca(directory)
         self.ca_der = pki.der(self.ca[1])
         self.manifest = os.path.join(directory, "manifest.json")
@@ -59,7 +60,7 @@ class Service:
             lines += ["[[listener]]", 'name = "%s"' % name, 'address = "%s"' % address, "port = 0",
                       'cert = "%s"' % os.path.basename(cert), 'key = "%s"' % os.path.basename(key)]
         with open(self.config, "w") as f:
-            f.write("\n".join(lines) + "\n")
+            f.write("\n".join(lines + self.extra_toml) + "\n")
 
     def start(self, timeout=60):
         self.write_config()

@@ -11,11 +11,13 @@ import time
 
 import pytest
 
+from cloud import accounts, tenancy
 from cloud.app import Limits
 from cloud.logs import JsonFormatter, event
 from cloud.schema import devices
 from fleetbox import cbor, envelope, https
 from simulator import pki
+from tests.cloud.tenants import http_for
 from tests.interop.test_uplink import T0, box, put_cycle, same, sample_records, stored
 from tests.uplink_kit import Kit
 
@@ -39,9 +41,17 @@ def _url(kit, path, name="liberty"):
 
 
 def get(kit, path):
-    status, body = https.request("GET", _url(kit, path), b"", pki.der(kit.ca[1]),
-                                 [bytes.fromhex(p) for p in kit.pins()], kit.cloud.receivers["liberty"].address)
-    return status, json.loads(body)
+    """GET as the administrator of the dealer that owns the device keys (the box is unclaimed)."""
+    return http_for(kit).get_json(path, admin_token(kit))
+
+
+def admin_token(kit):
+    if not hasattr(kit, "admin_token"):
+        with kit.store.engine.begin() as c:
+            uid = accounts.add_user(c, tenancy.add_dealer(c, "Acme", owns_keys=True), "admin@acme.example",
+                                    "not a secret", "administrator")
+            kit.admin_token = accounts.issue(c, uid, "token")
+    return kit.admin_token
 
 
 def post(kit, body, name="liberty"):
@@ -109,6 +119,7 @@ def test_replies_to_replayed_tampered_and_garbage_envelopes(kit):
 def test_read_api(kit):
     assert post(kit, sealed(kit, 1, 1, n=3))[0] == 200
     assert post(kit, sealed(kit, 2, 2, n=3))[0] == 200
+    assert http_for(kit).get_json("/v1/boxes") == (401, {"ok": False, "reason": "unauthenticated"})
     status, boxes = get(kit, "/v1/boxes")
     assert status == 200 and [(b["box"], b["last_seq"], b["devices"], b["uploads"], b["last_endpoint"])
                               for b in boxes] == [(kit.serial, 2, 3, 2, "liberty")]

@@ -4,7 +4,7 @@ import sys
 
 from sqlalchemy import inspect
 
-from cloud import db
+from cloud import db, tenancy  # noqa: F401 - its tables join cloud.schema's metadata
 from cloud.schema import metadata
 from cloud.store import Store
 
