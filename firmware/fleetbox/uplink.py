@@ -124,6 +124,8 @@ class Uplink:
         connect, TLS, one read or write); between attempts the other tasks run (the health
         task feeds the watchdog)."""
         outgoing, pending = self.delta.encode(upload_id, batch)
+        if batch.get("h"):
+            outgoing["h"] = batch["h"]   # the box's failed-cycle counters (docs/payload.md)
         plaintext = payload(upload_id, outgoing, epoch)
         outgoing = None
         reasons = []
