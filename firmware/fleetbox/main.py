@@ -37,7 +37,7 @@ class App:
         # Vendor profiles: an update on the data partition wins over the firmware's own copy.
         try:
             self.profiles = profiles.load([board.data_dir + "/profiles.json", "/app/profiles.json"])
-        except profiles.ProfileError as e:
+        except (profiles.ProfileError, ValueError, OSError) as e:   # ValueError: not even text
             log(port.WARN, "profiles unusable, standard MIBs only: %s" % e)
             self.profiles = []
         self.devices = devstate.DeviceState(board.data_dir + "/devices.json")

@@ -20,6 +20,7 @@ PAYLOAD_VERSION = 2
 FAILOVER_AFTER = 2          # consecutive failures of an endpoint before the next one is tried
 RETURN_AFTER_S = 600        # while on a fallback endpoint, try the first one again this often
 BACKOFF_BASE_S = 10
+SEQ_ON_FLASH_MAX = 1 << 48  # a larger one is damage: 2^48 uploads would take millions of years
 BACKOFF_MAX_S = 900
 
 
@@ -69,9 +70,14 @@ class Uplink:
     def _read_seq(self):
         try:
             with open(self.seq_path) as f:
-                return int(f.read())
+                seq = int(f.read())
         except (OSError, ValueError):
             return 0
+        if 0 <= seq < SEQ_ON_FLASH_MAX:
+            return seq
+        # damaged: from 0, the cloud's replay answer tells the box where its numbers continue
+        port.log("uplink", port.WARN, "sequence number on flash out of range, starting over: %d" % seq)
+        return 0
 
     def _next_seq(self):
         # Persist first (atomically): after a power cut the box must never reuse a sequence number.

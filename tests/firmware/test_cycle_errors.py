@@ -73,12 +73,14 @@ class Box:
     cycle, a cloud transport that acknowledges every upload. `faults` maps a cycle number
     to the stage that must raise in it."""
 
-    def __init__(self, name, faults, cycles):
+    def __init__(self, name, faults, cycles, prepare=None):
         self.faults = faults
         self.cycles = cycles
         self.uploads = []
         self.leds_after = {}   # cycle -> LED at its end
         d = _fresh(name)
+        if prepare:
+            prepare(d)     # what the data partition holds at boot
         cfg = config.check({"endpoints": [{"url": "https://127.0.0.1:8443/v1/upload", "name": "liberty"}],
                             "targets": ["127.0.0.1"], "intervals": {"full": 1}})
         self.board = FakeBoard(d)
