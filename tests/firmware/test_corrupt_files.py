@@ -35,7 +35,7 @@ def _damage(blob):
 
 
 def test_every_file_damaged_every_way_the_box_still_collects_and_uploads():
-    for i, blob in enumerate(DAMAGE):
+    for blob in DAMAGE:
         box = Box("corrupt", {}, 3, _damage(blob))
         with LogCapture(port.WARN) as log:
             box.run()
