@@ -51,7 +51,17 @@ class App:
         if errors:
             batch["h"] = errors
         stage, self.stage = self.stage, "spool"
-        self.spool.put(lambda f: json.dump(batch, f), klass)
+        evicted = self.spool.evicted
+        try:
+            ident = self.spool.put(lambda f: json.dump(batch, f), klass)
+        finally:
+            gone = self.spool.evicted - evicted
+            if gone:
+                # what the spool's order dropped to make room: the only readings the cloud will not get
+                log(port.WARN, "spool full: evicted batches %s" % " ".join(
+                    str(i) for i in self.spool.evicted_ids[-min(gone, 16):]))
+        # one line per batch: what a soak's accounting (bench/chaos) holds the cloud's store against
+        log(port.INFO, "spooled batch %d: %s, cycle %d, %d records" % (ident, scan, started, len(records)))
         self.stage = stage
 
     async def collect(self, scan="full"):
