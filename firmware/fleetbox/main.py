@@ -34,6 +34,7 @@ class App:
         self.health = health.Health(board)
         self.cycle = 0
         self.stage = None       # the cycle's step under way, named when it fails
+        self.failed = False     # a step of this cycle failed (the LED shows it until a clean cycle)
         # Vendor profiles: an update on the data partition wins over the firmware's own copy.
         try:
             self.profiles = profiles.load([board.data_dir + "/profiles.json", "/app/profiles.json"])
@@ -131,12 +132,14 @@ class App:
             await self.health.network()  # no collection while the cable is out
             self.health.progress()
             self.cycle += 1
+            self.failed = False
             try:
                 reboot = await self.run_cycle(intervals, due, trial)
-                self.health.cycle_ok()
             except Exception as e:  # noqa: BLE001  (a cycle's failure is logged and counted; the loop goes on)
                 reboot = False
                 self.cycle_failed(e)
+            if not self.failed:
+                self.health.cycle_ok()
             if reboot:
                 self.board.reboot()
             port.collect()
@@ -155,9 +158,10 @@ class App:
         for kind in kinds:
             try:
                 await self.collect(kind)
-            finally:
-                # also after a failed collection: the next try waits its interval, no tight retry loop
-                due[kind] = port.ticks_ms() + int(intervals[kind] * 1000)
+            except Exception as e:  # noqa: BLE001  (what is spooled still goes up: a full flash must not stop the drain)
+                self.cycle_failed(e)
+            # also after a failed collection: the next try waits its interval, no tight retry loop
+            due[kind] = port.ticks_ms() + int(intervals[kind] * 1000)
         if "full" in kinds:
             for k in intervals:
                 if k not in ("full", "discovery"):
@@ -172,6 +176,7 @@ class App:
         return bool(trial and trial.after_cycle(bool(kinds), self.uplink.stats["sent"] > 0))
 
     def cycle_failed(self, exc):
+        self.failed = True
         stage = self.stage or "cycle"
         for line in health.traceback_lines(exc):
             log(port.ERROR, line)

@@ -181,3 +181,12 @@ def test_a_flash_fault_in_a_cycle_is_survived():
     assert box.app.health.counters() == {"upload": 1}, box.app.health.counters()
     assert box.board.reboots == 0 and len(box.app.spool) == 0
     assert box.uploads == [1, 2, 3, 3, 4], box.uploads   # batch 2 again: the cloud dedups it
+
+
+def test_a_failed_collection_does_not_stop_the_drain():
+    # cycle 1 cannot upload; cycle 2 cannot spool (a full flash): what waits goes up all the same
+    box = Box("drain", {1: "upload", 2: "spool"}, 3)
+    box.run()
+    assert box.app.health.counters() == {"upload": 1, "spool": 1}, box.app.health.counters()
+    assert box.uploads == [2, 3], box.uploads
+    assert box.leds_after[2] == hal.LED_FAULT and box.leds_after[3] == hal.LED_RUNNING
