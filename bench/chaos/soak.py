@@ -156,8 +156,10 @@ class Soak:
     # -- the run
     def run(self):
         sim = self.sim
-        sim.start()
+        old_handlers = None
         try:
+            sim.start()
+            old_handlers = _stop_on_signals()   # after the cloud's server, which takes SIGINT for itself
             sim.wait_cycles(1, 240)
             self.started = time.monotonic()
             next_fault = self.started + self._gap()
@@ -186,6 +188,10 @@ class Soak:
             return self.account()
         finally:
             sim.stop()
+            if old_handlers:
+                import signal
+                for signum, handler in old_handlers.items():
+                    signal.signal(signum, handler)
 
     def _gap(self):
         return self.rng.uniform(0.3, 1.7) * self.fault_every
@@ -255,6 +261,22 @@ class Soak:
             "batches_missing": sorted(missing), "readings_stored": readings, "duplicates_first": twice[:5],
             "cycle_errors": errors, "fatal": fatal, "exits": self.exits, "boots": hw.boots, "resets": dict(hw.resets),
         }
+
+
+def _stop_on_signals():
+    """Ctrl-C and SIGTERM end the soak through its clean-up (the box, site and cloud stop);
+    returns the handlers they had."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+    old = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        old[signum] = signal.signal(signum, stop)
+    return old
 
 
 def summary(r):
