@@ -76,7 +76,13 @@ class App:
         def on_record(rec):
             pending.append(rec)
             if len(pending) >= BATCH_RECORDS:
-                self._spool(scan, started, pending[:])
+                try:
+                    self._spool(scan, started, pending[:])
+                except Exception as e:  # noqa: BLE001  (raised here it would end a sweep worker)
+                    # the records stay pending: the next batch, or the cycle's last, tries again
+                    self.cycle_failed(e)
+                    self.stage = "collect"
+                    return
                 del pending[:]
 
         client = snmp.Client(timeout_ms=cfg["timeout_ms"], retries=cfg["retries"])

@@ -88,6 +88,8 @@ class Box:
         self.app.wait = self._wait
         self.app.uplink._post = self._post
         self.sealed = []        # the plaintext of every envelope sealed
+        self.printers = 1       # records the sweep finds per cycle
+        self.swept = []         # cycles whose sweep ran to its end
         self._real = (main.sweep, envelope.seal, port.ticks_ms, main.Trial)
         main.Trial = None        # no boot slot to confirm (another test may have put the loader on the path)
         self.now = 0             # the box's ticks: each wait moves them on by what it was asked to wait
@@ -104,8 +106,10 @@ class Box:
         self._fault("collect")
         if self.faults.get(self.app.cycle) == "spool":
             self.app.spool.put = self._broken_put
-        on_record({"serial": "P1", "ip": "127.0.0.1", "counters": {"total": self.app.cycle}})
-        return 1, 1
+        for n in range(self.printers):
+            on_record({"serial": "P%d" % n, "ip": "127.0.0.%d" % (n + 1), "counters": {"total": self.app.cycle}})
+        self.swept.append(self.app.cycle)
+        return self.printers, self.printers
 
     def _broken_put(self, data, klass=0):
         del self.app.spool.put      # the spool's own put again from the next call
@@ -190,3 +194,17 @@ def test_a_failed_collection_does_not_stop_the_drain():
     assert box.app.health.counters() == {"upload": 1, "spool": 1}, box.app.health.counters()
     assert box.uploads == [2, 3], box.uploads
     assert box.leds_after[2] == hal.LED_FAULT and box.leds_after[3] == hal.LED_RUNNING
+
+
+def test_a_batch_that_cannot_be_spooled_mid_sweep_waits_for_the_next():
+    # 12 printers: the first batch of 8 fails to go in, the sweep goes on, the next record's
+    # flush takes those 8 with it (9), the cycle's last batch the other 3
+    box = Box("midsweep", {2: "spool"}, 3)
+    box.printers = 12
+    with LogCapture(port.INFO) as log:
+        box.run()
+    spooled = [line.rsplit(", ", 1)[1] for line in log.lines if "spooled batch" in line]
+    assert spooled == ["8 records", "4 records", "9 records", "3 records", "8 records", "4 records"], spooled
+    assert box.swept == [1, 2, 3], box.swept
+    assert box.app.health.counters() == {"spool": 1}, box.app.health.counters()
+    assert box.app.uplink.stats["sent"] == 6 and len(box.app.spool) == 0, box.app.uplink.stats
