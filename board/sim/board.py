@@ -113,8 +113,11 @@ class Board(hal.Board):
             self._flash_errno = errno
 
     def _flash_fault(self, op, path):
-        # every write to the data partition (fleetbox.port's file functions) fails while the switch is on
-        return self._flash_errno if path.startswith(self.data_dir + "/") else 0
+        # every write to the data partition (fleetbox.port's file functions) fails while the switch
+        # is on; a full flash still deletes (that is how room is made)
+        if not path.startswith(self.data_dir + "/") or (op == "remove" and self._flash_errno == port.ENOSPC):
+            return 0
+        return self._flash_errno
 
     def _install_network(self):
         # Before the firmware imports `socket`: from then on every socket goes through the link.
