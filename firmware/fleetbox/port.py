@@ -195,8 +195,8 @@ _flash_fault = None
 
 def set_flash_fault(fault):
     """Install fault(op, path) -> errno (ENOSPC, EIO) or 0, consulted before each flash write;
-    op is "open", "close" (the data went in, the file is being committed), "rename", "mkdir"
-    or "remove". None: no injected faults."""
+    op is "open", "close" (the data went in, the file is being committed), "rename" or
+    "remove". None: no injected faults."""
     global _flash_fault
     _flash_fault = fault
 
@@ -232,12 +232,6 @@ def remove(path):
     import os
     _flash_check("remove", path)
     os.remove(path)
-
-
-def mkdir(path):
-    import os
-    _flash_check("mkdir", path)
-    os.mkdir(path)
 
 
 # -- the box's log (docs/logging.md): one line per event, "I uplink: sent 3 batches"
