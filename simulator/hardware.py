@@ -8,7 +8,8 @@ of small files (board/sim/board.py lists them). Here the "hardware":
 - tells the ROM why it (re)started it (the `reset` file, a chip's reset-reason register);
 - is the watchdog: started by the box's first feed, it kills and restarts the box
   when the feed counter stops moving for watchdog_s;
-- sets the cable (link file), the power source (power file) and presses the button
+- sets the cable (link file), the power source (power file), the data partition's
+  health (flash file: writes fail with ENOSPC or EIO) and presses the button
   (events/), and reads back the LED and the box's view of its state.
 """
 import json
@@ -59,6 +60,7 @@ class Hardware:
         # A new simulation starts with the cable in and the adapter powering the box.
         self.cable(True)
         self.set_power_source("adapter")
+        self.flash("ok")
 
     def _path(self, name):
         return os.path.join(self.dir, name)
@@ -165,6 +167,12 @@ class Hardware:
     # -- inputs
     def cable(self, plugged):
         _write_atomic(self._path("link"), "up" if plugged else "down")
+
+    def flash(self, mode):
+        """"ok", or how every write to the data partition fails from now on: "enospc" (full), "eio"."""
+        if mode not in ("ok", "enospc", "eio"):
+            raise ValueError("flash is 'ok', 'enospc' or 'eio', not %r" % mode)
+        _write_atomic(self._path("flash"), mode)
 
     def set_power_source(self, source):
         if source not in ("poe", "adapter"):

@@ -32,6 +32,8 @@ FAULTS = """\
   poe | adapter              switch the power source
   button [MS] | long-press   press the button (held 200 ms; long-press holds 6 s: reboot)
   hang                       hang the firmware's loop (the watchdog resets the box)
+  flash-full | flash-eio     every write to the box's data partition fails (ENOSPC / EIO) ...
+  flash-ok                   ... until this
   liberty-down | liberty-up  stop / start a cloud endpoint (also rescue-down, rescue-up)
   printer NAME KIND [k=v]    fault a dynamic printer: down, up, unreachable, slow [delay=S],
                              lossy [loss=0.5], jammed, doorOpen, noPaper, clear
@@ -249,6 +251,10 @@ class Simulation:
             held = int(args[0]) if args else (6000 if verb == "long-press" else 200)
             hw.button(held)
             return "button held %d ms" % held
+        if verb in ("flash-full", "flash-eio", "flash-ok"):
+            mode = {"flash-full": "enospc", "flash-eio": "eio", "flash-ok": "ok"}[verb]
+            hw.flash(mode)
+            return "flash: " + mode
         if verb == "hang":
             hw.hang()
             return "firmware told to hang (the watchdog should reset it)"

@@ -6,7 +6,9 @@ atomic rename (docs/boards.md, "The sim board"):
 
   written by the box        led, watchdog (a counter, bumped on every feed), state.json
   written by the simulator  link ("up"/"down": the cable), power ("poe"/"adapter"),
-                            events/<n> (one line: "button <held ms>" or "hang")
+                            events/<n> (one line: "button <held ms>" or "hang"),
+                            flash ("ok", "enospc" or "eio": how the data partition's
+                            writes fail from now on, the flash-full/flash-eio faults)
 
 The box opens no listening socket: it polls the inputs from its main loop.
 While the cable is out, the network layer refuses every new socket and address
@@ -21,6 +23,7 @@ from fleetbox import port
 
 WATCHDOG_S = 60   # board.yaml hardware.watchdog_s; the simulator may set a shorter one
 ENETDOWN = 100    # Linux errno "Network is down" (MicroPython's errno module lacks the name)
+FLASH_FAULTS = {"ok": 0, "enospc": port.ENOSPC, "eio": port.EIO}
 
 
 def _read(path, default=None):
@@ -70,6 +73,9 @@ class Board(hal.Board):
         self._link = self._read_link()
         self._power = self._read_power()
         self._install_network()
+        self._flash_errno = 0
+        self._read_flash()
+        port.set_flash_fault(self._flash_fault)
         self.led(hal.LED_BOOTING)
 
     # -- the files shared with the simulator
@@ -98,6 +104,20 @@ class Board(hal.Board):
             return hal.POWER_ADAPTER
         p = _read(self._path("power"), hal.POWER_ADAPTER)
         return p if p in (hal.POWER_POE, hal.POWER_ADAPTER) else hal.POWER_UNKNOWN
+
+    def _read_flash(self):
+        mode = _read(self._path("flash"), "ok") if self.state_dir else "ok"
+        errno = FLASH_FAULTS.get(mode, 0)
+        if errno != self._flash_errno:
+            port.log("board", port.WARN, "flash switch: %s (injected fault)" % mode)
+            self._flash_errno = errno
+
+    def _flash_fault(self, op, path):
+        # every write to the data partition (fleetbox.port's file functions) fails while the switch
+        # is on; a full flash still deletes (that is how room is made)
+        if not path.startswith(self.data_dir + "/") or (op == "remove" and self._flash_errno == port.ENOSPC):
+            return 0
+        return self._flash_errno
 
     def _install_network(self):
         # Before the firmware imports `socket`: from then on every socket goes through the link.
@@ -138,6 +158,7 @@ class Board(hal.Board):
     def poll(self):
         if not self.state_dir:
             return []
+        self._read_flash()
         events = self._link_power_changes()
         events += self._input_events()
         if events:

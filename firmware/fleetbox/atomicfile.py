@@ -4,12 +4,12 @@ A rename is atomic on LittleFS and POSIX, so after a power cut at any instant th
 is either the old one or the new one, and at worst a `.tmp` is left behind (readers
 that list a folder, like the spool, delete those).
 """
-import os
+from fleetbox import port
 
 
 def remove_quietly(path):
     try:
-        os.remove(path)
+        port.remove(path)
     except OSError:
         pass
 
@@ -24,13 +24,18 @@ def atomic_write(path, data, tmp=None):
     """
     tmp = tmp or path + ".tmp"
     try:
-        with open(tmp, "wb" if isinstance(data, (bytes, bytearray)) else "w") as f:
+        f = port.open_write(tmp, isinstance(data, (bytes, bytearray)))
+        try:
             if callable(data):
                 data(f)
             else:
                 f.write(data)
             size = f.tell()
-        os.rename(tmp, path)
+        except BaseException:
+            f.close()
+            raise
+        port.close_write(f, tmp)
+        port.rename(tmp, path)
     except OSError:
         remove_quietly(tmp)
         raise

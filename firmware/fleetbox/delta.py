@@ -41,6 +41,8 @@ class DeltaState:
             with open(path) as f:
                 state = json.load(f)
             self.devices, self.next_num, self.base = state["d"], state["n"], state["b"]
+            if not _valid(self.devices, self.next_num, self.base):
+                raise ValueError("damaged")
         except (OSError, ValueError, KeyError, TypeError):
             self.reset()   # no state: everything goes in full, which is always safe
 
@@ -110,6 +112,18 @@ class DeltaState:
             oldest = min(self.devices, key=lambda k: self.devices[k]["n"])
             del self.devices[oldest]
         atomic_write(self.path, json.dumps({"d": self.devices, "n": self.next_num, "b": self.base}))
+
+
+def _valid(devices, next_num, base):
+    """A state file of the right shape (a damaged one would fail every upload after it)."""
+    if not (isinstance(devices, dict) and isinstance(next_num, int) and next_num > 0
+            and (base is None or isinstance(base, int))):
+        return False
+    for dev in devices.values():
+        if not (isinstance(dev, dict) and isinstance(dev.get("n"), int)
+                and isinstance(dev.get("h", {}), dict) and isinstance(dev.get("t", []), list)):
+            return False
+    return True
 
 
 def _delta(rec, n, old, digests, full, cycle):

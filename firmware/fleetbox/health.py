@@ -22,7 +22,7 @@ def _log(level, msg):
     port.log("health", level, msg)
 
 
-def _traceback(exc):
+def traceback_lines(exc):
     """MicroPython: the exception's traceback as lines (CPython's tests need none)."""
     import sys
     if not hasattr(sys, "print_exception"):
@@ -45,6 +45,8 @@ class Health:
         self.uplink = None        # None until the first delivery attempt, then UPLINK_*
         self.updating = False
         self.fault = None
+        self.degraded = None      # why the last cycle failed (the loop went on); None after a clean one
+        self.errors = {}          # stage -> cycles that failed there since boot (uploaded: counters())
         self.wake = False         # a button press asked for a collection now
         now = port.ticks_ms()
         self._progress = now
@@ -54,7 +56,7 @@ class Health:
     # -- the LED state machine
     def led_pattern(self):
         """The pattern for the current state, most urgent first."""
-        if self.fault:
+        if self.fault or self.degraded:
             return hal.LED_FAULT
         if self.updating:
             return hal.LED_UPDATING
@@ -83,6 +85,21 @@ class Health:
     def delivery_failed(self):
         self.uplink = UPLINK_FAILING
         self.show()
+
+    def cycle_failed(self, stage, exc):
+        """A cycle raised at `stage` (collect, spool, upload, ...): count it, show it; the loop goes on."""
+        self.errors[stage] = self.errors.get(stage, 0) + 1
+        self.degraded = "%s: %r" % (stage, exc)
+        self.show()
+
+    def cycle_ok(self):
+        if self.degraded:
+            self.degraded = None
+            self.show()
+
+    def counters(self):
+        """What the cloud learns of the box's own troubles: failed cycles by stage since boot."""
+        return dict(self.errors)
 
     def set_updating(self, on):
         self.updating = bool(on)
@@ -170,7 +187,7 @@ class Health:
     def fatal(self, exc):
         """The app died of an unexpected error: show it, then reset the box."""
         self.fault = repr(exc)
-        for line in _traceback(exc):
+        for line in traceback_lines(exc):
             _log(port.ERROR, line)   # through log(): the threshold, and secrets masked
         _log(port.ERROR, "fault: %s; rebooting in %d s" % (self.fault, self.fault_reboot_s))
         try:

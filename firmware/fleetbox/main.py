@@ -17,6 +17,7 @@ except ImportError:     # run without the loader (CPython unit tests): no trial 
 
 LED_UNPROVISIONED = "unprovisioned"
 BATCH_RECORDS = 8
+FAILED_CYCLE_WAIT_S = 60   # before the next try when a cycle failed before anything was scheduled
 EX_CONFIG = 78      # run()'s result when the box cannot start (sysexits.h: configuration error)
 
 
@@ -33,10 +34,12 @@ class App:
         self.health = health.Health(board)
         self.uplink.on_time = self.health.cloud_time    # only sealed answers set the clock (docs/downlink.md)
         self.cycle = 0
+        self.stage = None       # the cycle's step under way, named when it fails
+        self.failed = False     # a step of this cycle failed (the LED shows it until a clean cycle)
         # Vendor profiles: an update on the data partition wins over the firmware's own copy.
         try:
             self.profiles = profiles.load([board.data_dir + "/profiles.json", "/app/profiles.json"])
-        except profiles.ProfileError as e:
+        except (profiles.ProfileError, ValueError, OSError) as e:   # ValueError: not even text
             log(port.WARN, "profiles unusable, standard MIBs only: %s" % e)
             self.profiles = []
         self.devices = devstate.DeviceState(board.data_dir + "/devices.json")
@@ -46,11 +49,27 @@ class App:
         # JSON on flash: the uplink reads it back to send only what changed (fleetbox.delta).
         klass = {"counters": spool_mod.COUNTERS, "alerts": spool_mod.ALERTS}.get(scan, spool_mod.BULK)
         batch = {"scan": scan, "cycle": started, "records": records}
-        self.spool.put(lambda f: json.dump(batch, f), klass)
+        errors = self.health.counters()
+        if errors:
+            batch["h"] = errors
+        stage, self.stage = self.stage, "spool"
+        evicted = self.spool.evicted
+        try:
+            ident = self.spool.put(lambda f: json.dump(batch, f), klass)
+        finally:
+            gone = self.spool.evicted - evicted
+            if gone:
+                # what the spool's order dropped to make room: the only readings the cloud will not get
+                log(port.WARN, "spool full: evicted batches %s" % " ".join(
+                    str(i) for i in self.spool.evicted_ids[-min(gone, 16):]))
+        # one line per batch: what a soak's accounting (bench/chaos) holds the cloud's store against
+        log(port.INFO, "spooled batch %d: %s, cycle %d, %d records" % (ident, scan, started, len(records)))
+        self.stage = stage
 
     async def collect(self, scan="full"):
         """One sweep of the configured targets; records go to the spool in batches as they come."""
         cfg = self.cfg
+        self.stage = "collect"
         started = port.time_s()
         pending = []
         quiet = []      # markers of devices seen before and silent now (docs/collection.md)
@@ -58,7 +77,13 @@ class App:
         def on_record(rec):
             pending.append(rec)
             if len(pending) >= BATCH_RECORDS:
-                self._spool(scan, started, pending[:])
+                try:
+                    self._spool(scan, started, pending[:])
+                except Exception as e:  # noqa: BLE001  (raised here it would end a sweep worker)
+                    # the records stay pending: the next batch, or the cycle's last, tries again
+                    self.cycle_failed(e)
+                    self.stage = "collect"
+                    return
                 del pending[:]
 
         client = snmp.Client(timeout_ms=cfg["timeout_ms"], retries=cfg["retries"])
@@ -88,6 +113,7 @@ class App:
             return  # cable out: the batches wait in the spool
         if not self.uplink.due():
             return  # backing off after failed drains (docs/uplink.md)
+        self.stage = "upload"
         try:
             n = await self.uplink.drain(self.spool)
             if n:
@@ -112,30 +138,60 @@ class App:
             await self.health.network()  # no collection while the cable is out
             self.health.progress()
             self.cycle += 1
-            now = port.ticks_ms()
-            kinds = [k for k in config.SCAN_KINDS if k in intervals
-                     and port.ticks_diff(now, due.get(k, now)) >= 0]
-            if "full" in kinds:
-                kinds = ["full"]   # a full scan reads what every other kind reads
-            for kind in kinds:
-                await self.collect(kind)
-                due[kind] = port.ticks_ms() + int(intervals[kind] * 1000)
-            if "full" in kinds:
-                for k in intervals:
-                    if k not in ("full", "discovery"):
-                        due[k] = port.ticks_ms() + int(intervals[k] * 1000)
-            await self.upload()
-            if trial and trial.pending and kinds and not self.uplink.stats["sent"] and not len(self.spool):
-                # A site without printers gives nothing to send, yet the trial needs cloud
-                # contact: an empty batch is that contact (the cloud stores no record for it).
-                self._spool(kinds[0], port.time_s(), [])
-                await self.upload()
-            if trial and trial.after_cycle(bool(kinds), self.uplink.stats["sent"] > 0):
+            self.failed = False
+            try:
+                reboot = await self.run_cycle(intervals, due, trial)
+            except Exception as e:  # noqa: BLE001  (a cycle's failure is logged and counted; the loop goes on)
+                reboot = False
+                self.cycle_failed(e)
+            if not self.failed:
+                self.health.cycle_ok()
+            if reboot:
                 self.board.reboot()
             port.collect()
             now = port.ticks_ms()
-            wait = min(port.ticks_diff(due[k], now) for k in due) / 1000
+            wait = min(port.ticks_diff(due[k], now) for k in due) / 1000 if due else FAILED_CYCLE_WAIT_S
             await self.wait(max(1, wait))
+
+    async def run_cycle(self, intervals, due, trial):
+        """Collect what is due, then upload; True when the trial boot asks for a reboot."""
+        self.stage = "schedule"
+        now = port.ticks_ms()
+        kinds = [k for k in config.SCAN_KINDS if k in intervals
+                 and port.ticks_diff(now, due.get(k, now)) >= 0]
+        if "full" in kinds:
+            kinds = ["full"]   # a full scan reads what every other kind reads
+        for kind in kinds:
+            try:
+                await self.collect(kind)
+            except Exception as e:  # noqa: BLE001  (what is spooled still goes up: a full flash must not stop the drain)
+                self.cycle_failed(e)
+            # also after a failed collection: the next try waits its interval, no tight retry loop
+            due[kind] = port.ticks_ms() + int(intervals[kind] * 1000)
+        if "full" in kinds:
+            for k in intervals:
+                if k not in ("full", "discovery"):
+                    due[k] = port.ticks_ms() + int(intervals[k] * 1000)
+        await self.upload()
+        if trial and trial.pending and kinds and not self.uplink.stats["sent"] and not len(self.spool):
+            # A site without printers gives nothing to send, yet the trial needs cloud
+            # contact: an empty batch is that contact (the cloud stores no record for it).
+            self._spool(kinds[0], port.time_s(), [])
+            await self.upload()
+        self.stage = "trial"
+        return bool(trial and trial.after_cycle(bool(kinds), self.uplink.stats["sent"] > 0))
+
+    def cycle_failed(self, exc):
+        self.failed = True
+        stage = self.stage or "cycle"
+        for line in health.traceback_lines(exc):
+            log(port.ERROR, line)
+        log(port.ERROR, "cycle %d failed at %s, going on: %r" % (self.cycle, stage, exc))
+        self.health.cycle_failed(stage, exc)
+        try:
+            self.uplink.close()     # a half-done exchange must not be continued next cycle
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def run(board):

@@ -186,6 +186,54 @@ else:
         return addr[0], addr[1]
 
 
+# -- flash files: every write the firmware makes on the data partition goes through these,
+# so a board (the sim's flash switch) or a test can fail any of them as a full or worn chip does.
+ENOSPC = const(28)
+EIO = const(5)
+_flash_fault = None
+
+
+def set_flash_fault(fault):
+    """Install fault(op, path) -> errno (ENOSPC, EIO) or 0, consulted before each flash write;
+    op is "open", "close" (the data went in, the file is being committed), "rename" or
+    "remove". None: no injected faults."""
+    global _flash_fault
+    _flash_fault = fault
+
+
+def _flash_check(op, path):
+    if _flash_fault is not None:
+        err = _flash_fault(op, path)
+        if err:
+            raise OSError(err)
+
+
+def open_write(path, binary=False):
+    """A file opened for writing (replacing it)."""
+    _flash_check("open", path)
+    return open(path, "wb" if binary else "w")
+
+
+def close_write(f, path):
+    """Commit and close a file open_write() gave; it is closed even when this raises."""
+    try:
+        _flash_check("close", path)
+    finally:
+        f.close()
+
+
+def rename(src, dst):
+    import os
+    _flash_check("rename", dst)
+    os.rename(src, dst)
+
+
+def remove(path):
+    import os
+    _flash_check("remove", path)
+    os.remove(path)
+
+
 # -- the box's log (docs/logging.md): one line per event, "I uplink: sent 3 batches"
 DEBUG = const(0)
 INFO = const(1)

@@ -73,7 +73,11 @@ class Spool:
         e = 0
         while not e:
             e = int.from_bytes(urandom(2), "big")
-        atomic_write(self._path("epoch"), str(e))
+        try:
+            atomic_write(self._path("epoch"), str(e))
+        except OSError as err:
+            # flash full or failing: this boot's epoch still serves; the next boot draws again
+            log("spool", WARN, "epoch not saved: %r" % err)
         return e
 
     def _read_last(self):

@@ -22,6 +22,7 @@ PAYLOAD_VERSION = 2
 FAILOVER_AFTER = 2          # consecutive failures of an endpoint before the next one is tried
 RETURN_AFTER_S = 600        # while on a fallback endpoint, try the first one again this often
 BACKOFF_BASE_S = 10
+SEQ_ON_FLASH_MAX = 1 << 48  # a larger one is damage: 2^48 uploads would take millions of years
 BACKOFF_MAX_S = 900
 MAX_FIXES = 3               # corrective answers (seq, clock) per endpoint and send that earn a resend
 MAX_SEQ_JUMP = 1 << 32      # a last_seq further ahead of the box's own counter is not believed
@@ -76,11 +77,14 @@ class Uplink:
     def _read_seq(self):
         try:
             with open(self.seq_path) as f:
-                v = int(f.read())
-            # A counter no seal could continue from is as good as a lost one: the cloud's 409 restores it.
-            return v if 0 <= v <= downlink.MAX_SEQ else 0
+                seq = int(f.read())
         except (OSError, ValueError):
             return 0
+        if 0 <= seq < SEQ_ON_FLASH_MAX:
+            return seq
+        # damaged: from 0, the cloud's replay answer tells the box where its numbers continue
+        port.log("uplink", port.WARN, "sequence number on flash out of range, starting over: %d" % seq)
+        return 0
 
     def _next_seq(self):
         # Persist first (atomically): after a power cut the box must never reuse a sequence number.
@@ -133,6 +137,8 @@ class Uplink:
         connect, TLS, one read or write); between attempts the other tasks run (the health
         task feeds the watchdog)."""
         outgoing, pending = self.delta.encode(upload_id, batch)
+        if batch.get("h"):
+            outgoing["h"] = batch["h"]   # the box's failed-cycle counters (docs/payload.md)
         plaintext = payload(upload_id, outgoing, epoch)
         outgoing = None
         reasons = []

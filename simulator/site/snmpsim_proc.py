@@ -9,12 +9,12 @@ import os
 import pwd
 import shutil
 import signal
-import stat
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from pathlib import Path
+
+from simulator.unprivileged import python_for_nobody
 
 # snmpsim's own main(), plus a watchdog: if the parent (this Python) dies, exit too.
 _SNMPSIM_BOOT = r"""
@@ -41,19 +41,6 @@ def _unprivileged_port_start() -> int:
         return 1024
 
 
-def _readable_by_others(path: Path) -> bool:
-    """True if 'other' users can traverse every parent of path and read path."""
-    try:
-        path = path.resolve()
-        for p in [*reversed(path.parents), path]:
-            mode = p.stat().st_mode
-            if not mode & stat.S_IXOTH:
-                return False
-        return bool(path.stat().st_mode & stat.S_IROTH)
-    except OSError:
-        return False
-
-
 def _nobody() -> tuple[str, str] | None:
     try:
         user = pwd.getpwnam("nobody").pw_name
@@ -71,12 +58,20 @@ def _root_privileges(devices, cache: Path, args: list, env: dict) -> str:
     """snmpsim refuses to run as root. Its --process-user drops privileges *before*
     asyncio actually binds the sockets, so that only works for ports a non-root user may
     bind, and only if that user can read this Python installation; otherwise it is let
-    run as root. Extends args / env accordingly; returns how it runs."""
+    run as root. Nobody runs a copy of this Python when it cannot read this one
+    (simulator.unprivileged). Extends args / env accordingly; returns how it runs."""
     ports_ok = min(d.port for d in devices) >= _unprivileged_port_start()
-    runtime_ok = all(_readable_by_others(Path(p)) for p in
-                     (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"]))
     nobody = _nobody()
+    runtime_ok = True
+    if ports_ok and nobody:
+        # a Python nobody can run: a copy when this one sits under a 0700 directory
+        try:
+            python, extra = python_for_nobody()
+        except OSError:
+            runtime_ok = False
     if ports_ok and runtime_ok and nobody:
+        args[0] = python
+        env.update(extra)
         user, group = nobody
         os.chown(cache, pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid)
         args += [f"--process-user={user}", f"--process-group={group}"]
@@ -86,7 +81,7 @@ def _root_privileges(devices, cache: Path, args: list, env: dict) -> str:
     if not ports_ok:
         why.append(f"ports below {_unprivileged_port_start()} need root to bind")
     if not runtime_ok:
-        why.append("this Python is not readable by unprivileged users")
+        why.append("no Python unprivileged users can run")
     if not nobody:
         why.append("no nobody user")
     return "root (" + "; ".join(why) + ")"

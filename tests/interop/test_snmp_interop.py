@@ -17,6 +17,7 @@ import time
 import pytest
 
 from fleetbox import ber, snmp
+from simulator.unprivileged import python_for_nobody
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
@@ -44,9 +45,21 @@ SNMPSIM = [sys.executable, "-c", "import sys; from snmpsim.commands.responder im
 
 
 def _as_nobody(cmd):
+    """cmd run as nobody when we are root (snmpsim refuses root), through a Python nobody can
+    run: a copy when this one lives under a directory nobody cannot enter (simulator.unprivileged)."""
     if os.geteuid() == 0:
-        return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] + cmd
+        python = python_for_nobody()[0]
+        return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"] + [
+            python if c == sys.executable else c for c in cmd]
     return cmd
+
+
+def _nobody_env():
+    """The environment for _as_nobody(cmd): the copied Python's home and libraries, if any."""
+    env = dict(os.environ)
+    if os.geteuid() == 0:
+        env.update(python_for_nobody()[1])
+    return env
 
 
 def _wait_answering(port, community, proc, what, log):
@@ -88,7 +101,7 @@ def simsnmp():
     with open(log, "w") as logf:  # it logs every request: never leave that to a pipe
         proc = subprocess.Popen(_as_nobody(SNMPSIM + ["--data-dir=" + data, "--cache-dir=" + cache,
                                                       "--agent-udpv4-endpoint=127.0.0.1:%d" % port]),
-                                stdout=logf, stderr=subprocess.STDOUT)
+                                stdout=logf, stderr=subprocess.STDOUT, env=_nobody_env(), cwd=tmp)
     try:
         _wait_answering(port, RECORDINGS[0], proc, "snmpsim", log)
         yield port

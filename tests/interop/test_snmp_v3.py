@@ -17,8 +17,8 @@ import tempfile
 
 import pytest
 
-from tests.interop.test_snmp_interop import (NET_SNMP_ENV, ROOT, SNMPSIM, WALKS, _as_nobody, _free_port, _stop,
-                                             _wait_answering, net_snmp_walk, run_cpython, run_micropython)
+from tests.interop.test_snmp_interop import (NET_SNMP_ENV, ROOT, SNMPSIM, WALKS, _as_nobody, _free_port, _nobody_env,
+                                             _stop, _wait_answering, net_snmp_walk, run_cpython, run_micropython)
 from pysnmp_v3_agent import USERS
 from fleetbox import snmp
 
@@ -218,7 +218,7 @@ def snmpsim_v3():
                                                       "--v3-auth-key=fleet-auth-key", "--v3-priv-proto=AES256BLMT",
                                                       "--v3-priv-key=fleet-priv-key",
                                                       "--agent-udpv4-endpoint=127.0.0.1:%d" % port]),
-                                stdout=logf, stderr=subprocess.STDOUT)
+                                stdout=logf, stderr=subprocess.STDOUT, env=_nobody_env(), cwd=tmp)
     try:
         _wait_answering(port, "brother", proc, "snmpsim", log)
         yield port
