@@ -11,7 +11,7 @@ for _p in list(sys.path):
 
 import hal  # noqa: E402
 from check import LogCapture  # noqa: E402
-from fleetbox import config, envelope, main, port  # noqa: E402
+from fleetbox import cbor, config, envelope, main, port  # noqa: E402
 
 DEVICE_KEY = "11" * 32
 
@@ -90,6 +90,7 @@ class Box:
         self.sealed = []        # the plaintext of every envelope sealed
         self.printers = 1       # records the sweep finds per cycle
         self.swept = []         # cycles whose sweep ran to its end
+        self.down = 0           # the cloud's down seq
         self._real = (main.sweep, envelope.seal, port.ticks_ms, main.Trial)
         main.Trial = None        # no boot slot to confirm (another test may have put the loader on the path)
         self.now = 0             # the box's ticks: each wait moves them on by what it was asked to wait
@@ -123,7 +124,11 @@ class Box:
     async def _post(self, i, body):
         self._fault("upload")
         self.uploads.append(self.app.cycle)
-        return 204, b""
+        # the cloud's answer: sealed for the box and bound to the envelope it answers (docs/downlink.md)
+        self.down += 1
+        answer = cbor.dumps({"ok": True, "re": envelope.parse_header(body)["seq"]})
+        return 200, self._real[1](bytes.fromhex(DEVICE_KEY), 1, "CYCLE-1", self.down, 0, answer, 2,
+                                  direction=envelope.DOWN)
 
     async def _wait(self, seconds):
         self.leds_after[self.app.cycle] = self.board._led

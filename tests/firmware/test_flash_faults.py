@@ -9,7 +9,7 @@ the file it was replacing as it was and no temporary file behind.
 import os
 import sys
 
-from fleetbox import config, delta, devstate, port, uplink
+from fleetbox import config, delta, devstate, downlink, port, uplink
 from fleetbox.spool import Spool
 
 OPS = ("open", "close", "rename")
@@ -126,12 +126,18 @@ def _site_uplink_seq(d):
     return d + "/uplink.seq", up._next_seq
 
 
-SITES = {"spool batch": _site_spool_batch, "spool last": _site_spool_last, "spool epoch": _site_spool_epoch,
+def _site_down_seq(d):
+    st = downlink.DownState(d + "/down.seq")
+    st.accept(1)
+    return d + "/down.seq", lambda: st.accept(2)
+
+
+SITES = {"down seq": _site_down_seq, "spool batch": _site_spool_batch, "spool last": _site_spool_last, "spool epoch": _site_spool_epoch,
          "devices": _site_devices, "statics": _site_statics, "delta": _site_delta, "uplink seq": _site_uplink_seq}
 
 # module -> the atomic_write calls it holds; a new write site fails test_every_write_site_is_covered
 # until it is added here and to SITES.
-WRITES = {"spool.py": 3, "devstate.py": 2, "delta.py": 1, "uplink.py": 1}
+WRITES = {"spool.py": 3, "devstate.py": 2, "delta.py": 1, "uplink.py": 1, "downlink.py": 1}
 
 
 def _fail(op, errno, hits):
