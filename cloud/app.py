@@ -8,9 +8,10 @@ GET  /v1/history?box=B&device=D[&limit=N][&since=T]   a device's full readings, 
 GET  /v1/health   {"ok": true} once the database answers (for a load balancer)
 
 Every refused upload gets a 4xx with {"ok": false, "reason": ...}, a log line and a row in
-`rejects`; a bug costs its request a 500, never the service. Replies to the box carry as few
-header bytes as the box needs (no Server, Date or, for ingest, Content-Type): they travel on
-every upload.
+`rejects` (the newest rows are kept); before the MAC holds, the answer does not tell whether
+a box or key id exists (PUBLIC_REASON), the log and `rejects` keep the precise reason. A bug
+costs its request a 500, never the service. Replies to the box carry as few header bytes as
+the box needs (no Server, Date or, for ingest, Content-Type): they travel on every upload.
 """
 import asyncio
 import json
@@ -34,7 +35,9 @@ log = logging.getLogger("fleetbox.cloud")
 CLOCK_SLACK_S = 2   # a box clock further off than this gets the cloud's time in the reply
 STATUS = {"malformed": 400, "bad-padding": 400, "unsupported-version": 400, "bad-payload": 400,
           "unknown-key": 403, "bad-mac": 403, "replay": 409, "out-of-window": 409,
-          "length-required": 411, "too-large": 413, "too-slow": 408}
+          "length-required": 411, "too-large": 413, "too-slow": 408, "unauthenticated": 403}
+# What an anonymous caller is told: unknown-key against bad-mac would say which serials and kids exist.
+PUBLIC_REASON = {"unknown-key": "unauthenticated", "bad-mac": "unauthenticated"}
 
 
 class Limits:
@@ -56,6 +59,11 @@ def _reply(status, obj, json_type=False, close=False):
                     media_type="application/json" if json_type else None)
 
 
+class _NoReplayCheck:
+    def last_seq(self, box):
+        return None
+
+
 class Endpoint:
     """One named endpoint's handlers over the shared store."""
 
@@ -63,6 +71,9 @@ class Endpoint:
         self.name, self.store = name, store
         self.limits = limits or Limits()
         self.opener = Opener(keys, store, window)
+        # Opens an authentic envelope that repeats the box's last sequence number: whether it is a
+        # copy of the stored upload or a new batch is the store's decision (store_upload), not the number's.
+        self.reopener = Opener(keys, _NoReplayCheck(), window)
 
     # -- ingest
     async def ingest(self, request):
@@ -112,7 +123,8 @@ class Endpoint:
               self.name, client, reason, detail,
               endpoint=self.name, client=client, reason=reason, detail=detail, status=STATUS.get(reason, 400))
         self.store.reject(self.name, reason, detail)
-        return _reply(STATUS.get(reason, 400), dict({"ok": False, "reason": reason}, **extra), close=close)
+        public = PUBLIC_REASON.get(reason, reason)
+        return _reply(STATUS.get(public, 400), dict({"ok": False, "reason": public}, **extra), close=close)
 
     def _duplicate(self, box, client):
         event(log, logging.INFO, "duplicate", "%s acknowledged a copy of the last envelope from %s", self.name, box,
@@ -121,10 +133,13 @@ class Endpoint:
 
     def _process(self, data, client, t0):
         try:
-            header, plaintext = self.opener.open(data)
+            try:
+                header, plaintext = self.opener.open(data)
+            except CloudEnvelopeError as e:
+                if not e.duplicate:
+                    raise
+                header, plaintext = self.reopener.open(data)
         except CloudEnvelopeError as e:
-            if e.duplicate:
-                return self._duplicate(e.header["device_id"], client)
             if e.reason == "replay":
                 # Only a holder of the box's key gets this far (the MAC was checked): tell it where
                 # its sequence numbers must continue, so a box whose flash was erased recovers.
