@@ -8,12 +8,13 @@ GET  /v1/history?box=B&device=D[&limit=N][&since=T]   a device's full readings, 
 GET  /v1/health   {"ok": true} once the database answers (for a load balancer)
 
 Every answer to an envelope whose MAC checked out is sealed for its box (docs/downlink.md):
-200 stored, 409 replay/out-of-window, 400 bad-padding/bad-payload, each a CBOR map bound to the
-envelope by `re`. What cannot be sealed (no key, bad MAC, not an envelope, HTTP limits) gets a
-plain 4xx {"ok": false, "reason": ...}. Every refusal also gets a log line and a row in
-`rejects`; a bug costs its request a 500, never the service. Replies to the box carry as few
-header bytes as the box needs (no Server, Date or, for ingest, Content-Type): they travel on
-every upload.
+200 stored or duplicate, 409 replay/out-of-window, 400 bad-padding/bad-payload, each a CBOR map
+bound to the envelope by `re`. What cannot be sealed (no key, bad MAC, not an envelope, HTTP
+limits) gets a plain 4xx {"ok": false, "reason": ...}; before the MAC holds, that answer does not
+tell whether a box or key id exists (PUBLIC_REASON), the log and `rejects` keep the precise
+reason. Every refusal gets a log line and a row in `rejects` (the newest rows are kept); a bug
+costs its request a 500, never the service. Replies to the box carry as few header bytes as the
+box needs (no Server, Date or, for ingest, Content-Type): they travel on every upload.
 """
 import asyncio
 import json
@@ -37,7 +38,9 @@ from cloud.store import SeqReplay
 log = logging.getLogger("fleetbox.cloud")
 STATUS = {"malformed": 400, "bad-padding": 400, "unsupported-version": 400, "bad-payload": 400,
           "unknown-key": 403, "bad-mac": 403, "replay": 409, "out-of-window": 409,
-          "length-required": 411, "too-large": 413, "too-slow": 408}
+          "length-required": 411, "too-large": 413, "too-slow": 408, "unauthenticated": 403}
+# What an anonymous caller is told: unknown-key against bad-mac would say which serials and kids exist.
+PUBLIC_REASON = {"unknown-key": "unauthenticated", "bad-mac": "unauthenticated"}
 
 
 class Limits:
@@ -59,6 +62,11 @@ def _reply(status, obj, json_type=False, close=False):
                     media_type="application/json" if json_type else None)
 
 
+class _NoReplayCheck:
+    def last_seq(self, box):
+        return None
+
+
 class Endpoint:
     """One named endpoint's handlers over the shared store."""
 
@@ -66,6 +74,9 @@ class Endpoint:
         self.name, self.store = name, store
         self.limits = limits or Limits()
         self.opener = Opener(keys, store, window)
+        # Opens an authentic envelope that repeats the box's last sequence number: whether it is a
+        # copy of the stored upload or a new batch is the store's decision (store_upload), not the number's.
+        self.reopener = Opener(keys, _NoReplayCheck(), window)
 
     # -- ingest
     async def ingest(self, request):
@@ -116,10 +127,10 @@ class Endpoint:
               self.name, client, reason, detail,
               endpoint=self.name, client=client, reason=reason, detail=detail, status=STATUS.get(reason, 400))
         self.store.reject(self.name, reason, detail)
-        fields = dict({"ok": False, "reason": reason}, **extra)
         if header is not None:
-            return self._sealed(STATUS.get(reason, 400), header, fields)
-        return _reply(STATUS.get(reason, 400), fields, close=close)
+            return self._sealed(STATUS.get(reason, 400), header, dict({"ok": False, "reason": reason}, **extra))
+        public = PUBLIC_REASON.get(reason, reason)
+        return _reply(STATUS.get(public, 400), dict({"ok": False, "reason": public}, **extra), close=close)
 
     def _sealed(self, status, header, fields):
         """The answer to an authenticated envelope, sealed for its box and bound to it by `re`."""
@@ -139,10 +150,13 @@ class Endpoint:
 
     def _process(self, data, client, t0):
         try:
-            header, plaintext = self.opener.open(data)
+            try:
+                header, plaintext = self.opener.open(data)
+            except CloudEnvelopeError as e:
+                if not e.duplicate:
+                    raise
+                header, plaintext = self.reopener.open(data)
         except CloudEnvelopeError as e:
-            if e.duplicate:
-                return self._duplicate(e.header, client)
             if e.reason == "replay":
                 # Only a holder of the box's key gets this far (the MAC was checked): tell it where
                 # its sequence numbers must continue, so a box whose flash was erased recovers.

@@ -21,6 +21,10 @@ from cloud.payload import device_key, lowest_supply, merge
 from cloud.schema import boxes, devices, readings, rejects, uploads
 
 
+MAX_REJECTS = 10000        # rows kept in `rejects`: the newest; the log has them all
+MAX_REJECT_DETAIL = 200    # characters of a refusal's detail kept
+
+
 class SeqReplay(Exception):
     """The envelope's sequence number is not past the box's last one (found under the box's lock:
     another worker stored it or a later one first). .last: the box's last sequence number."""
@@ -36,6 +40,8 @@ def _clock(text):
 
 
 class Store:
+    max_rejects = MAX_REJECTS
+
     def __init__(self, target, migrate=True, pool_size=8):
         """target: a database URL or a SQLite file path. migrate: bring the schema to the newest
         revision first (the service does it once in its parent process)."""
@@ -115,10 +121,12 @@ class Store:
         resync = []
         with self.engine.begin() as c:
             last, current = self._lock_box(c, box)
-            if last >= 0 and seq <= last:
-                raise SeqReplay(last, seq == last)
             if epoch and epoch != current:
                 current = epoch
+            if last >= 0 and seq <= last:
+                # The last number again is a copy only if its upload is stored: after a wipe of the
+                # box's data the same number can carry a new batch, which must be sent again, not lost.
+                raise SeqReplay(last, seq == last and self._stored(c, box, current, upload))
             # The base is checked against the uploads before this one (read first); the insert
             # tells whether this upload id is new (the primary key decides, under the box's lock).
             top = None
@@ -135,6 +143,10 @@ class Store:
             c.execute(self._q_box, {"k_box": box, "k_seq": max(last, seq), "k_seen": now, "k_endpoint": endpoint,
                                     "k_epoch": current})
         return fresh, resync
+
+    def _stored(self, c, box, epoch, upload):
+        return c.execute(select(uploads.c.upload).where(uploads.c.box == box, uploads.c.epoch == epoch,
+                                                        uploads.c.upload == upload)).first() is not None
 
     def _store_records(self, c, box, cycle, scan, items, now, resync):
         """Every item of one batch in order, against the device rows as they stand: three statements
@@ -188,8 +200,12 @@ class Store:
             c.execute(self._upsert_device, list(touched.values()))
 
     def reject(self, endpoint, reason, detail):
+        """Keep a refused upload's reason; only the newest MAX_REJECTS rows stay (anyone can POST junk)."""
         with self.engine.begin() as c:
-            c.execute(rejects.insert().values(at=time.time(), endpoint=endpoint, reason=reason, detail=detail))
+            rid = c.execute(rejects.insert().values(at=time.time(), endpoint=endpoint, reason=reason,
+                                                    detail=str(detail)[:MAX_REJECT_DETAIL])).inserted_primary_key[0]
+            if rid > self.max_rejects:
+                c.execute(delete(rejects).where(rejects.c.id <= rid - self.max_rejects))
 
     # -- queries (the cloud API and the simulator's report)
     def _all(self, q):
