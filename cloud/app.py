@@ -132,11 +132,11 @@ class Endpoint:
         public = PUBLIC_REASON.get(reason, reason)
         return _reply(STATUS.get(public, 400), dict({"ok": False, "reason": public}, **extra), close=close)
 
-    def _sealed(self, status, header, fields):
+    def _sealed(self, status, header, fields, down_seq=None):
         """The answer to an authenticated envelope, sealed for its box and bound to it by `re`."""
         box, kid = header["device_id"], header["kid"]
         fields = dict(fields, re=header["seq"], time=int(time.time()))
-        body = downlink.seal_answer(self.store, self.opener.keys, box, fields, kid=kid)
+        body = downlink.seal_answer(self.store, self.opener.keys, box, fields, kid=kid, seq=down_seq)
         return Response(body, status)
 
     def _duplicate(self, header, client, upload=None):
@@ -172,8 +172,8 @@ class Endpoint:
             return self._refuse("bad-payload", str(e), client, header=header)
         box = header["device_id"]
         try:
-            fresh, resync = self.store.store_upload(box, header["seq"], head["upload"], batch, self.name, len(data),
-                                                    head["epoch"])
+            fresh, resync, down_seq = self.store.ingest(box, header["seq"], head["upload"], batch, self.name,
+                                                        len(data), head["epoch"])
         except SeqReplay as e:   # another worker got a copy or a later envelope in first
             if e.duplicate:
                 return self._duplicate(header, client)
@@ -190,7 +190,7 @@ class Endpoint:
         if resync:
             # The box takes at most 256 device numbers; beyond that everything in full is cheaper.
             reply["resync"] = resync if resync is True or len(resync) <= 256 else True
-        return self._sealed(200, header, reply)
+        return self._sealed(200, header, reply, down_seq)
 
     # -- read API (plain functions: Starlette runs them in its thread pool)
     def _query(self, request):

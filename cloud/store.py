@@ -11,7 +11,10 @@ envelope replayed to the other is still refused. Delta records (docs/payload.md)
 onto the device's full latest record: `devices` and `readings` always hold full records.
 """
 import json
+import re
 import time
+
+import psycopg
 
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -23,6 +26,12 @@ from cloud.schema import boxes, devices, readings, rejects, uploads
 
 MAX_REJECTS = 10000        # rows kept in `rejects`: the newest; the log has them all
 MAX_REJECT_DETAIL = 200    # characters of a refusal's detail kept
+ROWS_PER_INSERT = 500      # rows of one multi-row INSERT: 10 columns each stay under SQLite's 32766 parameters
+MULTI_CACHE = 256          # multi-row INSERT statements kept, by table and row count
+MULTI_COLUMNS = {
+    "readings": ("box", "device", "collected_at", "cycle", "scan", "total", "lowest_supply", "record"),
+    "devices": ("box", "device", "ip", "manufacturer", "model", "serial", "record", "updated", "num", "clock"),
+}
 
 
 class SeqReplay(Exception):
@@ -58,22 +67,18 @@ class Store:
         down = self._insert(boxes).values(box=bindparam("box"), last_seq=-1, epoch=0, down_seq=1)
         self._q_down = down.on_conflict_do_update(index_elements=[boxes.c.box],
                                                   set_={"down_seq": boxes.c.down_seq + 1}).returning(boxes.c.down_seq)
+        self._multi = {}
         self._q_top = select(func.max(uploads.c.upload)).where(uploads.c.box == bindparam("box"),
                                                                 uploads.c.epoch == bindparam("epoch"))
         self._q_upload = self._insert(uploads).on_conflict_do_nothing(
             index_elements=[uploads.c.box, uploads.c.epoch, uploads.c.upload]).returning(uploads.c.upload)
         self._q_named = select(devices.c.device, devices.c.num, devices.c.record, devices.c.clock).where(
             devices.c.box == bindparam("box"), devices.c.num.in_(bindparam("nums", expanding=True)))
+        # The box's new state and the down seq of the answer about to be sealed, in the upload's own
+        # transaction: the answer costs no transaction (and no commit) of its own.
         self._q_box = update(boxes).where(boxes.c.box == bindparam("k_box")).values(
             last_seq=bindparam("k_seq"), last_seen=bindparam("k_seen"), last_endpoint=bindparam("k_endpoint"),
-            epoch=bindparam("k_epoch"))
-        self._q_readings = readings.insert()
-        ins = self._insert(devices)
-        self._upsert_device = ins.on_conflict_do_update(
-            index_elements=[devices.c.box, devices.c.device],
-            set_={"ip": ins.excluded.ip, "manufacturer": ins.excluded.manufacturer, "model": ins.excluded.model,
-                  "serial": ins.excluded.serial, "record": ins.excluded.record, "updated": ins.excluded.updated,
-                  "clock": ins.excluded.clock, "num": func.coalesce(ins.excluded.num, devices.c.num)})
+            epoch=bindparam("k_epoch"), down_seq=boxes.c.down_seq + 1).returning(boxes.c.down_seq)
 
     def close(self):
         self.engine.dispose()
@@ -107,7 +112,14 @@ class Store:
         return row[0], row[1]
 
     def store_upload(self, box, seq, upload, batch, endpoint, nbytes, epoch=None):
-        """Store one decoded batch (cloud.payload.decode_payload) atomically -> (fresh, resync).
+        """Store one decoded batch atomically -> (fresh, resync); see ingest."""
+        return self.ingest(box, seq, upload, batch, endpoint, nbytes, epoch)[:2]
+
+    def ingest(self, box, seq, upload, batch, endpoint, nbytes, epoch=None):
+        """Store one decoded batch (cloud.payload.decode_payload) atomically -> (fresh, resync, down_seq).
+
+        down_seq is the box's next down seq, taken in the same transaction, for the answer that
+        tells the box so (cloud.downlink.seal_answer(..., seq=down_seq)).
 
         fresh is False when this upload id was stored before (nothing is stored again).
         resync is [] when every delta applied to the state held here, True when the box's
@@ -140,9 +152,9 @@ class Store:
                     resync = True
                 items = list(records) + [{"=": seen[i], "@": seen[i + 1]} for i in range(0, len(seen), 2)]
                 self._store_records(c, box, cycle, scan, items, now, resync)
-            c.execute(self._q_box, {"k_box": box, "k_seq": max(last, seq), "k_seen": now, "k_endpoint": endpoint,
-                                    "k_epoch": current})
-        return fresh, resync
+            down_seq = c.execute(self._q_box, {"k_box": box, "k_seq": max(last, seq), "k_seen": now,
+                                               "k_endpoint": endpoint, "k_epoch": current}).scalar_one()
+        return fresh, resync, down_seq
 
     def _stored(self, c, box, epoch, upload):
         return c.execute(select(uploads.c.upload).where(uploads.c.box == box, uploads.c.epoch == epoch,
@@ -194,10 +206,54 @@ class Store:
                             "num": num, "clock": json.dumps(clock)}
         if removed:
             c.execute(delete(devices).where(devices.c.box == box, devices.c.device.in_(removed)))
-        if out_readings:
-            c.execute(self._q_readings, out_readings)
-        if touched:
-            c.execute(self._upsert_device, list(touched.values()))
+        # One multi-row INSERT per table (in slices under SQLite's bound-parameter limit): executemany
+        # costs a statement's driver and database overhead per row.
+        self._insert_rows(c, "readings", out_readings)
+        self._insert_rows(c, "devices", list(touched.values()))
+
+    def _insert_rows(self, c, table, rows):
+        cols = MULTI_COLUMNS[table]
+        for i in range(0, len(rows), ROWS_PER_INSERT):
+            part = rows[i:i + ROWS_PER_INSERT]
+            sql, order = self._multi_insert(table, len(part))
+            values = [row[k] for row in part for k in cols]
+            if self.dialect == "postgresql":
+                # psycopg parses a query of more than 50 %(name)s parameters anew each time (it
+                # caches only smaller ones): a raw cursor takes PostgreSQL's own $n as they are.
+                with psycopg.RawCursor(c.connection.driver_connection) as cur:
+                    cur.execute(sql, values, prepare=True)
+            else:
+                c.exec_driver_sql(sql, tuple(values[i] for i in order))
+
+    def _multi_insert(self, table, n):
+        """(SQL, positional order or None) of an INSERT of n rows, compiled once per
+        (table, n): SQLAlchemy compiles a multi-row VALUES again on every execution, which costs
+        more than the executemany it replaces. Parameters p0, p1, ... row by row: short names keep
+        the text under psycopg's 4 KB limit for caching and preparing a statement."""
+        got = self._multi.get((table, n))
+        if got is None:
+            cols = MULTI_COLUMNS[table]
+            rows = [{k: bindparam("p%d" % (i * len(cols) + j)) for j, k in enumerate(cols)} for i in range(n)]
+            if table == "readings":
+                q = readings.insert().values(rows)
+            else:
+                ins = self._insert(devices).values(rows)
+                q = ins.on_conflict_do_update(
+                    index_elements=[devices.c.box, devices.c.device],
+                    set_={"ip": ins.excluded.ip, "manufacturer": ins.excluded.manufacturer,
+                          "model": ins.excluded.model, "serial": ins.excluded.serial, "record": ins.excluded.record,
+                          "updated": ins.excluded.updated, "clock": ins.excluded.clock,
+                          "num": func.coalesce(ins.excluded.num, devices.c.num)})
+            compiled = q.compile(dialect=self.engine.dialect)
+            # qmark (SQLite): the values in the order the SQL names them (the table's column order)
+            order = [int(name[1:]) for name in compiled.positiontup] if compiled.positional else None
+            sql = str(compiled)
+            if self.dialect == "postgresql":
+                sql = re.sub(r"%\(p(\d+)\)s", lambda m: "$%d" % (int(m.group(1)) + 1), sql).replace("%%", "%")
+            got = sql, order
+            if len(self._multi) < MULTI_CACHE:
+                self._multi[(table, n)] = got
+        return got
 
     def reject(self, endpoint, reason, detail):
         """Keep a refused upload's reason; only the newest MAX_REJECTS rows stay (anyone can POST junk)."""
