@@ -16,7 +16,7 @@ import time
 
 import psycopg
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import ARRAY, Integer, any_, bindparam, cast, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cloud import db
@@ -48,6 +48,19 @@ def _clock(text):
     return json.loads(text) if text else [None, None]
 
 
+def _raw_sql(q, dialect):
+    """(SQL with PostgreSQL's $n parameters, their names in order, default values) of `q`."""
+    compiled = q.compile(dialect=dialect)
+    names = []
+
+    def number(m):
+        if m.group(1) not in names:
+            names.append(m.group(1))
+        return "$%d" % (names.index(m.group(1)) + 1)
+
+    return re.sub(r"%\((\w+)\)s", number, str(compiled)).replace("%%", "%"), names, dict(compiled.params)
+
+
 class Store:
     max_rejects = MAX_REJECTS
 
@@ -72,20 +85,32 @@ class Store:
                                                                 uploads.c.epoch == bindparam("epoch"))
         self._q_upload = self._insert(uploads).on_conflict_do_nothing(
             index_elements=[uploads.c.box, uploads.c.epoch, uploads.c.upload]).returning(uploads.c.upload)
-        self._q_named = select(devices.c.device, devices.c.num, devices.c.record, devices.c.clock).where(
-            devices.c.box == bindparam("box"), devices.c.num.in_(bindparam("nums", expanding=True)))
+        named = select(devices.c.device, devices.c.num, devices.c.record, devices.c.clock)
+        if self.dialect == "postgresql":
+            # One array parameter: the statement's text does not depend on how many are named.
+            self._q_named = named.where(devices.c.box == bindparam("box"),
+                                        devices.c.num == any_(cast(bindparam("nums"), ARRAY(Integer))))
+        else:
+            self._q_named = named.where(devices.c.box == bindparam("box"),
+                                        devices.c.num.in_(bindparam("nums", expanding=True)))
         # The box's new state and the down seq of the answer about to be sealed, in the upload's own
         # transaction: the answer costs no transaction (and no commit) of its own.
         self._q_box = update(boxes).where(boxes.c.box == bindparam("k_box")).values(
             last_seq=bindparam("k_seq"), last_seen=bindparam("k_seen"), last_endpoint=bindparam("k_endpoint"),
             epoch=bindparam("k_epoch"), down_seq=boxes.c.down_seq + 1).returning(boxes.c.down_seq)
+        self._raw = {}
+        if self.dialect == "postgresql":
+            for q in (self._q_lock, self._q_top, self._q_upload, self._q_named, self._q_box):
+                self._raw[q] = _raw_sql(q, self.engine.dialect)
 
     def close(self):
         self.engine.dispose()
 
     # -- replay store interface of cloud.envelope.Opener
     def last_seq(self, box):
-        with self.engine.connect() as c:
+        # Ended by COMMIT, not the ROLLBACK of a plain connect(): psycopg drops every prepared
+        # statement of the connection on a ROLLBACK, and this runs before every upload.
+        with self.engine.begin() as c:
             return c.execute(select(boxes.c.last_seq).where(boxes.c.box == box)).scalar()
 
     def commit(self, box, seq):
@@ -108,7 +133,7 @@ class Store:
     def _lock_box(self, c, box):
         """(last_seq, epoch) of the box with its row locked until the transaction ends; a box seen
         for the first time gets a row (last_seq -1) that only its committing transaction shows."""
-        row = c.execute(self._q_lock, {"box": box}).one()
+        row = self._run(c, self._q_lock, {"box": box})[0]
         return row[0], row[1]
 
     def store_upload(self, box, seq, upload, batch, endpoint, nbytes, epoch=None):
@@ -143,18 +168,29 @@ class Store:
             # tells whether this upload id is new (the primary key decides, under the box's lock).
             top = None
             if batch.get("base") is not None:
-                top = c.execute(self._q_top, {"box": box, "epoch": current}).scalar()
+                top = self._run(c, self._q_top, {"box": box, "epoch": current})[0][0]
             row = {"box": box, "epoch": current, "upload": upload, "scan": scan, "cycle": cycle,
                    "records": len(records) + len(seen), "endpoint": endpoint, "received": now, "bytes": nbytes}
-            fresh = c.execute(self._q_upload, row).first() is not None
+            fresh = bool(self._run(c, self._q_upload, row))
             if fresh:
                 if batch.get("base") is not None and top != batch["base"]:
                     resync = True
                 items = list(records) + [{"=": seen[i], "@": seen[i + 1]} for i in range(0, len(seen), 2)]
                 self._store_records(c, box, cycle, scan, items, now, resync)
-            down_seq = c.execute(self._q_box, {"k_box": box, "k_seq": max(last, seq), "k_seen": now,
-                                               "k_endpoint": endpoint, "k_epoch": current}).scalar_one()
+            down_seq = self._run(c, self._q_box, {"k_box": box, "k_seq": max(last, seq), "k_seen": now,
+                                                  "k_endpoint": endpoint, "k_epoch": current})[0][0]
         return fresh, resync, down_seq
+
+    def _run(self, c, q, params):
+        """Rows of one of ingest's statements. On PostgreSQL through a raw cursor with the SQL built
+        at start: SQLAlchemy's own execution costs more Python per statement than the database's work."""
+        raw = self._raw.get(q)
+        if raw is None:
+            return c.execute(q, params).all()
+        sql, names, defaults = raw
+        with psycopg.RawCursor(c.connection.driver_connection) as cur:
+            cur.execute(sql, [params[n] if n in params else defaults[n] for n in names], prepare=True)
+            return cur.fetchall() if cur.description else []
 
     def _stored(self, c, box, epoch, upload):
         return c.execute(select(uploads.c.upload).where(uploads.c.box == box, uploads.c.epoch == epoch,
@@ -163,9 +199,9 @@ class Store:
     def _store_records(self, c, box, cycle, scan, items, now, resync):
         """Every item of one batch in order, against the device rows as they stand: three statements
         (read the devices named, add the readings, upsert the devices) whatever the batch's size."""
-        nums = {item.get("#", item.get("=")) for item in items}
+        nums = {item.get("#", item.get("=")) for item in items} - {None}
         rows = {}     # device -> [num, record dict or None (not read), clock]
-        for dev, num, rec, clock in c.execute(self._q_named, {"box": box, "nums": list(nums)}):
+        for dev, num, rec, clock in self._run(c, self._q_named, {"box": box, "nums": list(nums)}) if nums else ():
             rows[dev] = [num, rec, clock]
         removed, touched, out_readings = set(), {}, []
         for item in items:
