@@ -98,9 +98,10 @@ class Store:
         self._q_box = update(boxes).where(boxes.c.box == bindparam("k_box")).values(
             last_seq=bindparam("k_seq"), last_seen=bindparam("k_seen"), last_endpoint=bindparam("k_endpoint"),
             epoch=bindparam("k_epoch"), down_seq=boxes.c.down_seq + 1).returning(boxes.c.down_seq)
+        self._q_last = select(boxes.c.last_seq).where(boxes.c.box == bindparam("box"))
         self._raw = {}
         if self.dialect == "postgresql":
-            for q in (self._q_lock, self._q_top, self._q_upload, self._q_named, self._q_box):
+            for q in (self._q_last, self._q_lock, self._q_top, self._q_upload, self._q_named, self._q_box):
                 self._raw[q] = _raw_sql(q, self.engine.dialect)
 
     def close(self):
@@ -111,7 +112,8 @@ class Store:
         # Ended by COMMIT, not the ROLLBACK of a plain connect(): psycopg drops every prepared
         # statement of the connection on a ROLLBACK, and this runs before every upload.
         with self.engine.begin() as c:
-            return c.execute(select(boxes.c.last_seq).where(boxes.c.box == box)).scalar()
+            rows = self._run(c, self._q_last, {"box": box})
+            return rows[0][0] if rows else None
 
     def commit(self, box, seq):
         with self.engine.begin() as c:
