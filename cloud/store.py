@@ -44,6 +44,13 @@ class SeqReplay(Exception):
         self.duplicate = duplicate
 
 
+def _column_int(value):
+    """An integer for a BIGINT column, else None: a printer's absurd counter (2^64-1) stays in the
+    record's JSON but must not fail the whole upload (and so every other printer's data)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and -(1 << 63) <= value < 1 << 63 \
+        else None
+
+
 def _clock(text):
     return json.loads(text) if text else [None, None]
 
@@ -233,7 +240,7 @@ class Store:
                     removed.add(other)
             blob = json.dumps(rec, sort_keys=True)
             out_readings.append({"box": box, "device": dev, "collected_at": rec.get("collected_at"), "cycle": cycle,
-                                 "scan": scan, "total": (rec.get("counters") or {}).get("total"),
+                                 "scan": scan, "total": _column_int((rec.get("counters") or {}).get("total")),
                                  "lowest_supply": lowest_supply(rec), "record": blob})
             prev = rows.get(dev)
             row_num = num if num is not None else (prev[0] if prev else None)

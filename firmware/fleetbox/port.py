@@ -332,9 +332,18 @@ def consteq(a, b):
 
 
 def cloud_suites(names):
-    """The cipher suites the box offers the cloud: ECDHE (forward secrecy) with an AEAD only,
-    no static RSA, no CBC (docs/uplink.md)."""
-    return [n for n in names if "-ECDHE-" in n and ("-GCM-" in n or "CHACHA20" in n or n.endswith("-CCM"))]
+    """The cipher suites the box offers the cloud, of those its mbedtls build has (names as
+    mbedtls spells them): ECDHE (forward secrecy) with AES-GCM, AES-CCM or ChaCha20-Poly1305,
+    and TLS 1.3's own suites (all AEAD, all ephemeral); no static RSA, no PSK, no CBC, no
+    8-byte CCM tags (docs/uplink.md). A TLS 1.3 build given no 1.3 suite cannot connect."""
+    out = []
+    for n in names:
+        if "CCM-8" in n:
+            continue
+        if n.startswith("TLS1-3-") or (("-ECDHE-ECDSA-" in n or "-ECDHE-RSA-" in n) and (
+                "CHACHA20-POLY1305" in n or ("-AES-" in n and ("-GCM-" in n or n.endswith("-CCM"))))):
+            out.append(n)
+    return out
 
 
 def _mp_tls_context(ca_der):

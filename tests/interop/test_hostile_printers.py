@@ -123,3 +123,23 @@ def test_a_flooding_printer_costs_little(scan):
     # dropped; the printer then looks silent (no record), after a handful of requests.
     _, records, _, work, _ = scan
     assert NET + "25" not in records and work[NET + "25"] <= 6
+
+
+def test_what_the_hostile_printers_gave_travels_to_the_cloud_unchanged(scan, tmp_path):
+    import asyncio
+    from tests.interop.test_uplink import box
+    from tests.uplink_kit import Kit
+    _, records, _, _, _ = scan
+    d = tmp_path / "cloud"
+    d.mkdir()
+    kit = Kit(str(d), (NET + "240", 0), (NET + "241", 0)).start()
+    try:
+        spool, up = box(kit, tmp_path)
+        spool.put(json.dumps({"scan": "full", "cycle": 1, "records": list(records.values())}))
+        assert asyncio.run(up.drain(spool)) == 1
+        stored = {r["ip"]: r for r in kit.store.devices(kit.serial)}
+    finally:
+        kit.stop()
+    assert stored.keys() == records.keys()
+    for address, rec in records.items():
+        assert stored[address]["serial"] == rec["serial"] and stored[address]["counters"] == rec["counters"], address
