@@ -6,12 +6,13 @@ The read API (cloud/readapi.py), the CSV export (cloud/export.py) and the dashbo
 (cloud/portal) are mounted here too; they need a signed-in caller (cloud/auth.py).
 
 Every answer to an envelope whose MAC checked out is sealed for its box (docs/downlink.md):
-200 stored, 409 replay/out-of-window, 400 bad-padding/bad-payload, each a CBOR map bound to the
-envelope by `re`. What cannot be sealed (no key, bad MAC, not an envelope, HTTP limits) gets a
-plain 4xx {"ok": false, "reason": ...}. Every refusal also gets a log line and a row in
-`rejects`; a bug costs its request a 500, never the service. Replies to the box carry as few
-header bytes as the box needs (no Server, Date or, for ingest, Content-Type): they travel on
-every upload.
+200 stored or duplicate, 409 replay/out-of-window, 400 bad-padding/bad-payload, each a CBOR map
+bound to the envelope by `re`. What cannot be sealed (no key, bad MAC, not an envelope, HTTP
+limits) gets a plain 4xx {"ok": false, "reason": ...}; before the MAC holds, that answer does not
+tell whether a box or key id exists (PUBLIC_REASON), the log and `rejects` keep the precise
+reason. Every refusal gets a log line and a row in `rejects` (the newest rows are kept); a bug
+costs its request a 500, never the service. Replies to the box carry as few header bytes as the
+box needs (no Server, Date or, for ingest, Content-Type): they travel on every upload.
 """
 import asyncio
 import json
@@ -38,7 +39,9 @@ from cloud.store import SeqReplay
 log = logging.getLogger("fleetbox.cloud")
 STATUS = {"malformed": 400, "bad-padding": 400, "unsupported-version": 400, "bad-payload": 400,
           "unknown-key": 403, "bad-mac": 403, "replay": 409, "out-of-window": 409,
-          "length-required": 411, "too-large": 413, "too-slow": 408}
+          "length-required": 411, "too-large": 413, "too-slow": 408, "unauthenticated": 403}
+# What an anonymous caller is told: unknown-key against bad-mac would say which serials and kids exist.
+PUBLIC_REASON = {"unknown-key": "unauthenticated", "bad-mac": "unauthenticated"}
 
 
 class Limits:
@@ -60,6 +63,11 @@ def _reply(status, obj, json_type=False, close=False):
                     media_type="application/json" if json_type else None)
 
 
+class _NoReplayCheck:
+    def last_seq(self, box):
+        return None
+
+
 class Endpoint:
     """One named endpoint's handlers over the shared store."""
 
@@ -67,6 +75,9 @@ class Endpoint:
         self.name, self.store = name, store
         self.limits = limits or Limits()
         self.opener = Opener(keys, store, window)
+        # Opens an authentic envelope that repeats the box's last sequence number: whether it is a
+        # copy of the stored upload or a new batch is the store's decision (store_upload), not the number's.
+        self.reopener = Opener(keys, _NoReplayCheck(), window)
 
     # -- ingest
     async def ingest(self, request):
@@ -117,16 +128,16 @@ class Endpoint:
               self.name, client, reason, detail,
               endpoint=self.name, client=client, reason=reason, detail=detail, status=STATUS.get(reason, 400))
         self.store.reject(self.name, reason, detail)
-        fields = dict({"ok": False, "reason": reason}, **extra)
         if header is not None:
-            return self._sealed(STATUS.get(reason, 400), header, fields)
-        return _reply(STATUS.get(reason, 400), fields, close=close)
+            return self._sealed(STATUS.get(reason, 400), header, dict({"ok": False, "reason": reason}, **extra))
+        public = PUBLIC_REASON.get(reason, reason)
+        return _reply(STATUS.get(public, 400), dict({"ok": False, "reason": public}, **extra), close=close)
 
-    def _sealed(self, status, header, fields):
+    def _sealed(self, status, header, fields, down_seq=None):
         """The answer to an authenticated envelope, sealed for its box and bound to it by `re`."""
         box, kid = header["device_id"], header["kid"]
         fields = dict(fields, re=header["seq"], time=int(time.time()))
-        body = downlink.seal_answer(self.store, self.opener.keys, box, fields, kid=kid)
+        body = downlink.seal_answer(self.store, self.opener.keys, box, fields, kid=kid, seq=down_seq)
         return Response(body, status)
 
     def _duplicate(self, header, client, upload=None):
@@ -140,10 +151,13 @@ class Endpoint:
 
     def _process(self, data, client, t0):
         try:
-            header, plaintext = self.opener.open(data)
+            try:
+                header, plaintext = self.opener.open(data)
+            except CloudEnvelopeError as e:
+                if not e.duplicate:
+                    raise
+                header, plaintext = self.reopener.open(data)
         except CloudEnvelopeError as e:
-            if e.duplicate:
-                return self._duplicate(e.header, client)
             if e.reason == "replay":
                 # Only a holder of the box's key gets this far (the MAC was checked): tell it where
                 # its sequence numbers must continue, so a box whose flash was erased recovers.
@@ -159,8 +173,8 @@ class Endpoint:
             return self._refuse("bad-payload", str(e), client, header=header)
         box = header["device_id"]
         try:
-            fresh, resync = self.store.store_upload(box, header["seq"], head["upload"], batch, self.name, len(data),
-                                                    head["epoch"])
+            fresh, resync, down_seq = self.store.ingest(box, header["seq"], head["upload"], batch, self.name,
+                                                        len(data), head["epoch"])
         except SeqReplay as e:   # another worker got a copy or a later envelope in first
             if e.duplicate:
                 return self._duplicate(header, client)
@@ -177,7 +191,7 @@ class Endpoint:
         if resync:
             # The box takes at most 256 device numbers; beyond that everything in full is cheaper.
             reply["resync"] = resync if resync is True or len(resync) <= 256 else True
-        return self._sealed(200, header, reply)
+        return self._sealed(200, header, reply, down_seq)
 
     def health(self, request):
         with self.store.engine.connect() as c:

@@ -10,6 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from psycopg.types.numeric import Int8BinaryDumper, Int8Dumper
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 
@@ -49,8 +50,18 @@ def make_engine(target, pool_size=8):
 
         return engine
     if url.get_backend_name() == "postgresql":
-        return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
-                             connect_args={"options": "-c statement_timeout=%d" % PG_STATEMENT_TIMEOUT_MS})
+        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+                               connect_args={"options": "-c statement_timeout=%d" % PG_STATEMENT_TIMEOUT_MS})
+
+        @event.listens_for(engine, "connect")
+        def _pg_connect(dbapi_conn, _record):
+            # psycopg sends a Python int as int2, int4 or int8 by its value, and a prepared
+            # statement is per parameter types: one type keeps each statement prepared once.
+            adapters = dbapi_conn.adapters
+            adapters.register_dumper(int, Int8Dumper)
+            adapters.register_dumper(int, Int8BinaryDumper)
+
+        return engine
     raise ValueError("unsupported database %r: use sqlite:///PATH or postgresql://..." % url.drivername)
 
 

@@ -50,14 +50,15 @@ def _key(keys, device_id, kid):
     return kid, key
 
 
-def seal_answer(store_or_conn, keys, device_id, fields, kid=None, now=None, iv=None):
-    """The sealed answer (bytes) to `device_id` carrying `fields`, under the next down seq."""
+def seal_answer(store_or_conn, keys, device_id, fields, kid=None, now=None, iv=None, seq=None):
+    """The sealed answer (bytes) to `device_id` carrying `fields`, under the next down seq (or
+    `seq`, one the caller took already, e.g. in its upload's transaction: cloud.store.Store.ingest)."""
     kid, key = _key(keys, device_id, kid)
     plaintext = encode(fields)
-    if isinstance(store_or_conn, tuple):
+    if seq is None and isinstance(store_or_conn, tuple):
         store, conn = store_or_conn
         seq = store.next_down_seq(device_id, conn)
-    else:
+    elif seq is None:
         seq = store_or_conn.next_down_seq(device_id)
     ts = int(time.time() if now is None else now)
     body = envelope.seal(key, kid, device_id, seq, ts, plaintext, CT_ANSWER, iv, envelope.DOWN)

@@ -11,14 +11,27 @@ envelope replayed to the other is still refused. Delta records (docs/payload.md)
 onto the device's full latest record: `devices` and `readings` always hold full records.
 """
 import json
+import re
 import time
 
-from sqlalchemy import bindparam, delete, func, select, update
+import psycopg
+
+from sqlalchemy import ARRAY, Integer, any_, bindparam, cast, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cloud import db
 from cloud.payload import device_key, lowest_supply, merge
 from cloud.schema import boxes, devices, readings, rejects, uploads
+
+
+MAX_REJECTS = 10000        # rows kept in `rejects`: the newest; the log has them all
+MAX_REJECT_DETAIL = 200    # characters of a refusal's detail kept
+ROWS_PER_INSERT = 500      # rows of one multi-row INSERT: 10 columns each stay under SQLite's 32766 parameters
+MULTI_CACHE = 256          # multi-row INSERT statements kept, by table and row count
+MULTI_COLUMNS = {
+    "readings": ("box", "device", "collected_at", "cycle", "scan", "total", "lowest_supply", "record"),
+    "devices": ("box", "device", "ip", "manufacturer", "model", "serial", "record", "updated", "num", "clock"),
+}
 
 
 class SeqReplay(Exception):
@@ -31,11 +44,33 @@ class SeqReplay(Exception):
         self.duplicate = duplicate
 
 
+def _column_int(value):
+    """An integer for a BIGINT column, else None: a printer's absurd counter (2^64-1) stays in the
+    record's JSON but must not fail the whole upload (and so every other printer's data)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and -(1 << 63) <= value < 1 << 63 \
+        else None
+
+
 def _clock(text):
     return json.loads(text) if text else [None, None]
 
 
+def _raw_sql(q, dialect):
+    """(SQL with PostgreSQL's $n parameters, their names in order, default values) of `q`."""
+    compiled = q.compile(dialect=dialect)
+    names = []
+
+    def number(m):
+        if m.group(1) not in names:
+            names.append(m.group(1))
+        return "$%d" % (names.index(m.group(1)) + 1)
+
+    return re.sub(r"%\((\w+)\)s", number, str(compiled)).replace("%%", "%"), names, dict(compiled.params)
+
+
 class Store:
+    max_rejects = MAX_REJECTS
+
     def __init__(self, target, migrate=True, pool_size=8):
         """target: a database URL or a SQLite file path. migrate: bring the schema to the newest
         revision first (the service does it once in its parent process)."""
@@ -52,30 +87,40 @@ class Store:
         down = self._insert(boxes).values(box=bindparam("box"), last_seq=-1, epoch=0, down_seq=1)
         self._q_down = down.on_conflict_do_update(index_elements=[boxes.c.box],
                                                   set_={"down_seq": boxes.c.down_seq + 1}).returning(boxes.c.down_seq)
+        self._multi = {}
         self._q_top = select(func.max(uploads.c.upload)).where(uploads.c.box == bindparam("box"),
                                                                 uploads.c.epoch == bindparam("epoch"))
         self._q_upload = self._insert(uploads).on_conflict_do_nothing(
             index_elements=[uploads.c.box, uploads.c.epoch, uploads.c.upload]).returning(uploads.c.upload)
-        self._q_named = select(devices.c.device, devices.c.num, devices.c.record, devices.c.clock).where(
-            devices.c.box == bindparam("box"), devices.c.num.in_(bindparam("nums", expanding=True)))
+        named = select(devices.c.device, devices.c.num, devices.c.record, devices.c.clock)
+        if self.dialect == "postgresql":
+            # One array parameter: the statement's text does not depend on how many are named.
+            self._q_named = named.where(devices.c.box == bindparam("box"),
+                                        devices.c.num == any_(cast(bindparam("nums"), ARRAY(Integer))))
+        else:
+            self._q_named = named.where(devices.c.box == bindparam("box"),
+                                        devices.c.num.in_(bindparam("nums", expanding=True)))
+        # The box's new state and the down seq of the answer about to be sealed, in the upload's own
+        # transaction: the answer costs no transaction (and no commit) of its own.
         self._q_box = update(boxes).where(boxes.c.box == bindparam("k_box")).values(
             last_seq=bindparam("k_seq"), last_seen=bindparam("k_seen"), last_endpoint=bindparam("k_endpoint"),
-            epoch=bindparam("k_epoch"))
-        self._q_readings = readings.insert()
-        ins = self._insert(devices)
-        self._upsert_device = ins.on_conflict_do_update(
-            index_elements=[devices.c.box, devices.c.device],
-            set_={"ip": ins.excluded.ip, "manufacturer": ins.excluded.manufacturer, "model": ins.excluded.model,
-                  "serial": ins.excluded.serial, "record": ins.excluded.record, "updated": ins.excluded.updated,
-                  "clock": ins.excluded.clock, "num": func.coalesce(ins.excluded.num, devices.c.num)})
+            epoch=bindparam("k_epoch"), down_seq=boxes.c.down_seq + 1).returning(boxes.c.down_seq)
+        self._q_last = select(boxes.c.last_seq).where(boxes.c.box == bindparam("box"))
+        self._raw = {}
+        if self.dialect == "postgresql":
+            for q in (self._q_last, self._q_lock, self._q_top, self._q_upload, self._q_named, self._q_box):
+                self._raw[q] = _raw_sql(q, self.engine.dialect)
 
     def close(self):
         self.engine.dispose()
 
     # -- replay store interface of cloud.envelope.Opener
     def last_seq(self, box):
-        with self.engine.connect() as c:
-            return c.execute(select(boxes.c.last_seq).where(boxes.c.box == box)).scalar()
+        # Ended by COMMIT, not the ROLLBACK of a plain connect(): psycopg drops every prepared
+        # statement of the connection on a ROLLBACK, and this runs before every upload.
+        with self.engine.begin() as c:
+            rows = self._run(c, self._q_last, {"box": box})
+            return rows[0][0] if rows else None
 
     def commit(self, box, seq):
         with self.engine.begin() as c:
@@ -97,11 +142,18 @@ class Store:
     def _lock_box(self, c, box):
         """(last_seq, epoch) of the box with its row locked until the transaction ends; a box seen
         for the first time gets a row (last_seq -1) that only its committing transaction shows."""
-        row = c.execute(self._q_lock, {"box": box}).one()
+        row = self._run(c, self._q_lock, {"box": box})[0]
         return row[0], row[1]
 
     def store_upload(self, box, seq, upload, batch, endpoint, nbytes, epoch=None):
-        """Store one decoded batch (cloud.payload.decode_payload) atomically -> (fresh, resync).
+        """Store one decoded batch atomically -> (fresh, resync); see ingest."""
+        return self.ingest(box, seq, upload, batch, endpoint, nbytes, epoch)[:2]
+
+    def ingest(self, box, seq, upload, batch, endpoint, nbytes, epoch=None):
+        """Store one decoded batch (cloud.payload.decode_payload) atomically -> (fresh, resync, down_seq).
+
+        down_seq is the box's next down seq, taken in the same transaction, for the answer that
+        tells the box so (cloud.downlink.seal_answer(..., seq=down_seq)).
 
         fresh is False when this upload id was stored before (nothing is stored again).
         resync is [] when every delta applied to the state held here, True when the box's
@@ -115,33 +167,50 @@ class Store:
         resync = []
         with self.engine.begin() as c:
             last, current = self._lock_box(c, box)
-            if last >= 0 and seq <= last:
-                raise SeqReplay(last, seq == last)
             if epoch and epoch != current:
                 current = epoch
+            if last >= 0 and seq <= last:
+                # The last number again is a copy only if its upload is stored: after a wipe of the
+                # box's data the same number can carry a new batch, which must be sent again, not lost.
+                raise SeqReplay(last, seq == last and self._stored(c, box, current, upload))
             # The base is checked against the uploads before this one (read first); the insert
             # tells whether this upload id is new (the primary key decides, under the box's lock).
             top = None
             if batch.get("base") is not None:
-                top = c.execute(self._q_top, {"box": box, "epoch": current}).scalar()
+                top = self._run(c, self._q_top, {"box": box, "epoch": current})[0][0]
             row = {"box": box, "epoch": current, "upload": upload, "scan": scan, "cycle": cycle,
                    "records": len(records) + len(seen), "endpoint": endpoint, "received": now, "bytes": nbytes}
-            fresh = c.execute(self._q_upload, row).first() is not None
+            fresh = bool(self._run(c, self._q_upload, row))
             if fresh:
                 if batch.get("base") is not None and top != batch["base"]:
                     resync = True
                 items = list(records) + [{"=": seen[i], "@": seen[i + 1]} for i in range(0, len(seen), 2)]
                 self._store_records(c, box, cycle, scan, items, now, resync)
-            c.execute(self._q_box, {"k_box": box, "k_seq": max(last, seq), "k_seen": now, "k_endpoint": endpoint,
-                                    "k_epoch": current})
-        return fresh, resync
+            down_seq = self._run(c, self._q_box, {"k_box": box, "k_seq": max(last, seq), "k_seen": now,
+                                                  "k_endpoint": endpoint, "k_epoch": current})[0][0]
+        return fresh, resync, down_seq
+
+    def _run(self, c, q, params):
+        """Rows of one of ingest's statements. On PostgreSQL through a raw cursor with the SQL built
+        at start: SQLAlchemy's own execution costs more Python per statement than the database's work."""
+        raw = self._raw.get(q)
+        if raw is None:
+            return c.execute(q, params).all()
+        sql, names, defaults = raw
+        with psycopg.RawCursor(c.connection.driver_connection) as cur:
+            cur.execute(sql, [params[n] if n in params else defaults[n] for n in names], prepare=True)
+            return cur.fetchall() if cur.description else []
+
+    def _stored(self, c, box, epoch, upload):
+        return c.execute(select(uploads.c.upload).where(uploads.c.box == box, uploads.c.epoch == epoch,
+                                                        uploads.c.upload == upload)).first() is not None
 
     def _store_records(self, c, box, cycle, scan, items, now, resync):
         """Every item of one batch in order, against the device rows as they stand: three statements
         (read the devices named, add the readings, upsert the devices) whatever the batch's size."""
-        nums = {item.get("#", item.get("=")) for item in items}
+        nums = {item.get("#", item.get("=")) for item in items} - {None}
         rows = {}     # device -> [num, record dict or None (not read), clock]
-        for dev, num, rec, clock in c.execute(self._q_named, {"box": box, "nums": list(nums)}):
+        for dev, num, rec, clock in self._run(c, self._q_named, {"box": box, "nums": list(nums)}) if nums else ():
             rows[dev] = [num, rec, clock]
         removed, touched, out_readings = set(), {}, []
         for item in items:
@@ -171,7 +240,7 @@ class Store:
                     removed.add(other)
             blob = json.dumps(rec, sort_keys=True)
             out_readings.append({"box": box, "device": dev, "collected_at": rec.get("collected_at"), "cycle": cycle,
-                                 "scan": scan, "total": (rec.get("counters") or {}).get("total"),
+                                 "scan": scan, "total": _column_int((rec.get("counters") or {}).get("total")),
                                  "lowest_supply": lowest_supply(rec), "record": blob})
             prev = rows.get(dev)
             row_num = num if num is not None else (prev[0] if prev else None)
@@ -182,14 +251,62 @@ class Store:
                             "num": num, "clock": json.dumps(clock)}
         if removed:
             c.execute(delete(devices).where(devices.c.box == box, devices.c.device.in_(removed)))
-        if out_readings:
-            c.execute(self._q_readings, out_readings)
-        if touched:
-            c.execute(self._upsert_device, list(touched.values()))
+        # One multi-row INSERT per table (in slices under SQLite's bound-parameter limit): executemany
+        # costs a statement's driver and database overhead per row.
+        self._insert_rows(c, "readings", out_readings)
+        self._insert_rows(c, "devices", list(touched.values()))
+
+    def _insert_rows(self, c, table, rows):
+        cols = MULTI_COLUMNS[table]
+        for i in range(0, len(rows), ROWS_PER_INSERT):
+            part = rows[i:i + ROWS_PER_INSERT]
+            sql, order = self._multi_insert(table, len(part))
+            values = [row[k] for row in part for k in cols]
+            if self.dialect == "postgresql":
+                # psycopg parses a query of more than 50 %(name)s parameters anew each time (it
+                # caches only smaller ones): a raw cursor takes PostgreSQL's own $n as they are.
+                with psycopg.RawCursor(c.connection.driver_connection) as cur:
+                    cur.execute(sql, values, prepare=True)
+            else:
+                c.exec_driver_sql(sql, tuple(values[i] for i in order))
+
+    def _multi_insert(self, table, n):
+        """(SQL, positional order or None) of an INSERT of n rows, compiled once per
+        (table, n): SQLAlchemy compiles a multi-row VALUES again on every execution, which costs
+        more than the executemany it replaces. Parameters p0, p1, ... row by row: short names keep
+        the text under psycopg's 4 KB limit for caching and preparing a statement."""
+        got = self._multi.get((table, n))
+        if got is None:
+            cols = MULTI_COLUMNS[table]
+            rows = [{k: bindparam("p%d" % (i * len(cols) + j)) for j, k in enumerate(cols)} for i in range(n)]
+            if table == "readings":
+                q = readings.insert().values(rows)
+            else:
+                ins = self._insert(devices).values(rows)
+                q = ins.on_conflict_do_update(
+                    index_elements=[devices.c.box, devices.c.device],
+                    set_={"ip": ins.excluded.ip, "manufacturer": ins.excluded.manufacturer,
+                          "model": ins.excluded.model, "serial": ins.excluded.serial, "record": ins.excluded.record,
+                          "updated": ins.excluded.updated, "clock": ins.excluded.clock,
+                          "num": func.coalesce(ins.excluded.num, devices.c.num)})
+            compiled = q.compile(dialect=self.engine.dialect)
+            # qmark (SQLite): the values in the order the SQL names them (the table's column order)
+            order = [int(name[1:]) for name in compiled.positiontup] if compiled.positional else None
+            sql = str(compiled)
+            if self.dialect == "postgresql":
+                sql = re.sub(r"%\(p(\d+)\)s", lambda m: "$%d" % (int(m.group(1)) + 1), sql).replace("%%", "%")
+            got = sql, order
+            if len(self._multi) < MULTI_CACHE:
+                self._multi[(table, n)] = got
+        return got
 
     def reject(self, endpoint, reason, detail):
+        """Keep a refused upload's reason; only the newest MAX_REJECTS rows stay (anyone can POST junk)."""
         with self.engine.begin() as c:
-            c.execute(rejects.insert().values(at=time.time(), endpoint=endpoint, reason=reason, detail=detail))
+            rid = c.execute(rejects.insert().values(at=time.time(), endpoint=endpoint, reason=reason,
+                                                    detail=str(detail)[:MAX_REJECT_DETAIL])).inserted_primary_key[0]
+            if rid > self.max_rejects:
+                c.execute(delete(rejects).where(rejects.c.id <= rid - self.max_rejects))
 
     # -- queries (the cloud API and the simulator's report)
     def _all(self, q):

@@ -25,11 +25,14 @@ class Board(hal.Board):
     has_rtc = False              # the RTC does not survive a power cut: time comes from the cloud
 
     def __init__(self, rom, slot):
+        # First: the watchdog at the app's period. rom.lock_down started it at power-on for the
+        # loader; making it again reconfigures its timeout on the esp32 port (were it not to, the
+        # boot period would stay: still a watchdog).
+        self.watchdog_ms = WATCHDOG_S * 1000
+        self._wdt = machine.WDT(timeout=self.watchdog_ms)
         hal.Board.__init__(self)
         self.rom = rom
         self.slot = slot
-        self.watchdog_ms = WATCHDOG_S * 1000
-        self._wdt = None
         # Status LED: a 125 ms timer steps through the pattern's blink code (hal.LED_BLINK).
         self._led_pin = machine.Pin(PIN_LED, machine.Pin.OUT, value=0)
         self._code = hal.LED_BLINK[hal.LED_BOOTING]
@@ -106,8 +109,6 @@ class Board(hal.Board):
         return events
 
     def feed_watchdog(self):
-        if self._wdt is None:
-            self._wdt = machine.WDT(timeout=self.watchdog_ms)   # cannot be stopped once started
         self._wdt.feed()
 
     def reboot(self):

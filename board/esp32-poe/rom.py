@@ -8,6 +8,50 @@ import esp32
 
 flash_path = None
 
+# The watchdog runs from the first line of main.py: a failure anywhere in the boot resets the
+# box instead of leaving it at a prompt. The loader's work (verifying a slot, a rescue retry
+# every 60 s) fits this; the app's board re-arms it at board.yaml's watchdog_s.
+BOOT_WATCHDOG_S = 150
+DUPTERM_SLOTS = 2            # MicroPython's esp32 port: dupterm slots (WebREPL, a UART)
+DEVELOPMENT_MARKER = "devrepl.mpy"   # on the loader partition: keep the REPL (docs/boards.md)
+watchdog = None
+
+
+def development():
+    """True when the loader partition carries the development marker (fbtool flash writes that
+    partition at the bench only; nothing in the field writes it)."""
+    import os
+    return DEVELOPMENT_MARKER in os.listdir("/")
+
+
+def lock_down():
+    """First thing at power-on: start the watchdog, then close MicroPython's UART REPL."""
+    global watchdog
+    import machine
+    watchdog = machine.WDT(timeout=BOOT_WATCHDOG_S * 1000)
+    if development():
+        return
+    import micropython
+    import os
+    micropython.kbd_intr(-1)          # Ctrl-C on UART0 no longer breaks into the REPL
+    for slot in range(DUPTERM_SLOTS):
+        try:
+            os.dupterm(None, slot)    # no duplicated terminal (WebREPL, another UART) stays attached
+        except (ValueError, OSError):
+            pass
+
+
+def run():
+    """main.py: lock down, run the fleetbox loader; whatever it does after, never fall through to
+    MicroPython's prompt (a shell on the box): reset (but on a development flash)."""
+    lock_down()
+    try:
+        import boot  # noqa: F401  (the loader runs at import)
+    finally:
+        if not development():
+            import machine
+            machine.reset()
+
 
 def partition(name):
     found = esp32.Partition.find(esp32.Partition.TYPE_DATA, label=name)
@@ -30,9 +74,12 @@ _led_timer = None
 
 
 def led(pattern):
-    """The status LED (GPIO 33, board.yaml) before any board code runs: the loader's rescue."""
+    """The status LED (GPIO 33, board.yaml) before any board code runs: the loader's rescue, which
+    calls it on every retry (so it also feeds the boot watchdog: the rescue loop is alive)."""
     global _led_timer
     import machine
+    if watchdog is not None:
+        watchdog.feed()
     pin = machine.Pin(33, machine.Pin.OUT)
     code = _BLINK.get(pattern, "1")
     step = [0]

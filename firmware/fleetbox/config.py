@@ -99,6 +99,11 @@ def check(cfg):
         out["pins"] = [binascii.unhexlify(p) for p in out["pins"]]
     except (ValueError, TypeError):
         raise ConfigError("pins must be hex SPKI SHA-256 digests")
+    # TLS policy (docs/uplink.md): the pin is what the box trusts, so no endpoint goes without one.
+    if any(len(p) != 32 for p in out["pins"]):
+        raise ConfigError("pins must be SPKI SHA-256 digests of 32 bytes (64 hex digits)")
+    if out["endpoints"] and (not out["pins"] or out["ca"] is None):
+        raise ConfigError("endpoints need a ca and at least one pin")
     out["communities"] = [c.encode() if isinstance(c, str) else c for c in out["communities"]]
     if out["log_level"] not in port.LEVELS:
         raise ConfigError("log_level must be one of %s" % ", ".join(port.LEVELS))

@@ -92,6 +92,8 @@ class Connection:
         if ca_der is None:
             raise HttpError("no CA configured: refusing an unverified connection")
         self.host, self.port, self.path = split_url(url)
+        if not pins or any(len(p) != 32 for p in pins):
+            raise PinError("pins must be one or more SPKI SHA-256 digests (32 bytes): the pin is what is trusted")
         self.ca, self.pins, self.resolve = ca_der, pins, resolve
         self.proxy = proxy
         self.timeout_s = timeout_s
@@ -118,7 +120,7 @@ class Connection:
         except Exception:
             sock.close()
             raise
-        if self.pins and (leaf is None or spki_sha256(leaf) not in self.pins):
+        if leaf is None or spki_sha256(leaf) not in self.pins:
             s.close()
             raise PinError("server key of %s matches no pin" % self.host)
         self.sock = s
@@ -198,7 +200,7 @@ class Connection:
         except BaseException:
             sock.close()
             raise
-        if self.pins and spki_sha256(leaf) not in self.pins:
+        if spki_sha256(leaf) not in self.pins:
             s.close()
             raise PinError("server key of %s matches no pin" % self.host)
         self.sock = s

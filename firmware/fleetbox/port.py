@@ -379,12 +379,31 @@ def consteq(a, b):
     return r == 0
 
 
+def cloud_suites(names):
+    """The cipher suites the box offers the cloud, of those its mbedtls build has (names as
+    mbedtls spells them): ECDHE (forward secrecy) with AES-GCM, AES-CCM or ChaCha20-Poly1305,
+    and TLS 1.3's own suites (all AEAD, all ephemeral); no static RSA, no PSK, no CBC, no
+    8-byte CCM tags (docs/uplink.md). A TLS 1.3 build given no 1.3 suite cannot connect."""
+    out = []
+    for n in names:
+        if "CCM-8" in n:
+            continue
+        if n.startswith("TLS1-3-") or (("-ECDHE-ECDSA-" in n or "-ECDHE-RSA-" in n) and (
+                "CHACHA20-POLY1305" in n or ("-AES-" in n and ("-GCM-" in n or n.endswith("-CCM"))))):
+            out.append(n)
+    return out
+
+
 def _mp_tls_context(ca_der):
-    """MicroPython: a client context verifying against ca_der, and the dict {depth: DER}
-    its verify callback fills, so the caller can pin the leaf's key."""
+    """MicroPython: a client context for the cloud, and the dict {depth: DER} its verify
+    callback fills, so the caller can pin the leaf's key and see the chain reach ca_der.
+
+    CERT_OPTIONAL: mbedtls's verdict also judges validity dates by a clock the box may not
+    have yet (it learns the time from the cloud); the pin is what is trusted (docs/uplink.md)."""
     import tls
     ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
-    ctx.verify_mode = tls.CERT_REQUIRED
+    ctx.verify_mode = tls.CERT_OPTIONAL
+    ctx.set_ciphers(cloud_suites(ctx.get_ciphers()))
     ctx.load_verify_locations(ca_der)
     chain = {}
 
@@ -404,10 +423,12 @@ def tls_wrap(sock, server_hostname, ca_der):
     if MICROPYTHON:
         ctx, chain = _mp_tls_context(ca_der)
         s = ctx.wrap_socket(sock, server_hostname=server_hostname)
+        _chained(s, chain, ca_der)
         return s, chain.get(0)
     import ssl
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL")
     ctx.load_verify_locations(cadata=bytes(ca_der))
     s = ctx.wrap_socket(sock, server_hostname=server_hostname)
     return s, s.getpeercert(True)
@@ -458,7 +479,19 @@ async def tls_handshake(sock, server_hostname, ca_der):
         else:
             s.close()
             raise OSError("server spoke before the TLS handshake was done")
+    _chained(s, chain, ca_der)
     return s, chain[0]
+
+
+def _chained(s, chain, ca_der):
+    """The server's chain, as mbedtls built it, must end in the configured CA (a certificate of
+    another CA is refused even before its key meets the pins)."""
+    ca = bytes(ca_der)
+    for depth, cert in chain.items():
+        if depth and cert == ca:
+            return
+    s.close()
+    raise ValueError("the server's certificate is not from the configured CA")
 
 
 def key_host(key):

@@ -10,6 +10,11 @@ Eviction (when more than max_items batches or max_bytes bytes are held): the bat
 with the lowest rank goes first, the oldest among equals. Ranks: BULK (full and
 other inventory scans) 0, COUNTERS 1, ALERTS 2, and the newest COUNTERS batch 3:
 alerts and the latest counters go last. docs/uplink.md has the whole policy.
+
+A batch read back must have the shape the uplink encodes ({"scan", "cycle", "records":
+[{...}]}); one that does not (flash corruption that still parses, an older format) is
+dropped with a log like an unreadable one: at the head of the queue it would stop every
+drain, on every boot.
 """
 import os
 
@@ -20,6 +25,10 @@ SUFFIX = ".b"
 BULK, COUNTERS, ALERTS = 0, 1, 2
 _LATEST_COUNTERS = 3
 ENOSPC = 28
+# Default bound of the spool's bytes: the smallest data partition (esp32-poe, 864 KiB of
+# 4 KiB blocks) holds it with room for LittleFS's copy-on-write, config and uplink state.
+DEFAULT_MAX_BYTES = 384 * 1024
+_MAX_DEPTH = 24     # containers nested in a record (CBOR refuses beyond 32 with the envelope's own)
 
 
 def _parse(name):
@@ -33,11 +42,53 @@ def _parse(name):
     return int(ident), int(klass)
 
 
+def batch_problem(batch):
+    """Why `batch` (as read back from flash) cannot be encoded for upload, or None."""
+    if not isinstance(batch, dict):
+        return "not an object"
+    if not isinstance(batch.get("scan"), (str, type(None))):
+        return "scan is not a string"
+    if not _number_or_none(batch.get("cycle")):
+        return "cycle is not a number"
+    records = batch.get("records")
+    if not isinstance(records, list):
+        return "records is not a list"
+    for rec in records:
+        if not isinstance(rec, dict):
+            return "a record is not an object"
+        if not (_number_or_none(rec.get("collected_at")) and _number_or_none(rec.get("uptime_s"))):
+            return "a record's clock is not a number"
+        if _too_deep(rec):
+            return "a record nests deeper than %d" % _MAX_DEPTH
+    return None
+
+
+def _number_or_none(v):
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def _too_deep(value):
+    # Iterative: a hostile nesting must not exhaust MicroPython's small C stack either.
+    level = [value]
+    for _ in range(_MAX_DEPTH):
+        nxt = []
+        for v in level:
+            if isinstance(v, dict):
+                nxt.extend(v.values())
+            elif isinstance(v, list):
+                nxt.extend(v)
+        if not nxt:
+            return False
+        level = nxt
+    return any(isinstance(v, (dict, list)) for v in level)
+
+
 class Spool:
     def __init__(self, directory, max_items=256, max_bytes=None):
+        """max_bytes None: DEFAULT_MAX_BYTES (a spool is never unbounded: the flash is not)."""
         self.dir = directory
         self.max_items = max_items
-        self.max_bytes = max_bytes
+        self.max_bytes = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
         try:
             os.mkdir(directory)
         except OSError:
@@ -123,8 +174,7 @@ class Spool:
         self._ids.append(ident)
         self._size[ident] = size
         self.bytes += size
-        while len(self._ids) > 1 and (len(self._ids) > self.max_items or
-                                      (self.max_bytes is not None and self.bytes > self.max_bytes)):
+        while len(self._ids) > 1 and (len(self._ids) > self.max_items or self.bytes > self.max_bytes):
             self._evict(self._victim())
         return ident
 
@@ -148,16 +198,25 @@ class Spool:
 
     def peek(self, reader=None):
         """(id, bytes) of the oldest batch, or None when empty; (id, reader(file)) when a reader
-        is given (json.load streams the batch instead of reading it whole)."""
+        is given (json.load streams the batch instead of reading it whole), a batch of the
+        shape the uplink encodes: any other is dropped (batch_problem)."""
         while self._ids:
             ident = self._ids[0]
             try:
                 with open(self._file(ident), "rb" if reader is None else "r") as f:
-                    return ident, f.read() if reader is None else reader(f)
+                    if reader is None:
+                        return ident, f.read()
+                    batch = reader(f)
+                problem = batch_problem(batch)
+                if problem is None:
+                    return ident, batch
+                batch = None
+                raise ValueError(problem)
             except OSError:
                 self._forget(ident)
             except ValueError as e:
-                # Unreadable (flash corruption): it can never be sent, and must not block the queue.
+                # Unreadable (flash corruption) or of the wrong shape: it can never be sent, and
+                # must not block the queue.
                 log("spool", WARN, "batch %d unreadable, dropped: %s" % (ident, e))
                 self.corrupt += 1
                 self.ack(ident)

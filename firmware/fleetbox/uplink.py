@@ -89,7 +89,11 @@ class Uplink:
     def _next_seq(self):
         # Persist first (atomically): after a power cut the box must never reuse a sequence number.
         self.seq += 1
-        atomic_write(self.seq_path, str(self.seq))
+        try:
+            atomic_write(self.seq_path, str(self.seq))
+        except OSError as e:
+            # Flash full or failing: no upload without a persisted number; the batch stays spooled.
+            raise UplinkError("cannot persist the sequence number: %s" % _describe(e))
         return self.seq
 
     def _conn(self, i):

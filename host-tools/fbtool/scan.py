@@ -1,8 +1,14 @@
-"""`fbtool scan`: run the firmware's collector once on MicroPython and show what it found."""
+"""`fbtool scan`: run the firmware's collector once on MicroPython and show what it found.
+
+A printer's strings are shown through `printable()`: control characters and terminal escapes
+a printer sends (or rich markup) must not act on the engineer's terminal. The records keep
+the data as the printer sent it (`--json` escapes it the JSON way).
+"""
 import json
 import os
 import subprocess
 import sys
+import unicodedata
 
 from . import paths
 from .errors import FatalError
@@ -76,7 +82,7 @@ def run(target_specs, community="public", version="2c", port=161, exclude=(), ti
         elif line.startswith("DONE "):
             probed = int(line.split()[1])
         elif line.strip() and verbose:
-            print(line, file=sys.stderr)   # the box's log (quiet scans drop even the unlevelled lines)
+            print(printable(line, None), file=sys.stderr)   # the box's log (quiet scans drop even the unlevelled lines)
     if proc.returncode != 0 or probed is None:
         out = (proc.stderr or proc.stdout).strip()
         last = out.split("\n")[-1] if out else "exit status %d" % proc.returncode
@@ -97,6 +103,25 @@ def compiled_profiles():
     return out
 
 
+DISPLAY_CHARS = 64     # a table cell shows at most this much of a printer's string
+
+
+def printable(value, limit=DISPLAY_CHARS):
+    """`value` as text safe for a terminal: control and format characters (C0, DEL, C1, bidi
+    overrides, zero-width ones) become visible escapes (\\x1b), long text is cut with an ellipsis."""
+    out = []
+    for ch in str(value):
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            out.append("\\x%02x" % ord(ch) if ord(ch) < 0x100 else "\\u%04x" % ord(ch) if ord(ch) < 0x10000
+                       else "\\U%08x" % ord(ch))
+        else:
+            out.append(ch)
+    text = "".join(out)
+    if limit is not None and len(text) > limit:
+        text = text[:limit - 1] + "\u2026"
+    return text
+
+
 def lowest_supply(rec):
     levels = [s["percent"] for s in rec.get("supplies") or [] if s.get("percent") is not None]
     return min(levels) if levels else None
@@ -104,13 +129,15 @@ def lowest_supply(rec):
 
 def table(records, title):
     from rich.table import Table
+    from rich.text import Text
     t = Table(title=title)
     for col in ("address", "vendor", "model", "serial", "total pages", "lowest supply %"):
         t.add_column(col, justify="right" if col in ("total pages", "lowest supply %") else "left")
     for r in records:
         low = lowest_supply(r)
         total = (r.get("counters") or {}).get("total")
-        t.add_row("%s:%d" % (r["ip"], r["port"]) if r.get("port", 161) != 161 else r["ip"],
-                  r.get("manufacturer") or "?", r.get("model") or "?", r.get("serial") or "-",
-                  "-" if total is None else str(total), "-" if low is None else str(low))
+        cells = ("%s:%d" % (r["ip"], r["port"]) if r.get("port", 161) != 161 else r["ip"],
+                 r.get("manufacturer") or "?", r.get("model") or "?", r.get("serial") or "-",
+                 "-" if total is None else total, "-" if low is None else low)
+        t.add_row(*(Text(printable(c)) for c in cells))    # Text: no rich markup either
     return t

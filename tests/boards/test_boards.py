@@ -96,7 +96,7 @@ def test_esp32_poe_builds_and_flashes_a_raw_image(tmp_path):
     bs = board["flash"]["block_size"]
     vfs = flash.read_lfs(flash.read_partition(str(img), board, "vfs"), bs)
     assert sorted(vfs.listdir("/")) == ["boot.mpy", "bootstate.mpy", "main.py", "rom.mpy"]
-    assert vfs.open("main.py").read() == "import boot\n"
+    assert vfs.open("main.py").read() == "import rom\nrom.run()\n"
     slot = flash.read_lfs(flash.read_partition(str(img), board, "slot_a"), bs)
     assert "board.mpy" in slot.listdir("/")
 

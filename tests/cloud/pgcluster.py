@@ -89,6 +89,11 @@ class Cluster:
         except OSError:
             return ""
 
+    def postmaster_pid(self):
+        """The server's process id (first line of postmaster.pid): benchmarks read its CPU."""
+        with open(os.path.join(self.data, "postmaster.pid")) as f:
+            return int(f.readline())
+
     def stop(self):
         if self.dir is None:
             return

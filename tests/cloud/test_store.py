@@ -48,3 +48,57 @@ def test_racing_copies_of_one_envelope_store_it_once(database):
         assert store.last_seq("B") == 27
     finally:
         store.close()
+
+
+def test_an_upload_takes_its_answers_down_seq_in_its_own_transaction(database):
+    """ingest's down seq continues the box's sequence with the answers sealed apart from an upload
+    (refusals), and a refused upload (rolled back) spends none."""
+    store = Store(database)
+    try:
+        assert store.ingest("B", 1, 1, batch(2), "liberty", 100)[2] == 1
+        assert store.next_down_seq("B") == 2
+        fresh, resync, down = store.ingest("B", 2, 1, batch(2), "liberty", 100)     # a copy under a new seq
+        assert (fresh, resync, down) == (False, [], 3)
+        try:
+            store.ingest("B", 2, 2, batch(2), "liberty", 100)
+            raise AssertionError("a replayed seq was stored")
+        except SeqReplay as e:
+            assert e.last == 2 and not e.duplicate
+        assert store.down_seq("B") == 3
+        assert store.ingest("B", 3, 2, batch(2), "liberty", 100)[2] == 4
+        assert store.down_seq("B") == 4 and store.last_seq("B") == 3
+    finally:
+        store.close()
+
+
+def test_large_and_mixed_batches_are_stored_whole_in_multi_row_inserts(database, monkeypatch):
+    """Batches of more rows than one INSERT takes, integers of every size and None in one
+    statement, devices named by number and a delta against them (payload v2's "seen") come back
+    as sent."""
+    import cloud.store
+    monkeypatch.setattr(cloud.store, "ROWS_PER_INSERT", 7)
+    store = Store(database)
+    try:
+        sizes = (1, 7, 8, 23, 3)
+        for upload, n in enumerate(sizes, start=1):
+            b = batch(n)
+            for i, rec in enumerate(b["records"]):
+                rec["#"] = i
+                rec["collected_at"] = (1 << 40) + i if i % 2 else i
+                rec["counters"]["total"] = None if i % 3 == 0 else (1 << 33) * i
+            assert store.ingest("B", upload, upload, b, "liberty", 100)[:2] == (True, [])
+        seen = {"scan": "full", "cycle": 2000, "records": [], "seen": [0, 5, 22, 6], "base": None}
+        assert store.ingest("B", 9, 9, seen, "liberty", 100)[:2] == (True, [])
+        assert len(store.device_keys("B")) == 23
+        assert len(store.uploads("B")) == len(sizes) + 1
+        assert len(store.history("B", "S0")) == len(sizes) + 1
+        assert len(store.history("B", "S22")) == 2 and len(store.history("B", "S8")) == 1
+        for i in (0, 1, 21, 22):
+            dev = store.device("B", "S%d" % i)
+            assert dev["counters"]["total"] == (None if i % 3 == 0 else (1 << 33) * i)
+            if i in (0, 22):
+                assert dev["collected_at"] == 2005 + (i == 22)   # the cycle plus the offset "@"
+            else:
+                assert dev["collected_at"] == (1 << 40) + i
+    finally:
+        store.close()

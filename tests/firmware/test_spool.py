@@ -113,7 +113,39 @@ def test_an_unreadable_batch_is_dropped_not_blocking():
     d = _fresh("corrupt")
     s = Spool(d)
     bad = s.put(b'{"scan": "full", "rec')      # torn by flash corruption
-    good = s.put(b'{"scan": "full"}')
-    assert s.peek(json.load) == (good, {"scan": "full"})
+    good = s.put(b'{"scan": "full", "records": []}')
+    assert s.peek(json.load) == (good, {"scan": "full", "records": []})
     assert s.corrupt == 1 and len(s) == 1
     assert Spool(d).put(b"{}") == good + 1 and bad < good   # ids still never repeat
+
+
+def test_a_batch_of_the_wrong_shape_is_dropped_not_blocking():
+    # Valid JSON that the uplink cannot encode: at the head of the queue it stopped every drain.
+    import json
+    d = _fresh("shape")
+    s = Spool(d)
+    deep = {"records": [{"x": 0}]}
+    inner = deep["records"][0]
+    for _ in range(40):
+        inner["x"] = [{}]
+        inner = inner["x"][0]
+    bad = [s.put(json.dumps(b)) for b in (
+        [1, 2], 7, "full", None, {"scan": "full"}, {"records": {"a": 1}}, {"records": [3]},
+        {"records": [], "cycle": "soon"}, {"records": [], "scan": 5}, {"records": [], "cycle": True},
+        {"records": [{"collected_at": "noon"}]}, {"records": [{"uptime_s": [1]}]}, deep)]
+    good = s.put(json.dumps({"scan": "counters", "cycle": 5, "records": [{"ip": "127.0.0.1", "uptime_s": 3}]}))
+    ident, batch = s.peek(json.load)
+    assert ident == good and batch["records"][0]["uptime_s"] == 3
+    assert s.corrupt == len(bad) and s.ids() == [good]
+
+
+def test_an_unbounded_byte_size_is_not_the_default():
+    from fleetbox.spool import DEFAULT_MAX_BYTES
+    d = _fresh("defbytes")
+    s = Spool(d)
+    assert s.max_bytes == DEFAULT_MAX_BYTES and 0 < DEFAULT_MAX_BYTES <= 512 * 1024
+    big = b"x" * (DEFAULT_MAX_BYTES // 4)
+    for _ in range(6):
+        s.put(big)
+    assert s.bytes <= DEFAULT_MAX_BYTES and len(s) == 4 and s.evicted == 2
+    assert Spool(d, max_bytes=None).max_bytes == DEFAULT_MAX_BYTES

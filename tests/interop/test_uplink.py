@@ -267,7 +267,7 @@ def test_replayed_bitflipped_and_garbage_envelopes_get_4xx_over_https(cloud):
     assert post(first) == (409, {"ok": False, "reason": "replay", "last_seq": 2, "sealed": True})
     flipped = bytearray(env(3, 3))
     flipped[60] ^= 0x01
-    assert post(bytes(flipped)) == (403, {"ok": False, "reason": "bad-mac"})
+    assert post(bytes(flipped)) == (403, {"ok": False, "reason": "unauthenticated"})
     assert post(b"not an envelope at all")[1]["reason"] == "malformed"
     assert post(second)[1].get("duplicate") is True          # a copy of the last one: acknowledged, not stored again
     assert [u["upload"] for u in cloud.store.uploads(cloud.serial)] == [1, 2]

@@ -1,0 +1,109 @@
+"""The cost of one upload in the store alone, without HTTP or TLS: what the database path takes
+(Python CPU of this process, CPU of the PostgreSQL backend from /proc), so a
+change to cloud/store.py can be judged in seconds and apart from the machine's other load.
+
+    .venv/bin/python bench/cloud/store_upload.py [--uploads 2000] [--database sqlite|postgresql] [--app] [--profile N]
+
+Each upload is the workload of bench/cloud/ingest.py (8-record full scan, payload v1) with the
+down seq of its sealed answer, as the service does it. --app: the whole handling of a sealed
+envelope instead (cloud.app's Endpoint: open, decode, store, seal the answer, log), all but
+HTTP and TLS. --profile prints cProfile's N costliest functions by their own CPU time.
+"""
+import argparse
+import cProfile
+import os
+import pstats
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "firmware")]
+
+from cloud.store import Store  # noqa: E402
+from tests.cloud.pgcluster import Cluster  # noqa: E402
+from cloud.app import Endpoint  # noqa: E402
+from tests.cloud.service import printer_records, seal_uploads  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(pid):
+    """user + system CPU seconds of a process, from /proc/PID/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def sealed(uploads, prefix, boxes=100):
+    """(lookup of keys, envelopes) of `boxes` boxes posting uploads in turn."""
+    keys = {"%s-%05d" % (prefix, b): os.urandom(32) for b in range(boxes)}
+    per_box = [seal_uploads("%s-%05d" % (prefix, b), keys["%s-%05d" % (prefix, b)], b, -(-uploads // boxes))
+               for b in range(boxes)]
+    envelopes = [per_box[u % boxes][u // boxes] for u in range(uploads)]
+    return (lambda box, kid: keys.get(box) if kid == 1 else None), envelopes
+
+
+def run_app(endpoint, envelopes):
+    for data in envelopes:
+        status = endpoint._process(data, "127.0.0.1", time.monotonic()).status_code
+        assert status == 200, status
+
+
+def run(store, uploads, prefix, boxes=100):
+    batches = [{"scan": "full", "cycle": 1000 + u, "records": printer_records(u % boxes, 8, u)} for u in range(uploads)]
+    for u, batch in enumerate(batches):
+        box = "%s-%05d" % (prefix, u % boxes)
+        store.ingest(box, u // boxes + 1, u // boxes + 1, batch, "liberty", 4176, 1)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--uploads", type=int, default=2000)
+    ap.add_argument("--database", default="postgresql", choices=("sqlite", "postgresql"))
+    ap.add_argument("--app", action="store_true", help="through cloud.app's handler, from sealed envelopes")
+    ap.add_argument("--profile", type=int, default=0, metavar="N")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="fleetbox-bench-") as tmp:
+        cluster = Cluster().start() if a.database == "postgresql" else None
+        try:
+            url = cluster.create_database("bench") if cluster else "sqlite:///%s/cloud.sqlite" % tmp
+            store = Store(url, pool_size=1)
+            if a.app:
+                warm_keys, warm = sealed(50, "WARM")
+                test_keys, envelopes = sealed(a.uploads, "FBX")
+                endpoint = Endpoint("liberty", store, lambda box, kid: warm_keys(box, kid) or test_keys(box, kid))
+                run_app(endpoint, warm)
+            else:
+                run(store, 50, "WARM")                     # warm: statement caches, the connection
+            backend = None
+            if cluster:
+                with store.engine.connect() as c:
+                    backend = c.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            prof = cProfile.Profile(time.process_time) if a.profile else None   # CPU, not waiting
+            pg0 = proc_cpu_s(backend) if backend else 0.0
+            t0, c0 = time.perf_counter(), time.process_time()
+            if prof:
+                prof.enable()
+            if a.app:
+                run_app(endpoint, envelopes)
+            else:
+                run(store, a.uploads, "FBX")
+            if prof:
+                prof.disable()
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            pg = (proc_cpu_s(backend) - pg0) if backend else 0.0
+            store.close()
+        finally:
+            if cluster:
+                cluster.stop()
+    n = a.uploads
+    print("%s%s: %d uploads in %.2f s: %.2f ms wall, %.2f ms Python CPU, %.2f ms database CPU per upload;"
+          " %.0f uploads per CPU-second" % (a.database, " through the app" if a.app else "", n, wall,
+                                           wall / n * 1000, cpu / n * 1000, pg / n * 1000, n / (cpu + pg)))
+    if prof:
+        pstats.Stats(prof).sort_stats("tottime").print_stats(a.profile)
+
+
+if __name__ == "__main__":
+    main()
