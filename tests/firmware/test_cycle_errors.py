@@ -82,6 +82,7 @@ class Box:
         if prepare:
             prepare(d)     # what the data partition holds at boot
         cfg = config.check({"endpoints": [{"url": "https://127.0.0.1:8443/v1/upload", "name": "liberty"}],
+                            "ca": "MAIFAA==", "pins": ["00" * 32],
                             "targets": ["127.0.0.1"], "intervals": {"full": 1}})
         self.board = FakeBoard(d)
         self.app = main.App(self.board, cfg, {"serial": "CYCLE-1", "kid": 1, "device_key": DEVICE_KEY})
