@@ -34,7 +34,7 @@ log = logging.getLogger("fleetbox.cloud")
 CLOCK_SLACK_S = 2   # a box clock further off than this gets the cloud's time in the reply
 STATUS = {"malformed": 400, "bad-padding": 400, "unsupported-version": 400, "bad-payload": 400,
           "unknown-key": 403, "bad-mac": 403, "replay": 409, "out-of-window": 409,
-          "length-required": 411, "too-large": 413, "too-slow": 408}
+          "quarantined": 403, "length-required": 411, "too-large": 413, "too-slow": 408}
 
 
 class Limits:
@@ -59,8 +59,9 @@ def _reply(status, obj, json_type=False, close=False):
 class Endpoint:
     """One named endpoint's handlers over the shared store."""
 
-    def __init__(self, name, store, keys, window=86400, limits=None):
+    def __init__(self, name, store, keys, window=86400, limits=None, guard=None):
         self.name, self.store = name, store
+        self.guard = guard      # clone detection and quarantine (cloud/provision.py), or None
         self.limits = limits or Limits()
         self.opener = Opener(keys, store, window)
 
@@ -126,6 +127,8 @@ class Endpoint:
             if e.duplicate:
                 return self._duplicate(e.header["device_id"], client)
             if e.reason == "replay":
+                if self.guard and e.header.get("seq") is not None:
+                    self.guard.replayed(e.header["device_id"], e.header["kid"], e.header["seq"])
                 # Only a holder of the box's key gets this far (the MAC was checked): tell it where
                 # its sequence numbers must continue, so a box whose flash was erased recovers.
                 return self._refuse(e.reason, str(e), client, last_seq=self.store.last_seq(e.header["device_id"]))
@@ -135,6 +138,8 @@ class Endpoint:
         except PayloadError as e:
             return self._refuse("bad-payload", str(e), client)
         box = header["device_id"]
+        if self.guard and self.guard.quarantined(box, header["seq"], data):
+            return self._refuse("quarantined", "uploads of %s wait for a person's decision" % box, client)
         try:
             fresh, resync = self.store.store_upload(box, header["seq"], head["upload"], batch, self.name, len(data),
                                                     head["epoch"])
@@ -202,12 +207,13 @@ async def _http_error(request, exc):
     return _reply(exc.status_code, {"ok": False, "reason": reason}, json_type=True)
 
 
-def create_app(name, store, keys, window=86400, limits=None):
+def create_app(name, store, keys, window=86400, limits=None, provisioning=None):
     """The ASGI application of endpoint `name` (liberty, rescue, ...) over `store`."""
-    ep = Endpoint(name, store, keys, window, limits)
+    ep = Endpoint(name, store, keys, window, limits, provisioning)
     routes = [Route("/v1/ingest", ep.ingest, methods=["POST"]),
               Route("/v1/boxes", ep.boxes), Route("/v1/devices", ep.devices), Route("/v1/device", ep.device),
               Route("/v1/history", ep.history), Route("/v1/health", ep.health)]
+    routes += provisioning.routes() if provisioning else []     # docs/provisioning.md
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.endpoint = ep
     return app

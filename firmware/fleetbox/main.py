@@ -63,7 +63,7 @@ class App:
         client = snmp.Client(timeout_ms=cfg["timeout_ms"], retries=cfg["retries"])
         try:
             addrs = targets.expand(cfg["targets"], cfg["exclude"], cfg["snmp_port"])
-            creds = [snmp.Credential(cfg["snmp_version"], c) for c in cfg["communities"]]
+            creds = config.credentials(cfg)
             opts = SweepOptions(scan=scan, creds=creds, profiles=self.profiles, state=self.devices,
                                 statics=self.statics, workers=cfg["workers"], pace_ms=cfg["pace_ms"],
                                 web_ports=cfg["web_ports"], on_unreachable=quiet.append)
