@@ -41,7 +41,8 @@ log = logging.getLogger("fleetbox.cloud.provision")
 CT_CONFIG = 3                 # envelope content type: a configuration answer (JSON)
 UNCLAIMED_RETRY_S = 30        # what an unclaimed box is told; it backs off further on its own
 CLAIM_WINDOW_S = 900
-CLAIM_MAX_FAILURES = 5        # per dealer and per serial within CLAIM_WINDOW_S
+CLAIM_MAX_FAILURES = 5        # per dealer within CLAIM_WINDOW_S
+CLAIM_MAX_SERIAL_FAILURES = 20  # per serial, from all dealers: guessing one box's code stays hopeless
 CLONE_WINDOW_S = 3600
 CLONE_REPLAYS = 3             # refused sequence numbers under the current key before a clone alert
 MAX_BODY = 65536
@@ -106,10 +107,10 @@ class Provisioning:
         now = time.time()
         with self.engine.begin() as c:
             since = now - CLAIM_WINDOW_S
-            fails = c.execute(select(func.count()).select_from(claim_failures).where(
-                claim_failures.c.at > since,
-                (claim_failures.c.dealer == dealer) | (claim_failures.c.serial == serial))).scalar()
-            if fails >= CLAIM_MAX_FAILURES:
+            recent = select(func.count()).select_from(claim_failures).where(claim_failures.c.at > since)
+            by_dealer = c.execute(recent.where(claim_failures.c.dealer == dealer)).scalar()
+            by_serial = c.execute(recent.where(claim_failures.c.serial == serial)).scalar()
+            if by_dealer >= CLAIM_MAX_FAILURES or by_serial >= CLAIM_MAX_SERIAL_FAILURES:
                 return 429, {"ok": False, "reason": "rate-limited", "retry_s": CLAIM_WINDOW_S}
             row = self._row(c, serial)
             good = row is not None and hmac.compare_digest(

@@ -49,7 +49,7 @@ MAX_CA = 4096               # DER bytes
 INT_RANGES = {"snmp_port": (1, 65535), "timeout_ms": (100, 60000), "retries": (0, 5), "workers": (1, 256),
               "spool_max": (1, 4096), "pace_ms": (0, 10000), "http_timeout_s": (1, 300),
               "return_after_s": (10, 86400), "config_check_s": (10, 86400)}
-INTERVAL_S = (10, 7 * 86400)
+INTERVAL_S = (1, 7 * 86400)
 V3_KEYS = ("user", "auth", "auth_pass", "priv", "priv_pass", "context")
 ENDPOINT_KEYS = ("name", "url", "resolve")
 
