@@ -9,8 +9,8 @@ TLS layer and here against the manufacturing manifest's copy):
         204                                           the box runs the current key and configuration
         200 {"state": "claimed", "kid", ["key"], ["answer"]}
             key: the envelope master key (hex), only when the box's kid is not the current one;
-            answer: a down envelope (docs/envelope.md, content type 3) whose plaintext is the JSON
-            {"version": n, "config": {...}}: authenticated end to end with the box's key.
+            answer: a sealed cloud answer (docs/downlink.md) with the field config = {"v": n, "body": {...}}:
+            authenticated end to end with the box's key, under the box's down seq.
 
 Dealer side (bearer token from the cloud's configuration until accounts arrive):
 
@@ -33,12 +33,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cloud.envelope import seal
+from cloud import downlink
 from cloud.logs import event
 from cloud.provision_schema import claim_failures, clone_alerts, provisioned, quarantine
 
 log = logging.getLogger("fleetbox.cloud.provision")
-CT_CONFIG = 3                 # envelope content type: a configuration answer (JSON)
 UNCLAIMED_RETRY_S = 30        # what an unclaimed box is told; it backs off further on its own
 CLAIM_WINDOW_S = 900
 CLAIM_MAX_FAILURES = 5        # per dealer within CLAIM_WINDOW_S
@@ -231,19 +230,27 @@ class Provisioning:
                 out["key"] = key_hex
             out["kid"] = cur_kid
             offered = refused.get("version") if isinstance(refused, dict) else None
-            if row["config"] is not None and version != row["config_version"] and offered != row["config_version"]:
-                seq = row["down_seq"] + 1
-                values["down_seq"] = seq
-                plain = json.dumps({"version": row["config_version"], "config": json.loads(row["config"])},
-                                   separators=(",", ":")).encode()
-                out["answer"] = base64.b64encode(seal(bytes.fromhex(key_hex), cur_kid, serial, seq, int(now), plain,
-                                                      content_type=CT_CONFIG, direction="down")).decode()
             c.execute(update(provisioned).where(provisioned.c.serial == serial).values(**values))
+            if row["config"] is not None and version != row["config_version"] and offered != row["config_version"]:
+                fields = {"config": {"v": row["config_version"], "body": json.loads(row["config"])},
+                          "time": int(now)}
+                sealed = downlink.seal_answer((self.store, c), (cur_kid, bytes.fromhex(key_hex)), serial, fields)
+                out["answer"] = base64.b64encode(sealed).decode()
         if len(out) == 2 and "key" not in out:
             return 204, None
         event(log, logging.INFO, "provisioned", "%s: %s%s", serial, "key %d" % out["kid"] if "key" in out else "",
               " configuration %d" % row["config_version"] if "answer" in out else "", box=serial)
         return 200, out
+
+    def answer_fields(self, box):
+        """Fields for a sealed ingest answer: config {"v"} when the box runs another version than the
+        cloud holds (and has not refused it); it then asks at once instead of at its next check."""
+        with self.engine.connect() as c:
+            r = c.execute(select(provisioned.c.config_version, provisioned.c.running_version,
+                                 provisioned.c.refused_version).where(provisioned.c.serial == box)).first()
+        if r is None or not r.config_version or r.config_version in (r.running_version, r.refused_version):
+            return {}
+        return {"config": {"v": r.config_version}}
 
     # -- clone detection (called by ingest)
     def quarantined(self, box, seq, data):

@@ -23,7 +23,6 @@ provisioned = Table(
     Column("running_version", Integer, nullable=False, server_default="0"),
     Column("refused_version", Integer),
     Column("refused_reason", Text),
-    Column("down_seq", BigInteger, nullable=False, server_default="0"),
     Column("last_contact", Float),
     Column("quarantined", Integer, nullable=False, server_default="0"),
 )

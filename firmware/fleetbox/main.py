@@ -17,6 +17,7 @@ except ImportError:     # run without the loader (CPython unit tests): no trial 
 
 LED_UNPROVISIONED = "unprovisioned"
 BATCH_RECORDS = 8
+RECHECK_AFTER_FAILURE_MS = 60000
 EX_CONFIG = 78      # run()'s result when the box cannot start (sysexits.h: configuration error)
 
 
@@ -32,6 +33,9 @@ class App:
         self.uplink = uplink.Uplink(cfg, identity, board.data_dir)
         self.health_running = box_health is not None
         self.health = box_health or health.Health(board)
+        self.uplink.on_time = self.health.cloud_time    # only sealed answers set the clock (docs/downlink.md)
+        if prov:
+            self.uplink.down = prov.down    # one down seq for every sealed answer
         self.prov = prov            # provisioning: configuration checks (None: a factory-seeded config)
         self.next_check = port.ticks_ms() + cfg["config_check_s"] * 1000
         self.cycle = 0
@@ -99,7 +103,13 @@ class App:
         except uplink.UplinkError as e:
             log(port.WARN, "upload failed, %d batches kept: %s" % (len(self.spool), e))
             self.health.delivery_failed()
-        self.health.cloud_time(self.uplink.stats.get("cloud_time"))
+            if self.prov and port.ticks_diff(self.next_check, port.ticks_ms()) > RECHECK_AFTER_FAILURE_MS:
+                # a rotated or revoked key shows at a check; soon, but not on every failed cycle
+                self.next_check = port.ticks_ms() + RECHECK_AFTER_FAILURE_MS
+        offer = self.uplink.stats.pop("config_offer", None)
+        if self.prov and isinstance(offer, dict) and offer.get("v") != self.prov.state.get("version") and \
+                offer.get("v") != (self.prov.state.get("refused") or {}).get("version"):
+            self.next_check = port.ticks_ms()       # the answer said a newer configuration is there
 
     async def sync_config(self):
         """Ask the cloud for a newer configuration or key; a new one is in force from the next cycle."""
@@ -122,6 +132,8 @@ class App:
         self.uplink.close()
         self.cfg = cfg
         self.uplink = uplink.Uplink(cfg, self.prov.identity(), self.board.data_dir)
+        self.uplink.on_time = self.health.cloud_time
+        self.uplink.down = self.prov.down
         self.spool.max_items, self.spool.max_bytes = cfg["spool_max"], cfg.get("spool_max_bytes")
         port.set_log_level(cfg["log_level"])
 

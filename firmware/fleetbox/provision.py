@@ -2,7 +2,7 @@
 
 The box shows its factory certificate (mutual TLS, server pinned by the factory's pin set)
 and asks POST /v1/provision; once a dealer claimed it, the answer holds its envelope key and
-a configuration sealed as a down envelope with that key. A configuration is applied only
+a configuration in a sealed cloud answer (docs/downlink.md) under that key. A configuration is applied only
 whole and only after config.check accepted it; a refused one is reported at the next
 contact and the one in force stays. Nothing received here is executed or trusted unchecked.
 """
@@ -10,17 +10,29 @@ import binascii
 import json
 import os
 
-from fleetbox import config, envelope, https, port
+from fleetbox import config, downlink, https, port
 from fleetbox.atomicfile import atomic_write, remove_quietly
 from fleetbox.errors import FleetboxError
 
-CT_CONFIG = 3               # envelope content type of a configuration answer
-MAX_ANSWER = 16384          # bytes of a sealed configuration
+MAX_ANSWER = downlink.MAX_BODY
 BACKOFF_BASE_S = 5          # an unclaimed box asks again after 5, 10, 20 ... seconds,
 BACKOFF_MAX_S = 300         # never less often than every 5 minutes
 KEYS = "/keys.json"         # {"kid", "key"}: the envelope key the cloud gave (data partition)
-STATE = "/provision.json"   # {"version", "down_seq", "refused"}
+STATE = "/provision.json"   # {"version", "refused"}
+DOWN_SEQ = "/downlink.seq"  # the down seq of every sealed answer (shared with the uplink)
 CONFIG = "/config.json"
+
+
+def _check_config(v):
+    """The down channel's `config` field: {"v": version available[, "body": the configuration]}."""
+    if not isinstance(v, dict):
+        return False
+    n = v.get("v")
+    return isinstance(n, int) and not isinstance(n, bool) and 0 < n < 1 << 31 and \
+        isinstance(v.get("body", {}), dict)
+
+
+downlink.register("config", _check_config)
 
 
 class ProvisionError(FleetboxError):
@@ -59,7 +71,8 @@ class Provisioner:
         self.endpoints = identity["provision"]
         self.dir = data_dir
         self.timeout_s = timeout_s
-        self.state = _read_json(data_dir + STATE) or {"version": 0, "down_seq": 0}
+        self.state = _read_json(data_dir + STATE) or {"version": 0}
+        self.down = downlink.DownState(data_dir + DOWN_SEQ)   # the uplink shares this one
         self.keys = _read_json(data_dir + KEYS)
         if self.keys:
             port.secret(self.keys.get("key"))
@@ -170,22 +183,16 @@ class Provisioner:
             raise ProvisionError("configuration answer too large or without a key")
         try:
             data = binascii.a2b_base64(answer)
-            hdr, plain = envelope.open_(binascii.unhexlify(self.keys["key"]), data, envelope.DOWN)
-        except (ValueError, envelope.EnvelopeError) as e:
+            fields = downlink.open_answer(binascii.unhexlify(self.keys["key"]), self.keys["kid"], self.serial, data,
+                                          self.down, accept=False)
+        except (ValueError, downlink.DownlinkError) as e:
             raise ProvisionError("configuration answer refused: %s" % e)
-        if hdr["device_id"] != self.serial or hdr["content_type"] != CT_CONFIG or hdr["kid"] != self.keys["kid"]:
-            raise ProvisionError("configuration answer for another box or of another kind")
-        if hdr["seq"] <= self.state.get("down_seq", 0):
-            raise ProvisionError("configuration answer replayed (seq %d)" % hdr["seq"])
-        self.state["down_seq"] = hdr["seq"]
-        try:
-            msg = json.loads(plain)
-            version, raw = msg["version"], msg["config"]
-            if not isinstance(version, int) or version <= 0:
-                raise ValueError("version")
-        except (ValueError, KeyError, TypeError) as e:
-            self._save_state()
-            raise ProvisionError("configuration answer malformed: %s" % e)
+        offer = fields.get("config") or {}
+        version, raw = offer.get("v"), offer.get("body")
+        if not (isinstance(version, int) and not isinstance(version, bool) and 0 < version < 1 << 31) \
+                or not isinstance(raw, dict):
+            raise ProvisionError("configuration answer without a version and a configuration")
+        self.down.accept(fields["_seq"])    # authentic: never accepted again, whatever it holds
         try:
             cfg = self._complete(config.check(raw))
         except config.ConfigError as e:

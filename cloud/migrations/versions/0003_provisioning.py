@@ -1,13 +1,13 @@
 """Provisioning: boxes from the factory manifest, claims, configuration, claim failures, clone alerts.
 
 Revision ID: 0003
-Revises: 0001   (when merged after wt-downlink's 0002, this revises 0002)
+Revises: 0002
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -34,7 +34,6 @@ def upgrade():
         sa.Column("running_version", sa.Integer, nullable=False, server_default="0"),
         sa.Column("refused_version", sa.Integer),
         sa.Column("refused_reason", sa.Text),
-        sa.Column("down_seq", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("last_contact", sa.Float),
         sa.Column("quarantined", sa.Integer, nullable=False, server_default="0"),
     )
