@@ -46,9 +46,9 @@ MAX_ADDRESSES = 65536       # addresses the targets cover (a /16)
 MAX_ITEMS = 16              # communities, v3 users, endpoints, pins, web ports
 MAX_TEXT = 255              # any string
 MAX_CA = 4096               # DER bytes
-INT_RANGES = {"snmp_port": (1, 65535), "timeout_ms": (100, 60000), "retries": (0, 5), "workers": (1, 256),
+INT_RANGES = {"snmp_port": (1, 65535), "timeout_ms": (1, 60000), "retries": (0, 5), "workers": (1, 256),
               "spool_max": (1, 4096), "pace_ms": (0, 10000), "http_timeout_s": (1, 300),
-              "return_after_s": (10, 86400), "config_check_s": (10, 86400)}
+              "return_after_s": (1, 86400), "config_check_s": (1, 86400)}
 INTERVAL_S = (1, 7 * 86400)
 V3_KEYS = ("user", "auth", "auth_pass", "priv", "priv_pass", "context")
 ENDPOINT_KEYS = ("name", "url", "resolve")
@@ -201,8 +201,8 @@ def check(cfg):
     if not (isinstance(b, list) and len(b) == 2 and all(_int(x) and 0 < x <= 86400 for x in b) and b[0] <= b[1]):
         raise ConfigError("backoff_s must be [base, max] positive seconds")
     spool_max = out["spool_max_bytes"]
-    if spool_max is not None and (not _int(spool_max) or not 4096 <= spool_max <= 1 << 30):
-        raise ConfigError("spool_max_bytes must be an integer in 4096..2**30")
+    if spool_max is not None and (not _int(spool_max) or not 1 <= spool_max <= 1 << 30):
+        raise ConfigError("spool_max_bytes must be an integer in 1..2**30")
     if not isinstance(out["keepalive"], bool):
         raise ConfigError("keepalive must be true or false")
     if out["ca"] is not None:
