@@ -16,8 +16,9 @@ LED_UPLINK_FAILING = "uplink-failing"
 LED_UPDATING = "updating"
 LED_RESCUE = "rescue"
 LED_FAULT = "fault"
+LED_REVOKED = "revoked"
 LED_PATTERNS = (LED_BOOTING, LED_UNPROVISIONED, LED_RUNNING, LED_NO_LINK, LED_UPLINK_FAILING,
-                LED_UPDATING, LED_RESCUE, LED_FAULT)
+                LED_UPDATING, LED_RESCUE, LED_FAULT, LED_REVOKED)
 
 # Blink codes: one character per LED_STEP_MS step ("1" on, "0" off), repeated; docs/boards.md.
 LED_STEP_MS = 125
@@ -30,6 +31,7 @@ LED_BLINK = {
     LED_RESCUE: "1010100000000000",         # three flashes every 2 s
     LED_UPDATING: "1111000011110000",       # 1 Hz blink
     LED_FAULT: "1010101010101010",          # 4 Hz rapid blink
+    LED_REVOKED: "1111111111110000",        # long on, short off: the cloud revoked the box
 }
 
 # Events Board.poll() returns, as (kind, value) pairs.
@@ -43,11 +45,15 @@ POWER_UNKNOWN = "unknown"
 
 BUTTON_PRESS = "press"
 BUTTON_LONG_PRESS = "long-press"
+BUTTON_FACTORY_RESET = "factory-reset"
 LONG_PRESS_MS = 5000      # held at least this long: a long press
+FACTORY_RESET_MS = 10000  # held at least this long: factory reset (docs/provisioning.md)
 
 
 def button_event(held_ms):
     """The button event of a press held for held_ms (every board classifies presses alike)."""
+    if held_ms >= FACTORY_RESET_MS:
+        return (EV_BUTTON, BUTTON_FACTORY_RESET)
     return (EV_BUTTON, BUTTON_LONG_PRESS if held_ms >= LONG_PRESS_MS else BUTTON_PRESS)
 
 

@@ -39,7 +39,7 @@ from cloud.store import SeqReplay
 log = logging.getLogger("fleetbox.cloud")
 STATUS = {"malformed": 400, "bad-padding": 400, "unsupported-version": 400, "bad-payload": 400,
           "unknown-key": 403, "bad-mac": 403, "replay": 409, "out-of-window": 409,
-          "length-required": 411, "too-large": 413, "too-slow": 408, "unauthenticated": 403}
+          "quarantined": 403, "length-required": 411, "too-large": 413, "too-slow": 408, "unauthenticated": 403}
 # What an anonymous caller is told: unknown-key against bad-mac would say which serials and kids exist.
 PUBLIC_REASON = {"unknown-key": "unauthenticated", "bad-mac": "unauthenticated"}
 
@@ -71,8 +71,9 @@ class _NoReplayCheck:
 class Endpoint:
     """One named endpoint's handlers over the shared store."""
 
-    def __init__(self, name, store, keys, window=86400, limits=None):
+    def __init__(self, name, store, keys, window=86400, limits=None, guard=None):
         self.name, self.store = name, store
+        self.guard = guard      # clone detection and quarantine (cloud/provision.py), or None
         self.limits = limits or Limits()
         self.opener = Opener(keys, store, window)
         # Opens an authentic envelope that repeats the box's last sequence number: whether it is a
@@ -137,6 +138,8 @@ class Endpoint:
         """The answer to an authenticated envelope, sealed for its box and bound to it by `re`."""
         box, kid = header["device_id"], header["kid"]
         fields = dict(fields, re=header["seq"], time=int(time.time()))
+        if self.guard:
+            fields.update(self.guard.answer_fields(box))     # a newer configuration (docs/provisioning.md)
         body = downlink.seal_answer(self.store, self.opener.keys, box, fields, kid=kid, seq=down_seq)
         return Response(body, status)
 
@@ -159,6 +162,8 @@ class Endpoint:
                 header, plaintext = self.reopener.open(data)
         except CloudEnvelopeError as e:
             if e.reason == "replay":
+                if self.guard and e.header.get("seq") is not None:
+                    self.guard.replayed(e.header["device_id"], e.header["kid"], e.header["seq"])
                 # Only a holder of the box's key gets this far (the MAC was checked): tell it where
                 # its sequence numbers must continue, so a box whose flash was erased recovers.
                 return self._refuse(e.reason, str(e), client, header=e.header,
@@ -172,6 +177,8 @@ class Endpoint:
         except PayloadError as e:
             return self._refuse("bad-payload", str(e), client, header=header)
         box = header["device_id"]
+        if self.guard and self.guard.quarantined(box, header["seq"], data):
+            return self._refuse("quarantined", "uploads of %s wait for a person's decision" % box, client)
         try:
             fresh, resync, down_seq = self.store.ingest(box, header["seq"], head["upload"], batch, self.name,
                                                         len(data), head["epoch"])
@@ -205,11 +212,12 @@ async def _http_error(request, exc):
                     media_type="application/json")
 
 
-def create_app(name, store, keys, window=86400, limits=None):
+def create_app(name, store, keys, window=86400, limits=None, provisioning=None):
     """The ASGI application of endpoint `name` (liberty, rescue, ...) over `store`."""
-    ep = Endpoint(name, store, keys, window, limits)
+    ep = Endpoint(name, store, keys, window, limits, provisioning)
     routes = [Route("/v1/ingest", ep.ingest, methods=["POST"]), Route("/v1/health", ep.health)]
     routes += ReadApi(store).routes() + Export(store).routes() + portal.routes(store)
+    routes += provisioning.routes() if provisioning else []     # docs/provisioning.md
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.endpoint = ep
     return app

@@ -72,3 +72,6 @@ rejects = Table(
     Column("reason", Text),
     Column("detail", Text),
 )
+
+# Provisioning registers its tables on this metadata (migration 0003_provisioning).
+from cloud import provision_schema  # noqa: E402,F401

@@ -40,6 +40,12 @@ class _Server(uvicorn.Server):
 
 
 def uvicorn_config(app, cert, key, limits, client_ca=None, log_level="warning"):
+    extra = {}
+    if client_ca:
+        # the provisioning route reads the box's certificate from the request scope
+        from uvicorn.protocols.http.h11_impl import H11Protocol
+        from cloud.provision import client_cert_protocol
+        extra["http"] = client_cert_protocol(H11Protocol)
     return uvicorn.Config(
         app, lifespan="off", access_log=False, log_config=None, log_level=log_level,
         server_header=False, date_header=False, proxy_headers=False,
@@ -47,7 +53,7 @@ def uvicorn_config(app, cert, key, limits, client_ca=None, log_level="warning"):
         # client certificates where an endpoint wants them (provisioning): optional, checked against client_ca
         ssl_ca_certs=client_ca, ssl_cert_reqs=1 if client_ca else 0,
         timeout_keep_alive=limits.keep_alive_s, timeout_graceful_shutdown=5,
-        h11_max_incomplete_event_size=16384)
+        h11_max_incomplete_event_size=16384, **extra)
 
 
 def bind(address, port):
@@ -64,17 +70,18 @@ def bind(address, port):
 class Receiver:
     """One HTTPS endpoint (liberty or rescue) served from a background thread."""
 
-    def __init__(self, name, address, port, cert, key, store, keys, window=86400, limits=None):
+    def __init__(self, name, address, port, cert, key, store, keys, window=86400, limits=None,
+                 provisioning=None, client_ca=None):
         self.name, self.address, self.port = name, address, port
-        self.cert, self.key = cert, key
-        self.app = create_app(name, store, keys, window, limits)
+        self.cert, self.key, self.client_ca = cert, key, client_ca
+        self.app = create_app(name, store, keys, window, limits, provisioning)
         self.limits = limits or Limits()
         self.server = self.thread = None
 
     def start(self):
         sock = bind(self.address, self.port)
         self.port = sock.getsockname()[1]    # port 0 picks a free one, kept across restarts
-        self.server = _Server(uvicorn_config(self.app, self.cert, self.key, self.limits))
+        self.server = _Server(uvicorn_config(self.app, self.cert, self.key, self.limits, self.client_ca))
         self.thread = threading.Thread(target=self._run, args=(self.server, sock), name=self.name, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 10
@@ -107,15 +114,23 @@ class Cloud:
 
     store_path: a database URL or a SQLite file path."""
 
-    def __init__(self, state_dir, store_path, manifest_path, endpoints, ca, window=86400, limits=None):
+    def __init__(self, state_dir, store_path, manifest_path, endpoints, ca, window=86400, limits=None,
+                 factory=None):
+        """factory: (factory manifest path, factory CA PEM path, dealer token) to provision boxes."""
         from simulator import pki
         self.store = Store(store_path)
         keys = manifest_keys(manifest_path)
+        self.provisioning = client_ca = None
+        if factory:
+            from cloud.provision import Provisioning, either_keys
+            self.provisioning = Provisioning(self.store, factory[0], factory[2])
+            keys, client_ca = either_keys(self.provisioning.keys, keys), factory[1]
         self.receivers = {}
         for name, (address, port) in endpoints.items():
             hostname = "%s.fleetbox.test" % name
             cert, key = pki.ensure_server(state_dir, name, hostname, [address], ca)
-            self.receivers[name] = Receiver(name, address, port, cert, key, self.store, keys, window, limits)
+            self.receivers[name] = Receiver(name, address, port, cert, key, self.store, keys, window, limits,
+                                            self.provisioning, client_ca)
 
     def start(self):
         for r in self.receivers.values():

@@ -66,6 +66,7 @@ def cmd_run(args):
     sim = sim_class(args.state, snmp_port=args.snmp_port, cloud_port=args.cloud_port, interval=args.interval,
                      watchdog_s=args.watchdog_s, rtc=args.rtc or None,
                      web_ports={80: args.http_port, 443: args.https_port},
+                     **({} if args.board == "qemu-x86_64" else {"fresh": not args.seeded}),
                      echo=console.print if args.verbose
                      else (lambda s: None if s.startswith("  |") else console.print(s)))
     code = 0
@@ -119,6 +120,9 @@ def main(argv=None):
     r.add_argument("--watchdog-s", type=float, default=None, help="the sim board's watchdog timeout (board.yaml)")
     r.add_argument("--board", choices=("sim", "qemu-x86_64"), default="sim",
                    help="the box: the sim board (default) or the QEMU appliance (make sim-qemu)")
+    r.add_argument("--seeded", action="store_true",
+                   help="flash the box with its configuration (default: a factory-fresh box that the "
+                        "simulated dealer claims in the cloud, then it provisions itself)")
     r.add_argument("--rtc", action="store_true",
                    help="give the sim board an RTC (default: it learns the time from the cloud)")
     r.set_defaults(func=cmd_run)

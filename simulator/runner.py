@@ -66,8 +66,11 @@ class Simulation:
 
     def __init__(self, state_dir, snmp_port=None, cloud_port=443, interval=15, serial="SIM-0001",
                  liberty="127.77.0.1", rescue="127.77.0.2", site_yaml=None, echo=print, watchdog_s=None, rtc=None,
-                 targets=None, web_ports=None, log_level="info"):
+                 targets=None, web_ports=None, log_level="info", fresh=False):
         self.state = os.path.abspath(state_dir)
+        # fresh: a factory-fresh box (identity only) that provisions itself once the dealer claims it;
+        # else a box flashed with its configuration (fbtool flash --config), as before provisioning
+        self.fresh = fresh
         self.targets = targets    # default: every /24 of the site
         self.web_ports = dict(web_ports or {})   # printers' web pages: {80: N, 443: M} (default 80/443)
         self.snmp_port = snmp_port
@@ -100,10 +103,72 @@ class Simulation:
         self.ca = pki.ensure_ca(self.state)
         self.manifest = os.path.join(self.state, "manifest.json")
         self.identity_path = os.path.join(self.state, "identity.json")
-        if not os.path.exists(self.identity_path):
+        if self.fresh:
+            self._factory_setup()
+        elif not os.path.exists(self.identity_path):
             self._run_tool("identity", self.serial, "-o", self.identity_path, "--manifest", self.manifest)
         self.image = os.path.join(self.state, "firmware.fbi")
         self._run_tool("build", "--board", self.board, "-o", self.image)
+
+    def _factory_setup(self):
+        """The factory CA and the dealer's token exist before the cloud starts (it checks box
+        certificates against the one and dealers against the other)."""
+        import secrets
+
+        from fbtool.factory import ensure_factory_ca
+        ensure_factory_ca(os.path.join(self.state, "factory"))
+        self.factory_manifest = os.path.join(self.state, "factory-manifest.json")
+        self.label = os.path.join(self.state, "label.txt")
+        self.identity_path = os.path.join(self.state, "factory-identity.json")
+        self.dealer_token = os.path.join(self.state, "dealer.token")
+        fd = os.open(self.dealer_token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(16))
+
+    def factory(self):
+        """The factory's work, once the cloud's ports are known: the box's key, certificate and claim
+        code, the cloud's manifest entry, the provisioning endpoints and server pins the box trusts."""
+        for path in (self.identity_path, self.factory_manifest):
+            if os.path.exists(path):
+                os.remove(path)
+        args = ["factory", self.serial, "-o", self.identity_path, "--manifest", self.factory_manifest,
+                "--label", self.label, "--factory-dir", os.path.join(self.state, "factory"),
+                "--server-ca", os.path.join(self.state, "ca.pem")]
+        for name, (addr, _) in self.endpoints.items():
+            port = self.cloud.receivers[name].port
+            args += ["--pin", pki.spki_pin(self.cloud.receivers[name].cert),
+                     "--endpoint", "%s=https://%s.fleetbox.test:%d/v1/provision@%s" % (name, name, port, addr)]
+        self._run_tool(*args)
+
+    def dealer(self, *args, env=None):
+        """fbtool cloud ARGS against liberty, as the dealer runs it; returns its output."""
+        addr, port = self.endpoints["liberty"][0], self.cloud.receivers["liberty"].port
+        r = subprocess.run([_tool("fbtool"), "cloud"] + list(args) + [
+            "--url", "https://%s:%d" % (addr, port), "--ca", os.path.join(self.state, "ca.pem"),
+            "--token-file", self.dealer_token], capture_output=True, text=True, env=dict(os.environ, **(env or {})))
+        if r.returncode != 0:
+            raise SimError("fbtool cloud %s failed: %s" % (args[0], (r.stderr or r.stdout).strip()))
+        return r.stdout.strip()
+
+    def claim(self, code=None):
+        """The dealer types the label's claim code into the cloud and gives the box its configuration."""
+        if code is None:
+            from fbtool.cloudcli import label_code
+            code = label_code(self.label)
+        self.echo(self.dealer("claim", self.serial, "--customer", "Sim Customer", "--site", "Sim Site",
+                              env={"FLEETBOX_CLAIM_CODE": code}))
+        self.push_config(self.box_config())
+
+    def push_config(self, cfg):
+        path = os.path.join(self.state, "cloud-config.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f, indent=1)
+        self.echo(self.dealer("config", self.serial, "--file", path))
+
+    def provisioning(self):
+        """The cloud's view of the box (state, versions, refusal, alerts), or None."""
+        rows = self.cloud.provisioning.view(self.serial) if self.cloud.provisioning else []
+        return rows[0] if rows else None
 
     def start_site(self):
         from simulator.site import Site
@@ -119,8 +184,11 @@ class Simulation:
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(db + suffix):
                 os.remove(db + suffix)
-        self.cloud = Cloud(self.state, db, self.manifest,
-                           self.endpoints, self.ca).start()
+        factory = None
+        if self.fresh:
+            with open(self.dealer_token) as f:
+                factory = (self.factory_manifest, os.path.join(self.state, "factory", "factory-ca.pem"), f.read())
+        self.cloud = Cloud(self.state, db, self.manifest, self.endpoints, self.ca, factory=factory).start()
         for name, (addr, port) in self.endpoints.items():
             self.echo("cloud: %s on https://%s:%d" % (name, addr, port))
 
@@ -139,9 +207,14 @@ class Simulation:
             "pins": [pki.spki_pin(c) for c in certs],
             "web_ports": {str(k): int(v) for k, v in self.web_ports.items()},
             "log_level": self.log_level,
+            "config_check_s": max(10, self.interval),
         }
 
     def flash_box(self):
+        if self.fresh:   # identity only: the configuration comes from the cloud once claimed
+            self._run_tool("flash", "--sim", self.flash, "--image", self.image, "--identity", self.identity_path,
+                           "--erase")
+            return
         cfg_path = os.path.join(self.state, "config.json")
         with open(cfg_path, "w") as f:
             json.dump(self.box_config(), f, indent=1)
@@ -169,12 +242,20 @@ class Simulation:
             self._logf.flush()
         self.echo("  | " + line)
 
-    def start(self):
+    def start(self, claim=True):
+        """claim (fresh box): claim it as the dealer does once it has asked the cloud."""
         self.prepare()
         self.start_site()
         self.start_cloud()
+        if self.fresh:
+            self.factory()
         self.flash_box()
         self.boot_box()
+        if self.fresh and claim:
+            self.wait_for("the box's first provisioning request",
+                          lambda: (self.provisioning() or {}).get("last_contact"), 60)
+            self.echo("cloud: %s asked to be provisioned; LED %s" % (self.serial, self.led()))
+            self.claim()
         return self
 
     # -- observation

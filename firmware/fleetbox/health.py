@@ -42,6 +42,8 @@ class Health:
         self.link = board.link_up()
         self.power = board.power_source()
         self.provisioned = True
+        self.revoked = False
+        self.on_factory_reset = None   # set by the app: wipes the data partition and reboots
         self.uplink = None        # None until the first delivery attempt, then UPLINK_*
         self.updating = False
         self.fault = None
@@ -60,6 +62,8 @@ class Health:
             return hal.LED_FAULT
         if self.updating:
             return hal.LED_UPDATING
+        if self.revoked:
+            return hal.LED_REVOKED
         if not self.provisioned:
             return hal.LED_UNPROVISIONED
         if not self.link:
@@ -109,6 +113,10 @@ class Health:
         self.provisioned = bool(on)
         self.show()
 
+    def set_revoked(self, on):
+        self.revoked = bool(on)
+        self.show()
+
     def cloud_time(self, unix_s):
         """The cloud's clock (from an upload reply): the box's time from now on."""
         if not isinstance(unix_s, int) or unix_s <= 0:
@@ -152,6 +160,11 @@ class Health:
             self.wake = True
         elif kind == hal.EV_BUTTON and value == hal.BUTTON_LONG_PRESS:
             _log(port.WARN, "button held: rebooting")
+            self.board.reboot()
+        elif kind == hal.EV_BUTTON and value == hal.BUTTON_FACTORY_RESET:
+            _log(port.WARN, "button held 10 s: factory reset")
+            if self.on_factory_reset:
+                self.on_factory_reset()
             self.board.reboot()
         else:
             _log(port.WARN, "ignoring event %r %r" % (kind, value))

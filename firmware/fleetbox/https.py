@@ -88,7 +88,8 @@ class Connection:
     "password"}: the connection is tunnelled with CONNECT (RFC 9110 9.3.6).
     """
 
-    def __init__(self, url, ca_der, pins=(), resolve=None, proxy=None, timeout_s=15):
+    def __init__(self, url, ca_der, pins=(), resolve=None, proxy=None, timeout_s=15, client=None):
+        self.client = client    # (certificate DER, key DER) shown when the server asks: provisioning
         if ca_der is None:
             raise HttpError("no CA configured: refusing an unverified connection")
         self.host, self.port, self.path = split_url(url)
@@ -116,7 +117,7 @@ class Connection:
             sock.connect(addr)
             if self.proxy:
                 _tunnel(sock, self.resolve or self.host, self.port, self.host, auth)
-            s, leaf = port.tls_wrap(sock, self.host, self.ca)
+            s, leaf = port.tls_wrap(sock, self.host, self.ca, self.client)
         except Exception:
             sock.close()
             raise
@@ -196,7 +197,7 @@ class Connection:
             await port.wait_io(sock, True)
             if self.proxy:
                 await _atunnel(sock, self.resolve or self.host, self.port, self.host, auth)
-            s, leaf = await port.tls_handshake(sock, self.host, self.ca)
+            s, leaf = await port.tls_handshake(sock, self.host, self.ca, self.client)
         except BaseException:
             sock.close()
             raise

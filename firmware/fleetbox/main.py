@@ -2,7 +2,7 @@
 import asyncio
 import json
 
-from fleetbox import config, devstate, health, port, profiles, snmp, targets, uplink
+from fleetbox import config, devstate, health, port, profiles, provision, snmp, targets, uplink
 from fleetbox import spool as spool_mod
 from fleetbox.spool import Spool
 from fleetbox.sweep import SweepOptions, sweep
@@ -18,6 +18,7 @@ except ImportError:     # run without the loader (CPython unit tests): no trial 
 LED_UNPROVISIONED = "unprovisioned"
 BATCH_RECORDS = 8
 FAILED_CYCLE_WAIT_S = 60   # before the next try when a cycle failed before anything was scheduled
+RECHECK_AFTER_FAILURE_MS = 60000
 EX_CONFIG = 78      # run()'s result when the box cannot start (sysexits.h: configuration error)
 
 
@@ -26,13 +27,18 @@ def log(level, msg):
 
 
 class App:
-    def __init__(self, board, cfg, identity):
+    def __init__(self, board, cfg, identity, box_health=None, prov=None):
         self.board = board
         self.cfg = cfg
         self.spool = Spool(board.data_dir + "/spool", cfg["spool_max"], cfg.get("spool_max_bytes"))
         self.uplink = uplink.Uplink(cfg, identity, board.data_dir)
-        self.health = health.Health(board)
+        self.health_running = box_health is not None
+        self.health = box_health or health.Health(board)
         self.uplink.on_time = self.health.cloud_time    # only sealed answers set the clock (docs/downlink.md)
+        if prov:
+            self.uplink.down = prov.down    # one down seq for every sealed answer
+        self.prov = prov            # provisioning: configuration checks (None: a factory-seeded config)
+        self.next_check = port.ticks_ms() + cfg["config_check_s"] * 1000
         self.cycle = 0
         self.stage = None       # the cycle's step under way, named when it fails
         self.failed = False     # a step of this cycle failed (the LED shows it until a clean cycle)
@@ -89,7 +95,7 @@ class App:
         client = snmp.Client(timeout_ms=cfg["timeout_ms"], retries=cfg["retries"])
         try:
             addrs = targets.expand(cfg["targets"], cfg["exclude"], cfg["snmp_port"])
-            creds = [snmp.Credential(cfg["snmp_version"], c) for c in cfg["communities"]]
+            creds = config.credentials(cfg)
             opts = SweepOptions(scan=scan, creds=creds, profiles=self.profiles, state=self.devices,
                                 statics=self.statics, workers=cfg["workers"], pace_ms=cfg["pace_ms"],
                                 web_ports=cfg["web_ports"], on_unreachable=quiet.append)
@@ -123,20 +129,61 @@ class App:
         except uplink.UplinkError as e:
             log(port.WARN, "upload failed, %d batches kept: %s" % (len(self.spool), e))
             self.health.delivery_failed()
+            if self.prov and port.ticks_diff(self.next_check, port.ticks_ms()) > RECHECK_AFTER_FAILURE_MS:
+                # a rotated or revoked key shows at a check; soon, but not on every failed cycle
+                self.next_check = port.ticks_ms() + RECHECK_AFTER_FAILURE_MS
+        offer = self.uplink.stats.pop("config_offer", None)
+        if self.prov and isinstance(offer, dict) and offer.get("v") != self.prov.state.get("version") and \
+                offer.get("v") != (self.prov.state.get("refused") or {}).get("version"):
+            self.next_check = port.ticks_ms()       # the answer said a newer configuration is there
+
+    async def sync_config(self):
+        """Ask the cloud for a newer configuration or key; a new one is in force from the next cycle."""
+        self.next_check = port.ticks_ms() + self.cfg["config_check_s"] * 1000
+        kid = self.prov.keys["kid"]
+        try:
+            result = await self.prov.check()
+        except provision.Revoked:
+            log(port.ERROR, "the cloud revoked this box: no more collection or uploads")
+            self.health.set_revoked(True)
+            self.uplink.close()
+            return
+        except provision.ProvisionError as e:
+            log(port.WARN, "configuration check failed: %s" % e)
+            return
+        if result == "updated" or self.prov.keys["kid"] != kid:
+            self.reconfigure(self.prov.cfg or self.cfg)
+
+    def reconfigure(self, cfg):
+        self.uplink.close()
+        self.cfg = cfg
+        self.uplink = uplink.Uplink(cfg, self.prov.identity(), self.board.data_dir)
+        self.uplink.on_time = self.health.cloud_time
+        self.uplink.down = self.prov.down
+        self.spool.max_items, self.spool.max_bytes = cfg["spool_max"], cfg.get("spool_max_bytes")
+        port.set_log_level(cfg["log_level"])
 
     async def wait(self, seconds):
         # The health task feeds the watchdog meanwhile; a button press ends the wait early.
         await self.health.sleep(seconds)
 
     async def main(self):
-        asyncio.create_task(self.health.run())
+        if not self.health_running:
+            asyncio.create_task(self.health.run())
         # -- trial boot: confirmed after cloud contact and one complete collection cycle
         trial = Trial(self.board.slot, log=lambda msg: log(port.INFO, msg)) if Trial else None
-        intervals = self.cfg["intervals"] or {"full": 300}
         due = {}   # scan kind -> ticks_ms when it is due; all are due at start
         while True:
             await self.health.network()  # no collection while the cable is out
             self.health.progress()
+            if self.health.revoked:
+                await self.wait(3600)
+                await self.sync_config()
+                continue
+            intervals = self.cfg["intervals"] or {"full": 300}
+            for k in list(due):
+                if k not in intervals:
+                    del due[k]
             self.cycle += 1
             self.failed = False
             try:
@@ -148,6 +195,8 @@ class App:
                 self.health.cycle_ok()
             if reboot:
                 self.board.reboot()
+            if self.prov and port.ticks_diff(port.ticks_ms(), self.next_check) >= 0:
+                await self.sync_config()
             port.collect()
             now = port.ticks_ms()
             wait = min(port.ticks_diff(due[k], now) for k in due) / 1000 if due else FAILED_CYCLE_WAIT_S
@@ -194,10 +243,73 @@ class App:
             pass
 
 
+async def first_contact(prov, box_health):
+    """A box without configuration asks the cloud until it is claimed and configured. It opens
+    nothing, never halts, and backs off (bounded) while nobody has claimed it."""
+    n = 0
+    while True:
+        await box_health.network()
+        box_health.progress()
+        try:
+            result = await prov.check()
+        except provision.Revoked:
+            box_health.set_revoked(True)
+            result = "revoked"
+        except provision.ProvisionError as e:
+            result = "unreachable"
+            log(port.WARN, "provisioning: %s" % e)
+        if result == "updated":
+            box_health.set_revoked(False)
+            return prov.cfg
+        wait = provision.backoff_s(n)
+        n += 1
+        log(port.INFO, "provisioning: %s; asking again in %d s" % (
+            {"unclaimed": "not claimed yet", "current": "claimed, no configuration yet",
+             "refused": "configuration refused"}.get(result, result), wait))
+        await box_health.sleep(wait)   # a button press asks again at once
+
+
+async def _provisioned(board, prov, box_health):
+    asyncio.create_task(box_health.run())
+    cfg = prov.load()
+    if cfg is None:
+        box_health.set_provisioned(False)
+        cfg = await first_contact(prov, box_health)
+        box_health.set_provisioned(True)
+    port.set_log_level(cfg["log_level"])
+    log(port.INFO, "provisioned: configuration %d, %d target specs" % (prov.state["version"], len(cfg["targets"])))
+    app = App(board, cfg, prov.identity(), box_health, prov)
+    await app.main()
+
+
+def run_provisioned(board, identity):
+    """A box with a factory certificate: its configuration and keys come from the cloud."""
+    port.set_clock(board.time)
+    box_health = health.Health(board)
+    try:
+        prov = provision.Provisioner(identity, board.data_dir)
+    except (KeyError, ValueError, TypeError) as e:
+        log(port.ERROR, "factory identity unusable: %s" % e)
+        board.led(LED_UNPROVISIONED)
+        return EX_CONFIG
+
+    def factory_reset():
+        provision.factory_reset(board.data_dir)
+
+    box_health.on_factory_reset = factory_reset
+    log(port.INFO, "serial %s, factory identity" % identity.get("serial"))
+    try:
+        asyncio.run(_provisioned(board, prov, box_health))
+    except Exception as e:  # noqa: BLE001  (whatever it was, the box must come back)
+        box_health.fatal(e)
+
+
 def run(board):
     try:
-        cfg = config.load(board.data_dir + "/config.json")
         identity = board.identity()
+        if "cert" in identity:
+            return run_provisioned(board, identity)
+        cfg = config.load(board.data_dir + "/config.json")
     except (config.ConfigError, OSError, ValueError) as e:
         log(port.ERROR, "cannot start: %s" % e)
         board.led(LED_UNPROVISIONED)

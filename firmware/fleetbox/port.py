@@ -394,17 +394,20 @@ def cloud_suites(names):
     return out
 
 
-def _mp_tls_context(ca_der):
+def _mp_tls_context(ca_der, client=None):
     """MicroPython: a client context for the cloud, and the dict {depth: DER} its verify
     callback fills, so the caller can pin the leaf's key and see the chain reach ca_der.
 
     CERT_OPTIONAL: mbedtls's verdict also judges validity dates by a clock the box may not
-    have yet (it learns the time from the cloud); the pin is what is trusted (docs/uplink.md)."""
+    have yet (it learns the time from the cloud); the pin is what is trusted (docs/uplink.md).
+    client: (certificate DER, private key DER) the box shows when the server asks (provisioning)."""
     import tls
     ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = tls.CERT_OPTIONAL
     ctx.set_ciphers(cloud_suites(ctx.get_ciphers()))
     ctx.load_verify_locations(ca_der)
+    if client:
+        ctx.load_cert_chain(client[0], client[1])
     chain = {}
 
     def keep(cert, depth):
@@ -415,13 +418,13 @@ def _mp_tls_context(ca_der):
     return ctx, chain
 
 
-def tls_wrap(sock, server_hostname, ca_der):
+def tls_wrap(sock, server_hostname, ca_der, client=None):
     """TLS 1.2+ client over a connected socket, server verified against ca_der.
 
     Returns (tls_socket, leaf_certificate_der) so callers can pin the server key.
     """
     if MICROPYTHON:
-        ctx, chain = _mp_tls_context(ca_der)
+        ctx, chain = _mp_tls_context(ca_der, client)
         s = ctx.wrap_socket(sock, server_hostname=server_hostname)
         _chained(s, chain, ca_der)
         return s, chain.get(0)
@@ -430,8 +433,26 @@ def tls_wrap(sock, server_hostname, ca_der):
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL")
     ctx.load_verify_locations(cadata=bytes(ca_der))
+    if client:
+        _cpython_client_cert(ctx, client)
     s = ctx.wrap_socket(sock, server_hostname=server_hostname)
     return s, s.getpeercert(True)
+
+
+def _cpython_client_cert(ctx, client):
+    # CPython's ssl loads a key pair only from files: a private temporary PEM, removed at once
+    import os
+    import ssl
+    import tempfile
+    from binascii import b2a_base64
+    key_pem = b"-----BEGIN PRIVATE KEY-----\n" + b2a_base64(client[1]) + b"-----END PRIVATE KEY-----\n"
+    fd, path = tempfile.mkstemp(suffix=".pem")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(ssl.DER_cert_to_PEM_cert(client[0]).encode() + key_pem)
+        ctx.load_cert_chain(path)
+    finally:
+        os.remove(path)
 
 
 def gc_threshold(nbytes):
@@ -461,13 +482,13 @@ async def wait_io(sock, write=False):
     await _io_wait(sock, write)
 
 
-async def tls_handshake(sock, server_hostname, ca_der):
+async def tls_handshake(sock, server_hostname, ca_der, client=None):
     """MicroPython: TLS client over the connected non-blocking socket `sock`, the server
     verified against ca_der; returns (tls socket, leaf certificate DER) once the server's
     certificate is in, before the client has sent any application data (so the caller
     can check the pin first). Reading 1 byte drives mbedtls's handshake; it yields no
     data since the server speaks only when asked."""
-    ctx, chain = _mp_tls_context(ca_der)
+    ctx, chain = _mp_tls_context(ca_der, client)
     s = ctx.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)
     while 0 not in chain:
         r = s.read(1)

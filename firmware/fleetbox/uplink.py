@@ -207,6 +207,8 @@ class Uplink:
             self.stats["bad_answers"] += 1
             port.log("uplink", port.WARN, "%s: answer to envelope %r, not to %d: ignored" % (name, ans.get("re"), seq))
             return None
+        if ans.get("config") is not None:
+            self.stats["config_offer"] = ans["config"]   # a newer configuration (docs/provisioning.md)
         t = ans.get("time")
         if t is not None:
             self.stats["cloud_time"] = t

@@ -188,7 +188,8 @@ def parser():
     pc.add_argument("--source", default=os.path.join(paths.ROOT, "profiles"), help="folder of *.yaml")
     pc.set_defaults(func=cmd_profiles)
 
-    from . import appliance, signcli
+    from . import appliance, cloudcli, signcli
+    cloudcli.register(sub)    # factory identity; claim, configure, revoke (docs/provisioning.md)
     signcli.register(sub)     # keygen, root, image: signed updates (docs/update-image.md)
     appliance.register(sub)   # the qemu-x86_64 board's kernel + initramfs
     _add_debug(p)

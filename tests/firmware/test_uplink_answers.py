@@ -60,7 +60,7 @@ def box(name, script):
     _rm(d)
     os.mkdir(d)
     cfg = config.check({"endpoints": [{"url": "https://liberty.test/v1/ingest", "name": "liberty"}],
-                        "ca": "AA==", "pins": ["00" * 32]})
+                        "ca": "MAIFAA==", "pins": ["00" * 32]})
     up = uplink.Uplink(cfg, IDENTITY, d)
     cloud = Cloud(script)
     up.conns[0] = cloud
@@ -143,7 +143,8 @@ def test_a_corrupt_counter_on_flash_counts_as_lost():
     os.mkdir(d)
     with open(d + "/uplink.seq", "w") as f:
         f.write(str(2 ** 64 - 1))
-    cfg = config.check({"endpoints": [{"url": "https://liberty.test/v1/ingest"}], "ca": "AA==", "pins": ["00" * 32]})
+    cfg = config.check({"endpoints": [{"url": "https://liberty.test/v1/ingest"}], "ca": "MAIFAA==",
+                        "pins": ["00" * 32]})
     assert uplink.Uplink(cfg, IDENTITY, d).seq == 0
 
 
