@@ -59,6 +59,37 @@ class RangeSource:
             raise HttpError("range %d+%d of %s: HTTP %d" % (offset, length, self.path, status))
         return body
 
+    def fetch_into(self, offset, buf):
+        """Bytes offset.. straight into buf (a chunk): no body object, so a fragmented heap
+        never has to find room for one. Returns how many bytes came."""
+        from fleetbox import https
+        conn = self.conn
+        try:
+            if conn.stream is None:
+                conn.connect()
+            conn.sock.write(conn._head("GET", 0, {"Range": "bytes=%d-%d" % (offset, offset + len(buf) - 1)},
+                                       self.path))
+            status, length, keep = https._parse_head(conn.stream)
+            if status != 206 or length is None or length > len(buf):
+                conn.close()
+                raise https.HttpError("range %d+%d of %s: HTTP %d, %r bytes" % (offset, len(buf), self.path,
+                                                                                 status, length))
+            pos = 0
+            while pos < length:
+                n = conn.stream.readinto(buf[pos:length])
+                if not n:
+                    raise https.HttpError("download cut at byte %d" % (offset + pos))
+                pos += n
+        except OSError as e:
+            conn.close()
+            raise https.HttpError("download cut at byte %d (%r)" % (offset, e))
+        except https.HttpError:
+            conn.close()
+            raise
+        if not keep:
+            conn.close()
+        return length
+
 
 class FileSource:
     """An image in a file (a USB stick, the rescue cache, tests)."""
@@ -349,6 +380,7 @@ class Installer:
                     self.slot.mount(fresh=True)
                     writer = SlotWriter(self.slot.path, self.board)
                     start = 0
+            last = bytearray(16)
             if start == 0:
                 self._save_resume(digest_hex, 0, img.first_iv(), offer)
                 img.start(0)
@@ -356,13 +388,19 @@ class Installer:
                 img.start(start, unhexlify(rec["iv"]))
             for i in range(start, img.chunks):
                 buf = img.chunk_buffer(i)
-                data = source.fetch(img.chunk_offset(i), img.chunk_len(i))
-                if len(data) != len(buf):
-                    raise Truncated("chunk %d: %d of %d bytes" % (i, len(data), len(buf)))
+                if hasattr(source, "fetch_into"):
+                    got = source.fetch_into(img.chunk_offset(i), buf)
+                    data = buf
+                else:
+                    data = source.fetch(img.chunk_offset(i), img.chunk_len(i))
+                    got = len(data)
+                if got != len(buf):
+                    raise Truncated("chunk %d: %d of %d bytes" % (i, got, len(buf)))
+                last[:] = data[-16:]          # the next chunk's IV: the ciphertext, before feed decrypts in place
                 img.feed(i, data, writer.write)
                 writer.flush()
                 self.chunks_fetched += 1
-                self._save_resume(digest_hex, i + 1, data[-16:], offer)
+                self._save_resume(digest_hex, i + 1, last, offer)
                 del data
                 if progress is not None:
                     progress(i + 1, img.chunks)
