@@ -18,6 +18,7 @@ import struct
 from binascii import hexlify, unhexlify
 
 from fleetbox import atomicfile, port, updimage
+from fleetbox.errors import FleetboxError
 from fleetbox.updimage import BadChunk, BadFormat, Truncated, UpdateError
 
 HEAD_FILE = ".head"          # the payload's format-1 header and manifest while they arrive
@@ -363,6 +364,8 @@ class Installer:
         UpdateError (refusal: nothing is staged, the running firmware goes on) or
         OSError/HttpError (a cut: call again, it resumes).
         """
+        if isinstance(offer.get("wrap"), (bytes, bytearray)):
+            offer = dict(offer, wrap=bytes(offer["wrap"]).decode())     # kept with the resume record
         img = self.open_image(source, offer)
         digest_hex = hexlify(img.digest).decode()
         rec = self.load_resume()
@@ -418,6 +421,24 @@ class Installer:
         self.forget()
         log(port.INFO, "%s %s staged in %s for a trial boot" % (img.manifest["kind"], info["version"], self.slot.name))
         return info
+
+    def run(self, source, offer, progress=None):
+        """install(), never raising: every outcome is logged and returned as the report the
+        box sends the update service: {"image", "state": staged|refused|interrupted, ...}."""
+        report = {"image": offer.get("image"), "state": "staged"}
+        try:
+            info = self.install(source, offer, progress)
+            report["version"] = info["version"]
+        except UpdateError as e:
+            # the box keeps its firmware; a refused image is never resumed
+            self.forget()
+            log(port.WARN, "update refused [%s]: %s" % (e.reason, e))
+            report.update(state="refused", reason=e.reason, detail=str(e)[:200])
+        except (OSError, FleetboxError) as e:
+            log(port.WARN, "update interrupted (it resumes at the next offer): %r" % e)
+            rec = self.load_resume()
+            report.update(state="interrupted", detail=repr(e)[:200], next_chunk=rec["next"] if rec else 0)
+        return report
 
     def finish_slot(self, img, source, writer):
         """Check the slot whole (every file against the manifest, the payload against the
