@@ -7,7 +7,10 @@ GET  /v1/device?box=B&device=D    one device's latest full record (D: serial, el
 GET  /v1/history?box=B&device=D[&limit=N][&since=T]   a device's full readings, newest first, JSON
 GET  /v1/health   {"ok": true} once the database answers (for a load balancer)
 
-Every refused upload gets a 4xx with {"ok": false, "reason": ...}, a log line and a row in
+Every answer to an envelope whose MAC checked out is sealed for its box (docs/downlink.md):
+200 stored, 409 replay/out-of-window, 400 bad-padding/bad-payload, each a CBOR map bound to the
+envelope by `re`. What cannot be sealed (no key, bad MAC, not an envelope, HTTP limits) gets a
+plain 4xx {"ok": false, "reason": ...}. Every refusal also gets a log line and a row in
 `rejects`; a bug costs its request a 500, never the service. Replies to the box carry as few
 header bytes as the box needs (no Server, Date or, for ingest, Content-Type): they travel on
 every upload.
@@ -25,13 +28,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from sqlalchemy import text
 
+from cloud import downlink
 from cloud.envelope import CloudEnvelopeError, Opener
 from cloud.logs import event
 from cloud.payload import PayloadError, decode_payload
 from cloud.store import SeqReplay
 
 log = logging.getLogger("fleetbox.cloud")
-CLOCK_SLACK_S = 2   # a box clock further off than this gets the cloud's time in the reply
 STATUS = {"malformed": 400, "bad-padding": 400, "unsupported-version": 400, "bad-payload": 400,
           "unknown-key": 403, "bad-mac": 403, "replay": 409, "out-of-window": 409,
           "length-required": 411, "too-large": 413, "too-slow": 408}
@@ -107,56 +110,73 @@ class Endpoint:
     async def _arefuse(self, reason, detail, client, close=False):
         return await run_in_threadpool(self._refuse, reason, detail, client, close)
 
-    def _refuse(self, reason, detail, client, close=False, **extra):
+    def _refuse(self, reason, detail, client, close=False, header=None, **extra):
+        """A refusal: sealed for the box when `header` is an authenticated envelope's, else plain."""
         event(log, logging.WARNING, "refused", "%s refused an upload from %s: %s (%s)",
               self.name, client, reason, detail,
               endpoint=self.name, client=client, reason=reason, detail=detail, status=STATUS.get(reason, 400))
         self.store.reject(self.name, reason, detail)
-        return _reply(STATUS.get(reason, 400), dict({"ok": False, "reason": reason}, **extra), close=close)
+        fields = dict({"ok": False, "reason": reason}, **extra)
+        if header is not None:
+            return self._sealed(STATUS.get(reason, 400), header, fields)
+        return _reply(STATUS.get(reason, 400), fields, close=close)
 
-    def _duplicate(self, box, client):
+    def _sealed(self, status, header, fields):
+        """The answer to an authenticated envelope, sealed for its box and bound to it by `re`."""
+        box, kid = header["device_id"], header["kid"]
+        fields = dict(fields, re=header["seq"], time=int(time.time()))
+        body = downlink.seal_answer(self.store, self.opener.keys, box, fields, kid=kid)
+        return Response(body, status)
+
+    def _duplicate(self, header, client, upload=None):
+        box = header["device_id"]
         event(log, logging.INFO, "duplicate", "%s acknowledged a copy of the last envelope from %s", self.name, box,
               endpoint=self.name, box=box, client=client)
-        return _reply(200, {"ok": True, "duplicate": True})
+        fields = {"ok": True, "duplicate": True}
+        if upload is not None:
+            fields["upload"] = upload
+        return self._sealed(200, header, fields)
 
     def _process(self, data, client, t0):
         try:
             header, plaintext = self.opener.open(data)
         except CloudEnvelopeError as e:
             if e.duplicate:
-                return self._duplicate(e.header["device_id"], client)
+                return self._duplicate(e.header, client)
             if e.reason == "replay":
                 # Only a holder of the box's key gets this far (the MAC was checked): tell it where
                 # its sequence numbers must continue, so a box whose flash was erased recovers.
-                return self._refuse(e.reason, str(e), client, last_seq=self.store.last_seq(e.header["device_id"]))
+                return self._refuse(e.reason, str(e), client, header=e.header,
+                                    last_seq=self.store.last_seq(e.header["device_id"]))
+            if e.reason in ("out-of-window", "bad-padding"):
+                # Authenticated too: a box whose clock is off learns the time from this refusal.
+                return self._refuse(e.reason, str(e), client, header=e.header)
             return self._refuse(e.reason, str(e), client)
         try:
             head, batch = decode_payload(plaintext)
         except PayloadError as e:
-            return self._refuse("bad-payload", str(e), client)
+            return self._refuse("bad-payload", str(e), client, header=header)
         box = header["device_id"]
         try:
             fresh, resync = self.store.store_upload(box, header["seq"], head["upload"], batch, self.name, len(data),
                                                     head["epoch"])
         except SeqReplay as e:   # another worker got a copy or a later envelope in first
             if e.duplicate:
-                return self._duplicate(box, client)
-            return self._refuse("replay", "seq %d %s" % (header["seq"], e), client, last_seq=e.last)
+                return self._duplicate(header, client)
+            return self._refuse("replay", "seq %d %s" % (header["seq"], e), client, header=header, last_seq=e.last)
         n = len(batch["records"]) + len(batch["seen"])
         event(log, logging.INFO, "stored", "%s stored upload %d from %s: %d records%s%s",
               self.name, head["upload"], box, n,
               "" if fresh else " (already stored)", " resync %s" % resync if resync else "",
               endpoint=self.name, box=box, upload=head["upload"], seq=header["seq"], records=n, fresh=fresh,
               resync=resync or None, bytes=len(data), ms=round((time.monotonic() - t0) * 1000, 2))
-        now = int(time.time())
-        if head["v"] >= 2 and fresh and not resync and abs(header["ts"] - now) <= CLOCK_SLACK_S:
-            return Response(status_code=204)    # stored, nothing to tell the box: the smallest answer
-        reply = {"ok": True, "upload": head["upload"], "time": now}
+        reply = {"ok": True, "upload": head["upload"]}
         if not fresh:
             reply["duplicate"] = True
         if resync:
-            reply["resync"] = resync
-        return _reply(200, reply)
+            # The box takes at most 256 device numbers; beyond that everything in full is cheaper.
+            reply["resync"] = resync if resync is True or len(resync) <= 256 else True
+        return self._sealed(200, header, reply)
 
     # -- read API (plain functions: Starlette runs them in its thread pool)
     def _query(self, request):

@@ -17,6 +17,7 @@ boxes = Table(
     Column("last_seen", Float),
     Column("last_endpoint", Text),
     Column("epoch", Integer, nullable=False, server_default="0"),
+    Column("down_seq", BigInteger, nullable=False, server_default="0"),   # last seq sealed to the box
 )
 
 uploads = Table(

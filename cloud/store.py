@@ -49,6 +49,9 @@ class Store:
         # Upserting the box's row takes its row lock (a new box's too) and returns its state: one round trip.
         self._q_lock = lock.on_conflict_do_update(index_elements=[boxes.c.box], set_={"box": lock.excluded.box}) \
             .returning(boxes.c.last_seq, boxes.c.epoch)
+        down = self._insert(boxes).values(box=bindparam("box"), last_seq=-1, epoch=0, down_seq=1)
+        self._q_down = down.on_conflict_do_update(index_elements=[boxes.c.box],
+                                                  set_={"down_seq": boxes.c.down_seq + 1}).returning(boxes.c.down_seq)
         self._q_top = select(func.max(uploads.c.upload)).where(uploads.c.box == bindparam("box"),
                                                                 uploads.c.epoch == bindparam("epoch"))
         self._q_upload = self._insert(uploads).on_conflict_do_nothing(
@@ -78,6 +81,18 @@ class Store:
         with self.engine.begin() as c:
             last, _ = self._lock_box(c, box)
             c.execute(update(boxes).where(boxes.c.box == box).values(last_seq=max(last, seq), last_seen=time.time()))
+
+    def next_down_seq(self, box, conn=None):
+        """The box's next down seq (docs/downlink.md), taken and recorded in one statement, so
+        two endpoints never seal the same number; inside `conn`'s transaction when given."""
+        if conn is not None:
+            return conn.execute(self._q_down, {"box": box}).scalar_one()
+        with self.engine.begin() as c:
+            return c.execute(self._q_down, {"box": box}).scalar_one()
+
+    def down_seq(self, box):
+        with self.engine.connect() as c:
+            return c.execute(select(boxes.c.down_seq).where(boxes.c.box == box)).scalar()
 
     def _lock_box(self, c, box):
         """(last_seq, epoch) of the box with its row locked until the transaction ends; a box seen

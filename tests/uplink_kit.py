@@ -49,6 +49,20 @@ class Kit:
         self.cloud.start()
         return self
 
+    def answer(self, reply, identity=None):
+        """What an ingest reply says: the fields of a sealed answer (docs/downlink.md) without its
+        binding (`re`, `time`), with "sealed": True; a plain JSON refusal as it is; None if empty."""
+        if not reply:
+            return None
+        if reply[:3] != b"FBE":
+            return json.loads(reply)
+        from cloud import downlink
+        ident = identity or self.identity
+        _, fields = downlink.open_answer((ident["kid"], bytes.fromhex(ident["device_key"])), ident["serial"], reply)
+        fields.pop("re", None)
+        fields.pop("time", None)
+        return dict(fields, sealed=True)
+
     def stop(self):
         self.cloud.stop()
 

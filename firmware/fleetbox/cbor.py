@@ -1,4 +1,4 @@
-"""CBOR encoder (RFC 8949), encode-only: the box writes CBOR, the cloud reads it.
+"""CBOR (RFC 8949): the encoder of the box's uploads and a bounded decoder of the cloud's answers.
 
 Output is the *core deterministic encoding* of RFC 8949 section 4.2.1, so the same
 value gives the same bytes on MicroPython and CPython:
@@ -23,6 +23,9 @@ Anything else raises TypeError; nesting deeper than MAX_DEPTH raises ValueError
     dumps(obj) -> bytes
     dump(obj, write)     write: a callable taking bytes (a stream's write,
                          a hash's update, a bytearray's extend ...)
+    loads(data, max_depth=8, max_items=512) -> value   bounded decoder of what
+                         the encoder writes (no tags, no indefinite lengths);
+                         raises DecodeError (a ValueError)
 """
 import struct
 
@@ -173,3 +176,114 @@ def dumps(obj):
     buf = bytearray()
     _enc(obj, buf.extend, 0)
     return bytes(buf)
+
+
+# -- decoder: bounded, for the cloud's answers (docs/downlink.md); refuses what the encoder above never writes
+
+class DecodeError(ValueError):
+    pass
+
+
+class _Dec:
+    def __init__(self, data, max_depth, max_items):
+        self.b = data
+        self.i = 0
+        self.depth = max_depth
+        self.items = max_items
+
+    def take(self, n):
+        i = self.i
+        if n > len(self.b) - i:
+            raise DecodeError("cbor: truncated")
+        self.i = i + n
+        return self.b[i:i + n]
+
+    def arg(self, info):
+        if info < 24:
+            return info
+        if info == 24:
+            return self.take(1)[0]
+        if info == 25:
+            return struct.unpack(">H", self.take(2))[0]
+        if info == 26:
+            return struct.unpack(">I", self.take(4))[0]
+        if info == 27:
+            return struct.unpack(">Q", self.take(8))[0]
+        raise DecodeError("cbor: indefinite or reserved length")
+
+    def item(self, depth):
+        self.items -= 1
+        if self.items < 0:
+            raise DecodeError("cbor: too many items")
+        ib = self.take(1)[0]
+        major, info = ib >> 5, ib & 31
+        if major == 7:
+            return self.simple(info)
+        n = self.arg(info)
+        if major == 0:
+            return n
+        if major == 1:
+            return -1 - n
+        if major == 2:
+            return bytes(self.take(n))
+        if major == 3:
+            try:
+                return bytes(self.take(n)).decode("utf-8")
+            except UnicodeError:
+                raise DecodeError("cbor: bad UTF-8")
+        if major == 6:
+            raise DecodeError("cbor: tags are not accepted")
+        if depth >= self.depth:
+            raise DecodeError("cbor: nesting deeper than %d" % self.depth)
+        # Each element takes at least one byte: a count beyond the bytes left is a lie, not an allocation.
+        if n > len(self.b) - self.i:
+            raise DecodeError("cbor: truncated")
+        if major == 4:
+            return [self.item(depth + 1) for _ in range(n)]
+        out = {}
+        for _ in range(n):
+            k = self.item(depth + 1)
+            if not isinstance(k, (str, int)) or isinstance(k, bool):
+                raise DecodeError("cbor: map key must be text or an integer")
+            if k in out:
+                raise DecodeError("cbor: duplicate map key")
+            out[k] = self.item(depth + 1)
+        return out
+
+    def simple(self, info):
+        if info == 20:
+            return False
+        if info == 21:
+            return True
+        if info == 22:
+            return None
+        if info == 25:
+            return _half(struct.unpack(">H", self.take(2))[0])
+        if info == 26:
+            return struct.unpack(">f", self.take(4))[0]
+        if info == 27:
+            return struct.unpack(">d", self.take(8))[0]
+        raise DecodeError("cbor: simple value %d not accepted" % info)
+
+
+def _half(h):
+    exp = (h >> 10) & 0x1F
+    mant = h & 0x3FF
+    if exp == 0:
+        v = mant * 2.0 ** -24
+    elif exp == 31:
+        v = float("nan") if mant else float("inf")
+    else:
+        v = (1024 + mant) * 2.0 ** (exp - 25)
+    return -v if h & 0x8000 else v
+
+
+def loads(data, max_depth=8, max_items=512):
+    """Decode exactly one CBOR item that fills `data`; DecodeError (a ValueError) for anything
+    else. Bounded: nesting `max_depth`, `max_items` items in all, and no length is believed
+    beyond the bytes present, so hostile input costs at most about len(data) of memory."""
+    d = _Dec(memoryview(data), max_depth, max_items)
+    v = d.item(0)
+    if d.i != len(data):
+        raise DecodeError("cbor: %d bytes after the item" % (len(data) - d.i))
+    return v

@@ -275,40 +275,81 @@ def request(method, url, body=b"", ca_der=None, pins=(), resolve=None, timeout_s
         c.close()
 
 
+MAX_LINE = 1024        # a longer status or header line is refused, never buffered
+MAX_HEADERS = 32       # header lines of one response
+MAX_HEAD = 4096        # all of the response head
+MAX_BODY = 65536
+
+
 async def _aread_response(stream):
-    """_read_response() over an asyncio stream."""
-    lines = []
+    """_read_response() over an asyncio stream, reading the head in bounded chunks (MicroPython's
+    readline would buffer a line of any length)."""
+    buf = b""
     while True:
-        line = await stream.readline()
-        lines.append(line)
-        if not line or line in (b"\r\n", b"\n") or len(lines) > 64:
+        end = buf.find(b"\r\n\r\n")
+        sep = 4
+        if end < 0:
+            end = buf.find(b"\n\n")
+            sep = 2
+        if end >= 0:
             break
-    head = _Lines(lines)
-    status, length, keep = _parse_head(head)
+        if len(buf) >= MAX_HEAD:
+            raise HttpError("response head longer than %d bytes" % MAX_HEAD)
+        chunk = await stream.read(MAX_HEAD + 4 - len(buf))
+        if not chunk:
+            raise HttpError("connection closed inside the response head")
+        buf += chunk
+    rest = buf[end + sep:]
+    lines = buf[:end].split(b"\n")
+    buf = None
+    for line in lines:
+        if len(line) > MAX_LINE:
+            raise HttpError("response header line longer than %d bytes" % MAX_LINE)
+    status, length, keep = _parse_head(lines)
     if length is None:
         keep = False
-        body = await stream.read(65537)
+        body = rest
+        while len(body) <= MAX_BODY:
+            chunk = await stream.read(MAX_BODY + 1 - len(body))
+            if not chunk:
+                break
+            body += chunk
     else:
-        body = await stream.readexactly(length) if length else b""
-    if len(body) > 65536:
+        if len(rest) > length:
+            raise HttpError("%d bytes after the response body" % (len(rest) - length))
+        body = rest
+        if length > len(rest):
+            try:
+                body = rest + await stream.readexactly(length - len(rest))
+            except EOFError:
+                raise HttpError("connection closed inside the response body")
+    if len(body) > MAX_BODY:
         raise HttpError("response too large")
     return status, body, keep
 
 
-class _Lines:
-    def __init__(self, lines):
-        self.lines = lines
-
-    def readline(self):
-        return self.lines.pop(0) if self.lines else b""
+def _read_head(s):
+    """The lines of a response head off a blocking stream, each read with a bound."""
+    lines = []
+    while True:
+        line = s.readline(MAX_LINE + 1)
+        if not line:
+            raise HttpError("connection closed inside the response head")
+        if len(line) > MAX_LINE:
+            raise HttpError("response header line longer than %d bytes" % MAX_LINE)
+        if line in (b"\r\n", b"\n"):
+            return lines
+        lines.append(line)
+        if len(lines) > MAX_HEADERS + 1:
+            raise HttpError("more than %d response header lines" % MAX_HEADERS)
 
 
 def _read_response(s):
     """(status, body, keep-alive?) of one HTTP/1.1 response with a Content-Length."""
-    status, length, keep = _parse_head(s)
+    status, length, keep = _parse_head(_read_head(s))
     if length is None:
         keep = False
-        body = s.read(65537)
+        body = s.read(MAX_BODY + 1)
     else:
         body = b""
         while len(body) < length:
@@ -316,34 +357,45 @@ def _read_response(s):
             if not chunk:
                 raise HttpError("connection closed inside the response body")
             body += chunk
-    if len(body) > 65536:
+    if len(body) > MAX_BODY:
         raise HttpError("response too large")
     return status, body, keep
 
 
-def _parse_head(s):
-    """(status, Content-Length or None, keep-alive?) from the response head read off s.readline."""
-    status_line = s.readline()
+def _parse_head(lines):
+    """(status, Content-Length or None, keep-alive?) from the head's lines (status line first).
+
+    Anything that could leave a kept-alive connection out of step is refused: a Content-Length
+    that is not one plain decimal (negative, signed, repeated with another value) and any
+    Transfer-Encoding (never sent by the cloud)."""
+    if not lines:
+        raise HttpError("empty response head")
+    if len(lines) > MAX_HEADERS + 1:
+        raise HttpError("more than %d response header lines" % MAX_HEADERS)
+    status_line = lines[0]
     parts = status_line.split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3 or not parts[1].isdigit():
         raise HttpError("bad HTTP status line %r" % status_line[:40])
     status = int(parts[1])
     keep = parts[0] == b"HTTP/1.1"
     length = None
-    while True:
-        line = s.readline()
-        if not line:
-            raise HttpError("connection closed inside the response head")
-        if line in (b"\r\n", b"\n"):
-            break
+    for line in lines[1:]:
         k, _, v = line.partition(b":")
         k = k.strip().lower()
+        v = v.strip()
         if k == b"content-length":
-            length = int(v.strip())
-        elif k == b"connection" and v.strip().lower() == b"close":
+            if not v.isdigit() or len(v) > 9:
+                raise HttpError("bad Content-Length %r" % v[:20])
+            n = int(v)
+            if length is not None and n != length:
+                raise HttpError("conflicting Content-Length headers")
+            length = n
+        elif k == b"transfer-encoding":
+            raise HttpError("Transfer-Encoding %r not supported" % v[:20])
+        elif k == b"connection" and v.lower() == b"close":
             keep = False
     if status in (204, 304) or 100 <= status < 200:
         length = 0                  # RFC 9112 6.3: no body, whatever the headers say
-    if length is not None and length > 65536:
+    if length is not None and length > MAX_BODY:
         raise HttpError("response too large (%d bytes)" % length)
     return status, length, keep

@@ -31,6 +31,7 @@ class App:
         self.spool = Spool(board.data_dir + "/spool", cfg["spool_max"], cfg.get("spool_max_bytes"))
         self.uplink = uplink.Uplink(cfg, identity, board.data_dir)
         self.health = health.Health(board)
+        self.uplink.on_time = self.health.cloud_time    # only sealed answers set the clock (docs/downlink.md)
         self.cycle = 0
         # Vendor profiles: an update on the data partition wins over the firmware's own copy.
         try:
@@ -96,7 +97,6 @@ class App:
         except uplink.UplinkError as e:
             log(port.WARN, "upload failed, %d batches kept: %s" % (len(self.spool), e))
             self.health.delivery_failed()
-        self.health.cloud_time(self.uplink.stats.get("cloud_time"))
 
     async def wait(self, seconds):
         # The health task feeds the watchdog meanwhile; a button press ends the wait early.

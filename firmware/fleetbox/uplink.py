@@ -6,12 +6,14 @@ what the cloud acknowledged before (fleetbox.delta). The upload id is the spool 
 so a batch resent after a lost acknowledgement is recognised by the cloud. Each
 attempt gets a fresh envelope sequence number, persisted before it is used.
 
-Failover, return to liberty and backoff are documented in docs/uplink.md.
+Failover, return to liberty and backoff are documented in docs/uplink.md. Every answer is a
+sealed cloud answer (docs/downlink.md): only an authenticated answer bound to the attempt
+acknowledges a batch, moves the sequence number or sets the clock.
 """
 import binascii
 import json
 
-from fleetbox import cbor, envelope, https, port
+from fleetbox import cbor, downlink, envelope, https, port
 from fleetbox.errors import FleetboxError
 from fleetbox.delta import DeltaState
 from fleetbox.atomicfile import atomic_write
@@ -21,6 +23,9 @@ FAILOVER_AFTER = 2          # consecutive failures of an endpoint before the nex
 RETURN_AFTER_S = 600        # while on a fallback endpoint, try the first one again this often
 BACKOFF_BASE_S = 10
 BACKOFF_MAX_S = 900
+MAX_FIXES = 3               # corrective answers (seq, clock) per endpoint and send that earn a resend
+MAX_SEQ_JUMP = 1 << 32      # a last_seq further ahead of the box's own counter is not believed
+MAX_PLAIN = 512             # a plain (unsealed) refusal longer than this is not even parsed for the log
 
 
 def payload(upload_id, outgoing, epoch):
@@ -54,6 +59,8 @@ class Uplink:
         self.device_id = identity["serial"]
         self.seq_path = state_dir + "/uplink.seq"
         self.seq = self._read_seq()
+        self.down = downlink.DownState(state_dir + "/downlink.seq")
+        self.on_time = None         # on_time(unix_s): set the box's clock (App: Health.cloud_time)
         self.delta = DeltaState(state_dir + "/uplink.delta")
         self.conns = [None] * len(self.endpoints)
         self.active = 0             # index of the endpoint uploads go to
@@ -64,12 +71,14 @@ class Uplink:
         self.backoff_s = cfg.get("backoff_s") or [BACKOFF_BASE_S, BACKOFF_MAX_S]
         self.return_after_s = cfg.get("return_after_s", RETURN_AFTER_S)
         self.stats = {"sent": 0, "failed": 0, "bytes_out": 0, "last_endpoint": None, "failovers": 0,
-                      "handshakes": 0, "duplicates": 0}
+                      "handshakes": 0, "duplicates": 0, "bad_answers": 0}
 
     def _read_seq(self):
         try:
             with open(self.seq_path) as f:
-                return int(f.read())
+                v = int(f.read())
+            # A counter no seal could continue from is as good as a lost one: the cloud's 409 restores it.
+            return v if 0 <= v <= downlink.MAX_SEQ else 0
         except (OSError, ValueError):
             return 0
 
@@ -131,31 +140,78 @@ class Uplink:
             ep = self.endpoints[i]
             name = ep.get("name", ep["url"])
             tries = FAILOVER_AFTER if i == self.active else 1
-            for _ in range(tries):
+            fixes = MAX_FIXES
+            while tries > 0:
                 await port.sleep_ms(0)
-                body = envelope.seal(self.key, self.kid, self.device_id, self._next_seq(), port.time_s(), plaintext)
+                seq = self._next_seq()
+                body = envelope.seal(self.key, self.kid, self.device_id, seq, port.time_s(), plaintext)
                 try:
                     status, reply = await self._post(i, body)
                 except (OSError, https.HttpError, ValueError) as e:
                     reasons.append("%s: %s" % (name, _describe(e)))
                     self._failed(i)
+                    tries -= 1
                     continue
                 self.stats["bytes_out"] += len(body)
-                if status in (200, 204):   # 204: stored, and the cloud has nothing to tell
-                    self._delivered(i, name, reply, pending)
+                body = None
+                ans = self._answer(name, status, reply, seq)
+                reply = None
+                if ans is None:
+                    reasons.append("%s: HTTP %d, no valid answer" % (name, status))
+                    self._failed(i)
+                    tries -= 1
+                    if 400 <= status < 500:
+                        break   # a plain refusal (no key, bad MAC...): the same again will not help
+                    continue
+                if ans.get("ok") is True and ans.get("upload", upload_id) == upload_id:
+                    self._delivered(i, name, ans, pending)
                     return name
-                ack = _json(reply)
-                if status == 409 and ack.get("reason") == "replay" and _ahead(ack.get("last_seq"), self.seq):
-                    # The cloud saw higher sequence numbers (this box's state was erased): skip past them.
-                    self.seq = ack["last_seq"]
+                reason = ans.get("reason")
+                if fixes and reason == "replay" and self._skip_to(ans.get("last_seq")):
+                    fixes -= 1
                     reasons.append("%s: sequence numbers continue after %d" % (name, self.seq))
                     continue
-                reasons.append("%s: HTTP %d %s" % (name, status, ack.get("reason", "")))
+                if fixes and reason == "out-of-window" and "time" in ans:
+                    fixes -= 1      # the clock was set from this answer: seal again with the right time
+                    reasons.append("%s: clock was off, now %d" % (name, ans["time"]))
+                    continue
+                reasons.append("%s: HTTP %d %s" % (name, status, reason or "refused"))
                 self._failed(i)
+                tries -= 1
                 if status < 500:
                     break   # the endpoint is up and said no: trying it again the same way will not help
         self.stats["failed"] += 1
         raise UplinkError("; ".join(reasons))
+
+    def _answer(self, name, status, reply, seq):
+        """The checked fields of the sealed answer to the envelope `seq`, or None (logged)."""
+        try:
+            ans = downlink.open_answer(self.key, self.kid, self.device_id, reply, self.down)
+        except downlink.DownlinkError as e:
+            self.stats["bad_answers"] += 1
+            plain = _json(reply).get("reason") if len(reply) <= MAX_PLAIN else None
+            port.log("uplink", port.WARN, "%s: HTTP %d, answer not accepted (%s)%s" % (
+                name, status, e, "" if not isinstance(plain, str) else ", plain reason %r" % plain[:40]))
+            return None
+        if ans.get("re") != seq:
+            self.stats["bad_answers"] += 1
+            port.log("uplink", port.WARN, "%s: answer to envelope %r, not to %d: ignored" % (name, ans.get("re"), seq))
+            return None
+        t = ans.get("time")
+        if t is not None:
+            self.stats["cloud_time"] = t
+            if self.on_time is not None:
+                self.on_time(t)
+        return ans
+
+    def _skip_to(self, last):
+        """Continue the sequence numbers after the cloud's `last` (this box's counter was rewound),
+        within bounds: never backwards, never so far that a later seal could overflow."""
+        if last is None or last < self.seq or last - self.seq > MAX_SEQ_JUMP:
+            port.log("uplink", port.WARN, "cloud's last_seq %r not believed (own %d)" % (last, self.seq))
+            return False
+        self.seq = last
+        return True
 
     def _failed(self, i):
         if i == self.active:
@@ -169,8 +225,7 @@ class Uplink:
         elif i == 0:
             self.left_first_at = port.ticks_ms()   # liberty still down: wait another period
 
-    def _delivered(self, i, name, reply, pending):
-        ack = _json(reply)
+    def _delivered(self, i, name, ack, pending):
         self.delta.commit(pending, ack.get("resync") or ())
         if ack.get("duplicate"):
             self.stats["duplicates"] += 1
@@ -180,8 +235,6 @@ class Uplink:
             self.left_first_at = None
         self.stats["sent"] += 1
         self.stats["last_endpoint"] = name
-        # The cloud says its time only when the envelope's ts was off (else it answers 204).
-        self.stats["cloud_time"] = ack.get("time")
 
     def due(self):
         """True when the backoff after failed drains has run out."""
@@ -234,9 +287,5 @@ def _json(reply):
     try:
         v = json.loads(reply)
         return v if isinstance(v, dict) else {}
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, MemoryError):
         return {}
-
-
-def _ahead(last, seq):
-    return isinstance(last, int) and not isinstance(last, bool) and last >= seq

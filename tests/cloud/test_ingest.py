@@ -47,7 +47,7 @@ def get(kit, path):
 def post(kit, body, name="liberty"):
     status, reply = https.request("POST", _url(kit, "/v1/ingest", name), body, pki.der(kit.ca[1]),
                                   [bytes.fromhex(p) for p in kit.pins()], kit.cloud.receivers[name].address)
-    return status, json.loads(reply) if reply else None
+    return status, kit.answer(reply)
 
 
 def sealed(kit, seq, upload, n=2):
@@ -93,15 +93,15 @@ def test_a_lost_acknowledgement_and_a_lost_sequence_number_both_recover(kit, tmp
 def test_replies_to_replayed_tampered_and_garbage_envelopes(kit):
     first, second = sealed(kit, 1, 1), sealed(kit, 2, 2)
     assert post(kit, first)[0] == 200 and post(kit, second, "rescue")[0] == 200
-    assert post(kit, first) == (409, {"ok": False, "reason": "replay", "last_seq": 2})
-    assert post(kit, second) == (200, {"ok": True, "duplicate": True})     # the other endpoint's copy
+    assert post(kit, first) == (409, {"ok": False, "reason": "replay", "last_seq": 2, "sealed": True})
+    assert post(kit, second) == (200, {"ok": True, "duplicate": True, "sealed": True})     # the other endpoint's copy
     flipped = bytearray(sealed(kit, 3, 3))
     flipped[60] ^= 1
     assert post(kit, bytes(flipped)) == (403, {"ok": False, "reason": "bad-mac"})
     assert post(kit, b"not an envelope at all") == (400, {"ok": False, "reason": "malformed"})
     key = bytes.fromhex(kit.identity["device_key"])
     junk = envelope.seal(key, 1, kit.serial, 3, int(time.time()), b"\xff\x00junk")
-    assert post(kit, junk) == (400, {"ok": False, "reason": "bad-payload"})
+    assert post(kit, junk) == (400, {"ok": False, "reason": "bad-payload", "sealed": True})
     assert [r["reason"] for r in kit.store.rejects()] == ["replay", "bad-mac", "malformed", "bad-payload"]
     assert [u["endpoint"] for u in kit.store.uploads(kit.serial)] == ["liberty", "rescue"]
 

@@ -2,7 +2,6 @@
 each of the same envelopes, posted at once by several client processes, exactly once; a worker
 that dies is replaced; SIGTERM stops it; every log line is one JSON object."""
 import collections
-import json
 import multiprocessing
 import os
 import signal
@@ -12,6 +11,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 from sqlalchemy import func, select
 
+from cloud import downlink
 from cloud.schema import readings, uploads
 from cloud.store import Store
 from tests.cloud.client import post_jobs, post_jobs_in_process
@@ -35,7 +35,7 @@ def service(tmp_path, request):
 
 def boxes_envelopes(svc):
     serials = ["FBX-C%03d" % i for i in range(BOXES)]
-    keys = svc.add_boxes(serials)
+    keys = svc.box_keys = svc.add_boxes(serials)
     return serials, [seal_uploads(s, keys[s], i, UPLOADS, RECORDS) for i, s in enumerate(serials)]
 
 
@@ -46,10 +46,12 @@ def test_several_workers_store_the_same_envelopes_from_several_clients_exactly_o
     with ProcessPoolExecutor(CLIENTS, mp_context=multiprocessing.get_context("spawn")) as pool:
         results = list(pool.map(post_jobs_in_process, [args] * CLIENTS))
     outcome = collections.Counter()
+    down = collections.Counter()
     for per_client in results:
-        for job in per_client:
+        for serial, job in zip(serials, per_client):
             for status, reply, _ in job:
-                body = json.loads(reply) if reply else {}
+                hdr, body = downlink.open_answer((1, svc.box_keys[serial]), serial, reply)
+                down[serial, hdr["seq"]] += 1
                 if status == 200 and body.get("duplicate"):
                     outcome["duplicate"] += 1
                 elif status == 200:
@@ -59,6 +61,7 @@ def test_several_workers_store_the_same_envelopes_from_several_clients_exactly_o
                     outcome["replay"] += 1
     assert outcome["stored"] == BOXES * UPLOADS                    # each envelope stored by one worker
     assert sum(outcome.values()) == CLIENTS * BOXES * UPLOADS
+    assert set(down.values()) == {1}            # every answer to a box under its own down seq
     store = Store(pg_url, migrate=False)
     with store.engine.connect() as c:
         assert c.execute(select(func.count()).select_from(uploads)).scalar() == BOXES * UPLOADS

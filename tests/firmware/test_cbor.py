@@ -205,3 +205,53 @@ def test_roundtrip_cbor2_hypothesis():
     check()
     check_float_shortest()
     assert math.isnan(cbor2.loads(cbor.dumps(float("nan"))))
+
+
+# -- decoder (the cloud's answers: docs/downlink.md)
+
+def test_loads_reads_what_dumps_writes():
+    for value, enc in APPENDIX_A:
+        if enc[:2] in ("c2", "c3"):
+            continue        # bignums are tags: the decoder takes none
+        got = cbor.loads(unhexlify(enc))
+        assert got == value and type(got) is type(value), (enc, got)
+    doc = {"ok": True, "last_seq": 2 ** 63 - 1, "time": 1767225600, "resync": [1, 2], "x": None,
+           "b": b"\x00\xff", "f": 1.5, "h": -0.0, "n": -7, "nest": {"a": [[], {}]}}
+    assert cbor.loads(cbor.dumps(doc)) == doc
+
+
+def test_loads_floats_of_every_width():
+    for enc, value in (("f93c00", 1.0), ("f97bff", 65504.0), ("f90001", 5.960464477539063e-08),
+                       ("f9c400", -4.0), ("fa47c35000", 100000.0), ("fb3ff199999999999a", 1.1),
+                       ("f97c00", float("inf")), ("f9fc00", float("-inf"))):
+        assert cbor.loads(unhexlify(enc)) == value, enc
+    nan = cbor.loads(unhexlify("f97e00"))
+    assert nan != nan
+
+
+def test_loads_refuses_hostile_input():
+    cases = [
+        "", "18", "1901", "62c3", "9f", "bf", "5f", "7f",   # truncated / indefinite
+        "1c", "f8ff", "f7", "c249010000000000000000",   # reserved info, simple values, tags
+        "9bffffffffffffffff", "bbffffffffffffffff",      # counts no input could hold
+        "7bffffffffffffffff00", "5bffffffffffffffff00",  # lengths no input could hold
+        "a2616101616102", "a1f501", "a1810000",           # duplicate key, bad key types
+        "0000", "62c328",                                 # trailing bytes; bad UTF-8
+    ]
+    for enc in cases:
+        try:
+            cbor.loads(unhexlify(enc))
+        except cbor.DecodeError:
+            continue
+        raise AssertionError("accepted %s" % enc)
+
+
+def test_loads_bounds_depth_and_items():
+    deep = unhexlify("81" * 9 + "00")
+    raises(cbor.DecodeError, cbor.loads, deep)
+    assert cbor.loads(unhexlify("81" * 8 + "00"))
+    assert cbor.loads(deep, max_depth=9) == [[[[[[[[[0]]]]]]]]]
+    many = cbor.dumps(list(range(600)))
+    raises(cbor.DecodeError, cbor.loads, many)
+    assert len(cbor.loads(many, max_items=601)) == 600
+    assert issubclass(cbor.DecodeError, ValueError)

@@ -260,11 +260,11 @@ def test_replayed_bitflipped_and_garbage_envelopes_get_4xx_over_https(cloud):
 
     def post(body):
         status, reply = https.request("POST", url, body, ca, pins, res)
-        return status, json.loads(reply)
+        return status, cloud.answer(reply)
 
     first, second = env(1, 1), env(2, 2)
     assert post(first)[0] == 200 and post(second)[0] == 200
-    assert post(first) == (409, {"ok": False, "reason": "replay", "last_seq": 2})
+    assert post(first) == (409, {"ok": False, "reason": "replay", "last_seq": 2, "sealed": True})
     flipped = bytearray(env(3, 3))
     flipped[60] ^= 0x01
     assert post(bytes(flipped)) == (403, {"ok": False, "reason": "bad-mac"})
