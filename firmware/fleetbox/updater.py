@@ -70,7 +70,7 @@ class RangeSource:
                 conn.connect()
             conn.sock.write(conn._head("GET", 0, {"Range": "bytes=%d-%d" % (offset, offset + len(buf) - 1)},
                                        self.path))
-            status, length, keep = https._parse_head(conn.stream)
+            status, length, keep = https._parse_head(https._read_head(conn.stream))
             if status != 206 or length is None or length > len(buf):
                 conn.close()
                 raise https.HttpError("range %d+%d of %s: HTTP %d, %r bytes" % (offset, len(buf), self.path,
