@@ -29,6 +29,7 @@ from starlette.routing import Route
 from sqlalchemy import text
 
 from cloud import downlink
+from cloud import updates
 from cloud.envelope import CloudEnvelopeError, Opener
 from cloud.logs import event
 from cloud.payload import PayloadError, decode_payload
@@ -66,6 +67,7 @@ class Endpoint:
         self.name, self.store = name, store
         self.limits = limits or Limits()
         self.opener = Opener(keys, store, window)
+        self.answer_hooks = []      # hook(box, kid) -> more fields for an upload's answer (an update offer)
 
     # -- ingest
     async def ingest(self, request):
@@ -176,6 +178,8 @@ class Endpoint:
         if resync:
             # The box takes at most 256 device numbers; beyond that everything in full is cheaper.
             reply["resync"] = resync if resync is True or len(resync) <= 256 else True
+        for hook in self.answer_hooks:
+            reply.update(hook(box, header["kid"]) or {})
         return self._sealed(200, header, reply)
 
     # -- read API (plain functions: Starlette runs them in its thread pool)
@@ -228,6 +232,7 @@ def create_app(name, store, keys, window=86400, limits=None):
     routes = [Route("/v1/ingest", ep.ingest, methods=["POST"]),
               Route("/v1/boxes", ep.boxes), Route("/v1/devices", ep.devices), Route("/v1/device", ep.device),
               Route("/v1/history", ep.history), Route("/v1/health", ep.health)]
+    updates.mount(routes, ep, store, keys, window)
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.endpoint = ep
     return app

@@ -2,7 +2,7 @@
 import asyncio
 import json
 
-from fleetbox import config, devstate, health, port, profiles, snmp, targets, uplink
+from fleetbox import config, devstate, health, port, profiles, snmp, targets, updagent, uplink
 from fleetbox import spool as spool_mod
 from fleetbox.spool import Spool
 from fleetbox.sweep import SweepOptions, sweep
@@ -40,6 +40,7 @@ class App:
             log(port.WARN, "profiles unusable, standard MIBs only: %s" % e)
             self.profiles = []
         self.devices = devstate.DeviceState(board.data_dir + "/devices.json")
+        self.updates = updagent.Agent(board, identity, self.uplink, VERSION)   # offers ride the upload answers
         self.statics = devstate.Statics(board.data_dir + "/statics")
 
     def _spool(self, scan, started, records):
@@ -131,6 +132,10 @@ class App:
                 self._spool(kinds[0], port.time_s(), [])
                 await self.upload()
             if trial and trial.after_cycle(bool(kinds), self.uplink.stats["sent"] > 0):
+                self.board.reboot()
+            # -- updates: install an offer into the other slot, then reboot into its trial
+            self.updates.after_cycle(bool(trial and trial.pending))
+            if self.updates.due() and self.updates.run():
                 self.board.reboot()
             port.collect()
             now = port.ticks_ms()

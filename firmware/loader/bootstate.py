@@ -14,6 +14,7 @@ import struct
 import time
 
 SLOTS = ("slot_a", "slot_b")
+LOADER_VERSION = 1         # what an image's min_loader is compared with (docs/update-image.md)
 MAGIC = b"FBBS"
 FORMAT = 1
 # magic, format, active, trial, crash boots, power boots, bad slots, revert reason,
