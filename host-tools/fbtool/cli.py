@@ -193,8 +193,9 @@ def parser():
     pc.add_argument("--source", default=os.path.join(paths.ROOT, "profiles"), help="folder of *.yaml")
     pc.set_defaults(func=cmd_profiles)
 
-    from . import appliance, signcli
+    from . import appliance, signcli, updatecli
     signcli.register(sub)     # keygen, root, image: signed updates (docs/update-image.md)
+    updatecli.register(sub)   # update publish|status: the cloud's update service
     appliance.register(sub)   # the qemu-x86_64 board's kernel + initramfs
     _add_debug(p)
     return p

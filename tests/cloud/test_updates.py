@@ -152,3 +152,21 @@ def test_a_percentage_picks_a_stable_share_of_the_fleet():
     picked = [b for b in ("FBX-%04d" % i for i in range(2000)) if updates._in_percent(b, 7, 25)]
     assert 400 < len(picked) < 600
     assert picked == [b for b in ("FBX-%04d" % i for i in range(2000)) if updates._in_percent(b, 7, 25)]
+
+
+def test_fbtool_update_publish_and_status(kit, tmp_path, capsys):
+    from fbtool import cli
+    data, _ = uk.signed(uk.fbi(5000, version="3.0.0"), chunk_size=1024, content_key=KEY)
+    (tmp_path / "fw.fbu").write_bytes(data)
+    (tmp_path / "fw.fbu.key").write_text(KEY.hex())
+    rec = kit.cloud.receivers["liberty"]
+    base = ["update", "--service", "https://%s:%d" % (rec.address, rec.port), "--ca", os.path.join(kit.dir, "ca.pem")]
+    assert cli.main(base + ["publish", str(tmp_path / "fw.fbu"), "--boxes", kit.serial, "FBX-OTHER"]) == 0
+    out = capsys.readouterr().out
+    assert "published app 3.0.0 for sim" in out and "rollout 1: %s, FBX-OTHER" % kit.serial in out
+    assert cli.main(base + ["status", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "rollout 1" in out and "active" in out and "no reports" in out
+    (tmp_path / "fw.fbu.key").write_text(bytes(32).hex())
+    assert cli.main(base + ["publish", str(tmp_path / "fw.fbu")]) == 2
+    assert "content key is not this image's" in capsys.readouterr().err
