@@ -162,7 +162,8 @@ class Updates:
 
     def offer_for(self, box, kid):
         """The `offer` field for box's next sealed answer, or None."""
-        with self.store.engine.connect() as c:
+        chosen = None
+        with self.store.engine.connect() as c:     # read only; closed before _progress writes
             rows = c.execute(select(update_rollouts, update_images.c.content_key, update_images.c.size,
                                     update_images.c.version, update_images.c.kind)
                              .join(update_images, update_images.c.digest == update_rollouts.c.image)
@@ -174,17 +175,20 @@ class Updates:
                     continue
                 done = c.execute(select(update_progress.c.state).where(
                     update_progress.c.rollout == r.id, update_progress.c.box == box)).scalar()
-                if done in FINAL:
-                    continue
-                key = self.keys(box, kid)
-                if key is None:
-                    return None
-                wrap = make_wrap(bytes.fromhex(r.image), bytes.fromhex(r.content_key), box, kid, key)
-                if done is None:
-                    self._progress(box, r.id, "offered", None, None)
-                return {"rollout": r.id, "image": r.image, "url": "/v1/updates/images/" + r.image,
-                        "size": r.size, "version": r.version, "kind": r.kind, "wrap": wrap}
-        return None
+                if done not in FINAL:
+                    chosen = r, done
+                    break
+        if chosen is None:
+            return None
+        r, done = chosen
+        key = self.keys(box, kid)
+        if key is None:
+            return None
+        if done is None:
+            self._progress(box, r.id, "offered", None, None)
+        return {"rollout": r.id, "image": r.image, "url": "/v1/updates/images/" + r.image, "size": r.size,
+                "version": r.version, "kind": r.kind,
+                "wrap": make_wrap(bytes.fromhex(r.image), bytes.fromhex(r.content_key), box, kid, key)}
 
     def _progress(self, box, rid, state, reason, detail):
         now = time.time()

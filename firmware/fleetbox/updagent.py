@@ -9,7 +9,10 @@ reboot mid-download resumes (the updater's resume record says where).
 """
 import json
 
-from fleetbox import atomicfile, envelope, port, updater, updimage
+from fleetbox import atomicfile, envelope, port
+
+# fleetbox.updater and the verifiers are imported when an offer is acted on: a box that is
+# not updating does not carry their bytecode in its heap.
 
 ROOT_FILE = "/loader/root.fbr"
 OFFER_FILE = "update.offer"
@@ -85,6 +88,7 @@ class Agent:
 
     def _installer(self):
         import bootstate      # on the loader partition
+        from fleetbox import updater, updimage
         with open(ROOT_FILE, "rb") as f:
             root = updimage.load_root(f.read())
         other = bootstate.SLOTS[1 - bootstate.SLOTS.index(self.board.slot)]
@@ -97,6 +101,7 @@ class Agent:
 
     def run(self):
         """Install the offer (or resume it). Returns True when a slot is staged: reboot."""
+        from fleetbox import updater, updimage
         offer = self.offer
         try:
             inst = self._installer()
