@@ -29,6 +29,8 @@ Anything else raises TypeError; nesting deeper than MAX_DEPTH raises ValueError
 """
 import struct
 
+from fleetbox.errors import FleetboxError
+
 MAX_DEPTH = 32  # most containers (arrays, maps) nested in one another
 
 _U64 = 0x10000000000000000
@@ -180,7 +182,7 @@ def dumps(obj):
 
 # -- decoder: bounded, for the cloud's answers (docs/downlink.md); refuses what the encoder above never writes
 
-class DecodeError(ValueError):
+class DecodeError(FleetboxError):
     pass
 
 

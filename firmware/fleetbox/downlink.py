@@ -145,7 +145,8 @@ def open_answer(key, kid, device_id, body, state, accept=True):
             raise DownlinkError("content-type", "%d" % hdr["content_type"])
         hdr, plaintext = envelope.open_(key, body, envelope.DOWN)
     except envelope.EnvelopeError as e:
-        raise DownlinkError(e.reason, str(e))
+        msg = str(e)
+        raise DownlinkError(e.reason, msg[len(e.reason) + 2:] if msg.startswith(e.reason + ": ") else None)
     seq = hdr["seq"]
     if seq <= state.last:
         raise DownlinkError("replay", "seq %d, last accepted %d" % (seq, state.last))
