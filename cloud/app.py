@@ -29,6 +29,7 @@ from sqlalchemy import text
 
 from cloud import downlink
 from cloud import portal
+from cloud import updates
 from cloud.envelope import CloudEnvelopeError, Opener
 from cloud.export import Export
 from cloud.logs import event
@@ -79,6 +80,7 @@ class Endpoint:
         # Opens an authentic envelope that repeats the box's last sequence number: whether it is a
         # copy of the stored upload or a new batch is the store's decision (store_upload), not the number's.
         self.reopener = Opener(keys, _NoReplayCheck(), window)
+        self.answer_hooks = []      # hook(box, kid) -> more fields for an upload's answer (an update offer)
 
     # -- ingest
     async def ingest(self, request):
@@ -198,6 +200,8 @@ class Endpoint:
         if resync:
             # The box takes at most 256 device numbers; beyond that everything in full is cheaper.
             reply["resync"] = resync if resync is True or len(resync) <= 256 else True
+        for hook in self.answer_hooks:
+            reply.update(hook(box, header["kid"]) or {})
         return self._sealed(200, header, reply, down_seq)
 
     def health(self, request):
@@ -218,6 +222,7 @@ def create_app(name, store, keys, window=86400, limits=None, provisioning=None):
     routes = [Route("/v1/ingest", ep.ingest, methods=["POST"]), Route("/v1/health", ep.health)]
     routes += ReadApi(store).routes() + Export(store).routes() + portal.routes(store)
     routes += provisioning.routes() if provisioning else []     # docs/provisioning.md
+    updates.mount(routes, ep, store, keys, window)    # docs/update-protocol.md
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.endpoint = ep
     return app

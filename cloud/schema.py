@@ -3,7 +3,8 @@
 Records are kept as JSON text so both backends hold them byte for byte alike. The
 migrations in cloud/migrations create exactly these tables; a test compares the two.
 """
-from sqlalchemy import (BigInteger, Column, Float, Index, Integer, MetaData, PrimaryKeyConstraint, Table, Text)
+from sqlalchemy import (BigInteger, Column, Float, Index, Integer, LargeBinary, MetaData, PrimaryKeyConstraint, Table,
+                        Text)
 
 # SQLite only auto-numbers an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
 RowId = BigInteger().with_variant(Integer(), "sqlite")
@@ -71,6 +72,45 @@ rejects = Table(
     Column("endpoint", Text),
     Column("reason", Text),
     Column("detail", Text),
+)
+
+# -- the update service (cloud/updates.py, migration 0005)
+update_images = Table(
+    "update_images", metadata,
+    Column("digest", Text, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("board", Text, nullable=False),
+    Column("version", Text, nullable=False),
+    Column("security_counter", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("content_key", Text, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("published", Float),
+)
+
+update_rollouts = Table(
+    "update_rollouts", metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("image", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("percent", Integer),
+    Column("boxes", Text),
+    Column("state", Text, nullable=False),
+    Column("max_failure_rate", Float, nullable=False),
+    Column("min_reports", Integer, nullable=False),
+    Column("created", Float),
+    Column("halted_reason", Text),
+)
+
+update_progress = Table(
+    "update_progress", metadata,
+    Column("rollout", BigInteger, nullable=False),
+    Column("box", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("reason", Text),
+    Column("detail", Text),
+    Column("updated", Float),
+    PrimaryKeyConstraint("rollout", "box", name="update_progress_pkey"),
 )
 
 # Provisioning registers its tables on this metadata (migration 0003_provisioning).

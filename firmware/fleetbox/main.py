@@ -2,7 +2,7 @@
 import asyncio
 import json
 
-from fleetbox import config, devstate, health, port, profiles, provision, snmp, targets, uplink
+from fleetbox import config, devstate, health, port, profiles, provision, snmp, targets, updagent, uplink
 from fleetbox import spool as spool_mod
 from fleetbox.spool import Spool
 from fleetbox.sweep import SweepOptions, sweep
@@ -49,6 +49,7 @@ class App:
             log(port.WARN, "profiles unusable, standard MIBs only: %s" % e)
             self.profiles = []
         self.devices = devstate.DeviceState(board.data_dir + "/devices.json")
+        self.updates = updagent.Agent(board, identity, self.uplink, VERSION)   # offers ride the upload answers
         self.statics = devstate.Statics(board.data_dir + "/statics")
 
     def _spool(self, scan, started, records):
@@ -197,6 +198,10 @@ class App:
                 self.board.reboot()
             if self.prov and port.ticks_diff(port.ticks_ms(), self.next_check) >= 0:
                 await self.sync_config()
+            # -- updates: install an offer into the other slot, then reboot into its trial
+            self.updates.after_cycle(bool(trial and trial.pending))
+            if self.updates.due() and self.updates.run():
+                self.board.reboot()
             port.collect()
             now = port.ticks_ms()
             wait = min(port.ticks_diff(due[k], now) for k in due) / 1000 if due else FAILED_CYCLE_WAIT_S

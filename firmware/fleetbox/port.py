@@ -536,3 +536,17 @@ def lan_tls_context():
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def mount_lfs(dev, path, fresh=False):
+    """MicroPython: mount the LittleFS2 partition dev at path, formatting it first when fresh
+    (the updater's inactive slot). CPython has no vfs: the caller passes a directory there."""
+    import vfs
+    if fresh:
+        vfs.VfsLfs2.mkfs(dev)
+    vfs.mount(vfs.VfsLfs2(dev), path)
+
+
+def umount(path):
+    import vfs
+    vfs.umount(path)

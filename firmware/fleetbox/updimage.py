@@ -197,6 +197,15 @@ class ImageReader:
             self._buf = bytearray(self.chunk_size)
         return memoryview(self._buf)[:self.chunk_len(index)]
 
+    def work_buffer(self):
+        """The chunk buffer whole, lent out between chunks (copying, re-hashing a slot)."""
+        if self._buf is None:
+            self._buf = bytearray(self.chunk_size)
+        return self._buf
+
+    def first_iv(self):
+        return self._iv
+
     def _check_chunk(self, index, data):
         if not 0 <= index < self.chunks:
             raise BadChunk("chunk %d of %d" % (index, self.chunks))

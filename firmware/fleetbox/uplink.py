@@ -62,6 +62,7 @@ class Uplink:
         self.seq = self._read_seq()
         self.down = downlink.DownState(state_dir + "/downlink.seq")
         self.on_time = None         # on_time(unix_s): set the box's clock (App: Health.cloud_time)
+        self.on_offer = None        # on_offer(offer): an update offer (fleetbox.updagent)
         self.delta = DeltaState(state_dir + "/uplink.delta")
         self.conns = [None] * len(self.endpoints)
         self.active = 0             # index of the endpoint uploads go to
@@ -214,6 +215,8 @@ class Uplink:
             self.stats["cloud_time"] = t
             if self.on_time is not None:
                 self.on_time(t)
+        if "offer" in ans and self.on_offer is not None:
+            self.on_offer(ans["offer"])
         return ans
 
     def _skip_to(self, last):

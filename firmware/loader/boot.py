@@ -16,6 +16,9 @@ import bootstate
 import rom
 
 MANIFEST = "manifest.json"
+SIG_FILE = "update.sig"          # the signed head the updater installed the slot from
+TAIL_FILE = "payload.tail"       # the format-1 image's own digest, part of the signed payload hash
+ROOT_FILE = "/loader/root.fbr"   # the trust anchor, written at manufacturing
 RESCUE_RETRY_S = 60
 _buf = bytearray(1024)
 
@@ -30,7 +33,8 @@ def _mount(name, path, readonly=False):
     vfs.mount(fs, path, readonly=readonly)
 
 
-def _sha256(path):
+def _sha256(path, whole=None):
+    """SHA-256 of a file; whole, when given, is fed the same bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while True:
@@ -38,6 +42,8 @@ def _sha256(path):
             if not n:
                 break
             h.update(memoryview(_buf)[:n])
+            if whole is not None:
+                whole.update(memoryview(_buf)[:n])
     return h.digest()
 
 
@@ -56,7 +62,7 @@ def _check_files(manifest):
     for ent in manifest["files"]:
         listed["/app/" + ent["path"]] = ent["sha256"]
     for path in _walk("/app", []):
-        if path == "/app/" + MANIFEST:
+        if path in ("/app/" + MANIFEST, "/app/" + SIG_FILE, "/app/" + TAIL_FILE):
             continue
         want = listed.pop(path, None)
         if want is None:
@@ -67,13 +73,75 @@ def _check_files(manifest):
         raise bootstate.VerifyError("%d files missing" % len(listed))
 
 
-def verify_slot(name, record=None):
-    """The slot's info {"digest", "version", "counter", "full"}, or VerifyError.
+def _anchor():
+    """The trusted root (fleetbox.updroot.Root) when the box has one, else None (a development box)."""
+    try:
+        with open(ROOT_FILE, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    from fleetbox import updroot       # on the loader partition with rsapss and errors
+    return updroot.load_root(data)     # no time floor: a boot never fails because time passed
 
-    The one place that decides whether a slot may run. Today: the v1 image's per-file
-    SHA-256 list, kept in the slot as manifest.json; a slot whose manifest digest
-    matches its verified-once record (`record`) is trusted without hashing every file.
-    The signature check of the signed image format goes here.
+
+def _check_signed(root, mbytes):
+    """The slot against the signed head it was installed from: a threshold of valid image
+    signatures, then the payload (format-1 header, manifest, files, tail) re-hashed against
+    the signed payload SHA-256. Returns the signed manifest."""
+    from fleetbox import updroot
+    try:
+        with open("/app/" + SIG_FILE, "rb") as f:
+            head = f.read()
+    except OSError:
+        raise bootstate.VerifyError("no signature (%s) and no verified-once record" % SIG_FILE)
+    pos = [16]
+
+    def read(n):
+        b = head[pos[0]:pos[0] + n]
+        pos[0] += len(b)
+        return b
+    try:
+        if head[:4] != b"FBUP":
+            raise updroot.BadFormat("not a signed image head")
+        msize, tsize = updroot._u32(head, 8), updroot._u32(head, 12)
+        pos[0] = 16 + msize + tsize
+        digest = hashlib.sha256(memoryview(head)[:pos[0]]).digest()
+        sigs = updroot._read_signatures(read)
+        updroot.check_signatures(digest, sigs, root.keys, root.roles["image"], "slot image")
+        signed = updroot._json(head[16:16 + msize], "signed manifest")
+        want = bytes.fromhex(signed["payload_sha256"])
+    except (updroot.UpdateError, KeyError, ValueError, TypeError) as e:
+        raise bootstate.VerifyError("signature check failed: %s" % e)
+    whole = hashlib.sha256(b"FBIM\x01\x00\x00\x00" + len(mbytes).to_bytes(4, "little"))
+    whole.update(mbytes)
+    manifest = json.loads(mbytes)
+    for ent in manifest["files"]:
+        try:
+            if _sha256("/app/" + ent["path"], whole) != bytes.fromhex(ent["sha256"]):
+                raise bootstate.VerifyError("%s does not match its digest" % ent["path"])
+        except OSError:
+            raise bootstate.VerifyError("%s missing" % ent["path"])
+    try:
+        _sha256("/app/" + TAIL_FILE, whole)
+    except OSError:
+        raise bootstate.VerifyError("%s missing" % TAIL_FILE)
+    if whole.digest() != want:
+        raise bootstate.VerifyError("slot does not match its signed payload digest")
+    if signed.get("version") != manifest.get("version"):
+        raise bootstate.VerifyError("signed version %r, slot version %r" % (signed.get("version"),
+                                                                           manifest.get("version")))
+    return signed
+
+
+def verify_slot(name, record=None):
+    """The slot's info {"digest", "version", "counter", "full", "signed"}, or VerifyError.
+
+    The one place that decides whether a slot may run. A slot whose manifest digest
+    matches its verified-once record (`record`, written after a full check) is trusted
+    without hashing every file. Otherwise, on a box with a trust anchor (ROOT_FILE), the
+    slot must match the signed head it was installed from (version and security counter
+    are the signed ones); a box without one (development) checks the files against the
+    slot's manifest.json.
     """
     try:
         _mount(name, "/app", True)
@@ -89,9 +157,20 @@ def verify_slot(name, record=None):
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise bootstate.VerifyError("no usable manifest (%r)" % e)
         if record is None or record[0] != digest:
+            try:
+                root = _anchor()
+            except Exception as e:    # an unreadable anchor trusts nothing
+                raise bootstate.VerifyError("trust anchor unusable: %r" % e)
+            if root is not None:
+                with open("/app/" + MANIFEST, "rb") as f:
+                    signed = _check_signed(root, f.read())
+                info["version"] = signed["version"]
+                info["counter"] = int(signed["security_counter"])
+                info["recovery"] = signed.get("recovery") is True
+                info["signed"] = True
             _check_files(manifest)
             info["full"] = True
-            log("%s verified whole: %d files" % (name, len(manifest["files"])))
+            log("%s verified whole%s: %d files" % (name, " and signed" if root else "", len(manifest["files"])))
         return info
     finally:
         vfs.umount("/app")
@@ -103,6 +182,9 @@ def _verify(idx, record):
 
 
 def _start(slot):
+    # The loader's own copies of the verifiers leave room for the app's (same names).
+    for mod in [m for m in sys.modules if m == "fleetbox" or m.startswith("fleetbox.")]:
+        del sys.modules[mod]
     _mount(slot, "/app", True)
     sys.path[:] = [".frozen", "/app", "/loader"]
     import board

@@ -14,6 +14,7 @@ import struct
 import time
 
 SLOTS = ("slot_a", "slot_b")
+LOADER_VERSION = 1         # what an image's min_loader is compared with (docs/update-image.md)
 MAGIC = b"FBBS"
 FORMAT = 1
 # magic, format, active, trial, crash boots, power boots, bad slots, revert reason,
@@ -167,8 +168,8 @@ def _revert(st, reason, log):
 def recovery_allowed(info):
     """A slot below the security counter may boot only as a signed recovery.
 
-    Hook: `info["recovery"]` is set only by a signature check of a manifest that says so;
-    the v1 per-file digests carry no signature, so today no slot qualifies.
+    `info["recovery"]` is set only by the loader's signature check of a manifest that
+    says so (boot.py, on a box with a trust anchor).
     """
     return bool(info.get("recovery")) and bool(info.get("signed"))
 

@@ -45,8 +45,11 @@ def cmd_flash(args):
             app = f.read()
     except OSError as e:
         return _die("cannot read image %s: %s (run `fbtool build` first)" % (args.image, e.strerror))
-    identity = config = None
+    identity = config = root = None
     try:
+        if args.root:
+            with open(args.root, "rb") as f:
+                root = f.read()
         if args.identity:
             with open(args.identity) as f:
                 identity = json.load(f)
@@ -55,7 +58,7 @@ def cmd_flash(args):
                 config = json.load(f)
     except (OSError, ValueError) as e:
         return _die("cannot read %s" % e)
-    manifest = flash.write_sim(target, app, args.board, identity, config, args.erase, runtime)
+    manifest = flash.write_sim(target, app, args.board, identity, config, args.erase, runtime, root)
     print("flashed %s: loader + fleetbox %s in slot_a%s%s%s" % (
         target, manifest["version"], ", identity" if identity else "", ", config" if config else "",
         ", MicroPython" if runtime else ""))
@@ -145,6 +148,8 @@ def parser():
     f.add_argument("--identity", metavar="FILE", help="factory identity JSON (fbtool identity)")
     f.add_argument("--config", metavar="FILE", help="initial box configuration JSON")
     f.add_argument("--erase", action="store_true", help="erase the whole flash first")
+    f.add_argument("--root", metavar="ROOT.fbr", help="the update trust anchor (fbtool root init): the loader "
+                   "then boots only signed slots (slot A by the record written here)")
     f.set_defaults(func=cmd_flash)
 
     i = sub.add_parser("identity", help="create a box's factory identity")
@@ -188,9 +193,10 @@ def parser():
     pc.add_argument("--source", default=os.path.join(paths.ROOT, "profiles"), help="folder of *.yaml")
     pc.set_defaults(func=cmd_profiles)
 
-    from . import appliance, cloudcli, signcli
+    from . import appliance, cloudcli, signcli, updatecli
     cloudcli.register(sub)    # factory identity; claim, configure, revoke (docs/provisioning.md)
     signcli.register(sub)     # keygen, root, image: signed updates (docs/update-image.md)
+    updatecli.register(sub)   # update publish|status: the cloud's update service
     appliance.register(sub)   # the qemu-x86_64 board's kernel + initramfs
     _add_debug(p)
     return p

@@ -112,9 +112,19 @@ def esp_idf_table(board):
     return out + b"\xff" * (IDF_MAX_LEN - len(out))
 
 
-def loader_files(board):
-    """{path: bytes} of the loader partition: the stage-0 loader plus what the board adds."""
+LOADER_VERIFIERS = ("__init__", "errors", "rsapss", "updroot")
+
+
+def loader_files(board, root=None):
+    """{path: bytes} of the loader partition: the stage-0 loader plus what the board adds;
+    with root (root metadata bytes, the trust anchor) also root.fbr and the verifiers the
+    loader checks slot signatures with (fleetbox/errors, rsapss, updroot)."""
     files = {arc: image.compile_mpy(src, arc[:-4] + ".py") for arc, src in image.loader_sources()}
+    if root is not None:
+        files["root.fbr"] = root
+        for name in LOADER_VERIFIERS:
+            arc = "fleetbox/%s.py" % name
+            files[arc[:-3] + ".mpy"] = image.compile_mpy(os.path.join(paths.FIRMWARE, arc), arc)
     spec = board.get("loader") or {}
     for name in spec.get("files", []):
         src = os.path.join(paths.board_dir(board["name"]), name)
@@ -191,15 +201,18 @@ def read_boot_state(buf, block_size):
     return max(copies, key=lambda c: c.seq) if copies else None
 
 
-def boot_state_partition(board, counter=0, existing=None):
+def boot_state_partition(board, counter=0, existing=None, record_a=None):
     """A `bootstate` partition: slot A active and confirmed, one copy in the first block, the other erased.
 
     The security counter never goes down: an existing state's counter is kept when higher.
+    record_a: slot A's verified-once record (digest, counter, version), the manufacturer's word
+    for a slot that carries no signature on a box with a trust anchor.
     """
     bs = bootstate_module()
     block = board["flash"]["block_size"]
     st = bs.State()
     st.counter = counter
+    st.records[0] = record_a
     old = read_boot_state(existing, block) if existing is not None else None
     if old is not None:
         st.counter = max(counter, old.counter)
@@ -208,6 +221,12 @@ def boot_state_partition(board, counter=0, existing=None):
     out = bytearray(b"\xff" * _part(board, "bootstate")["size"])
     out[:bs.SIZE] = bs.encode(st)
     return bytes(out)
+
+
+def _record(manifest):
+    mbytes = slot_files(manifest, {})[SLOT_MANIFEST]
+    return (hashlib.sha256(mbytes).digest(), int(manifest.get("security_counter", 0)),
+            str(manifest["version"])[:20])
 
 
 def _part(board, name):
@@ -224,12 +243,15 @@ def read_partition(flash_path, board, name):
         return f.read(p["size"])
 
 
-def write_sim(flash_path, app_image, board_name="sim", identity=None, config=None, erase=False, runtime=None):
+def write_sim(flash_path, app_image, board_name="sim", identity=None, config=None, erase=False, runtime=None,
+              root=None):
     """Write loader + app (slot A) into a flash image file, creating it (all 0xff) when new or erased.
 
     identity (dict) goes to the identity partition, config (dict) seeds the data partition;
     on an existing flash both are kept unless given. runtime (bytes): for boards whose
     MicroPython lives in flash (esp32-poe), its image, written at the bootloader's offset.
+    root (bytes): root metadata, the box's trust anchor (docs/update-image.md): the loader then
+    boots only signed slots, and slot A by the verified-once record written here.
     """
     board = load_board(board_name)
     manifest, files = image.parse(app_image)
@@ -248,10 +270,11 @@ def write_sim(flash_path, app_image, board_name="sim", identity=None, config=Non
         writes["bootloader"] = runtime
     writes.update({
         "ptable": partition_table(board),
-        lp["name"]: lfs_partition(lp["size"], bs, loader_files(board)),
+        lp["name"]: lfs_partition(lp["size"], bs, loader_files(board, root)),
         "slot_a": slot_partition(board, "slot_a", app_image),
         "bootstate": boot_state_partition(board, int(manifest.get("security_counter", 0)),
-                                          None if fresh else read_partition(flash_path, board, "bootstate")),
+                                          None if fresh else read_partition(flash_path, board, "bootstate"),
+                                          _record(manifest) if root is not None else None),
     })
     if fresh:
         writes["slot_b"] = lfs_partition(_part(board, "slot_b")["size"], bs)

@@ -27,6 +27,31 @@ def payload():
     return bytes((i * 7 + (i >> 8)) & 0xFF for i in range(5000))
 
 
+def app_payload(version="1.3.0"):
+    """A small format-1 firmware image (docs/firmware-image.md): files that cross chunk
+    boundaries, for the box's streaming installer (fleetbox.updater)."""
+    import struct
+    files = [("fleetbox/alpha.mpy", bytes((i * 13) & 0xFF for i in range(2500))),
+             ("fleetbox/beta.mpy", bytes((i * 29 + 1) & 0xFF for i in range(1800))),
+             ("board.mpy", b"B" * 333),
+             ("hal.mpy", bytes((i ^ 0x5A) & 0xFF for i in range(1200)))]
+    manifest = {"format": 1, "kind": "app", "board": "sim", "version": version, "created": CREATED,
+                "files": [{"path": p, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()} for p, d in files]}
+    mbytes = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
+    body = struct.pack("<4sHHI", b"FBIM", 1, 0, len(mbytes)) + mbytes + b"".join(d for _, d in files)
+    return body + hashlib.sha256(body).digest()
+
+
+def app_vectors(k2, k3):
+    """app.fbu (a .fbi payload, chunks of 1024) and its wrap for FBX-VECTOR-1 and FBX-VECTOR-2."""
+    image, key = updimage.sign(app_payload(), [k2, k3], security_counter=3, min_loader=1, expires=EXPIRES,
+                               chunk_size=1024, created=CREATED)
+    img = updimage.Image(image)
+    _write("app.fbu", image)
+    for box, name in ((IDENTITY, "app.fbw"), (OTHER_BOX, "app-other-box.fbw")):
+        _write(name, updimage.make_wrap(img, key, box["serial"], box["kid"], bytes.fromhex(box["device_key"])))
+
+
 def _key(name, bits):
     path = os.path.join(OUT, name + ".pem")
     if not os.path.exists(path):
@@ -97,9 +122,13 @@ def main():
         "created": CREATED,
         "expires": EXPIRES,
     }
+    app_vectors(k2, k3)
     _write("expected.json", (json.dumps(expected, indent=1, sort_keys=True) + "\n").encode())
     print("wrote", OUT)
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["app"]:      # only the installer's vectors
+        app_vectors(_key("k2", 3072), _key("k3", 4096))
+    else:
+        main()
