@@ -222,7 +222,7 @@ def shape(profile, got, paths, supply_list, manufacturer, sources):
         colour = any(s["color"] not in (None, "black") or records.colour_words(s["description"])
                      for s in supply_list if s["kind"] in CONSUMABLES)
         sources["color"] = "supplies"
-    tech = records.MARK_TECH.get(records.integer(got.get(oids.PRT_MARK_TECH)))
+    tech = records.mark_tech(records.integer(got.get(oids.PRT_MARK_TECH)))
     if tech:
         sources["technology"] = "prtMarkerMarkTech"
     elif (profile or {}).get("technology"):

@@ -367,8 +367,8 @@ def test_recording_field_by_field(collected, path):
             assert got[k] == exp[k], (got["index"], k, got[k], exp[k])
         raw = rec.get("1.3.6.1.2.1.43.11.1.1.6.1.%d" % got["index"])
         assert got["description"] == txt(raw)
-        assert got["kind"] in ("toner", "ink", "drum", "developer", "fuser", "transfer", "waste",
-                               "staples", "other")
+        assert got["kind"] in ("toner", "ink", "ribbon", "drum", "developer", "fuser", "transfer",
+                               "cleaner", "waste", "staples", "maintenance", "roller", "other")
     # features and status
     for k in ("technology", "color", "duplex", "typology"):
         if k in t:
