@@ -135,6 +135,9 @@ class Collector:
         if plan.full:
             await self._shape(r, rec, supplies, counters)
         rec["collected_at"] = time_s() or None   # null until the box has learnt the time (spec)
+        if plan.full and rec["collected_at"]:
+            # when this box first collected the device: never passed off as its installation date
+            rec["first_seen"] = self.state.first_seen(rec["serial"] or ("@" + host), rec["collected_at"])
         rec["scan"] = scan
         rec["snmp_version"] = r.t.cred.version
         rec["sources"] = r.sources
@@ -372,11 +375,16 @@ class Collector:
         return supplies
 
     async def _shape(self, r, rec, supplies, counters):
-        """Typology, technology, colour and duplex (full scans)."""
+        """Typology, technology, colour, duplex, installation date and first sighting (full scans)."""
         p = r.profile or {}
         sources = r.sources
         tech, colour, duplex = assemble.shape(r.profile, r.got, r.tables.get("paths") or {}, supplies,
-                                              rec["manufacturer"], sources)
+                                              rec["manufacturer"], sources, rec["model"], counters)
+        if duplex is None and p.get("duplex_words") and r.check.hr is not None:
+            # the vendor names a duplex unit among its hrDeviceTable rows (Samsung)
+            rows = await self.walker.columns(r.t, oids.HR_DEVICE, [3], 4, 32)
+            texts = [(i, records.text(rows[i].get(3))) for i in sorted(k for k in rows if isinstance(k, int))]
+            duplex = assemble.duplex(r.profile, None, None, None, sources, texts)
         typology, why = assemble.typology(p, rec["model"], r.descr, counters)
         if typology != "mfp" and not p.get("mfp_models"):
             # no vendor knowledge of its model names: look for a scanner or fax row
@@ -387,8 +395,9 @@ class Collector:
                 typology, why = "mfp", "hrDeviceDescr.%s" % hit
         if why:
             sources["typology"] = why
+        install = assemble.install_date(r.profile, r.ctx, sources)
         rec.update({"typology": typology, "technology": tech or "unknown", "color": colour,
-                    "duplex": duplex, "install_date": None})
+                    "duplex": duplex, "install_date": install})
 
     async def hr_mfp_row(self, t, check, printer_row):
         """Index of an hrDeviceTable row other than the printer's whose descr names a scanner,

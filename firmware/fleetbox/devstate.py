@@ -73,6 +73,14 @@ class DeviceState:
                 c[k] = counters[k]
         self.update(key, c=c, t=now or 0)
 
+    def first_seen(self, key, now):
+        """When the box first collected `key` (serial, else "@<address>"): kept once, as "f"."""
+        f = self.get(key).get("f")
+        if not isinstance(f, int):
+            f = now
+            self.update(key, f=now)
+        return f
+
     # ------------------------------------------------------------------ credentials
     def preferred_credential(self, host):
         """Index of the discovery credential that answered last (tried first): 0 by default."""

@@ -383,6 +383,21 @@ def decode_alerts(rows):
     return out
 
 
+def iso_date(value):
+    """"YYYY-MM-DD" from a device's date: SNMPv2-TC DateAndTime octets (year in two octets),
+    or text that starts with an ISO date ("2019-04-17", "2019-04-17T08:00"); else None."""
+    if isinstance(value, (bytes, bytearray)) and len(value) in (8, 11):
+        y, mo, d = (value[0] << 8) | value[1], value[2], value[3]
+    else:
+        s = text(value)
+        if not s or len(s) < 10 or s[4] != "-" or s[7] != "-" or not (s[:4] + s[5:7] + s[8:10]).isdigit():
+            return None
+        y, mo, d = int(s[:4]), int(s[5:7]), int(s[8:10])
+    if 1990 <= y <= 2099 and 1 <= mo <= 12 and 1 <= d <= 31:
+        return "%04d-%02d-%02d" % (y, mo, d)
+    return None
+
+
 def mac_text(v):
     if isinstance(v, (bytes, bytearray)) and len(v) == 6 and any(v):
         return ":".join("%02x" % b for b in v)
