@@ -1,0 +1,108 @@
+"""The device's features, each from its best source with provenance (assemble.technology,
+assemble.duplex, install_date, first_seen; profile model rules and text patterns)."""
+from fleetbox import assemble, devstate, profiles, records
+from fleetbox.oids import PRT_MARK_TECH
+
+HP = {"vendor": "HP", "model_rules": [
+    {"re": "LaserJet", "technology": "laser"},
+    {"re": "OfficeJet|DeskJet", "technology": "inkjet"},
+    {"re": " [A-Z]*[0-9]+[a-z]*d[a-z]*$", "duplex": True}]}
+ZEBRA = {"vendor": "Zebra", "technology": "thermal", "model_rules": [{"re": "^(TLP|ZD)", "duplex": False}]}
+SAMSUNG = {"vendor": "Samsung", "duplex_words": ["Simplex/Duplex"]}
+
+
+def supply(code, desc="x"):
+    return {"type_code": code, "description": desc, "kind": records.supply_kind(code), "color": None}
+
+
+def test_technology_marker_first_then_supplies_then_model_then_vendor():
+    s = {}
+    assert assemble.technology(HP, {PRT_MARK_TECH: 12}, [supply(3)], "Color LaserJet M452nw", "HP", s) == "inkjet"
+    assert s == {"technology": "prtMarkerMarkTech"}
+    s = {}
+    # unknown(2) says nothing: the toner does
+    assert assemble.technology(HP, {PRT_MARK_TECH: 2}, [supply(9), supply(3)], None, "HP", s) == "laser"
+    assert s == {"technology": "supplies (prtMarkerSuppliesType)"}
+    s = {}
+    assert assemble.technology(None, {}, [supply(6)], None, None, s) == "inkjet"
+    s = {}
+    assert assemble.technology(None, {}, [supply(None, "Toner (Cyan)")], None, None, s) == "laser"
+    assert s == {"technology": "supplies (prtMarkerSuppliesDescription)"}
+    s = {}
+    # "Black Cartridge" proves nothing: the model rule decides
+    assert assemble.technology(HP, {}, [supply(None, "Black Cartridge HP CF410A")], "Color LaserJet M452nw",
+                               "HP", s) == "laser"
+    assert s == {"technology": "profile HP: model rule 1"}
+    s = {}
+    assert assemble.technology(ZEBRA, {}, [], "TLP 2824 Plus", "Zebra", s) == "thermal"
+    assert s == {"technology": "profile Zebra"}
+    s = {}
+    assert assemble.technology(None, {}, [], "M1", None, s) is None and s == {}
+
+
+def test_supplies_that_disagree_or_say_nothing_give_no_technology():
+    assert assemble.supplies_technology([supply(3), supply(5)]) == (None, None)
+    assert assemble.supplies_technology([supply(9), supply(15), supply(1, "Ozone Filter")]) == (None, None)
+    assert assemble.supplies_technology([supply(7)]) == (None, None)      # inkRibbon: impact or thermal
+    assert assemble.supplies_technology([supply(13)]) == ("thermal", "prtMarkerSuppliesType")
+    assert assemble.supplies_technology([supply(12)]) == ("solid-ink", "prtMarkerSuppliesType")
+    assert assemble.supplies_technology([supply(2, "Black Ink Supply")])[0] == "inkjet"
+    assert assemble.supplies_technology([supply(2, "Waste Inkpad")]) == (None, None)  # "ink" only as a word
+    assert assemble.supplies_technology(None) == (None, None)
+
+
+def test_duplex_paths_counters_words_model_rules_in_that_order():
+    s = {}
+    assert assemble.duplex(HP, {1: {9: 4}}, {}, "M452nw", s) is True and s == {"duplex": "prtMediaPathType"}
+    s = {}
+    # paths without a duplex one, but the device has printed both sides: the counter wins
+    assert assemble.duplex(HP, {1: {9: 3}}, {"duplex": 41020}, None, s) is True
+    assert s == {"duplex": "counters.duplex > 0"}
+    s = {}
+    assert assemble.duplex(HP, {1: {9: 3}}, {"duplex": 0}, "LaserJet M404dn", s) is False
+    assert s == {"duplex": "prtMediaPathType"}         # the installed paths beat the model's name
+    s = {}
+    texts = [(1, "Samsung M408x Series"), (8, "Ethernet 1000 Mbps(Full Duplex)"),
+             (9, "Samsung Duplex Auto Document Feeder"), (2, "Samsung Multixpress Copy Service, Simplex/Duplex")]
+    assert assemble.duplex(SAMSUNG, None, None, None, s, texts) is True and s == {"duplex": "hrDeviceDescr.2"}
+    assert assemble.duplex(SAMSUNG, None, None, None, {}, texts[:3]) is None
+    s = {}
+    assert assemble.duplex(HP, None, {}, "Color LaserJet Pro M252dw", s) is True
+    assert s == {"duplex": "profile HP: model rule 3"}
+    assert assemble.duplex(HP, None, {}, "Color LaserJet M452nw", {}) is None     # no "d": unknown, not False
+    s = {}
+    assert assemble.duplex(ZEBRA, None, None, "TLP 2824 Plus", s) is False and s == {"duplex": "profile Zebra: model rule 1"}
+    assert assemble.duplex(ZEBRA, None, {"duplex": 3}, "TLP 2824 Plus", {}) is True   # never against a counter
+
+
+def test_text_rule_patterns():
+    ctx = {"get": {}, "hr": None,
+           "sysdescr": "OKI OkiLAN 9450g Rev.00.69 PrintServer: Attached to MC873 Rev.07.87 : Copyright"}
+    rule = {"sysdescr": True, "re": "Attached to [^ ]+ Rev\\.([0-9][0-9.]*)"}
+    assert profiles.extract_text(rule, ctx) == "07.87"
+    ctx["sysdescr"] = "Samsung M4080FX; V11.01.03.04_02-27-2017;Engine V1.00.06"
+    assert profiles.extract_text({"sysdescr": True, "re": "; *(V[0-9][0-9.]*)"}, ctx) == "V11.01.03.04"
+    assert profiles.extract_text({"sysdescr": True, "re": "; SS ([0-9.]+)"}, ctx) is None
+    assert profiles.model_rule(HP, None, "duplex") == (None, None)
+    assert profiles.model_rule(HP, "DeskJet 2720", "technology") == ("inkjet", "profile HP: model rule 2")
+
+
+def test_install_date_from_the_vendor_only_and_first_seen_kept_once():
+    lex = {"vendor": "Lexmark", "install_date": [{"oid": "1.3.6.1.4.1.641.6.2.3.1.7.1"}]}
+    s = {}
+    ctx = {"get": {"1.3.6.1.4.1.641.6.2.3.1.7.1": b"\x07\xe3\x04\x11\x08\x00\x00\x00"}, "hr": None, "sysdescr": None}
+    assert assemble.install_date(lex, ctx, s) == "2019-04-17"
+    assert s == {"install_date": "profile Lexmark: 1.3.6.1.4.1.641.6.2.3.1.7.1"}
+    ctx["get"]["1.3.6.1.4.1.641.6.2.3.1.7.1"] = b"2021-11-02T10:00:00"
+    assert assemble.install_date(lex, ctx, {}) == "2021-11-02"
+    for junk in (b"", b"unknown", 5, None, b"\x00\x00\x01\x01\x00\x00\x00\x00", b"2021-13-02"):
+        ctx["get"]["1.3.6.1.4.1.641.6.2.3.1.7.1"] = junk
+        s = {}
+        assert assemble.install_date(lex, ctx, s) is None and s == {}, junk
+    assert assemble.install_date(None, ctx, {}) is None
+    st = devstate.DeviceState()
+    assert st.first_seen("SER1", 1795000000) == 1795000000
+    assert st.first_seen("SER1", 1795090000) == 1795000000
+    assert st.get("SER1") == {"f": 1795000000}
+    st.keep_counters("SER1", {"total": 5}, 1795090000)
+    assert st.first_seen("SER1", 1796000000) == 1795000000
