@@ -71,7 +71,8 @@ def test_duplex_paths_counters_words_model_rules_in_that_order():
     assert s == {"duplex": "profile HP: model rule 3"}
     assert assemble.duplex(HP, None, {}, "Color LaserJet M452nw", {}) is None     # no "d": unknown, not False
     s = {}
-    assert assemble.duplex(ZEBRA, None, None, "TLP 2824 Plus", s) is False and s == {"duplex": "profile Zebra: model rule 1"}
+    assert assemble.duplex(ZEBRA, None, None, "TLP 2824 Plus", s) is False
+    assert s == {"duplex": "profile Zebra: model rule 1"}
     assert assemble.duplex(ZEBRA, None, {"duplex": 3}, "TLP 2824 Plus", {}) is True   # never against a counter
 
 
