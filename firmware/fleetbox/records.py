@@ -414,27 +414,47 @@ def has_mfp_words(s):
     return False
 
 
+# Parts that must add up to a whole (within the tolerance): (whole, parts, flag).
+COUNTER_SUMS = (("total", ("mono", "color"), "mono+color!=total"),
+                ("print", ("print_mono", "print_color"), "print_mono+print_color!=print"),
+                ("copy", ("copy_mono", "copy_color"), "copy_mono+copy_color!=copy"),
+                ("scan", ("scan_mono", "scan_color"), "scan_mono+scan_color!=scan"))
+# Parts that may not exceed the whole: (whole, parts, flag).
+COUNTER_BOUNDS = (("total", ("print", "copy", "fax"), "functions>total"),
+                  ("total", ("a3", "a4"), "sizes>total"),
+                  ("total", ("duplex",), "duplex>total"),
+                  ("mono", ("print_mono", "copy_mono"), "functions>mono"),
+                  ("color", ("print_color", "copy_color"), "functions>color"))
+
+
 def check_counters(prev, now, tolerance=2):
     """Counter sanity: names of problems between the previous and this reading.
 
     `prev`/`now` are counters objects. A counter that goes down is `backwards:<key>`
-    (`reset:<key>` when it drops to under a tenth); by-function counters whose sum
-    exceeds the total by more than `tolerance` percent give `functions>total`, and
-    mono + colour disagreeing with the total likewise `mono+color!=total`.
+    (`reset:<key>` when it drops to under a tenth); parts that exceed their whole by more
+    than `tolerance` percent (COUNTER_BOUNDS: `functions>total`, `sizes>total`, ...) and
+    splits that disagree with their whole (COUNTER_SUMS: `mono+color!=total`, ...) are
+    flagged by name. Every counter key the box collects is covered (devstate.COUNTERS_KEPT).
     """
     flags = []
     if prev:
-        for k in ("total", "mono", "color", "print", "copy", "scan", "fax", "duplex", "a3", "a4"):
+        for k in COUNTERS_CHECKED:
             a, b = prev.get(k), now.get(k)
             if isinstance(a, int) and isinstance(b, int) and b < a:
                 flags.append(("reset:" if b * 10 < a else "backwards:") + k)
-    total = now.get("total")
-    if isinstance(total, int) and total > 0:
-        fn = [now[k] for k in ("print", "copy", "fax") if isinstance(now.get(k), int)]
-        if fn and sum(fn) * 100 > total * (100 + tolerance):
-            flags.append("functions>total")
-        m, c = now.get("mono"), now.get("color")
-        if isinstance(m, int) and isinstance(c, int):
-            if abs(m + c - total) * 100 > total * tolerance:
-                flags.append("mono+color!=total")
+    for whole, parts, flag in COUNTER_BOUNDS:
+        w = now.get(whole)
+        if isinstance(w, int) and w > 0:
+            fn = [now[k] for k in parts if isinstance(now.get(k), int)]
+            if fn and sum(fn) * 100 > w * (100 + tolerance):
+                flags.append(flag)
+    for whole, (a, b), flag in COUNTER_SUMS:
+        w, m, c = now.get(whole), now.get(a), now.get(b)
+        if isinstance(w, int) and w > 0 and isinstance(m, int) and isinstance(c, int):
+            if abs(m + c - w) * 100 > w * tolerance:
+                flags.append(flag)
     return flags
+
+
+COUNTERS_CHECKED = ("total", "mono", "color", "print", "copy", "scan", "fax", "duplex", "a3", "a4",
+                    "print_mono", "print_color", "copy_mono", "copy_color", "scan_mono", "scan_color")

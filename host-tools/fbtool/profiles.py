@@ -23,7 +23,8 @@ TOP_KEYS = {"vendor", "enterprises", "descr", "model", "serial", "firmware", "br
             "install_date", "model_rules", "duplex_words"}
 TEXT_RULES = ("model", "serial", "firmware", "brand", "install_date")
 SOURCE_KEYS = {"oid", "hr", "sysdescr", "after", "before", "ieee1284", "only", "re"}
-COUNTER_KEYS = ("total", "mono", "color", "print", "copy", "scan", "fax", "a3", "a4", "duplex")
+COUNTER_KEYS = ("total", "mono", "color", "print", "copy", "scan", "fax", "a3", "a4", "duplex",
+                "print_mono", "print_color", "copy_mono", "copy_color", "scan_mono", "scan_color")
 STATES = ("ok", "low", "empty", "some-remaining", "unknown", "unrestricted")
 TECHNOLOGIES = ("laser", "inkjet", "thermal", "solid-ink", "impact", "other")
 MODEL_RULE_KEYS = {"re", "technology", "duplex"}

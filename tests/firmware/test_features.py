@@ -107,3 +107,22 @@ def test_install_date_from_the_vendor_only_and_first_seen_kept_once():
     assert st.get("SER1") == {"f": 1795000000}
     st.keep_counters("SER1", {"total": 5}, 1795090000)
     assert st.first_seen("SER1", 1796000000) == 1795000000
+
+
+def test_counter_sanity_covers_every_counter_the_box_keeps():
+    c = records.check_counters
+    # every key a profile can fill is checked for going backwards and kept for the next reading
+    assert set(profiles.COUNTER_KEYS) == set(records.COUNTERS_CHECKED) == set(devstate.COUNTERS_KEPT)
+    for k in profiles.COUNTER_KEYS:
+        assert c({k: 5000}, {k: 4990}) == ["backwards:" + k], k
+        assert c({k: 5000}, {k: 4}) == ["reset:" + k], k
+    sharp = {"total": 121104, "mono": 91164, "color": 29940, "print": 82214, "copy": 38804, "scan": 13534,
+             "duplex": 41020, "print_mono": 53631, "print_color": 28583, "copy_mono": 37485, "copy_color": 1319,
+             "scan_mono": 6170, "scan_color": 7364}          # the Sharp MX-3570N recording: all consistent
+    assert c(None, sharp) == []
+    assert c(None, dict(sharp, print_mono=60000)) == ["functions>mono", "print_mono+print_color!=print"]
+    assert c(None, dict(sharp, copy_color=9000)) == ["functions>color", "copy_mono+copy_color!=copy"]
+    assert c(None, dict(sharp, scan_color=0)) == ["scan_mono+scan_color!=scan"]
+    assert c(None, {"total": 1000, "a3": 300, "a4": 800}) == ["sizes>total"]
+    assert c(None, {"total": 1000, "duplex": 1200}) == ["duplex>total"]
+    assert c(None, {"total": 1000, "a3": 300, "a4": 700, "duplex": 400}) == []
