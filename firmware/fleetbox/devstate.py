@@ -13,9 +13,9 @@ import json
 import os
 
 from fleetbox.atomicfile import atomic_write
+from fleetbox.records import COUNTER_KEYS
 
-COUNTERS_KEPT = ("total", "mono", "color", "print", "copy", "scan", "fax", "duplex", "a3", "a4",
-                 "print_mono", "print_color", "copy_mono", "copy_color", "scan_mono", "scan_color")
+COUNTERS_KEPT = COUNTER_KEYS
 QUIET_MAX = 8      # most sweeps a silent, once-seen device is left alone (doubling from 1)
 XS_SKIP = 8        # sweeps that skip a profile's extra agent after it stayed silent
 NP_SKIP = 15       # sweeps that take a device found not to be a printer at its word

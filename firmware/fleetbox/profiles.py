@@ -13,8 +13,7 @@ from fleetbox.errors import FleetboxError
 
 FORMAT = 1
 NAMES = ("model", "serial", "firmware", "brand", "install_date")
-COUNTER_KEYS = ("total", "mono", "color", "print", "copy", "scan", "fax", "a3", "a4", "duplex",
-                "print_mono", "print_color", "copy_mono", "copy_color", "scan_mono", "scan_color")
+COUNTER_KEYS = records.COUNTER_KEYS
 
 
 class ProfileError(FleetboxError):
