@@ -68,7 +68,8 @@ TRUTH = {
     "printmaster_brother": dict(manufacturer="Brother", model="HL-L8260CDW", model_from=HR,
                                 technology="laser", color=True, duplex=True),
     "printmaster_epson_cw": dict(manufacturer="Epson", model="CW-C6500Au", model_from=HR,
-                                 technology="inkjet", color=True, duplex=True),
+                                 technology="inkjet", color=True, duplex=True,
+                                 firmware_from="1.3.6.1.4.1.1248.1.1.3.1.21.1.1.2.4"),
     "printmaster_kyocera_cs4053": dict(
         manufacturer="Kyocera", model="CS 4053ci", model_from="1.3.6.1.4.1.1347.43.5.1.1.1.1",
         technology="laser", color=True, duplex=True, typology="mfp",
