@@ -383,21 +383,6 @@ def decode_alerts(rows):
     return out
 
 
-def iso_date(value):
-    """"YYYY-MM-DD" from a device's date: SNMPv2-TC DateAndTime octets (year in two octets),
-    or text that starts with an ISO date ("2019-04-17", "2019-04-17T08:00"); else None."""
-    if isinstance(value, (bytes, bytearray)) and len(value) in (8, 11):
-        y, mo, d = (value[0] << 8) | value[1], value[2], value[3]
-    else:
-        s = text(value)
-        if not s or len(s) < 10 or s[4] != "-" or s[7] != "-" or not (s[:4] + s[5:7] + s[8:10]).isdigit():
-            return None
-        y, mo, d = int(s[:4]), int(s[5:7]), int(s[8:10])
-    if 1990 <= y <= 2099 and 1 <= mo <= 12 and 1 <= d <= 31:
-        return "%04d-%02d-%02d" % (y, mo, d)
-    return None
-
-
 def mac_text(v):
     if isinstance(v, (bytes, bytearray)) and len(v) == 6 and any(v):
         return ":".join("%02x" % b for b in v)
@@ -418,41 +403,3 @@ def has_mfp_words(s):
 # The counter keys (shared/spec/device-record.md); profiles fill them, device memory keeps them.
 COUNTER_KEYS = ("total", "mono", "color", "print", "copy", "scan", "fax", "a3", "a4", "duplex",
                 "print_mono", "print_color", "copy_mono", "copy_color", "scan_mono", "scan_color")
-# Splits that must add up to their whole: (whole, part, part); the flag is "a+b!=whole".
-COUNTER_SUMS = (("total", "mono", "color"), ("print", "print_mono", "print_color"),
-                ("copy", "copy_mono", "copy_color"), ("scan", "scan_mono", "scan_color"))
-# Parts that may not exceed the whole: (whole, parts, flag).
-COUNTER_BOUNDS = (("total", ("print", "copy", "fax"), "functions>total"),
-                  ("total", ("a3", "a4"), "sizes>total"),
-                  ("total", ("duplex",), "duplex>total"),
-                  ("mono", ("print_mono", "copy_mono"), "functions>mono"),
-                  ("color", ("print_color", "copy_color"), "functions>color"))
-
-
-def check_counters(prev, now, tolerance=2):
-    """Counter sanity: names of problems between the previous and this reading.
-
-    `prev`/`now` are counters objects. A counter that goes down is `backwards:<key>`
-    (`reset:<key>` when it drops to under a tenth); parts that exceed their whole by more
-    than `tolerance` percent (COUNTER_BOUNDS: `functions>total`, `sizes>total`, ...) and
-    splits that disagree with their whole (COUNTER_SUMS: `mono+color!=total`, ...) are
-    flagged by name. Every counter key (COUNTER_KEYS) is covered.
-    """
-    flags = []
-    if prev:
-        for k in COUNTER_KEYS:
-            a, b = prev.get(k), now.get(k)
-            if isinstance(a, int) and isinstance(b, int) and b < a:
-                flags.append(("reset:" if b * 10 < a else "backwards:") + k)
-    for whole, parts, flag in COUNTER_BOUNDS:
-        w = now.get(whole)
-        if isinstance(w, int) and w > 0:
-            fn = [now[k] for k in parts if isinstance(now.get(k), int)]
-            if fn and sum(fn) * 100 > w * (100 + tolerance):
-                flags.append(flag)
-    for whole, a, b in COUNTER_SUMS:
-        w, m, c = now.get(whole), now.get(a), now.get(b)
-        if isinstance(w, int) and w > 0 and isinstance(m, int) and isinstance(c, int):
-            if abs(m + c - w) * 100 > w * tolerance:
-                flags.append("%s+%s!=%s" % (a, b, whole))
-    return flags

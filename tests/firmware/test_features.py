@@ -1,6 +1,7 @@
-"""The device's features, each from its best source with provenance (assemble.technology,
-assemble.duplex, install_date, first_seen; profile model rules and text patterns)."""
-from fleetbox import assemble, devstate, profiles, records
+"""The device's features, each from its best source with provenance (fleetbox.features:
+technology, duplex, install_date; first_seen; profile model rules and text patterns) and
+the counter sanity check over every counter (fleetbox.sanity)."""
+from fleetbox import devstate, features, profiles, records, sanity
 from fleetbox.oids import PRT_MARK_TECH
 
 HP = {"vendor": "HP", "model_rules": [
@@ -17,63 +18,63 @@ def supply(code, desc="x"):
 
 def test_technology_marker_first_then_supplies_then_model_then_vendor():
     s = {}
-    assert assemble.technology(HP, {PRT_MARK_TECH: 12}, [supply(3)], "Color LaserJet M452nw", "HP", s) == "inkjet"
+    assert features.technology(HP, {PRT_MARK_TECH: 12}, [supply(3)], "Color LaserJet M452nw", "HP", s) == "inkjet"
     assert s == {"technology": "prtMarkerMarkTech"}
     s = {}
     # unknown(2) says nothing: the toner does
-    assert assemble.technology(HP, {PRT_MARK_TECH: 2}, [supply(9), supply(3)], None, "HP", s) == "laser"
+    assert features.technology(HP, {PRT_MARK_TECH: 2}, [supply(9), supply(3)], None, "HP", s) == "laser"
     assert s == {"technology": "supplies (prtMarkerSuppliesType)"}
     s = {}
-    assert assemble.technology(None, {}, [supply(6)], None, None, s) == "inkjet"
+    assert features.technology(None, {}, [supply(6)], None, None, s) == "inkjet"
     s = {}
-    assert assemble.technology(None, {}, [supply(None, "Toner (Cyan)")], None, None, s) == "laser"
+    assert features.technology(None, {}, [supply(None, "Toner (Cyan)")], None, None, s) == "laser"
     assert s == {"technology": "supplies (prtMarkerSuppliesDescription)"}
     s = {}
     # "Black Cartridge" proves nothing: the model rule decides
-    assert assemble.technology(HP, {}, [supply(None, "Black Cartridge HP CF410A")], "Color LaserJet M452nw",
+    assert features.technology(HP, {}, [supply(None, "Black Cartridge HP CF410A")], "Color LaserJet M452nw",
                                "HP", s) == "laser"
     assert s == {"technology": "profile HP: model rule 1"}
     s = {}
-    assert assemble.technology(ZEBRA, {}, [], "TLP 2824 Plus", "Zebra", s) == "thermal"
+    assert features.technology(ZEBRA, {}, [], "TLP 2824 Plus", "Zebra", s) == "thermal"
     assert s == {"technology": "profile Zebra"}
     s = {}
-    assert assemble.technology(None, {}, [], "M1", None, s) is None and s == {}
+    assert features.technology(None, {}, [], "M1", None, s) is None and s == {}
 
 
 def test_supplies_that_disagree_or_say_nothing_give_no_technology():
-    assert assemble.supplies_technology([supply(3), supply(5)]) == (None, None)
-    assert assemble.supplies_technology([supply(9), supply(15), supply(1, "Ozone Filter")]) == (None, None)
-    assert assemble.supplies_technology([supply(7)]) == (None, None)      # inkRibbon: impact or thermal
-    assert assemble.supplies_technology([supply(13)]) == ("thermal", "prtMarkerSuppliesType")
-    assert assemble.supplies_technology([supply(12)]) == ("solid-ink", "prtMarkerSuppliesType")
-    assert assemble.supplies_technology([supply(2, "Black Ink Supply")])[0] == "inkjet"
-    assert assemble.supplies_technology([supply(2, "Waste Inkpad")]) == (None, None)  # "ink" only as a word
-    assert assemble.supplies_technology(None) == (None, None)
+    assert features.supplies_technology([supply(3), supply(5)]) == (None, None)
+    assert features.supplies_technology([supply(9), supply(15), supply(1, "Ozone Filter")]) == (None, None)
+    assert features.supplies_technology([supply(7)]) == (None, None)      # inkRibbon: impact or thermal
+    assert features.supplies_technology([supply(13)]) == ("thermal", "prtMarkerSuppliesType")
+    assert features.supplies_technology([supply(12)]) == ("solid-ink", "prtMarkerSuppliesType")
+    assert features.supplies_technology([supply(2, "Black Ink Supply")])[0] == "inkjet"
+    assert features.supplies_technology([supply(2, "Waste Inkpad")]) == (None, None)  # "ink" only as a word
+    assert features.supplies_technology(None) == (None, None)
 
 
 def test_duplex_paths_counters_words_model_rules_in_that_order():
     s = {}
-    assert assemble.duplex(HP, {1: {9: 4}}, {}, "M452nw", s) is True and s == {"duplex": "prtMediaPathType"}
+    assert features.duplex(HP, {1: {9: 4}}, {}, "M452nw", s) is True and s == {"duplex": "prtMediaPathType"}
     s = {}
     # paths without a duplex one, but the device has printed both sides: the counter wins
-    assert assemble.duplex(HP, {1: {9: 3}}, {"duplex": 41020}, None, s) is True
+    assert features.duplex(HP, {1: {9: 3}}, {"duplex": 41020}, None, s) is True
     assert s == {"duplex": "counters.duplex > 0"}
     s = {}
-    assert assemble.duplex(HP, {1: {9: 3}}, {"duplex": 0}, "LaserJet M404dn", s) is False
+    assert features.duplex(HP, {1: {9: 3}}, {"duplex": 0}, "LaserJet M404dn", s) is False
     assert s == {"duplex": "prtMediaPathType"}         # the installed paths beat the model's name
     s = {}
     texts = [(1, "Samsung M408x Series"), (8, "Ethernet 1000 Mbps(Full Duplex)"),
              (9, "Samsung Duplex Auto Document Feeder"), (2, "Samsung Multixpress Copy Service, Simplex/Duplex")]
-    assert assemble.duplex(SAMSUNG, None, None, None, s, texts) is True and s == {"duplex": "hrDeviceDescr.2"}
-    assert assemble.duplex(SAMSUNG, None, None, None, {}, texts[:3]) is None
+    assert features.duplex(SAMSUNG, None, None, None, s, texts) is True and s == {"duplex": "hrDeviceDescr.2"}
+    assert features.duplex(SAMSUNG, None, None, None, {}, texts[:3]) is None
     s = {}
-    assert assemble.duplex(HP, None, {}, "Color LaserJet Pro M252dw", s) is True
+    assert features.duplex(HP, None, {}, "Color LaserJet Pro M252dw", s) is True
     assert s == {"duplex": "profile HP: model rule 3"}
-    assert assemble.duplex(HP, None, {}, "Color LaserJet M452nw", {}) is None     # no "d": unknown, not False
+    assert features.duplex(HP, None, {}, "Color LaserJet M452nw", {}) is None     # no "d": unknown, not False
     s = {}
-    assert assemble.duplex(ZEBRA, None, None, "TLP 2824 Plus", s) is False
+    assert features.duplex(ZEBRA, None, None, "TLP 2824 Plus", s) is False
     assert s == {"duplex": "profile Zebra: model rule 1"}
-    assert assemble.duplex(ZEBRA, None, {"duplex": 3}, "TLP 2824 Plus", {}) is True   # never against a counter
+    assert features.duplex(ZEBRA, None, {"duplex": 3}, "TLP 2824 Plus", {}) is True   # never against a counter
 
 
 def test_text_rule_patterns():
@@ -92,15 +93,15 @@ def test_install_date_from_the_vendor_only_and_first_seen_kept_once():
     lex = {"vendor": "Lexmark", "install_date": [{"oid": "1.3.6.1.4.1.641.6.2.3.1.7.1"}]}
     s = {}
     ctx = {"get": {"1.3.6.1.4.1.641.6.2.3.1.7.1": b"\x07\xe3\x04\x11\x08\x00\x00\x00"}, "hr": None, "sysdescr": None}
-    assert assemble.install_date(lex, ctx, s) == "2019-04-17"
+    assert features.install_date(lex, ctx, s) == "2019-04-17"
     assert s == {"install_date": "profile Lexmark: 1.3.6.1.4.1.641.6.2.3.1.7.1"}
     ctx["get"]["1.3.6.1.4.1.641.6.2.3.1.7.1"] = b"2021-11-02T10:00:00"
-    assert assemble.install_date(lex, ctx, {}) == "2021-11-02"
+    assert features.install_date(lex, ctx, {}) == "2021-11-02"
     for junk in (b"", b"unknown", 5, None, b"\x00\x00\x01\x01\x00\x00\x00\x00", b"2021-13-02"):
         ctx["get"]["1.3.6.1.4.1.641.6.2.3.1.7.1"] = junk
         s = {}
-        assert assemble.install_date(lex, ctx, s) is None and s == {}, junk
-    assert assemble.install_date(None, ctx, {}) is None
+        assert features.install_date(lex, ctx, s) is None and s == {}, junk
+    assert features.install_date(None, ctx, {}) is None
     st = devstate.DeviceState()
     assert st.first_seen("SER1", 1795000000) == 1795000000
     assert st.first_seen("SER1", 1795090000) == 1795000000
@@ -110,7 +111,7 @@ def test_install_date_from_the_vendor_only_and_first_seen_kept_once():
 
 
 def test_counter_sanity_covers_every_counter_the_box_keeps():
-    c = records.check_counters
+    c = sanity.check_counters
     # every key a profile can fill is checked for going backwards and kept for the next reading
     assert profiles.COUNTER_KEYS is records.COUNTER_KEYS is devstate.COUNTERS_KEPT
     for k in profiles.COUNTER_KEYS:
