@@ -5,6 +5,34 @@ profile"); pure, no I/O. Borrowed by the collector for the moment a full scan ne
 """
 from fleetbox import oids, profiles, records
 from fleetbox.assemble import CONSUMABLES
+from fleetbox.profiles import search
+
+# prtMarkerMarkTech (PrtMarkerMarkTechTC, RFC 3805) -> technology, indexed by the code;
+# other(1) and unknown(2) say nothing, so the record looks further (technology()).
+MARK_TECH = (None, None, None, "laser", "laser", "laser",                       # 3-5 electrophotographic
+             "impact", "impact", "impact", "impact", "impact", "impact",       # 6-11 dot matrix .. impactOther
+             "inkjet", "solid-ink", "inkjet", "other",                         # 12 aqueous, 13 solid, 14 other; 15 pen
+             "thermal", "thermal", "thermal", "thermal",                       # 16-19
+             "other", "other", "other", "other", "other", "other", "other", "other")   # 20-27
+
+
+def mark_tech(code):
+    if isinstance(code, int) and 0 < code < len(MARK_TECH):
+        return MARK_TECH[code]
+    return None
+
+
+def model_rule(profile, model, feature):
+    """(value, provenance) of the profile's first model rule naming `feature` ("technology",
+    "duplex") whose pattern the model matches, else (None, None)."""
+    if not model:
+        return None, None
+    n = 0
+    for rule in (profile or {}).get("model_rules", ()):
+        n += 1
+        if feature in rule and search(rule["re"], model):
+            return rule[feature], "profile %s: model rule %d" % (profile["vendor"], n)
+    return None, None
 
 
 def shape(profile, got, paths, supply_list, manufacturer, sources, model=None, counters=None):
@@ -59,14 +87,14 @@ def supplies_technology(supply_list):
 def technology(profile, got, supply_list, model, manufacturer, sources):
     """prtMarkerMarkTech, else the supplies' types, else the profile's model rules, else
     the profile's technology for every model of the vendor (Zebra)."""
-    tech = records.mark_tech(records.integer(got.get(oids.PRT_MARK_TECH)))
+    tech = mark_tech(records.integer(got.get(oids.PRT_MARK_TECH)))
     src = "prtMarkerMarkTech"
     if not tech:
         tech, src = supplies_technology(supply_list)
         if src:
             src = "supplies (%s)" % src
     if not tech:
-        tech, src = profiles.model_rule(profile, model, "technology")
+        tech, src = model_rule(profile, model, "technology")
     if not tech and (profile or {}).get("technology"):
         tech, src = profile["technology"], "profile %s" % manufacturer
     if tech:
@@ -92,7 +120,7 @@ def duplex(profile, paths, counters, model, sources, hr_texts=None):
                 d, src = True, "hrDeviceDescr.%d" % i
                 break
     if d is None:
-        d, src = profiles.model_rule(profile, model, "duplex")
+        d, src = model_rule(profile, model, "duplex")
     if src:
         sources["duplex"] = src
     return d

@@ -218,19 +218,6 @@ def pending(profile, ctx, names=NAMES):
     return out
 
 
-def model_rule(profile, model, feature):
-    """(value, provenance) of the profile's first model rule naming `feature` ("technology",
-    "duplex") whose pattern the model matches, else (None, None)."""
-    if not model:
-        return None, None
-    n = 0
-    for rule in (profile or {}).get("model_rules", ()):
-        n += 1
-        if feature in rule and search(rule["re"], model):
-            return rule[feature], "profile %s: model rule %d" % (profile["vendor"], n)
-    return None, None
-
-
 def search(pattern, s):
     """re.search, where a pattern MicroPython's re finds too complex matches nothing (the
     compiler keeps them simple; a profile update must not cost the record)."""

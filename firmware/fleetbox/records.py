@@ -28,21 +28,6 @@ SUPPLY_UNITS = {1: "other", 2: "unknown", 3: "tenThousandthsOfInches", 4: "micro
                 7: "impressions", 8: "sheets", 11: "hours", 12: "thousandthsOfOunces",
                 13: "tenthsOfGrams", 14: "hundrethsOfFluidOunces", 15: "tenthsOfMilliliters",
                 16: "feet", 17: "meters", 18: "items", 19: "percent"}
-# prtMarkerMarkTech (PrtMarkerMarkTechTC, RFC 3805) -> technology, indexed by the code;
-# other(1) and unknown(2) say nothing, so the record looks further (assemble.shape).
-MARK_TECH = (None, None, None, "laser", "laser", "laser",                       # 3-5 electrophotographic
-             "impact", "impact", "impact", "impact", "impact", "impact",       # 6-11 dot matrix .. impactOther
-             "inkjet", "solid-ink", "inkjet", "other",                         # 12 aqueous, 13 solid, 14 other; 15 pen
-             "thermal", "thermal", "thermal", "thermal",                       # 16-19
-             "other", "other", "other", "other", "other", "other", "other", "other")   # 20-27
-
-
-def mark_tech(code):
-    if isinstance(code, int) and 0 < code < len(MARK_TECH):
-        return MARK_TECH[code]
-    return None
-
-
 DEVICE_STATUS = {1: "unknown", 2: "running", 3: "warning", 4: "testing", 5: "down"}
 PRINTER_STATUS = {1: "other", 2: "unknown", 3: "idle", 4: "printing", 5: "warmup"}
 ERROR_BITS = ("lowPaper", "noPaper", "lowToner", "noToner", "doorOpen", "jammed", "offline",

@@ -85,8 +85,8 @@ def test_text_rule_patterns():
     ctx["sysdescr"] = "Samsung M4080FX; V11.01.03.04_02-27-2017;Engine V1.00.06"
     assert profiles.extract_text({"sysdescr": True, "re": "; *(V[0-9][0-9.]*)"}, ctx) == "V11.01.03.04"
     assert profiles.extract_text({"sysdescr": True, "re": "; SS ([0-9.]+)"}, ctx) is None
-    assert profiles.model_rule(HP, None, "duplex") == (None, None)
-    assert profiles.model_rule(HP, "DeskJet 2720", "technology") == ("inkjet", "profile HP: model rule 2")
+    assert features.model_rule(HP, None, "duplex") == (None, None)
+    assert features.model_rule(HP, "DeskJet 2720", "technology") == ("inkjet", "profile HP: model rule 2")
 
 
 def test_install_date_from_the_vendor_only_and_first_seen_kept_once():

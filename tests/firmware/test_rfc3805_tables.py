@@ -5,7 +5,7 @@ IANA-PRINTER-MIB module in it: PrtMarkerSuppliesTypeTC and PrtMarkerMarkTechTC, 
 the RFC's names. Each name is then given the kind / technology it must decode to, so a
 slip in records' tables (an index shifted by one, say) fails here name by name.
 """
-from fleetbox import records
+from fleetbox import features, records
 
 # RFC 3805, IANA-PRINTER-MIB, PrtMarkerSuppliesTypeTC ::= TEXTUAL-CONVENTION ... SYNTAX INTEGER {
 RFC3805_SUPPLIES_TYPE = """
@@ -94,10 +94,10 @@ def test_mark_tech_value_by_value():
     names = enumeration(RFC3805_MARK_TECH)
     assert [c for c, _ in names] == list(range(1, 28))
     for code, name in names:
-        got = records.mark_tech(code)
+        got = features.mark_tech(code)
         assert got == tech_of(name), "%s(%d): %s, not %s" % (name, code, got, tech_of(name))
     for code in (None, 0, 28, -1):
-        assert records.mark_tech(code) is None
+        assert features.mark_tech(code) is None
 
 
 def test_supply_rows_of_every_kind():
