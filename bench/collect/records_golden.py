@@ -10,10 +10,10 @@ with a vendor counter table or blob added, as tests/interop/test_recordings.py s
 replayed by one snmpsim on 127.44.7.0/24 port 17471, and the collector runs ON
 MICROPYTHON (bench/collect/_mp_golden.py) for every scan kind, two sweeps each with the
 device memory and supplies cache of the first kept for the second. Only what varies
-between runs is normalised: the collection time (records, unreachable markers, device
-memory's "t"). The records, duplicates, markers, device memory and request/byte counts
-are written in order, keys sorted: a refactoring of the collector must leave the file
-byte-identical.
+between runs is normalised: the collection time (records' collected_at and first_seen,
+unreachable markers, device memory's "t" and "f"). The records, duplicates, markers,
+device memory and request/byte counts are written in order, keys sorted: a refactoring
+of the collector must leave the file byte-identical.
 """
 import glob
 import json
@@ -48,10 +48,13 @@ def devices(tmp):
 def _normal(kind, value):
     if kind in ("REC", "QUIET") and value.get("collected_at"):
         value["collected_at"] = TIME
+    if kind == "REC" and value.get("first_seen"):
+        value["first_seen"] = TIME
     if kind == "STATE":
         for d in value.values():
-            if d.get("t"):
-                d["t"] = TIME
+            for k in ("t", "f"):
+                if d.get(k):
+                    d[k] = TIME
     return value
 
 

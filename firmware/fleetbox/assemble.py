@@ -205,32 +205,6 @@ def status(printer_values, console_rows, alert_rows):
 
 # ---------------------------------------------------------------------- shape
 
-def shape(profile, got, paths, supply_list, manufacturer, sources):
-    """(technology, colour, duplex). Duplex: a duplex media path (None without a media path
-    table); colour: prtMarkerProcessColorants, else the consumables' colours and words;
-    technology: prtMarkerMarkTech, else the profile's."""
-    duplex = None
-    if paths:
-        duplex = any(records.integer(r.get(9)) in records.DUPLEX_PATHS for r in paths.values())
-        sources["duplex"] = "prtMediaPathType"
-    ncol = records.integer(got.get(oids.PRT_COLORANTS))
-    colour = None
-    if ncol is not None and ncol > 0:
-        colour = ncol > 1
-        sources["color"] = "prtMarkerProcessColorants"
-    elif supply_list:
-        colour = any(s["color"] not in (None, "black") or records.colour_words(s["description"])
-                     for s in supply_list if s["kind"] in CONSUMABLES)
-        sources["color"] = "supplies"
-    tech = records.MARK_TECH.get(records.integer(got.get(oids.PRT_MARK_TECH)))
-    if tech:
-        sources["technology"] = "prtMarkerMarkTech"
-    elif (profile or {}).get("technology"):
-        tech = profile["technology"]
-        sources["technology"] = "profile %s" % manufacturer
-    return tech, colour, duplex
-
-
 def typology(p, model, descr, counters):
     """(typology, why) from what is already read; the collector then looks at
     hrDeviceDescr rows when this is not "mfp" and the profile has no mfp_models."""

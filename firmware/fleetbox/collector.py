@@ -135,6 +135,9 @@ class Collector:
         if plan.full:
             await self._shape(r, rec, supplies, counters)
         rec["collected_at"] = time_s() or None   # null until the box has learnt the time (spec)
+        if plan.full and rec["collected_at"]:
+            # when this box first collected the device: never passed off as its installation date
+            rec["first_seen"] = self.state.first_seen(rec["serial"] or ("@" + host), rec["collected_at"])
         rec["scan"] = scan
         rec["snmp_version"] = r.t.cred.version
         rec["sources"] = r.sources
@@ -144,7 +147,12 @@ class Collector:
             self.state.keep_mfp_row(host, r.mfp_row)
         if plan.counters and counters:
             key = rec["serial"] or ("@" + host)
-            flags = records.check_counters(self.state.counters(key), counters)
+            _borrow("sanity")
+            from fleetbox import sanity
+            try:
+                flags = sanity.check_counters(self.state.counters(key), counters)
+            finally:
+                _give_back("sanity")
             self.state.keep_counters(key, counters, rec["collected_at"])
             if flags:
                 rec["counter_flags"] = flags
@@ -372,11 +380,24 @@ class Collector:
         return supplies
 
     async def _shape(self, r, rec, supplies, counters):
-        """Typology, technology, colour and duplex (full scans)."""
+        """Typology, technology, colour, duplex and installation date (full scans)."""
+        _borrow("features")
+        from fleetbox import features
+        try:
+            await self._features(features, r, rec, supplies, counters)
+        finally:
+            _give_back("features")
+
+    async def _features(self, features, r, rec, supplies, counters):
         p = r.profile or {}
         sources = r.sources
-        tech, colour, duplex = assemble.shape(r.profile, r.got, r.tables.get("paths") or {}, supplies,
-                                              rec["manufacturer"], sources)
+        tech, colour, duplex = features.shape(r.profile, r.got, r.tables.get("paths") or {}, supplies,
+                                              rec["manufacturer"], sources, rec["model"], counters)
+        if duplex is None and p.get("duplex_words") and r.check.hr is not None:
+            # the vendor names a duplex unit among its hrDeviceTable rows (Samsung)
+            rows = await self.walker.columns(r.t, oids.HR_DEVICE, [3], 4, 32)
+            texts = [(i, records.text(rows[i].get(3))) for i in sorted(k for k in rows if isinstance(k, int))]
+            duplex = features.duplex(r.profile, None, None, None, sources, texts)
         typology, why = assemble.typology(p, rec["model"], r.descr, counters)
         if typology != "mfp" and not p.get("mfp_models"):
             # no vendor knowledge of its model names: look for a scanner or fax row
@@ -387,8 +408,9 @@ class Collector:
                 typology, why = "mfp", "hrDeviceDescr.%s" % hit
         if why:
             sources["typology"] = why
+        install = features.install_date(r.profile, r.ctx, sources)
         rec.update({"typology": typology, "technology": tech or "unknown", "color": colour,
-                    "duplex": duplex, "install_date": None})
+                    "duplex": duplex, "install_date": install})
 
     async def hr_mfp_row(self, t, check, printer_row):
         """Index of an hrDeviceTable row other than the printer's whose descr names a scanner,

@@ -13,8 +13,9 @@ import json
 import os
 
 from fleetbox.atomicfile import atomic_write
+from fleetbox.records import COUNTER_KEYS
 
-COUNTERS_KEPT = ("total", "mono", "color", "print", "copy", "scan", "fax", "duplex", "a3", "a4")
+COUNTERS_KEPT = COUNTER_KEYS
 QUIET_MAX = 8      # most sweeps a silent, once-seen device is left alone (doubling from 1)
 XS_SKIP = 8        # sweeps that skip a profile's extra agent after it stayed silent
 NP_SKIP = 15       # sweeps that take a device found not to be a printer at its word
@@ -72,6 +73,14 @@ class DeviceState:
             if k in counters:
                 c[k] = counters[k]
         self.update(key, c=c, t=now or 0)
+
+    def first_seen(self, key, now):
+        """When the box first collected `key` (serial, else "@<address>"): kept once, as "f"."""
+        f = self.get(key).get("f")
+        if not isinstance(f, int):
+            f = now
+            self.update(key, f=now)
+        return f
 
     # ------------------------------------------------------------------ credentials
     def preferred_credential(self, host):

@@ -6,13 +6,14 @@ compact file of JSON lines (docs/profiles.md). The box loads `/data/profiles.jso
 """
 import array
 import json
+import re
 
 from fleetbox import records
 from fleetbox.errors import FleetboxError
 
 FORMAT = 1
-NAMES = ("model", "serial", "firmware", "brand")
-COUNTER_KEYS = ("total", "mono", "color", "print", "copy", "scan", "fax", "a3", "a4", "duplex")
+NAMES = ("model", "serial", "firmware", "brand", "install_date")
+COUNTER_KEYS = records.COUNTER_KEYS
 
 
 class ProfileError(FleetboxError):
@@ -217,6 +218,15 @@ def pending(profile, ctx, names=NAMES):
     return out
 
 
+def search(pattern, s):
+    """re.search, where a pattern MicroPython's re finds too complex matches nothing (the
+    compiler keeps them simple; a profile update must not cost the record)."""
+    try:
+        return re.search(pattern, s)
+    except ValueError:
+        return None
+
+
 def extract_text(src, ctx):
     """Text from one source rule, or None. ctx: {"get": {oid: value}, "hr": str, "sysdescr": str}."""
     if "oid" in src:
@@ -242,6 +252,11 @@ def extract_text(src, ctx):
         i = s.find(src["before"])
         if i >= 0:
             s = s[:i]
+    if "re" in src:
+        m = search(src["re"], s)
+        if not m:
+            return None
+        s = m.group(1)
     s = s.strip()
     if s and "only" in src:
         low = s.lower()

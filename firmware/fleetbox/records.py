@@ -7,20 +7,27 @@ import binascii
 
 from fleetbox import ber
 
-SUPPLY_KINDS = {3: "toner", 21: "toner", 4: "waste", 5: "ink", 6: "ink", 12: "ink", 9: "drum",
-                10: "developer", 15: "fuser", 20: "transfer", 7: "waste", 8: "waste",
-                13: "staples", 18: "waste", 19: "drum", 14: "other", 11: "other", 17: "other",
-                22: "other", 23: "other", 24: "other", 25: "other", 26: "other", 27: "staples",
-                28: "staples", 29: "staples", 30: "other", 31: "other", 32: "other", 33: "other",
-                34: "other", 35: "ink"}
+# prtMarkerSuppliesType (PrtMarkerSuppliesTypeTC, RFC 3805) -> kind, indexed by the code:
+# tuples cost the box a fraction of a dict's heap. Codes 35, 36 (matteToner, matteInk)
+# were added to IANA-PRINTER-MIB after the RFC.
+SUPPLY_KINDS = (None, "other", "other", "toner", "waste", "ink", "ink",          # 0-6
+                "ribbon", "waste", "drum", "developer", "fuser", "ink",           # 7 inkRibbon .. 12 solidWax
+                "ribbon", "waste", "fuser", "other", "fuser", "cleaner",         # 13 ribbonWax .. 18 cleanerUnit
+                "cleaner", "transfer", "toner", "fuser", "other", "waste",       # 19 fuserCleaningPad .. 24 wasteWater
+                "other", "waste", "other", "other", "staples", "other",          # 25 glueWaterAdditive .. 30 shrinkWrap
+                "other", "staples", "other", "other", "toner", "ink")            # 31 paperWrap .. 36 matteInk
+
+
+def supply_kind(code):
+    if isinstance(code, int) and 0 < code < len(SUPPLY_KINDS):
+        return SUPPLY_KINDS[code]
+    return "other"
+
+
 SUPPLY_UNITS = {1: "other", 2: "unknown", 3: "tenThousandthsOfInches", 4: "micrometers",
                 7: "impressions", 8: "sheets", 11: "hours", 12: "thousandthsOfOunces",
                 13: "tenthsOfGrams", 14: "hundrethsOfFluidOunces", 15: "tenthsOfMilliliters",
                 16: "feet", 17: "meters", 18: "items", 19: "percent"}
-MARK_TECH = {2: "laser", 3: "laser", 4: "laser", 5: "laser", 6: "laser", 7: "impact", 8: "impact",
-             9: "impact", 10: "inkjet", 11: "inkjet", 12: "inkjet", 13: "inkjet", 14: "solid-ink",
-             15: "impact", 16: "thermal", 17: "thermal", 18: "thermal", 19: "thermal", 20: "thermal",
-             21: "laser", 22: "laser", 23: "thermal", 24: "thermal", 25: "laser", 26: "laser", 27: "laser"}
 DEVICE_STATUS = {1: "unknown", 2: "running", 3: "warning", 4: "testing", 5: "down"}
 PRINTER_STATUS = {1: "other", 2: "unknown", 3: "idle", 4: "printing", 5: "warmup"}
 ERROR_BITS = ("lowPaper", "noPaper", "lowToner", "noToner", "doorOpen", "jammed", "offline",
@@ -34,6 +41,7 @@ ALERT_GROUP = {1: "other", 3: "hostResourcesMIBStorageTable", 4: "hostResourcesM
                14: "channel", 15: "interpreter", 16: "consoleDisplayBuffer", 17: "consoleLights",
                18: "alert", 30: "finDevice", 31: "finSupply", 32: "finSupplyMediaInput",
                33: "finAttribute"}
+ALERT_GROUP_SUPPLIES = 11   # markerSupplies: prtAlertGroupIndex is a prtMarkerSuppliesIndex
 # PrtAlertCodeTC (RFC 3805) names, as one string (",CODE:name,"): a dict of 110 entries
 # would cost the box ~15 KB of heap for a rarely used lookup.
 ALERT_CODES = (","
@@ -235,10 +243,11 @@ def clean_model(model, prefixes=(), suffixes=(), replace=()):
 
 # Supply kind from its description, for devices that leave prtMarkerSuppliesType out
 # or say other/unknown; first match wins ("Waste Toner" is waste, not toner).
-KIND_WORDS = (("waste", "waste"), ("toner", "toner"), ("ink", "ink"), ("drum", "drum"),
-              ("imaging", "drum"), ("photoconductor", "drum"), ("opc", "drum"),
-              ("developer", "developer"), ("fuser", "fuser"), ("fusing", "fuser"),
-              ("transfer", "transfer"), ("belt", "transfer"), ("staple", "staples"),
+KIND_WORDS = (("waste", "waste"), ("toner", "toner"), ("ribbon", "ribbon"), ("ink", "ink"),
+              ("drum", "drum"), ("imaging", "drum"), ("photoconductor", "drum"), ("opc", "drum"),
+              ("developer", "developer"), ("maintenance", "maintenance"), ("cleaner", "cleaner"),
+              ("cleaning", "cleaner"), ("fuser", "fuser"), ("fusing", "fuser"),
+              ("transfer", "transfer"), ("belt", "transfer"), ("roller", "roller"), ("staple", "staples"),
               ("cartridge", "toner"))
 COLOUR_WORDS = ("cyan", "magenta", "yellow", "color", "colour")
 
@@ -300,7 +309,7 @@ def build_supplies(rows, colorants, special=None, low_percent=LOW_PERCENT):
         lv = integer(r.get(9))
         tcode = integer(r.get(5))
         desc = r.get(6) if isinstance(r.get(6), str) else text(r.get(6), True)
-        kind = SUPPLY_KINDS.get(tcode, "other")
+        kind = supply_kind(tcode)
         if tcode in (None, 1, 2):
             kind = kind_from_words(desc) or kind
         elif tcode == 3 and desc and "ink" in desc.lower().split():
@@ -338,17 +347,24 @@ def decode_errors(value):
 
 
 def decode_alerts(rows):
-    """prtAlertTable rows {index: {column: value}} -> [{severity, group, code, description}]."""
+    """prtAlertTable rows {index: {column: value}} -> [{severity, group, code, description}],
+    plus the row of the group's table the alert names (prtAlertGroupIndex): `supply`, the
+    `index` of one of the record's supplies, for the supplies group; `subunit` for others."""
     out = []
     for idx in sorted(rows):
         r = rows[idx]
         code = integer(r.get(7))
-        out.append({
+        group = integer(r.get(4))
+        alert = {
             "severity": ALERT_SEVERITY.get(integer(r.get(2)), "other"),
-            "group": ALERT_GROUP.get(integer(r.get(4)), "other"),
+            "group": ALERT_GROUP.get(group, "other"),
             "code": alert_code_name(code),
             "description": text(r.get(8), True),
-        })
+        }
+        row = integer(r.get(5))
+        if row is not None and row > 0:   # -1 / 0: the alert names no row
+            alert["supply" if group == ALERT_GROUP_SUPPLIES else "subunit"] = row
+        out.append(alert)
     return out
 
 
@@ -368,27 +384,7 @@ def has_mfp_words(s):
     return False
 
 
-def check_counters(prev, now, tolerance=2):
-    """Counter sanity: names of problems between the previous and this reading.
-
-    `prev`/`now` are counters objects. A counter that goes down is `backwards:<key>`
-    (`reset:<key>` when it drops to under a tenth); by-function counters whose sum
-    exceeds the total by more than `tolerance` percent give `functions>total`, and
-    mono + colour disagreeing with the total likewise `mono+color!=total`.
-    """
-    flags = []
-    if prev:
-        for k in ("total", "mono", "color", "print", "copy", "scan", "fax", "duplex", "a3", "a4"):
-            a, b = prev.get(k), now.get(k)
-            if isinstance(a, int) and isinstance(b, int) and b < a:
-                flags.append(("reset:" if b * 10 < a else "backwards:") + k)
-    total = now.get("total")
-    if isinstance(total, int) and total > 0:
-        fn = [now[k] for k in ("print", "copy", "fax") if isinstance(now.get(k), int)]
-        if fn and sum(fn) * 100 > total * (100 + tolerance):
-            flags.append("functions>total")
-        m, c = now.get("mono"), now.get("color")
-        if isinstance(m, int) and isinstance(c, int):
-            if abs(m + c - total) * 100 > total * tolerance:
-                flags.append("mono+color!=total")
-    return flags
+# Parts that must add up to a whole (within the tolerance): (whole, parts, flag).
+# The counter keys (shared/spec/device-record.md); profiles fill them, device memory keeps them.
+COUNTER_KEYS = ("total", "mono", "color", "print", "copy", "scan", "fax", "a3", "a4", "duplex",
+                "print_mono", "print_color", "copy_mono", "copy_color", "scan_mono", "scan_color")

@@ -27,14 +27,16 @@ class SweepOptions:
     between two requests to one device; web_ports: {profile page port: port to use}.
     on_duplicate(rec, first_ip): a device seen again at another address (same serial or
     MAC) is reported once, this hears about the others. on_unreachable(marker): a device
-    seen before that fell silent (docs/collection.md). stats: a dict that receives the
-    discovery figures and "extra_agents".
+    seen before that fell silent (docs/collection.md); with `ping`, its status says
+    whether the address still answers ICMP echo (fleetbox.icmp). stats: a dict that
+    receives the discovery figures and "extra_agents".
     """
 
     def __init__(self, scan="full", creds=None, profiles=None, state=None, statics=None, workers=8,
                  window=256, rate=0, pace_ms=0, web_ports=None, on_duplicate=None, on_unreachable=None,
-                 stats=None):
+                 stats=None, ping=False):
         self.scan = scan
+        self.ping = ping
         self.creds = creds
         self.profiles = profiles
         self.state = state
@@ -113,6 +115,7 @@ class _Sweep:
         self.qmax = max(32, opts.workers * 4)   # answered addresses waiting (~0.5 KB each)
         self.wake = asyncio.Event()
         self.done = False
+        self.pings = []     # markers of silent devices waiting for their ICMP echo
 
     def counted(self):
         for a in self.addresses:
@@ -145,7 +148,20 @@ class _Sweep:
                 marker["serial"] = serial
             if mac:
                 marker["mac"] = mac
-            self.opts.on_unreachable(marker)
+            if self.opts.ping:
+                self.pings.append(marker)   # a worker pings, then tells
+                self.wake.set()
+            else:
+                self.opts.on_unreachable(marker)
+
+    async def tell_pinged(self, marker):
+        """status.ping: True when the silent device answers ICMP echo (SNMP off or blocked,
+        the device there), False when nothing answers; left out where ICMP is not allowed."""
+        from fleetbox import icmp
+        answered = await icmp.ping(marker["ip"], self.prober.timeout_ms)
+        if answered is not None:
+            marker["status"]["ping"] = answered
+        self.opts.on_unreachable(marker)
 
     async def feed(self):
         try:
@@ -168,6 +184,9 @@ class _Sweep:
 
     async def worker(self):
         while True:
+            if self.pings:
+                await self.tell_pinged(self.pings.pop(0))
+                continue
             if not self.queue:
                 if self.done:
                     return

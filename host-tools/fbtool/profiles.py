@@ -19,12 +19,16 @@ FORMAT = 1
 PROFILES_DIR = os.path.join(paths.ROOT, "profiles")
 TOP_KEYS = {"vendor", "enterprises", "descr", "model", "serial", "firmware", "brand",
             "model_prefixes", "model_suffixes", "model_replace", "mfp_models", "counters",
-            "supply_special", "low_percent", "technology", "typology", "extra_agent", "web"}
-TEXT_RULES = ("model", "serial", "firmware", "brand")
-SOURCE_KEYS = {"oid", "hr", "sysdescr", "after", "before", "ieee1284", "only"}
-COUNTER_KEYS = ("total", "mono", "color", "print", "copy", "scan", "fax", "a3", "a4", "duplex")
+            "supply_special", "low_percent", "technology", "typology", "extra_agent", "web",
+            "install_date", "model_rules", "duplex_words"}
+TEXT_RULES = ("model", "serial", "firmware", "brand", "install_date")
+SOURCE_KEYS = {"oid", "hr", "sysdescr", "after", "before", "ieee1284", "only", "re"}
+COUNTER_KEYS = ("total", "mono", "color", "print", "copy", "scan", "fax", "a3", "a4", "duplex",
+                "print_mono", "print_color", "copy_mono", "copy_color", "scan_mono", "scan_color")
 STATES = ("ok", "low", "empty", "some-remaining", "unknown", "unrestricted")
-TECHNOLOGIES = ("laser", "inkjet", "thermal", "solid-ink", "impact")
+TECHNOLOGIES = ("laser", "inkjet", "thermal", "solid-ink", "impact", "other")
+MODEL_RULE_KEYS = {"re", "technology", "duplex"}
+MAX_MODEL_RULES = 16
 OID_RE = re.compile(r"^1\.3\.6\.1(\.(0|[1-9][0-9]*))+$")
 
 
@@ -66,6 +70,36 @@ def _text_source(src, where):
             out[k] = src[k]
     if "only" in src:
         out["only"] = _strings(src["only"], where + ".only")
+    if "re" in src:
+        out["re"] = _pattern(src["re"], where, 1)
+    return out
+
+
+def _model_rules(rules, where):
+    """[{re, technology?, duplex?}]: what a model name says of the device's build
+    (docs/profiles.md "Model rules"); the first rule that names a feature and matches wins."""
+    if not isinstance(rules, list) or not 1 <= len(rules) <= MAX_MODEL_RULES:
+        raise ProfileSourceError("%s: expected a list of 1-%d rules" % (where, MAX_MODEL_RULES))
+    out = []
+    for i, rule in enumerate(rules):
+        w = "%s[%d]" % (where, i)
+        if not isinstance(rule, dict) or "re" not in rule:
+            raise ProfileSourceError("%s: a rule is {re, technology, duplex}" % w)
+        unknown = set(rule) - MODEL_RULE_KEYS
+        if unknown:
+            raise ProfileSourceError("%s: unknown keys %s" % (w, sorted(unknown)))
+        r = {"re": _pattern(rule["re"], w, None)}
+        if "technology" in rule:
+            if rule["technology"] not in TECHNOLOGIES:
+                raise ProfileSourceError("%s.technology: one of %s" % (w, TECHNOLOGIES))
+            r["technology"] = rule["technology"]
+        if "duplex" in rule:
+            if not isinstance(rule["duplex"], bool):
+                raise ProfileSourceError("%s.duplex: true or false" % w)
+            r["duplex"] = rule["duplex"]
+        if len(r) == 1:
+            raise ProfileSourceError("%s: names neither technology nor duplex" % w)
+        out.append(r)
     return out
 
 
@@ -186,6 +220,12 @@ RE_REFUSED = (("(?", "(?...) groups"), ("{", "{m,n} counts"), ("}", "{m,n} count
 
 
 def _web_pattern(pat, where):
+    return _pattern(pat, where, 1)
+
+
+def _pattern(pat, where, groups):
+    """A pattern the box's re reads as CPython's does; `groups` 1: one group, the value
+    (None: any number)."""
     if not isinstance(pat, str) or not pat or len(pat) > 200:
         raise ProfileSourceError("%s.re: expected a pattern of 1-200 characters" % where)
     if not pat.isascii():
@@ -199,7 +239,7 @@ def _web_pattern(pat, where):
         rx = re.compile(pat)
     except re.error as e:
         raise ProfileSourceError("%s.re: %s" % (where, e))
-    if rx.groups != 1:
+    if groups == 1 and rx.groups != 1:
         raise ProfileSourceError("%s.re: needs exactly one group (the value), has %d" % (where, rx.groups))
     return pat
 
@@ -355,14 +395,7 @@ def compile_profile(data, where):
         if not isinstance(lp, int) or not 0 <= lp <= 100:
             raise ProfileSourceError("%s.low_percent: expected an integer 0-100" % where)
         out["low_percent"] = lp
-    if "technology" in data:
-        if data["technology"] not in TECHNOLOGIES:
-            raise ProfileSourceError("%s.technology: one of %s" % (where, TECHNOLOGIES))
-        out["technology"] = data["technology"]
-    if "typology" in data:
-        if data["typology"] not in ("mfp", "printer"):
-            raise ProfileSourceError("%s.typology: mfp or printer" % where)
-        out["typology"] = data["typology"]
+    _shape(data, out, where)
     if "extra_agent" in data:
         ea = data["extra_agent"]
         if not isinstance(ea, dict) or set(ea) - {"port", "any_source_port"} or "port" not in ea:
@@ -375,6 +408,22 @@ def compile_profile(data, where):
     if "web" in data:
         out["web"] = _web(data["web"], where + ".web")
     return out
+
+
+def _shape(data, out, where):
+    """The keys that describe the device's build: technology, typology, model_rules, duplex_words."""
+    if "technology" in data:
+        if data["technology"] not in TECHNOLOGIES:
+            raise ProfileSourceError("%s.technology: one of %s" % (where, TECHNOLOGIES))
+        out["technology"] = data["technology"]
+    if "typology" in data:
+        if data["typology"] not in ("mfp", "printer"):
+            raise ProfileSourceError("%s.typology: mfp or printer" % where)
+        out["typology"] = data["typology"]
+    if "model_rules" in data:
+        out["model_rules"] = _model_rules(data["model_rules"], where + ".model_rules")
+    if "duplex_words" in data:
+        out["duplex_words"] = _strings(data["duplex_words"], where + ".duplex_words")
 
 
 def compile_dir(directory=PROFILES_DIR):
@@ -398,7 +447,60 @@ def compile_dir(directory=PROFILES_DIR):
         vendors[p["vendor"]] = name
         profiles.append(p)
     profiles.sort(key=lambda p: p["vendor"])
+    check_patterns_on_micropython(profiles)
     return {"format": FORMAT, "profiles": profiles}
+
+
+# Run by the box's own re: its backtracking gives up ("regex too complex") on patterns
+# CPython takes, long alternations above all; the sample texts are as long as a sysDescr.
+_MP_CHECK = r"""
+import re, sys
+bad = []
+samples = ("x" * 200, "Model 1234 Series Rev.01.23 : " * 6)
+for pat in sys.stdin.read().split("\n"):
+    for s in samples:
+        try:
+            re.search(pat, s)
+        except ValueError:
+            bad.append(pat)
+            break
+print("\n".join(bad))
+"""
+
+
+def _patterns(p):
+    for name in TEXT_RULES:
+        for src in p.get(name, ()):
+            if "re" in src:
+                yield src["re"]
+    for rule in p.get("model_rules", ()):
+        yield rule["re"]
+    for page in p.get("web", ()):
+        for rule in page["fields"].values():
+            for r in rule.get("sum", [rule]):
+                if "re" in r:
+                    yield r["re"]
+
+
+def check_patterns_on_micropython(profiles, micropython=None):
+    """Refuse the patterns MicroPython's re cannot run; skipped (None) where no micropython
+    is installed next to this Python, else the number of patterns checked."""
+    import subprocess
+    import sys
+    mp = micropython or os.path.join(os.path.dirname(sys.executable), "micropython")
+    if not os.path.exists(mp):
+        return None
+    pats = sorted({pat for p in profiles for pat in _patterns(p)})
+    if not pats:
+        return 0
+    r = subprocess.run([mp, "-c", _MP_CHECK], input="\n".join(pats), capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise ProfileSourceError("micropython could not check the profiles' patterns: %s" % r.stderr.strip())
+    bad = [x for x in r.stdout.split("\n") if x]
+    if bad:
+        raise ProfileSourceError("patterns too complex for the box's re (split them into several rules): %s"
+                                 % "; ".join(bad))
+    return len(pats)
 
 
 def dumps(compiled):

@@ -1,5 +1,5 @@
 """fleetbox.assemble: record fields from values already read, no sockets; both runtimes."""
-from fleetbox import assemble, readplan
+from fleetbox import assemble, features, readplan
 from fleetbox.oids import (ENT_FIRMWARE, ENT_MODEL, ENT_SERIAL, PRT_COLORANTS, PRT_LIFE_COUNT,
                            PRT_MARK_TECH, SYS_NAME, SYS_UPTIME)
 from check import raises
@@ -83,15 +83,15 @@ def test_supplies_from_the_flash_cache_and_when_it_still_fits():
 
 def test_shape_colour_duplex_technology_typology():
     sources = {}
-    assert assemble.shape(None, {PRT_COLORANTS: 4, PRT_MARK_TECH: 5}, {1: {9: 4}, 2: {9: 3}}, [], "HP",
+    assert features.shape(None, {PRT_COLORANTS: 4, PRT_MARK_TECH: 5}, {1: {9: 4}, 2: {9: 3}}, [], "HP",
                           sources) == ("laser", True, True)
     assert sources == {"duplex": "prtMediaPathType", "color": "prtMarkerProcessColorants",
                        "technology": "prtMarkerMarkTech"}
     cyan = [{"kind": "toner", "color": "cyan", "description": "C"}]
     sources = {}
-    assert assemble.shape(HP, {}, {}, cyan, "HP", sources) == ("laser", True, None)
+    assert features.shape(HP, {}, {}, cyan, "HP", sources) == ("laser", True, None)
     assert sources == {"color": "supplies", "technology": "profile HP"}
-    assert assemble.shape(None, {}, {}, [], None, {}) == (None, None, None)
+    assert features.shape(None, {}, {}, [], None, {}) == (None, None, None)
     assert assemble.typology({}, "M404", None, {"copy": 3}) == ("mfp", "counters.copy")
     assert assemble.typology({}, "M404", "HP MFP", {}) == ("mfp", "sysDescr")
     assert assemble.typology({}, "M404", None, {}) == ("printer", "no copier, scanner or fax seen")

@@ -1,5 +1,5 @@
 """fleetbox.records, profiles (matching, rules), devstate: pure decoding on both runtimes."""
-from fleetbox import assemble, devstate, profiles, readplan, records
+from fleetbox import assemble, devstate, profiles, readplan, records, sanity
 from fleetbox.sweep import Merger
 
 
@@ -91,7 +91,7 @@ def test_errors_alerts_and_mac():
 
 
 def test_counter_sanity_check():
-    c = records.check_counters
+    c = sanity.check_counters
     assert c(None, {"total": 1000, "print": 600, "copy": 400}) == []
     assert c(None, {"total": 1000, "print": 900, "copy": 400}) == ["functions>total"]
     assert c(None, {"total": 1000, "mono": 700, "color": 200}) == ["mono+color!=total"]

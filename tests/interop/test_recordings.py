@@ -40,45 +40,68 @@ HR = "hr"   # model from the printer's hrDeviceDescr
 # recording) that holds the truth. Models are given as the clean name, which must be a
 # part of the text at `model_from` (so it is the device's own word, cleaned).
 TRUTH = {
-    "brother": dict(manufacturer="Brother", model="MFC-L2710DW", typology="mfp",
+    "brother": dict(technology="laser", duplex=True, manufacturer="Brother", model="MFC-L2710DW", typology="mfp",
                     model_from="1.3.6.1.4.1.2435.2.4.3.2435.5.13.3.0",
                     serial_from="1.3.6.1.4.1.2435.2.3.9.4.2.1.5.5.1.0"),
-    "canonprinter_lbp": dict(manufacturer="Canon", model="LBP6670", model_from="1.3.6.1.4.1.1602.1.1.1.1.0",
+    "canonprinter_lbp": dict(technology="laser", duplex=None,
+                             manufacturer="Canon", model="LBP6670", model_from="1.3.6.1.4.1.1602.1.1.1.1.0",
                              firmware_from="1.3.6.1.4.1.1602.1.1.1.4.0"),
-    "dell-laser_s5830dn": dict(manufacturer="Dell", model="S5830dn", model_from=SYS_DESCR),
-    "epson": dict(manufacturer="Epson", model="WF-C5790BA", model_from=HR, typology="mfp"),
-    "fujifilmprinter_c7580": dict(manufacturer="Fujifilm", model="Apeos C7580", model_from=SYS_DESCR),
-    "jetdirect": dict(manufacturer="HP", model="Color LaserJet M452nw", model_from=HR,
+    "dell-laser_s5830dn": dict(technology="laser", duplex=True,
+                               manufacturer="Dell", model="S5830dn", model_from=SYS_DESCR),
+    "epson": dict(technology="inkjet", duplex=None,
+                  manufacturer="Epson", model="WF-C5790BA", model_from=HR, typology="mfp"),
+    "fujifilmprinter_c7580": dict(technology="laser", duplex=None,
+                                  manufacturer="Fujifilm", model="Apeos C7580", model_from=SYS_DESCR),
+    "jetdirect": dict(technology="laser", duplex=None,
+                      manufacturer="HP", model="Color LaserJet M452nw", model_from=HR,
                       serial_in_sysdescr="SN:"),
-    "jetdirect_m252dw": dict(manufacturer="HP", model="Color LaserJet Pro M252dw", model_from=HR,
+    "jetdirect_m252dw": dict(technology="laser", duplex=True,
+                             manufacturer="HP", model="Color LaserJet Pro M252dw", model_from=HR,
                              serial_in_sysdescr="SN:"),
-    "konica": dict(manufacturer="Konica Minolta", model="bizhub C3110", model_from=SYS_DESCR,
+    "konica": dict(technology="laser", duplex=None,
+                   manufacturer="Konica Minolta", model="bizhub C3110", model_from=SYS_DESCR,
                    brand="Develop", brand_from="1.3.6.1.4.1.18334.1.1.1.1.6.2.1.0", typology="mfp"),
-    "konica_2": dict(manufacturer="Konica Minolta", model="bizhub 25e", model_from=SYS_DESCR),
-    "okilan_9450g": dict(manufacturer="OKI", model="MC873", model_from="1.3.6.1.4.1.11.2.3.9.1.1.7.0"),
+    "konica_2": dict(technology="laser", duplex=None,
+                     manufacturer="Konica Minolta", model="bizhub 25e", model_from=SYS_DESCR),
+    "okilan_9450g": dict(technology="laser", duplex=None, firmware="07.87", firmware_in=SYS_DESCR,
+                         manufacturer="OKI", model="MC873", model_from="1.3.6.1.4.1.11.2.3.9.1.1.7.0"),
     "printmaster_brother": dict(manufacturer="Brother", model="HL-L8260CDW", model_from=HR,
                                 technology="laser", color=True, duplex=True),
     "printmaster_epson_cw": dict(manufacturer="Epson", model="CW-C6500Au", model_from=HR,
-                                 technology="inkjet", color=True),
+                                 technology="inkjet", color=True, duplex=True,
+                                 firmware_from="1.3.6.1.4.1.1248.1.1.3.1.21.1.1.2.4"),
     "printmaster_kyocera_cs4053": dict(
         manufacturer="Kyocera", model="CS 4053ci", model_from="1.3.6.1.4.1.1347.43.5.1.1.1.1",
         technology="laser", color=True, duplex=True, typology="mfp",
         counters={"print": "1.3.6.1.4.1.1347.42.3.1.1.1.1.1", "copy": "1.3.6.1.4.1.1347.42.3.1.1.1.1.2",
                   "fax": "1.3.6.1.4.1.1347.42.3.1.1.1.1.4", "duplex": "1.3.6.1.4.1.1347.42.2.5.1.1.2.1",
-                  "scan": "1.3.6.1.4.1.1347.46.10.1.1.5.3"}),
-    "ricoh_mpc3002": dict(manufacturer="Ricoh", model="Aficio MP C3002",
+                  "scan": "1.3.6.1.4.1.1347.46.10.1.1.5.3",
+                  "print_mono": "1.3.6.1.4.1.1347.42.3.1.2.1.1.1.1", "print_color": "1.3.6.1.4.1.1347.42.3.1.2.1.1.1.3",
+                  "copy_mono": "1.3.6.1.4.1.1347.42.3.1.2.1.1.2.1", "copy_color": "1.3.6.1.4.1.1347.42.3.1.2.1.1.2.3"}),
+    "ricoh_mpc3002": dict(technology="laser", duplex=None, manufacturer="Ricoh", model="Aficio MP C3002",
                           model_from="1.3.6.1.4.1.367.3.2.1.1.1.1.0", typology="mfp"),
-    "samsungprinter_m4080fx": dict(manufacturer="Samsung", model="M4080FX", model_from=SYS_DESCR,
+    "samsungprinter_m4080fx": dict(technology="laser", duplex=True, firmware="V11.01.03.04", firmware_in=SYS_DESCR,
+                                   manufacturer="Samsung", model="M4080FX", model_from=SYS_DESCR,
                                    typology="mfp"),
-    "sharp": dict(manufacturer="Sharp", model="MX-3570N", model_from=HR, typology="mfp",
+    "sharp": dict(technology="laser", duplex=True,
+                  manufacturer="Sharp", model="MX-3570N", model_from=HR, typology="mfp",
                   counters={"mono": "1.3.6.1.4.1.2385.1.1.19.2.1.3.5.4.61",
                             "color": "1.3.6.1.4.1.2385.1.1.19.2.1.3.5.4.63",
                             "print": "1.3.6.1.4.1.2385.1.1.19.2.1.3.1.4.60",
-                            "copy": "1.3.6.1.4.1.2385.1.1.19.2.1.3.4.4.60"}),
-    "utax": dict(manufacturer="Kyocera", model="P-4532DN", model_from="1.3.6.1.4.1.1347.43.5.1.1.1.1",
+                            "copy": "1.3.6.1.4.1.2385.1.1.19.2.1.3.4.4.60",
+                            "duplex": "1.3.6.1.4.1.2385.1.1.19.2.1.3.1.4.75",
+                            "print_mono": "1.3.6.1.4.1.2385.1.1.19.2.1.3.1.4.61",
+                            "print_color": "1.3.6.1.4.1.2385.1.1.19.2.1.3.1.4.63",
+                            "copy_mono": "1.3.6.1.4.1.2385.1.1.19.2.1.3.4.4.61",
+                            "copy_color": "1.3.6.1.4.1.2385.1.1.19.2.1.3.4.4.63",
+                            "scan_mono": "1.3.6.1.4.1.2385.1.1.19.2.1.3.7.4.51",
+                            "scan_color": "1.3.6.1.4.1.2385.1.1.19.2.1.3.7.4.53"}),
+    "utax": dict(technology="laser", duplex=True,
+                 manufacturer="Kyocera", model="P-4532DN", model_from="1.3.6.1.4.1.1347.43.5.1.1.1.1",
                  serial_from="1.3.6.1.4.1.1347.43.5.1.1.28.1", brand="UTAX", brand_from=SYS_DESCR),
-    "xerox": dict(manufacturer="Xerox", model="AltaLink C8045", model_from=SYS_DESCR),
-    "zebra": dict(manufacturer="Zebra", model="TLP 2824 Plus", model_from="1.3.6.1.4.1.10642.1.1.0",
+    "xerox": dict(technology="laser", duplex=None, firmware="100.002.057.09608", firmware_in=SYS_DESCR,
+                  manufacturer="Xerox", model="AltaLink C8045", model_from=SYS_DESCR),
+    "zebra": dict(duplex=False, manufacturer="Zebra", model="TLP 2824 Plus", model_from="1.3.6.1.4.1.10642.1.1.0",
                   serial_from="1.3.6.1.4.1.10642.200.19.5.0", technology="thermal", typology="printer"),
 }
 
@@ -337,6 +360,9 @@ def test_recording_field_by_field(collected, path):
         assert source in r["sources"]["serial"]
     if "firmware_from" in t:
         assert r["firmware"] == txt(rec[t["firmware_from"]])
+    if "firmware_in" in t:   # a per-vendor pattern of the profile: the device's own text, cut out
+        assert r["firmware"] == t["firmware"] and t["firmware"] in txt(rec[t["firmware_in"]])
+        assert r["sources"]["firmware"].endswith("sysDescr")
     if "brand" in t:
         assert r["brand"] == t["brand"] and t["brand"] in txt(rec[t["brand_from"]])
     else:
@@ -367,12 +393,15 @@ def test_recording_field_by_field(collected, path):
             assert got[k] == exp[k], (got["index"], k, got[k], exp[k])
         raw = rec.get("1.3.6.1.2.1.43.11.1.1.6.1.%d" % got["index"])
         assert got["description"] == txt(raw)
-        assert got["kind"] in ("toner", "ink", "drum", "developer", "fuser", "transfer", "waste",
-                               "staples", "other")
-    # features and status
+        assert got["kind"] in ("toner", "ink", "ribbon", "drum", "developer", "fuser", "transfer",
+                               "cleaner", "waste", "staples", "maintenance", "roller", "other")
+    # features and status: each known one with its provenance, never a guess
     for k in ("technology", "color", "duplex", "typology"):
         if k in t:
             assert r[k] == t[k], k
+            assert (r[k] is None) == (k not in r["sources"]), (k, r["sources"].get(k))
+    assert r["install_date"] is None and "install_date" not in r["sources"]   # no recording keeps one
+    assert isinstance(r["first_seen"], int) and r["first_seen"] <= r["collected_at"]
     idx = printer_hr_index(rec)
     assert r["status"]["errors"] == expected_errors(rec, idx)
     display = [txt(v) for k, v in sorted(column(rec, "1.3.6.1.2.1.43.16.5.1.2").items()) if txt(v)]
@@ -386,10 +415,16 @@ def test_printmaster_alerts_and_console_decoded(collected):
     ky = collected["printmaster_kyocera_cs4053"]
     assert ky["status"]["display"] == ["Preparing to print..."]
     assert {"severity": "warning", "group": "generalPrinter", "code": "poweredUp",
-            "description": None} in ky["status"]["alerts"]
+            "description": None, "subunit": 1} in ky["status"]["alerts"]
+    fuser = [a for a in ky["status"]["alerts"] if a["code"] == "markerFuserUnderTemperature"]
+    assert fuser and fuser[0]["group"] == "marker" and fuser[0]["subunit"] == 1   # marker 1
     ep = collected["printmaster_epson_cw"]
-    assert any(a["code"] == "markerInkAlmostEmpty" and a["description"] == "Ink is low."
-               for a in ep["status"]["alerts"])
+    low = [a for a in ep["status"]["alerts"] if a["code"] == "markerInkAlmostEmpty"]
+    assert low and all(a["description"] == "Ink is low." for a in low)
+    # each names its supply (prtAlertGroupIndex), one of the record's ink rows
+    kinds = {s["index"]: s["kind"] for s in ep["supplies"]}
+    assert sorted(kinds[a["supply"]] for a in low) == ["ink"] * len(low)
+    assert len(set(a["supply"] for a in low)) == len(low)
     br = collected["printmaster_brother"]
     assert br["status"]["display"] == ["Sleep"] and br["status"]["power"] == "sleep"
 
@@ -488,6 +523,7 @@ def test_fbtool_scan_on_micropython_matches(site, collected):
         a, b = dict(collected[name]), dict(by_ip[addr])
         for x in (a, b):
             x.pop("collected_at")
+            x.pop("first_seen", None)     # the clock of each run
         assert a == b, name
 
 
