@@ -83,8 +83,8 @@ def test_hostile_field_values_are_refused_whole():
         e = raises(downlink.DownlinkError, downlink.open_answer, KEY, KID, DEVICE, _seal(fields, i + 1), _state("bad"))
         assert e.reason == "field", fields
     ok = downlink.open_answer(KEY, KID, DEVICE, _seal({"resync": True, "last_seq": 2 ** 63 - 1, "time": 2 ** 32 - 1,
-                                                      "config": {"version": 3}, "revoked": False}), _state("good"))
-    assert ok["resync"] is True and ok["last_seq"] == 2 ** 63 - 1 and ok["config"] == {"version": 3}
+                                                      "config": {"v": 3}, "revoked": False}), _state("good"))
+    assert ok["resync"] is True and ok["last_seq"] == 2 ** 63 - 1 and ok["config"] == {"v": 3}
 
 
 def test_size_and_emptiness_are_refused_before_any_work():

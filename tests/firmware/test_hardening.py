@@ -9,7 +9,7 @@ IDENTITY = {"serial": "HARD-1", "kid": 1, "device_key": "11" * 32}
 
 
 def _cfg(**extra):
-    raw = {"endpoints": [{"url": "https://127.0.0.1:9/v1/ingest"}], "ca": "AAAA", "pins": [PIN]}
+    raw = {"endpoints": [{"url": "https://127.0.0.1:9/v1/ingest"}], "ca": "MAIFAA==", "pins": [PIN]}
     raw.update(extra)
     return config.check(raw)
 

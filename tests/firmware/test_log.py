@@ -86,7 +86,7 @@ class _Board(hal.Board):
 
 def test_secrets_never_reach_the_log():
     cfg = config.check({"communities": [COMMUNITY], "endpoints": [{"url": "https://127.0.0.1:8443/v1/upload"}],
-                        "ca": "AAAA", "pins": ["00" * 32],
+                        "ca": "MAIFAA==", "pins": ["00" * 32],
                         "proxy": {"url": "http://127.0.0.1:3128", "user": "box", "password": PROXY_PASS}})
     identity = {"serial": "LOG-1", "kid": 1, "device_key": DEVICE_KEY}
     cred = snmp.Credential.v3("alice", "SHA", AUTH_PASS, "AES", PRIV_PASS)
