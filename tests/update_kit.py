@@ -71,6 +71,7 @@ class RangeServer:
         ca = pki.ensure_ca(directory)
         cert, key = pki.ensure_server(directory, "updates", "updates.fleetbox.test", [address], ca)
         self.ca_der = pki.der(ca[1])
+        self.pin = pki.spki_pin(cert)       # the box trusts the pin (docs/uplink.md)
         self.images = images
         self.requests = 0
         owner = self
@@ -128,7 +129,8 @@ def run_box(tmp, server, name, wrap, mode, heap, slot_kib=1024, extra=()):
     if not os.path.isdir(mods):
         bytecode(mods)
     args = [MICROPYTHON, "-X", "heapsize=%d" % heap, SCRIPT, mods, "%s/images/%s" % (server.url, name),
-            server.address, paths["ca"], os.path.join(VECTORS, "root-1.fbr"), paths["wrap"], paths["identity"],
+            server.address, paths["ca"], server.pin, os.path.join(VECTORS, "root-1.fbr"), paths["wrap"],
+            paths["identity"],
             os.path.join(tmp, "slot.img"), str(slot_kib), os.path.join(tmp, "state"), mode] + list(extra)
     os.makedirs(os.path.join(tmp, "state"), exist_ok=True)
     return subprocess.run(args, capture_output=True, text=True, timeout=600)

@@ -7,15 +7,16 @@ probe prints `base <bytes held before the install>`; install prints `free <heap 
 then `ok <version> <chunks fetched> <max heap used> <ms> <max live heap>`, or
 `refused <reason> <message>`, or `cut <chunks fetched>`.
 """
+import binascii
 import gc
 import json
 import os
 import sys
 import time
 
-(modules, url, address, ca_path, root_path, wrap_path, ident_path, slot_path, slot_kib, state_dir,
- mode) = sys.argv[1:12]
-cut = int(sys.argv[12]) if len(sys.argv) > 12 else None
+(modules, url, address, ca_path, pin_hex, root_path, wrap_path, ident_path, slot_path, slot_kib, state_dir,
+ mode) = sys.argv[1:13]
+cut = int(sys.argv[13]) if len(sys.argv) > 13 else None
 sys.path.insert(0, modules)
 
 from fleetbox import https, updater, updimage  # noqa: E402
@@ -64,7 +65,7 @@ identity = json.loads(_read(ident_path, "r"))
 offer = {"wrap": _read(wrap_path)}
 ca = _read(ca_path)
 host, _, rest = url[len("https://"):].partition("/")
-conn = https.Connection("https://" + host, ca, resolve=address)
+conn = https.Connection("https://" + host, ca, [binascii.unhexlify(pin_hex)], resolve=address)
 slot = updater.LfsSlot("slot_b", FileDisk(slot_path, int(slot_kib) // 4), "/slot")
 state = {"max": 0, "live": 0, "fetched": 0}
 
