@@ -14,17 +14,21 @@ def remove_quietly(path):
         pass
 
 
-def atomic_write(path, data, tmp=None):
+def atomic_write(path, data, tmp=None, binary=None):
     """Replace the file at `path` with `data`, all or nothing across a power cut.
 
     `data`: bytes, str, or a callable that writes to the open file (a big content is
     streamed to flash, never built whole in a fragmented heap). `tmp`: the temporary
-    name (default `path` + ".tmp"). Returns the bytes written. On OSError (flash full)
-    the temporary file is removed and the error raised; `path` is untouched.
+    name (default `path` + ".tmp"). `binary`: the file's mode for a callable (default:
+    binary for bytes, text otherwise). Returns the bytes written. On any error (flash
+    full, or the callable's own) the temporary file is removed and the error raised;
+    `path` is untouched.
     """
     tmp = tmp or path + ".tmp"
+    if binary is None:
+        binary = isinstance(data, (bytes, bytearray))
     try:
-        f = port.open_write(tmp, isinstance(data, (bytes, bytearray)))
+        f = port.open_write(tmp, binary)
         try:
             if callable(data):
                 data(f)
@@ -36,7 +40,7 @@ def atomic_write(path, data, tmp=None):
             raise
         port.close_write(f, tmp)
         port.rename(tmp, path)
-    except OSError:
+    except BaseException:
         remove_quietly(tmp)
         raise
     return size

@@ -133,17 +133,19 @@ def _size(path):
 
 
 def _truncate(path, size, buf):
-    """Cut a file to size bytes (MicroPython files have no truncate): copy, then rename."""
-    tmp = path + ".cut"
-    with open(path, "rb") as src, open(tmp, "wb") as dst:
-        left = size
-        while left:
-            n = src.readinto(memoryview(buf)[:min(left, len(buf))])
-            if not n:
-                raise BadChunk("%s shorter than its resume record" % path)
-            dst.write(memoryview(buf)[:n])
-            left -= n
-    os.rename(tmp, path)
+    """Cut a file to size bytes (MicroPython files have no truncate): copy, then rename,
+    through the port's file functions, so a flash fault on the slot is seen like any other."""
+    def copy(dst):
+        mv = memoryview(buf)
+        with open(path, "rb") as src:
+            left = size
+            while left:
+                n = src.readinto(mv[:min(left, len(buf))])
+                if not n:
+                    raise BadChunk("%s shorter than its resume record" % path)
+                dst.write(mv[:n])
+                left -= n
+    atomicfile.atomic_write(path, copy, binary=True)
 
 
 def _parse_fbi_head(head):
@@ -387,8 +389,9 @@ class Installer:
             if start == 0:
                 self._save_resume(digest_hex, 0, img.first_iv(), offer)
                 img.start(0)
-            else:
+            elif start < img.chunks:
                 img.start(start, unhexlify(rec["iv"]))
+            # else: every chunk is in and only finishing the slot failed (flash): finish it now
             for i in range(start, img.chunks):
                 buf = img.chunk_buffer(i)
                 if hasattr(source, "fetch_into"):
@@ -451,9 +454,7 @@ class Installer:
         with open(root + HEAD_FILE, "rb") as f:
             f.seek(12)
             mbytes = f.read()
-        with open(root + SIG_FILE + ".tmp", "wb") as f:
-            _copy_head(source, img, f)
-        os.rename(root + SIG_FILE + ".tmp", root + SIG_FILE)
+        atomicfile.atomic_write(root + SIG_FILE, lambda f: _copy_head(source, img, f), binary=True)
         atomicfile.atomic_write(root + MANIFEST_FILE, mbytes)
         os.remove(root + HEAD_FILE)
         return {"digest": hashlib.sha256(mbytes).digest(), "counter": img.manifest["security_counter"],

@@ -8,9 +8,12 @@ the file it was replacing as it was and no temporary file behind.
 """
 import os
 import sys
+from binascii import b2a_base64, unhexlify
 
-from fleetbox import config, delta, devstate, downlink, port, uplink
+from fleetbox import cbor, config, delta, devstate, downlink, envelope, port, provision, updagent, updater, uplink
 from fleetbox.spool import Spool
+from test_updater import IDENT, NOW, DirSlot, _offer, _source
+from test_updater import _root as _update_root
 
 OPS = ("open", "close", "rename")
 ERRNOS = (port.ENOSPC, port.EIO)
@@ -133,18 +136,152 @@ def _site_down_seq(d):
     return d + "/down.seq", lambda: st.accept(2)
 
 
-SITES = {"down seq": _site_down_seq, "spool batch": _site_spool_batch,
+# -- provisioning: the envelope key, the configuration, the provisioning state
+CFG = {"endpoints": [{"url": "https://127.0.0.1:8443/v1/upload"}], "ca": "MAIFAA==", "pins": ["00" * 32]}
+PROV_ID = {"serial": "FLASH-P", "key": "MAIFAA==", "cert": "MAIFAA==", "ca": "MAIFAA==", "pins": ["00" * 32],
+           "provision": [{"name": "a", "url": "https://127.0.0.1:8443/v1/provision"}]}
+
+
+def _provisioner(d):
+    p = provision.Provisioner(PROV_ID, d)
+    p._take_key({"kid": 1, "key": DEVICE_KEY})
+    return p
+
+
+def _site_prov_keys(d):
+    p = _provisioner(d)
+    return d + provision.KEYS, lambda: p._take_key({"kid": 2, "key": "11" * 32})
+
+
+def _site_prov_config(d):
+    p = _provisioner(d)
+    seq = [0]
+
+    def apply(version):
+        # each answer comes under a new down seq, as the cloud sends it again at the next contact
+        seq[0] += 1
+        body = cbor.dumps({"config": {"v": version, "body": dict(CFG, http_timeout_s=10 + version)}})
+        sealed = envelope.seal(unhexlify(DEVICE_KEY), 1, PROV_ID["serial"], seq[0], 1767232801, body,
+                               downlink.CT_ANSWER, direction=envelope.DOWN)
+        assert p._take_config(b2a_base64(sealed).decode().strip()) == "updated"
+    apply(1)
+    # only the configuration's own write fails (the down seq before it has its own site)
+    return d + provision.CONFIG, lambda: apply(2), d + provision.CONFIG
+
+
+def _site_prov_state(d):
+    p = _provisioner(d)
+    p._save_state()
+
+    def refused():
+        p.state["refused"] = {"version": p.state.get("version", 0) + 1, "reason": "test"}
+        p._save_state()
+    return d + provision.STATE, refused
+
+
+# -- updates: the offer and the staged record (updagent), the resume record, the cut of a file
+# longer than that record, the slot's signature and manifest (updater)
+OFFER = {"rollout": 1, "image": "ab" * 32, "url": "/v1/updates/images/1", "size": 1000, "version": "1.3.0",
+         "kind": "app", "wrap": "{}"}
+
+
+class _Board:
+    def __init__(self, d):
+        self.data_dir = d
+
+
+class _Uplink:
+    on_offer = None
+
+
+def _site_offer(d):
+    a = updagent.Agent(_Board(d), {}, _Uplink(), "1.2.0")
+    a.take(OFFER)
+    return d + "/" + updagent.OFFER_FILE, lambda: a.take(dict(OFFER, rollout=2, image="cd" * 32))
+
+
+class _StagingAgent(updagent.Agent):
+    """An agent whose installer staged its slot: what it records and reports after that."""
+
+    class _Installer:
+        class slot:
+            name = "slot_b"
+
+        def run(self, source, offer, progress=None):
+            return {"image": offer["image"], "state": "staged", "version": offer["version"]}
+
+    def _installer(self):
+        return self._Installer()
+
+    def send(self, report):
+        self.sent.append(report)
+
+
+def _site_staged(d):
+    up = _Uplink()
+    up.active = 0
+    up._conn = lambda i: None
+    a = _StagingAgent(_Board(d), {}, up, "1.2.0")
+    a.sent = []
+    a.take(OFFER)
+    a.run()
+
+    def stage_next():
+        if a.offer is None:
+            a.take(dict(OFFER, rollout=2, image="cd" * 32))
+        a.run()
+    return d + "/" + updagent.STAGED_FILE, stage_next
+
+
+def _update(d, cut):
+    """An installer whose resume record in d says how far an install into d/slot got."""
+    inst = updater.Installer(_update_root(), IDENT, DirSlot(d + "/slot"), d, "sim", "1.2.0", 3, 1, min_time=NOW,
+                             stage=lambda name, info: None)
+    offer = _offer()[0]
+    assert inst.run(_source(cut=cut), offer)["state"] == "interrupted"
+    return inst, offer
+
+
+def _site_resume(d):
+    inst, offer = _update(d, 1)
+    # run() reports a flash fault as an interruption: it resumes from the record it kept
+    return d + "/update.resume", lambda: inst.run(_source(cut=1), offer)
+
+
+def _site_cut(d):
+    inst, _ = _update(d, 3)
+    # a power cut after a file write, before the record: bytes beyond the record
+    path = d + "/slot/fleetbox/beta.mpy"
+    with open(path, "ab") as f:
+        f.write(b"garbage past the resume record")
+    pos = inst.load_resume()["next"] * 1024
+    return path, lambda: updater.SlotWriter(d + "/slot", "sim").resume_at(pos, bytearray(512))
+
+
+def _site_slot_file(name):
+    def site(d):
+        inst, offer = _update(d, 6)            # the last of 7 chunks, then the slot is finished
+        return d + "/slot/" + name, lambda: inst.run(_source(), offer), d + "/slot/" + name
+    return site
+
+
+SITES = {"prov keys": _site_prov_keys, "prov config": _site_prov_config, "prov state": _site_prov_state,
+         "update offer": _site_offer, "update staged": _site_staged, "update resume": _site_resume,
+         "update cut": _site_cut, "update signature": _site_slot_file(updater.SIG_FILE),
+         "update manifest": _site_slot_file(updater.MANIFEST_FILE)}
+SITES.update({"down seq": _site_down_seq, "spool batch": _site_spool_batch,
          "spool last": _site_spool_last, "spool epoch": _site_spool_epoch,
-         "devices": _site_devices, "statics": _site_statics, "delta": _site_delta, "uplink seq": _site_uplink_seq}
+         "devices": _site_devices, "statics": _site_statics, "delta": _site_delta, "uplink seq": _site_uplink_seq})
 
 # module -> the atomic_write calls it holds; a new write site fails test_every_write_site_is_covered
 # until it is added here and to SITES.
-WRITES = {"spool.py": 3, "devstate.py": 2, "delta.py": 1, "uplink.py": 1, "downlink.py": 1}
+WRITES = {"spool.py": 3, "devstate.py": 2, "delta.py": 1, "uplink.py": 1, "downlink.py": 1, "provision.py": 3,
+          "updagent.py": 2, "updater.py": 4}
 
 
-def _fail(op, errno, hits):
+def _fail(op, errno, hits, only=None):
     def fault(o, path):
-        if o == op:
+        if o == op and (only is None or path in (only, only + ".tmp")):
             hits.append(path)
             return errno
         return 0
@@ -157,11 +294,13 @@ def test_every_write_site_fails_cleanly_and_recovers():
         for op in OPS:
             for errno in ERRNOS:
                 d = _fresh("site")
-                target, write = SITES[name](d)
+                site = SITES[name](d)
+                target, write = site[0], site[1]
+                only = site[2] if len(site) > 2 else None     # the one file faults hit, when others come first
                 state = target if callable(target) else (lambda path=target: _read(path))
                 before = state()
                 hits = []
-                port.set_flash_fault(_fail(op, errno, hits))
+                port.set_flash_fault(_fail(op, errno, hits, only))
                 try:
                     write()
                 except OSError as e:
