@@ -105,7 +105,7 @@ class DownState:
         except (OSError, ValueError):
             pass
 
-    def accept(self, seq):
+    def remember(self, seq):
         # Persist before acting on the answer: after a power cut it must not be accepted again.
         atomic_write(self.path, str(seq))
         self.last = seq
@@ -159,7 +159,7 @@ def open_answer(key, kid, device_id, body, state, accept=True):
     fields = check_fields(doc)
     if accept:
         try:
-            state.accept(seq)
+            state.remember(seq)
         except OSError as e:
             # Flash full: act on it all the same; a replay of it would only repeat what it says.
             port.log("downlink", port.WARN, "down seq %d not saved: %s" % (seq, e))

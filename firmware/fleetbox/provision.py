@@ -192,7 +192,7 @@ class Provisioner:
         if not (isinstance(version, int) and not isinstance(version, bool) and 0 < version < 1 << 31) \
                 or not isinstance(raw, dict):
             raise ProvisionError("configuration answer without a version and a configuration")
-        self.down.accept(fields["_seq"])    # authentic: never accepted again, whatever it holds
+        self.down.remember(fields["_seq"])    # authentic: never accepted again, whatever it holds
         try:
             cfg = self._complete(config.check(raw))
         except config.ConfigError as e:

@@ -35,7 +35,8 @@ def kit(tmp_path, database):
 
 def _call(kit, method, path, body=b"", headers=None):
     url = "https://liberty.fleetbox.test:%d%s" % (kit.cloud.receivers["liberty"].port, path)
-    return https.request(method, url, body, pki.der(kit.ca[1]), [], kit.cloud.receivers["liberty"].address,
+    pins = [bytes.fromhex(kit.pins(("liberty",))[0])]
+    return https.request(method, url, body, pki.der(kit.ca[1]), pins, kit.cloud.receivers["liberty"].address,
                          headers=headers)
 
 

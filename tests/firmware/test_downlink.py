@@ -32,7 +32,7 @@ def _state(name, last=0):
         pass
     s = downlink.DownState(path)
     if last:
-        s.accept(last)
+        s.remember(last)
     return s
 
 

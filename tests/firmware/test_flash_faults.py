@@ -132,8 +132,8 @@ def _site_uplink_seq(d):
 
 def _site_down_seq(d):
     st = downlink.DownState(d + "/down.seq")
-    st.accept(1)
-    return d + "/down.seq", lambda: st.accept(2)
+    st.remember(1)
+    return d + "/down.seq", lambda: st.remember(2)
 
 
 # -- provisioning: the envelope key, the configuration, the provisioning state

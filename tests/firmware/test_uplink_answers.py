@@ -100,7 +100,7 @@ def test_forged_plain_and_wrong_answers_never_acknowledge():
     }
     for name, script in scripts.items():
         up, spool, cloud, _ = box(name, script)
-        up.down.accept(1)          # "replayed": down seq 1 was accepted before
+        up.down.remember(1)          # "replayed": down seq 1 was accepted before
         with LogCapture(port.WARN) as log:
             sent, err = drain(up, spool)
         assert sent == 0 and err and len(spool) == 1, (name, err)

@@ -239,7 +239,7 @@ def test_fbtool_scan_v3_with_context(snmpsim_v3):
     v2 = json.loads(ref.stdout)[0]
     assert v2["model"] and v2["supplies"] and v2["snmp_version"] == "2c"
     for rec in (recs[0], v2):  # what differs between two readings of the same device
-        for k in ("collected_at", "snmp_version", "uptime_s"):
+        for k in ("collected_at", "first_seen", "snmp_version", "uptime_s"):
             rec.pop(k, None)
     assert recs[0] == v2
     # wrong context: the agent has no such recording, so nothing is found
