@@ -181,6 +181,9 @@ class Provisioning:
             row = self._mine(c, user, serial)
             if row is None:
                 return _not_found()
+            if action == "unclaim" and row["state"] == "revoked":
+                # a revoked identity may be a clone's: claiming it afresh would hand it a key again
+                return 409, {"ok": False, "reason": "revoked"}
             if resolve:
                 c.execute(update(clone_alerts).where(clone_alerts.c.serial == serial,
                                                      clone_alerts.c.resolved.is_(None)).values(resolved=resolve))
