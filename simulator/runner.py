@@ -151,12 +151,13 @@ class Simulation:
                      "--endpoint", "%s=https://%s.fleetbox.test:%d/v1/provision@%s" % (name, name, port, addr)]
         self._run_tool(*args)
 
-    def dealer(self, *args, env=None):
-        """fbtool cloud ARGS against liberty, as the dealer runs it; returns its output."""
+    def dealer(self, *args, env=None, token_file=None):
+        """fbtool cloud ARGS against liberty, as the dealer's manager (or token_file's user) runs it; its output."""
         addr, port = self.endpoints["liberty"][0], self.cloud.receivers["liberty"].port
         r = subprocess.run([_tool("fbtool"), "cloud"] + list(args) + [
             "--url", "https://%s:%d" % (addr, port), "--ca", os.path.join(self.state, "ca.pem"),
-            "--token-file", self.dealer_token], capture_output=True, text=True, env=dict(os.environ, **(env or {})))
+            "--token-file", token_file or self.dealer_token], capture_output=True, text=True,
+            env=dict(os.environ, **(env or {})))
         if r.returncode != 0:
             raise SimError("fbtool cloud %s failed: %s" % (args[0], (r.stderr or r.stdout).strip()))
         return r.stdout.strip()
