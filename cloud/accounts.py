@@ -21,8 +21,9 @@ PREFIX = {"session": "fbs_", "token": "fbt_"}
 
 # What each role may do beyond reading its own tenants' data (every role reads).
 PERMISSIONS = {
-    "administrator": {"export", "audit", "users", "tokens", "rules", "claim", "configure", "unclaimed"},
-    "manager": {"export", "audit", "tokens", "rules", "claim", "configure"},
+    "administrator": {"export", "audit", "users", "tokens", "rules", "claim", "configure", "revoke", "rollout",
+                      "unclaimed"},
+    "manager": {"export", "audit", "tokens", "rules", "claim", "configure", "revoke", "rollout"},
     "technician": {"tokens", "claim", "configure"},
     "analyst": {"export", "tokens"},
     "customer": {"export", "tokens"},

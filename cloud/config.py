@@ -2,6 +2,8 @@
 
     database = "postgresql://fleet@db.example/fleet"   # or "sqlite:///var/fleet.sqlite", or a path
     manifest = "/etc/fleetbox/manifest.json"           # fbtool's manufacturing manifest (device keys)
+    factory_manifest = "/etc/fleetbox/factory.json"    # provisioning: fbtool factory --manifest (or a list);
+                                                        # needs a listener with client_ca = the factory CA
     workers = 4
     log_level = "info"
     window_s = 86400                                    # envelope time window
@@ -44,6 +46,7 @@ class Config:
         self.limits = limits or Limits()
         self.pool_size = int(pool_size)
         self.smtp = {}          # [smtp]: cloud.notify.Smtp's settings
+        self.factory_manifests = []   # provisioning (cloud/provision.py) when not empty
 
 
 def load(path, database=None, workers=None, log_level=None):
@@ -85,6 +88,13 @@ def load(path, database=None, workers=None, log_level=None):
     except (TypeError, ValueError) as e:
         raise ConfigError("%s: %s" % (path, e))
     cfg.smtp = raw.get("smtp") or {}
+    factory = raw.get("factory_manifest") or []
+    factory = [factory] if isinstance(factory, str) else factory
+    if not isinstance(factory, list) or not all(isinstance(p, str) for p in factory):
+        raise ConfigError("%s: factory_manifest is a path or a list of paths" % path)
+    cfg.factory_manifests = [where(p) for p in factory]
+    if cfg.factory_manifests and not any(lst.client_ca for lst in listeners):
+        raise ConfigError("%s: factory_manifest needs a [[listener]] with client_ca (the factory CA)" % path)
     if cfg.workers < 1:
         raise ConfigError("%s: workers must be 1 or more" % path)
     return cfg

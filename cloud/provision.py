@@ -12,12 +12,14 @@ TLS layer and here against the manufacturing manifest's copy):
             answer: a sealed cloud answer (docs/downlink.md) with the field config = {"v": n, "body": {...}}:
             authenticated end to end with the box's key, under the box's down seq.
 
-Dealer side (bearer token from the cloud's configuration until accounts arrive):
+Dealer side: a signed-in user of the dealer (cloud/auth.py: an API token or a session). The dealer
+is the user's; another dealer's box or site is "not found", as in the read API. Every change is audited.
 
-    POST /v1/claim    {"serial", "code", "customer", "site"}   403 wrong code, 429 rate-limited
-    POST /v1/unclaim  {"serial"}     POST /v1/revoke {"serial"}     POST /v1/release {"serial"}
-    PUT  /v1/config   {"serial", "config": {...}}  -> {"version"}
-    GET  /v1/provisioning[?serial=S]   state, versions, refusal, alerts; never a key or a code hash
+    POST /v1/claim    {"serial", "code", "site": site id}   permission claim; 403 wrong code, 429 rate-limited
+    POST /v1/unclaim  {"serial"}                           permission claim
+    POST /v1/revoke   {"serial"}   POST /v1/release {"serial"}           permission revoke
+    POST /v1/rotate-key {"serial"}  PUT /v1/config {"serial", "config": {...}} -> {"version"}   permission configure
+    GET  /v1/provisioning[?serial=S]   the caller's boxes: state, versions, refusal, alerts; never a key or a code hash
 """
 import base64
 import hashlib
@@ -34,8 +36,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from cloud import downlink
+from cloud.audit import audit
+from cloud.auth import require
 from cloud.logs import event
 from cloud.provision_schema import claim_failures, clone_alerts, provisioned, quarantine
+from cloud.tenancy import assign_box, box_sites, customers, set_box_info, sites, visible_boxes
 
 log = logging.getLogger("fleetbox.cloud.provision")
 UNCLAIMED_RETRY_S = 30        # what an unclaimed box is told; it backs off further on its own
@@ -62,23 +67,39 @@ def code_hash(serial, code, salt):
     return hashlib.pbkdf2_hmac("sha256", normalize_code(code).encode(), salt + serial.encode(), 100000).hex()
 
 
+# The permission (cloud/accounts.py) each dealer action needs.
+PERMISSION = {"claim": "claim", "unclaim": "claim", "revoke": "revoke", "release": "revoke",
+              "rotate-key": "configure", "config": "configure"}
+
+# Their names in the audit log (cloud/audit.py: a known action or a dotted one).
+AUDIT_ACTION = {"unclaim": "claim.unclaim", "revoke": "claim.revoke", "release": "claim.release"}
+
+
+def _not_found():
+    return 404, {"ok": False, "reason": "unknown-box"}
+
+
 class Provisioning:
-    def __init__(self, store, manifest_path, dealer_token):
+    def __init__(self, store, manifest_paths):
+        """manifest_paths: the factory manifest (fbtool factory --manifest), or a list of them."""
         self.store = store
         self.engine = store.engine
-        self.manifest_path = manifest_path
-        self.dealer_token = dealer_token
-        self._mtime = None
+        self.manifest_paths = [manifest_paths] if isinstance(manifest_paths, str) else list(manifest_paths)
+        self._mtimes = {}
 
-    # -- the factory manifest (fbtool factory --manifest): new boxes appear as unclaimed
+    # -- the factory manifests: new boxes appear as unclaimed
     def sync_manifest(self):
+        for path in self.manifest_paths:
+            self._sync(path)
+
+    def _sync(self, path):
         try:
-            m = os.path.getmtime(self.manifest_path)
-        except (OSError, TypeError):
+            m = os.path.getmtime(path)
+        except OSError:
             return
-        if m == self._mtime:
+        if self._mtimes.get(path) == m:
             return
-        with open(self.manifest_path) as f:
+        with open(path) as f:
             boxes = json.load(f).get("boxes", {})
         with self.engine.begin() as c:
             known = set(c.execute(select(provisioned.c.serial)).scalars())
@@ -86,10 +107,25 @@ class Provisioning:
                 if serial not in known:
                     c.execute(insert(provisioned).values(serial=serial, cert=e["cert"], spki=e["spki"],
                                                          claim_salt=e["claim_salt"], claim_hash=e["claim_hash"]))
-        self._mtime = m
+        self._mtimes[path] = m
 
     def _row(self, c, serial):
         return c.execute(select(provisioned).where(provisioned.c.serial == serial)).mappings().first()
+
+    @staticmethod
+    def _owned(user):
+        """Which provisioning rows are the user's dealer's: unclaimed ones belong to the administrators
+        of the dealer owning the device keys (as in tenancy.visible_boxes)."""
+        mine = provisioned.c.dealer == str(user.dealer_id)
+        if user.role == "administrator" and user.owns_keys:
+            mine = mine | provisioned.c.dealer.is_(None)
+        if user.role == "customer":
+            mine = mine & provisioned.c.serial.in_(visible_boxes(user))
+        return mine
+
+    def _mine(self, c, user, serial):
+        return c.execute(select(provisioned).where(provisioned.c.serial == serial, self._owned(user))) \
+            .mappings().first()
 
     # -- envelope keys: (device_id, kid) -> key, for boxes that got theirs by provisioning
     def keys(self, device_id, kid):
@@ -100,11 +136,17 @@ class Provisioning:
             return None
         return bytes.fromhex(r.env_key)
 
-    # -- dealer actions
-    def claim(self, dealer, serial, code, customer, site):
+    # -- dealer actions: user is a cloud.accounts.User whose role may do PERMISSION[action]
+    def claim(self, user, serial, code, site_id):
         self.sync_manifest()
+        dealer = str(user.dealer_id)
         now = time.time()
         with self.engine.begin() as c:
+            place = c.execute(select(customers.c.name, sites.c.name)
+                              .join(customers, customers.c.id == sites.c.customer_id)
+                              .where(sites.c.id == site_id, customers.c.dealer_id == user.dealer_id)).first()
+            if place is None or user.role == "customer":
+                return 404, {"ok": False, "reason": "unknown-site"}
             since = now - CLAIM_WINDOW_S
             recent = select(func.count()).select_from(claim_failures).where(claim_failures.c.at > since)
             by_dealer = c.execute(recent.where(claim_failures.c.dealer == dealer)).scalar()
@@ -117,72 +159,96 @@ class Provisioning:
             if not good:
                 # an unknown serial and a wrong code look alike: serials are not enumerable
                 c.execute(insert(claim_failures).values(dealer=dealer, serial=serial, at=now))
+                audit(c, user, "claim.failed", "box:%s" % serial, {"site": site_id})
                 return 403, {"ok": False, "reason": "wrong-code"}
             if row["state"] == "revoked":
                 return 409, {"ok": False, "reason": "revoked"}
             if row["state"] == "claimed" and row["dealer"] != dealer:
                 return 409, {"ok": False, "reason": "claimed-by-another"}
             c.execute(update(provisioned).where(provisioned.c.serial == serial).values(
-                state="claimed", dealer=dealer, customer=customer, site=site, claimed_at=now))
-        event(log, logging.INFO, "claimed", "%s claimed %s for %s/%s", dealer, serial, customer, site,
-              box=serial, dealer=dealer, customer=customer, site=site)
-        return 200, {"ok": True, "serial": serial, "state": "claimed"}
+                state="claimed", dealer=dealer, customer=place[0], site=place[1], claimed_at=now))
+            assign_box(c, serial, site_id)
+            if row["state"] != "claimed":
+                set_box_info(c, serial, state="claimed")
+            audit(c, user, "claim", "box:%s" % serial, {"site": site_id})
+        event(log, logging.INFO, "claimed", "%s claimed %s for %s/%s", user, serial, place[0], place[1],
+              box=serial, dealer=dealer, customer=place[0], site=place[1])
+        return 200, {"ok": True, "serial": serial, "state": "claimed", "site": site_id}
 
-    def _set_state(self, serial, **values):
+    def _change(self, user, serial, action, values, box_state=None, detail=None, resolve=None):
+        """One dealer action on one of the user's boxes, its dashboard state and audit entry in one transaction."""
         with self.engine.begin() as c:
-            n = c.execute(update(provisioned).where(provisioned.c.serial == serial).values(**values)).rowcount
-        return (200, {"ok": True, "serial": serial}) if n else (404, {"ok": False, "reason": "unknown-box"})
+            row = self._mine(c, user, serial)
+            if row is None:
+                return _not_found()
+            if action == "unclaim" and row["state"] == "revoked":
+                # a revoked identity may be a clone's: claiming it afresh would hand it a key again
+                return 409, {"ok": False, "reason": "revoked"}
+            if resolve:
+                c.execute(update(clone_alerts).where(clone_alerts.c.serial == serial,
+                                                     clone_alerts.c.resolved.is_(None)).values(resolved=resolve))
+            c.execute(update(provisioned).where(provisioned.c.serial == serial).values(**values))
+            if action == "unclaim":
+                assign_box(c, serial, None)
+            elif box_state:
+                set_box_info(c, serial, state=box_state(row) if callable(box_state) else box_state)
+            audit(c, user, AUDIT_ACTION[action], "box:%s" % serial, detail)
+        return 200, {"ok": True, "serial": serial}
 
-    def unclaim(self, serial):
+    def unclaim(self, user, serial):
         # the box provisions again from scratch once someone claims it: key and configuration go
-        return self._set_state(serial, state="unclaimed", dealer=None, customer=None, site=None, kid=0,
-                               env_key=None, config=None, config_version=0, running_version=0)
+        return self._change(user, serial, "unclaim", dict(
+            state="unclaimed", dealer=None, customer=None, site=None, kid=0, env_key=None, config=None,
+            config_version=0, running_version=0))
 
-    def revoke(self, serial):
-        with self.engine.begin() as c:
-            c.execute(update(clone_alerts).where(clone_alerts.c.serial == serial,
-                                                 clone_alerts.c.resolved.is_(None)).values(resolved="revoked"))
-        return self._set_state(serial, state="revoked", env_key=None)
+    def revoke(self, user, serial):
+        return self._change(user, serial, "revoke", {"state": "revoked", "env_key": None}, "revoked",
+                            resolve="revoked")
 
-    def release(self, serial):
+    def release(self, user, serial):
         """A person decided the alert was no clone: uploads flow again (kept ones stay for review)."""
-        with self.engine.begin() as c:
-            c.execute(update(clone_alerts).where(clone_alerts.c.serial == serial,
-                                                 clone_alerts.c.resolved.is_(None)).values(resolved="released"))
-        return self._set_state(serial, quarantined=0)
+        return self._change(user, serial, "release", {"quarantined": 0},
+                            lambda row: "provisioned" if row["kid"] else row["state"], resolve="released")
 
-    def set_config(self, serial, cfg):
+    def set_config(self, user, serial, cfg):
         if not isinstance(cfg, dict):
             return 400, {"ok": False, "reason": "config must be an object"}
         with self.engine.begin() as c:
-            row = self._row(c, serial)
+            row = self._mine(c, user, serial)
             if row is None:
-                return 404, {"ok": False, "reason": "unknown-box"}
+                return _not_found()
             version = row["config_version"] + 1
             c.execute(update(provisioned).where(provisioned.c.serial == serial).values(
                 config=json.dumps(cfg, sort_keys=True), config_version=version))
+            # the version only: a configuration holds SNMP secrets
+            audit(c, user, "config", "box:%s" % serial, {"version": version})
         event(log, logging.INFO, "config", "configuration %d for %s", version, serial, box=serial, version=version)
         return 200, {"ok": True, "serial": serial, "version": version}
 
-    def rotate_key(self, serial):
+    def rotate_key(self, user, serial):
         """A new envelope key; the box fetches it at its next check (its kid is then behind)."""
         with self.engine.begin() as c:
-            row = self._row(c, serial)
-            if row is None or row["state"] != "claimed":
+            row = self._mine(c, user, serial)
+            if row is None:
+                return _not_found()
+            if row["state"] != "claimed":
                 return 409, {"ok": False, "reason": "not-claimed"}
             kid = row["kid"] + 1
             c.execute(update(provisioned).where(provisioned.c.serial == serial).values(
                 kid=kid, env_key=secrets.token_hex(32)))
+            audit(c, user, "config.rotate-key", "box:%s" % serial, {"kid": kid})
         return 200, {"ok": True, "serial": serial, "kid": kid}
 
-    def view(self, serial=None):
-        """The read API: no key, no claim-code hash."""
+    def view(self, serial=None, user=None):
+        """The read API: no key, no claim-code hash; the user's boxes (None: every box, for the service itself)."""
         q = select(provisioned.c.serial, provisioned.c.state, provisioned.c.dealer, provisioned.c.customer,
                    provisioned.c.site, provisioned.c.kid, provisioned.c.config_version,
                    provisioned.c.running_version, provisioned.c.refused_version, provisioned.c.refused_reason,
                    provisioned.c.last_contact, provisioned.c.quarantined)
         if serial:
             q = q.where(provisioned.c.serial == serial)
+        if user is not None:
+            q = q.where(self._owned(user))
         with self.engine.connect() as c:
             rows = [dict(r) for r in c.execute(q.order_by(provisioned.c.serial)).mappings()]
             for r in rows:
@@ -231,6 +297,9 @@ class Provisioning:
             out["kid"] = cur_kid
             offered = refused.get("version") if isinstance(refused, dict) else None
             c.execute(update(provisioned).where(provisioned.c.serial == serial).values(**values))
+            if not row["quarantined"] and c.execute(select(box_sites.c.state).where(
+                    box_sites.c.box == serial)).scalar() not in (None, "provisioned"):
+                set_box_info(c, serial, state="provisioned")     # it holds the current key from now on
             if row["config"] is not None and version != row["config_version"] and offered != row["config_version"]:
                 fields = {"config": {"v": row["config_version"], "body": json.loads(row["config"])},
                           "time": int(now)}
@@ -284,17 +353,11 @@ class Provisioning:
                 c.execute(insert(clone_alerts).values(
                     serial=box, at=now, reason="interleaved sequence numbers under key %d (seq %d)" % (kid, seq)))
                 c.execute(update(provisioned).where(provisioned.c.serial == box).values(quarantined=1))
+                set_box_info(c, box, state="quarantined")
                 event(log, logging.ERROR, "clone", "%s: identity used by two boxes? uploads quarantined", box,
                       box=box, kid=kid, seq=seq)
 
     # -- HTTP
-    def _dealer(self, request):
-        auth = request.headers.get("authorization", "")
-        token = auth[7:] if auth.startswith("Bearer ") else ""
-        if not self.dealer_token or not hmac.compare_digest(token.encode(), self.dealer_token.encode()):
-            return None
-        return request.headers.get("x-fleetbox-dealer", "dealer")
-
     async def _json(self, request):
         body = await request.body()
         if len(body) > MAX_BODY:
@@ -313,28 +376,36 @@ class Provisioning:
         status, out = await run_in_threadpool(self.provision, tls.get("client_cert"), req)
         return _reply(status, out)
 
+    def _dealer_action(self, request, action, req):
+        with self.engine.begin() as conn:
+            user = require(request, conn, PERMISSION[action])
+        serial = req["serial"]
+        if action == "claim":
+            site = req.get("site")
+            if not isinstance(site, int) or isinstance(site, bool):
+                return 400, {"ok": False, "reason": "site: the site's id"}
+            return self.claim(user, serial, str(req.get("code", "")), site)
+        if action == "config":
+            return self.set_config(user, serial, req.get("config"))
+        return {"unclaim": self.unclaim, "revoke": self.revoke, "release": self.release,
+                "rotate-key": self.rotate_key}[action](user, serial)
+
     async def h_dealer(self, request):
-        dealer = self._dealer(request)
-        if dealer is None:
-            return _reply(401, {"ok": False, "reason": "unauthorized"})
         req = await self._json(request)
         if req is None or not isinstance(req.get("serial"), str):
+            # who asks is checked first: an anonymous caller learns nothing, not even about its JSON
+            await run_in_threadpool(self._signed_in, request)
             return _reply(400, {"ok": False, "reason": "malformed"})
-        action, serial = request.url.path.rsplit("/", 1)[-1], req["serial"]
-        if action == "claim":
-            call = (self.claim, dealer, serial, str(req.get("code", "")), req.get("customer"), req.get("site"))
-        elif action == "config":
-            call = (self.set_config, serial, req.get("config"))
-        else:
-            call = ({"unclaim": self.unclaim, "revoke": self.revoke, "release": self.release,
-                     "rotate-key": self.rotate_key}[action], serial)
-        status, out = await run_in_threadpool(*call)
+        status, out = await run_in_threadpool(self._dealer_action, request, request.url.path.rsplit("/", 1)[-1], req)
         return _reply(status, out)
 
+    def _signed_in(self, request, permission=None):
+        with self.engine.begin() as conn:
+            return require(request, conn, permission)
+
     async def h_view(self, request):
-        if self._dealer(request) is None:
-            return _reply(401, {"ok": False, "reason": "unauthorized"})
-        return _reply(200, await run_in_threadpool(self.view, request.query_params.get("serial")))
+        user = await run_in_threadpool(self._signed_in, request)
+        return _reply(200, await run_in_threadpool(self.view, request.query_params.get("serial"), user))
 
     def routes(self):
         return [Route("/v1/provision", self.h_provision, methods=["POST"]),

@@ -116,14 +116,14 @@ class Cloud:
 
     def __init__(self, state_dir, store_path, manifest_path, endpoints, ca, window=86400, limits=None,
                  factory=None):
-        """factory: (factory manifest path, factory CA PEM path, dealer token) to provision boxes."""
+        """factory: (factory manifest path or paths, factory CA PEM path) to provision boxes."""
         from simulator import pki
         self.store = Store(store_path)
         keys = manifest_keys(manifest_path)
         self.provisioning = client_ca = None
         if factory:
             from cloud.provision import Provisioning, either_keys
-            self.provisioning = Provisioning(self.store, factory[0], factory[2])
+            self.provisioning = Provisioning(self.store, factory[0])
             keys, client_ca = either_keys(self.provisioning.keys, keys), factory[1]
         self.receivers = {}
         for name, (address, port) in endpoints.items():
@@ -155,9 +155,15 @@ def _worker(config, sockets):
     logs.setup(config.log_level)
     store = Store(config.database, migrate=False, pool_size=config.pool_size)
     keys = manifest_keys(config.manifest)
+    provisioning = None
+    if config.factory_manifests:
+        from cloud.provision import Provisioning, either_keys
+        provisioning = Provisioning(store, config.factory_manifests)
+        keys = either_keys(provisioning.keys, keys)
     servers = []
     for lst, sock in zip(config.listeners, sockets):
-        app = create_app(lst.name, store, keys, config.window, config.limits)
+        # every listener guards ingest (quarantine); boxes provision where client_ca asks for their certificate
+        app = create_app(lst.name, store, keys, config.window, config.limits, provisioning)
         servers.append((_Server(uvicorn_config(app, lst.cert, lst.key, config.limits, lst.client_ca)), sock))
 
     async def main():

@@ -11,7 +11,10 @@ POST /v1/updates/report        a box's progress: an `up` envelope (docs/envelope
 Boxes learn of an offer in the sealed answer to their uploads (docs/downlink.md, field `offer`,
 docs/update-protocol.md): the wrap in it opens the image for that box alone. A rollout halts by
 itself once its failures (refused, reverted) reach max_failure_rate of at least min_reports reports.
-Operator routes want `Authorization: Bearer <token>` when the service has a token.
+Operator routes (publish, rollouts, status) want a signed-in user (cloud/auth.py) whose role may
+"rollout" and whose dealer owns the device keys: images and rollouts span the whole fleet, so no
+other dealer's staff drives them. Publishing and rollouts are audited; a confirmed report sets
+the box's firmware on the dashboard (tenancy.set_box_info).
 """
 import hashlib
 import json
@@ -25,10 +28,14 @@ from cryptography.hazmat.primitives.keywrap import aes_key_wrap
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import select, update
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.routing import Route
 
+from cloud.audit import audit
+from cloud.auth import require
 from cloud.envelope import CloudEnvelopeError, Opener
+from cloud.tenancy import set_box_info
 from cloud.schema import update_images, update_progress, update_rollouts
 
 CT_UPDATE_REPORT = 3
@@ -85,19 +92,23 @@ def _in_percent(box, rollout_id, percent):
 
 
 class Updates:
-    def __init__(self, store, keys, token=None, window=86400):
+    def __init__(self, store, keys, window=86400):
         self.store = store
         self.keys = keys
-        self.token = token
         self.opener = Opener(keys, store, window)
         self._cache = {}
         self._lock = threading.Lock()
 
     # -- operator
-    def _authorized(self, request):
-        return self.token is None or request.headers.get("authorization") == "Bearer " + self.token
+    def operator(self, request):
+        """The signed-in user who may drive updates, or 401/403."""
+        with self.store.engine.begin() as conn:
+            user = require(request, conn, "rollout")
+        if not user.owns_keys:
+            raise HTTPException(403, "forbidden")
+        return user
 
-    def publish(self, data, content_key):
+    def publish(self, data, content_key, user="system"):
         digest, m = parse_head(data)
         if len(data) > MAX_IMAGE:
             raise UpdateServiceError("image of %d bytes" % len(data))
@@ -110,9 +121,11 @@ class Updates:
             if c.execute(select(update_images.c.digest).where(update_images.c.digest == row["digest"])).first():
                 return row, False
             c.execute(update_images.insert().values(**row))
+            audit(c, user, "rollout.publish", "image:%s" % row["digest"],
+                  {"kind": m["kind"], "board": m["board"], "version": m["version"]})
         return row, True
 
-    def create_rollout(self, spec):
+    def create_rollout(self, spec, user="system"):
         image = spec.get("image")
         boxes = spec.get("boxes")
         percent = spec.get("percent")
@@ -132,7 +145,10 @@ class Updates:
             row = c.execute(update_rollouts.insert().values(
                 image=image, target=target, percent=percent, boxes=json.dumps(boxes) if target == "boxes" else None,
                 state="active", max_failure_rate=rate, min_reports=minimum, created=time.time()))
-        return row.inserted_primary_key[0]
+            rid = row.inserted_primary_key[0]
+            audit(c, user, "rollout", "rollout:%d" % rid, {"image": image, "target": target, "percent": percent,
+                                                           "boxes": boxes if target == "boxes" else None})
+        return rid
 
     def rollout_status(self, rid=None):
         with self.store.engine.connect() as c:
@@ -201,6 +217,9 @@ class Updates:
                 c.execute(update_progress.insert().values(rollout=rid, box=box, state=state, reason=reason,
                                                           detail=detail, updated=now))
             ro = c.execute(select(update_rollouts).where(update_rollouts.c.id == rid)).first()
+            if state == "confirmed":     # the box runs the image now: the dashboard shows its version
+                set_box_info(c, box, firmware=c.execute(select(update_images.c.version).where(
+                    update_images.c.digest == ro.image)).scalar())
             states = [s for (s,) in c.execute(select(update_progress.c.state).where(update_progress.c.rollout == rid))]
             reported = [s for s in states if s != "offered"]
             failed = sum(1 for s in states if s in FAILED)
@@ -228,8 +247,7 @@ class Updates:
 
     # -- routes
     async def r_publish(self, request):
-        if not self._authorized(request):
-            return _json(401, {"ok": False, "reason": "unauthorized"})
+        user = await run_in_threadpool(self.operator, request)
         data = await request.body()
         try:
             key = bytes.fromhex(request.headers.get("x-content-key", ""))
@@ -238,27 +256,25 @@ class Updates:
         except ValueError:
             return _json(400, {"ok": False, "reason": "X-Content-Key: the 32-byte content key, hex"})
         try:
-            row, new = await run_in_threadpool(self.publish, data, key)
+            row, new = await run_in_threadpool(self.publish, data, key, user)
         except UpdateServiceError as e:
             return _json(400, {"ok": False, "reason": str(e)})
         return _json(201 if new else 200, {"ok": True, "image": row["digest"], "kind": row["kind"],
                                            "board": row["board"], "version": row["version"], "size": row["size"]})
 
     async def r_rollouts(self, request):
-        if not self._authorized(request):
-            return _json(401, {"ok": False, "reason": "unauthorized"})
+        user = await run_in_threadpool(self.operator, request)
         if request.method == "GET":
             return _json(200, await run_in_threadpool(self.rollout_status))
         try:
             spec = json.loads(await request.body())
-            rid = await run_in_threadpool(self.create_rollout, spec)
+            rid = await run_in_threadpool(self.create_rollout, spec, user)
         except (ValueError, AttributeError) as e:
             return _json(400, {"ok": False, "reason": str(e)})
         return _json(201, {"ok": True, "rollout": rid})
 
     async def r_rollout(self, request):
-        if not self._authorized(request):
-            return _json(401, {"ok": False, "reason": "unauthorized"})
+        await run_in_threadpool(self.operator, request)
         found = await run_in_threadpool(self.rollout_status, int(request.path_params["rid"]))
         return _json(200, found[0]) if found else _json(404, {"ok": False, "reason": "not-found"})
 
@@ -297,8 +313,7 @@ class Updates:
 
 def mount(routes, endpoint, store, keys, window=86400):
     """Add the update service to an endpoint: its routes, and offers in the endpoint's sealed answers."""
-    import os
-    svc = Updates(store, keys, os.environ.get("FLEETBOX_UPDATE_TOKEN") or None, window)
+    svc = Updates(store, keys, window)
     routes.extend(svc.routes())
     endpoint.answer_hooks.append(lambda box, kid: {"offer": o} if (o := svc.offer_for(box, kid)) else None)
     return svc

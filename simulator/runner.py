@@ -111,19 +111,30 @@ class Simulation:
         self._run_tool("build", "--board", self.board, "-o", self.image)
 
     def _factory_setup(self):
-        """The factory CA and the dealer's token exist before the cloud starts (it checks box
-        certificates against the one and dealers against the other)."""
-        import secrets
-
+        """The factory CA exists before the cloud starts (it checks box certificates against it)."""
         from fbtool.factory import ensure_factory_ca
         ensure_factory_ca(os.path.join(self.state, "factory"))
         self.factory_manifest = os.path.join(self.state, "factory-manifest.json")
         self.label = os.path.join(self.state, "label.txt")
         self.identity_path = os.path.join(self.state, "factory-identity.json")
         self.dealer_token = os.path.join(self.state, "dealer.token")
+
+    def dealer_account(self):
+        """The dealer's account in the fresh cloud, as `fleetbox-cloud admin` makes it: dealer, customer,
+        site, a manager and the manager's API token (in a 0600 file) for fbtool cloud."""
+        import secrets
+
+        from cloud import accounts, tenancy
+        from cloud.audit import audit
+        with self.cloud.store.engine.begin() as c:
+            dealer = tenancy.add_dealer(c, "Sim Dealer", owns_keys=True)
+            self.site_id = tenancy.add_site(c, tenancy.add_customer(c, dealer, "Sim Customer"), "Sim Site")
+            uid = accounts.add_user(c, dealer, "manager@sim.example", secrets.token_urlsafe(16), "manager")
+            token = accounts.issue(c, uid, "token", "simulator")
+            audit(c, "cli:simulator", "user", "manager@sim.example", {"role": "manager"}, dealer_id=dealer)
         fd = os.open(self.dealer_token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(16))
+            f.write(token)
 
     def factory(self):
         """The factory's work, once the cloud's ports are known: the box's key, certificate and claim
@@ -140,12 +151,13 @@ class Simulation:
                      "--endpoint", "%s=https://%s.fleetbox.test:%d/v1/provision@%s" % (name, name, port, addr)]
         self._run_tool(*args)
 
-    def dealer(self, *args, env=None):
-        """fbtool cloud ARGS against liberty, as the dealer runs it; returns its output."""
+    def dealer(self, *args, env=None, token_file=None):
+        """fbtool cloud ARGS against liberty, as the dealer's manager (or token_file's user) runs it; its output."""
         addr, port = self.endpoints["liberty"][0], self.cloud.receivers["liberty"].port
         r = subprocess.run([_tool("fbtool"), "cloud"] + list(args) + [
             "--url", "https://%s:%d" % (addr, port), "--ca", os.path.join(self.state, "ca.pem"),
-            "--token-file", self.dealer_token], capture_output=True, text=True, env=dict(os.environ, **(env or {})))
+            "--token-file", token_file or self.dealer_token], capture_output=True, text=True,
+            env=dict(os.environ, **(env or {})))
         if r.returncode != 0:
             raise SimError("fbtool cloud %s failed: %s" % (args[0], (r.stderr or r.stdout).strip()))
         return r.stdout.strip()
@@ -155,7 +167,7 @@ class Simulation:
         if code is None:
             from fbtool.cloudcli import label_code
             code = label_code(self.label)
-        self.echo(self.dealer("claim", self.serial, "--customer", "Sim Customer", "--site", "Sim Site",
+        self.echo(self.dealer("claim", self.serial, "--site", str(self.site_id),
                               env={"FLEETBOX_CLAIM_CODE": code}))
         self.push_config(self.box_config())
 
@@ -186,9 +198,10 @@ class Simulation:
                 os.remove(db + suffix)
         factory = None
         if self.fresh:
-            with open(self.dealer_token) as f:
-                factory = (self.factory_manifest, os.path.join(self.state, "factory", "factory-ca.pem"), f.read())
+            factory = (self.factory_manifest, os.path.join(self.state, "factory", "factory-ca.pem"))
         self.cloud = Cloud(self.state, db, self.manifest, self.endpoints, self.ca, factory=factory).start()
+        if self.fresh:
+            self.dealer_account()
         for name, (addr, port) in self.endpoints.items():
             self.echo("cloud: %s on https://%s:%d" % (name, addr, port))
 

@@ -1,8 +1,8 @@
 """fbtool factory and fbtool cloud: make a box's factory identity; claim, configure, revoke boxes
-through the cloud's HTTP API as a dealer would (docs/provisioning.md).
+through the cloud's HTTP API as a dealer's user would (docs/provisioning.md).
 
-Secrets (the dealer token, a claim code) come from a file, the environment or a prompt, and
-are never printed."""
+Secrets (the user's API token from `fleetbox-cloud admin DB token`, a claim code) come from a
+file, the environment or a prompt, and are never printed."""
 import getpass
 import json
 import os
@@ -10,7 +10,7 @@ import sys
 
 from .errors import FatalError
 
-TOKEN_ENV = "FLEETBOX_DEALER_TOKEN"
+TOKEN_ENV = "FLEETBOX_TOKEN"
 CODE_ENV = "FLEETBOX_CLAIM_CODE"
 
 
@@ -52,13 +52,18 @@ def cmd_factory(args):
     return 0
 
 
+def api_token(token_file):
+    """The user's API token (fbt_...): --token-file, else $FLEETBOX_TOKEN, else a prompt."""
+    return _secret(token_file, TOKEN_ENV, "API token: ", "API token")
+
+
 def _call(args, method, path, body=None):
     import requests
-    token = _secret(args.token_file, TOKEN_ENV, "dealer token: ", "dealer token")
+    token = api_token(args.token_file)
     url = args.url.rstrip("/") + path
     try:
         r = requests.request(method, url, json=body, timeout=args.timeout, verify=args.ca or True,
-                             headers={"Authorization": "Bearer " + token, "X-Fleetbox-Dealer": args.dealer})
+                             headers={"Authorization": "Bearer " + token})
     except requests.RequestException as e:
         raise FatalError("cannot reach %s: %s" % (url, type(e).__name__), hint="check --url and --ca")
     try:
@@ -74,9 +79,11 @@ def _call(args, method, path, body=None):
 def cmd_cloud(args):
     if args.action == "claim":
         code = _secret(args.code_file, CODE_ENV, "claim code (from the label): ", "claim code")
-        out = _call(args, "POST", "/v1/claim", {"serial": args.serial, "code": code, "customer": args.customer,
-                                                "site": args.site})
-        print("claimed %s for %s / %s" % (args.serial, args.customer, args.site))
+        if args.site is None:
+            raise FatalError("claim needs --site SITE_ID",
+                             hint="the site's id, as `fleetbox-cloud admin DB site` printed it")
+        _call(args, "POST", "/v1/claim", {"serial": args.serial, "code": code, "site": args.site})
+        print("claimed %s for site %d" % (args.serial, args.site))
     elif args.action in ("unclaim", "revoke", "release", "rotate-key"):
         out = _call(args, "POST", "/v1/" + args.action, {"serial": args.serial})
         print("%s %s: done%s" % (args.action, args.serial, " (key %d)" % out["kid"] if "kid" in out else ""))
@@ -107,16 +114,14 @@ def register(sub):
                    help="provisioning endpoint, liberty first (repeatable)")
     f.set_defaults(func=cmd_factory)
 
-    c = sub.add_parser("cloud", help="the dealer's side: claim, configure, revoke boxes in the cloud")
+    c = sub.add_parser("cloud", help="the dealer's side: claim, configure, revoke boxes in the cloud (as a user)")
     c.add_argument("action", choices=("claim", "unclaim", "revoke", "release", "rotate-key", "config", "status"))
     c.add_argument("serial", nargs="?")
     c.add_argument("--url", required=True, help="the cloud's base URL (https://host:port)")
     c.add_argument("--ca", help="PEM of the cloud's CA (default: the system's)")
-    c.add_argument("--token-file", help="file holding the dealer token (else $%s, else a prompt)" % TOKEN_ENV)
+    c.add_argument("--token-file", help="file holding your API token (else $%s, else a prompt)" % TOKEN_ENV)
     c.add_argument("--code-file", help="claim: file holding the claim code (else $%s, else a prompt)" % CODE_ENV)
-    c.add_argument("--dealer", default="dealer", help="dealer account name")
-    c.add_argument("--customer", default="customer")
-    c.add_argument("--site", default="site")
+    c.add_argument("--site", type=int, help="claim: the id of your dealer's customer site the box goes to")
     c.add_argument("--file", help="config: the configuration JSON")
     c.add_argument("--timeout", type=float, default=15)
     c.set_defaults(func=cmd_cloud)

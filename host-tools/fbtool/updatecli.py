@@ -1,12 +1,14 @@
 """fbtool update publish|rollout|status: drive the cloud's update service (cloud/updates.py,
 docs/update-protocol.md) over HTTPS. The service gets the signed image and its content key
-(to wrap it per box), never a signing key."""
+(to wrap it per box), never a signing key. Operator routes want a user whose role may roll out
+(administrator, manager): its API token comes as fbtool cloud's does (file, environment, prompt)."""
 import json
 import os
 import ssl
 import urllib.error
 import urllib.request
 
+from .cloudcli import TOKEN_ENV, api_token
 from .errors import FatalError
 
 
@@ -17,9 +19,7 @@ class UpdateServiceError(FatalError):
 def _call(args, method, path, body=None, headers=None):
     ctx = ssl.create_default_context(cafile=args.ca) if args.ca else ssl.create_default_context()
     h = dict(headers or {})
-    token = args.token or os.environ.get("FLEETBOX_UPDATE_TOKEN")
-    if token:
-        h["Authorization"] = "Bearer " + token
+    h["Authorization"] = "Bearer " + api_token(args.token_file)
     req = urllib.request.Request(args.service.rstrip("/") + path, body, h, method=method)
     try:
         with urllib.request.urlopen(req, context=ctx, timeout=60) as r:
@@ -83,7 +83,7 @@ def register(sub):
     u.add_argument("--service", default=os.environ.get("FLEETBOX_UPDATE_URL", "https://127.0.0.1:8443"),
                    help="the cloud endpoint's base URL (env FLEETBOX_UPDATE_URL)")
     u.add_argument("--ca", help="CA certificate (PEM) the service's certificate is checked against")
-    u.add_argument("--token", help="operator token (env FLEETBOX_UPDATE_TOKEN)")
+    u.add_argument("--token-file", help="file holding your API token (else $%s, else a prompt)" % TOKEN_ENV)
     us = u.add_subparsers(dest="action", required=True)
     p = us.add_parser("publish", help="upload a signed .fbu and its content key; optionally start a rollout")
     p.add_argument("image", metavar="IMAGE.fbu")

@@ -24,11 +24,13 @@ class ServiceError(Exception):
 
 class Service:
     def __init__(self, directory, database, workers=1, endpoints=None, log_level="info", limits=None,
-                 pool_size=8, extra_toml=()):
+                 pool_size=8, extra_toml=(), top_toml=(), client_ca=None):
         self.dir, self.database, self.workers = directory, database, workers
         self.endpoints = endpoints or {"liberty": "127.77.30.1", "rescue": "127.77.30.2"}
         self.log_level, self.limits, self.pool_size = log_level, limits or {}, pool_size
         self.extra_toml = list(extra_toml)      # lines after the listeners: tables such as [smtp]
+        self.top_toml = list(top_toml)          # keys before the tables, such as factory_manifest
+        self.client_ca = client_ca              # {listener name: CA PEM path}: asks for client certificates
         self.ca = pki.ensure_ca(directory)
         self.ca_der = pki.der(self.ca[1])
         self.manifest = os.path.join(directory, "manifest.json")
@@ -53,12 +55,14 @@ class Service:
 
     def write_config(self):
         lines = ['database = "%s"' % self.database, 'manifest = "manifest.json"', "workers = %d" % self.workers,
-                 'log_level = "%s"' % self.log_level, "pool_size = %d" % self.pool_size, "[limits]"]
+                 'log_level = "%s"' % self.log_level, "pool_size = %d" % self.pool_size] + self.top_toml + ["[limits]"]
         lines += ["%s = %s" % kv for kv in self.limits.items()]
         for name, address in self.endpoints.items():
             cert, key = pki.ensure_server(self.dir, name, "%s.fleetbox.test" % name, [address], self.ca)
             lines += ["[[listener]]", 'name = "%s"' % name, 'address = "%s"' % address, "port = 0",
                       'cert = "%s"' % os.path.basename(cert), 'key = "%s"' % os.path.basename(key)]
+            if (self.client_ca or {}).get(name):
+                lines.append('client_ca = "%s"' % self.client_ca[name])
         with open(self.config, "w") as f:
             f.write("\n".join(lines + self.extra_toml) + "\n")
 

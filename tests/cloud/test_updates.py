@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from cloud import updates
+from cloud import accounts, audit, tenancy, updates
 from fleetbox import https, updagent, updater, updimage, uplink
 from fleetbox.spool import Spool
 from firmware.test_updater import DirSlot
@@ -29,14 +29,24 @@ def kit(tmp_path, database):
     d.mkdir()
     h = next(_hosts)
     k = Kit(str(d), ("127.77.50.%d" % h, 0), ("127.77.51.%d" % h, 0), database=database).start()
+    with k.store.engine.begin() as c:       # operators: the key-owning dealer's manager; another dealer's
+        k.dealer = tenancy.add_dealer(c, "Operator", owns_keys=True)
+        k.site = tenancy.add_site(c, tenancy.add_customer(c, k.dealer, "C"), "S")
+        tenancy.assign_box(c, k.serial, k.site)
+        k.tokens = {role: accounts.issue(c, accounts.add_user(c, dealer, "%s@%d.example" % (role, dealer),
+                                                              "password-for-tests", role), "token")
+                    for dealer, role in ((k.dealer, "manager"), (k.dealer, "technician"),
+                                         (tenancy.add_dealer(c, "Other"), "administrator"))}
     yield k
     k.stop()
 
 
-def _call(kit, method, path, body=b"", headers=None):
+def _call(kit, method, path, body=b"", headers=None, role="manager"):
+    if path != "/v1/updates/report" and not path.startswith("/v1/updates/images/") and role:
+        headers = dict(headers or {}, Authorization="Bearer " + kit.tokens[role])
     url = "https://liberty.fleetbox.test:%d%s" % (kit.cloud.receivers["liberty"].port, path)
-    pins = [bytes.fromhex(kit.pins(("liberty",))[0])]
-    return https.request(method, url, body, pki.der(kit.ca[1]), pins, kit.cloud.receivers["liberty"].address,
+    rec = kit.cloud.receivers["liberty"]
+    return https.request(method, url, body, pki.der(kit.ca[1]), [bytes.fromhex(pki.spki_pin(rec.cert))], rec.address,
                          headers=headers)
 
 
@@ -110,6 +120,20 @@ def test_publish_offer_install_report(kit, tmp_path):
     agent.board.slot = "slot_b"                 # the reboot: the trial runs and confirms
     agent.after_cycle(False)
     assert _status(kit, rid)["counts"] == {"confirmed": 1}
+    with kit.store.engine.connect() as c:      # the dashboard shows what the box runs now
+        assert tenancy.box_places(c, [kit.serial])[kit.serial]["firmware"] == "2.0.0"
+        assert [(e["actor"], e["action"]) for e in audit.entries(c, kit.dealer)][:2] == [
+            ("manager@%d.example" % kit.dealer, "rollout"), ("manager@%d.example" % kit.dealer, "rollout.publish")]
+
+
+def test_operator_routes_want_a_user_who_may_roll_out_the_fleet(kit):
+    digest, _ = _publish(kit)
+    spec = json.dumps({"image": digest, "all": True}).encode()
+    assert _call(kit, "POST", "/v1/updates/rollouts", spec, role=None)[0] == 401
+    assert _call(kit, "POST", "/v1/updates/rollouts", spec, role="technician")[0] == 403
+    assert _call(kit, "POST", "/v1/updates/rollouts", spec, role="administrator")[0] == 403   # not the fleet's dealer
+    assert _call(kit, "GET", "/v1/updates/rollouts", role="administrator")[0] == 403
+    assert _call(kit, "GET", "/v1/updates/rollouts")[1] == b"[]"
 
 
 def test_a_report_needs_the_box_key_and_a_fresh_seq(kit, tmp_path):
@@ -161,7 +185,9 @@ def test_fbtool_update_publish_and_status(kit, tmp_path, capsys):
     (tmp_path / "fw.fbu").write_bytes(data)
     (tmp_path / "fw.fbu.key").write_text(KEY.hex())
     rec = kit.cloud.receivers["liberty"]
-    base = ["update", "--service", "https://%s:%d" % (rec.address, rec.port), "--ca", os.path.join(kit.dir, "ca.pem")]
+    (tmp_path / "token").write_text(kit.tokens["manager"] + "\n")
+    base = ["update", "--service", "https://%s:%d" % (rec.address, rec.port), "--ca", os.path.join(kit.dir, "ca.pem"),
+            "--token-file", str(tmp_path / "token")]
     assert cli.main(base + ["publish", str(tmp_path / "fw.fbu"), "--boxes", kit.serial, "FBX-OTHER"]) == 0
     out = capsys.readouterr().out
     assert "published app 3.0.0 for sim" in out and "rollout 1: %s, FBX-OTHER" % kit.serial in out

@@ -34,9 +34,9 @@ def _view(sim):
     return sim.provisioning() or {}
 
 
-def _dealer_fails(sim, *args, env=None):
+def _dealer_fails(sim, *args, env=None, token_file=None):
     with pytest.raises(SimError) as e:
-        sim.dealer(*args, env=env)
+        sim.dealer(*args, env=env, token_file=token_file)
     return str(e.value)
 
 
@@ -60,12 +60,29 @@ def test_an_unclaimed_box_waits_with_backoff_and_shows_it(sim):
     assert waits[:2] == [5, 10]         # doubling, from docs/provisioning.md
 
 
+def _mallory(sim):
+    """Another dealer's technician with a site of its own: its API token's file."""
+    from cloud import accounts, tenancy
+    with sim.cloud.store.engine.begin() as c:
+        dealer = tenancy.add_dealer(c, "Mallory")
+        site = tenancy.add_site(c, tenancy.add_customer(c, dealer, "M"), "M HQ")
+        token = accounts.issue(c, accounts.add_user(c, dealer, "m@mallory.example", "password-for-tests",
+                                                    "technician"), "token")
+    path = os.path.join(sim.state, "mallory.token")
+    with open(path, "w") as f:
+        f.write(token)
+    return path, site
+
+
 def test_a_wrong_claim_code_is_refused_and_rate_limited(sim):
+    token, site = _mallory(sim)
     for _ in range(5):
-        out = _dealer_fails(sim, "claim", sim.serial, "--dealer", "mallory", env={"FLEETBOX_CLAIM_CODE": "WRONG"})
+        out = _dealer_fails(sim, "claim", sim.serial, "--site", str(site), env={"FLEETBOX_CLAIM_CODE": "WRONG"},
+                            token_file=token)
         assert "403" in out and "wrong-code" in out
     code = open(sim.label).read().split("claim code ")[1].strip()
-    out = _dealer_fails(sim, "claim", sim.serial, "--dealer", "mallory", env={"FLEETBOX_CLAIM_CODE": code})
+    out = _dealer_fails(sim, "claim", sim.serial, "--site", str(site), env={"FLEETBOX_CLAIM_CODE": code},
+                        token_file=token)
     assert "429" in out                 # even the right code, once this dealer guessed too often
     assert _view(sim)["state"] == "unclaimed"
     assert code not in out
@@ -139,8 +156,8 @@ def test_revoked_the_box_stops_and_shows_it(sim):
 def test_fbtool_cloud_takes_the_token_from_a_file_or_the_environment_not_argv(sim):
     r = subprocess.run([_tool("fbtool"), "cloud", "status", sim.serial, "--url", "https://127.77.50.1:%d" % CLOUD_PORT,
                         "--ca", os.path.join(sim.state, "ca.pem")], capture_output=True, text=True,
-                       stdin=subprocess.DEVNULL, env=dict(os.environ, FLEETBOX_DEALER_TOKEN=""))
-    assert r.returncode != 0 and "dealer token" in r.stderr
+                       stdin=subprocess.DEVNULL, env=dict(os.environ, FLEETBOX_TOKEN=""))
+    assert r.returncode != 0 and "API token" in r.stderr
     token = open(sim.dealer_token).read()
     out = sim.dealer("status", sim.serial)
     assert token not in out and "env_key" not in out and json.loads(out)[0]["state"] == "revoked"

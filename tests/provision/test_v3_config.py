@@ -34,7 +34,7 @@ def test_the_box_reads_a_v3_only_printer_with_the_user_the_cloud_configured(flee
     assert len(found) == 1 and found[0]["snmp_version"] == "3" and found[0]["model"] and found[0]["supplies"]
     # the same printer with a wrong passphrase: nothing (the v3 user is what reads it)
     wrong = dict(USER, auth_pass="not-the-key")
-    fleet.prov.set_config("PRV-0001", fleet.box_cfg(targets=["127.0.0.1:%d" % snmpsim_v3], snmp_version="3",
+    fleet.prov.set_config(fleet.tech, "PRV-0001", fleet.box_cfg(targets=["127.0.0.1:%d" % snmpsim_v3], snmp_version="3",
                                                     snmp_v3=[wrong], timeout_ms=300, retries=0))
     assert asyncio.run(box.check()) == "updated"
     assert _collect(box.cfg) == []
