@@ -6,8 +6,9 @@ accounting of the cloud's store against what the box collected from the printers
 Faults, drawn with the seed (several may overlap, never two of one kind): power cuts, cable
 pulls, liberty/rescue/both outages, printer faults (down, unreachable, lossy, slow, jammed,
 noPaper, doorOpen), a full or failing data partition (flash-full, flash-eio), and hostile
-cloud replies once the simulator offers a `hostile` command. At the end every fault is
-healed and the box given time to drain, then:
+cloud replies (the simulator's `hostile` command: liberty, rescue or both answer with crafted
+replies, simulator/hostile.py, one mode after another). At the end every fault is healed and
+the box given time to drain, then:
 
 - lost: readings in batches the box spooled (its log: "spooled batch N") that the cloud's
   store does not hold, except those the spool's policy dropped (evicted to make room,
@@ -76,7 +77,7 @@ class SoakSimulation(Simulation):
 
 
 def hostile_supported():
-    """The hook for the hostile-cloud kit: used as soon as the simulator has a `hostile` command."""
+    """Whether this simulator offers the `hostile` fault (older ones do not)."""
     return "hostile" in FAULTS
 
 
@@ -121,7 +122,8 @@ class Soak:
         if kind == "flash":
             return r.choice(("flash-full", "flash-eio")), "flash-ok", r.uniform(1, 15)
         if kind == "hostile":
-            return "hostile on", "hostile off", r.uniform(5, 30)
+            which = r.choice(("liberty", "liberty", "rescue", "both"))
+            return "hostile " + which, "hostile-off", r.uniform(10, 40)
         raise ValueError(kind)
 
     def kinds(self):
@@ -259,6 +261,7 @@ class Soak:
             "minutes": round(((self.ended or time.monotonic()) - self.started) / 60, 1),
             "batches_spooled": len(spooled), "batches_dropped_by_policy": len(dropped & set(spooled)),
             "batches_missing": sorted(missing), "readings_stored": readings, "duplicates_first": twice[:5],
+            "hostile_replies": self.sim.hostile_replies(),
             "cycle_errors": errors, "fatal": fatal, "exits": self.exits, "boots": hw.boots, "resets": dict(hw.resets),
         }
 
@@ -281,9 +284,11 @@ def _stop_on_signals():
 
 def summary(r):
     return ("lost %d  duplicated %d  dead %d  |  faults %d over %.1f minutes (real time)  |  %d batches spooled, "
-            "%d dropped by the spool's policy, %d readings stored  |  boots %d, resets %s, cycle errors %s" % (
+            "%d dropped by the spool's policy, %d readings stored  |  %d hostile replies  |  boots %d, resets %s, "
+            "cycle errors %s" % (
                 r["lost"], r["duplicated"], r["dead"], r["faults"], r["minutes"], r["batches_spooled"],
-                r["batches_dropped_by_policy"], r["readings_stored"], r["boots"], r["resets"], r["cycle_errors"] or {}))
+                r["batches_dropped_by_policy"], r["readings_stored"], sum(r["hostile_replies"].values()), r["boots"],
+                r["resets"], r["cycle_errors"] or {}))
 
 
 def main(argv=None):
