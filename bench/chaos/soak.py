@@ -83,13 +83,16 @@ def hostile_supported():
 
 class Soak:
     def __init__(self, state_dir, seed, minutes, fault_every=12.0, interval=10, ports=PORTS, script=None,
-                 hold_scale=1.0, echo=print):
+                 hold_scale=1.0, hold_at_least=None, hostile_targets=("liberty", "liberty", "rescue", "both"),
+                 echo=print):
         self.rng = random.Random(seed)
         self.seed = seed
         self.seconds = minutes * 60
         self.fault_every = fault_every
         self.script = list(script) if script else None   # fixed kinds in order (the short version)
         self.hold_scale = hold_scale                     # shorter faults (the short version)
+        self.hold_at_least = dict(hold_at_least or {})   # kind -> seconds, after the scaling
+        self.hostile_targets = hostile_targets           # drawn from for each hostile fault
         self.echo = echo
         self.sim = SoakSimulation(state_dir, snmp_port=ports["snmp"], cloud_port=ports["cloud"], interval=interval,
                                   liberty=ports["liberty"], rescue=ports["rescue"], web_ports=ports["web"],
@@ -122,7 +125,7 @@ class Soak:
         if kind == "flash":
             return r.choice(("flash-full", "flash-eio")), "flash-ok", r.uniform(1, 15)
         if kind == "hostile":
-            which = r.choice(("liberty", "liberty", "rescue", "both"))
+            which = r.choice(self.hostile_targets)
             return "hostile " + which, "hostile-off", r.uniform(10, 40)
         raise ValueError(kind)
 
@@ -139,7 +142,8 @@ class Soak:
         self.faults[verb] = self.faults.get(verb, 0) + 1
         self._apply(command)
         if undo:
-            self.active[kind] = (undo, time.monotonic() + hold * self.hold_scale)
+            hold = max(hold * self.hold_scale, self.hold_at_least.get(kind, 0))
+            self.active[kind] = (undo, time.monotonic() + hold)
 
     def _heal_due(self, everything=False):
         now = time.monotonic()
