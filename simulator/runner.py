@@ -35,6 +35,9 @@ FAULTS = """\
   flash-full | flash-eio     every write to the box's data partition fails (ENOSPC / EIO) ...
   flash-ok                   ... until this
   liberty-down | liberty-up  stop / start a cloud endpoint (also rescue-down, rescue-up)
+  hostile [ENDPOINT|both]    crafted replies (bad headers, lengths, types, seqs, forged, replayed,
+                             held back; one after another) from liberty (default), rescue or both
+  hostile-off                the real endpoints answer again
   printer NAME KIND [k=v]    fault a dynamic printer: down, up, unreachable, slow [delay=S],
                              lossy [loss=0.5], jammed, doorOpen, noPaper, clear
   status                     one line: LED, link, power, boots, resets, cycles, printers"""
@@ -59,6 +62,19 @@ def site_networks(devices):
         if net not in nets:
             nets.append(net)
     return nets
+
+
+def _backstage(address):
+    """Where an endpoint listens while a hostile server holds its address: .N -> .N+100."""
+    a = ipaddress.ip_address(address)
+    return str(a + 100)
+
+
+class _HostileKit:
+    """What simulator.hostile needs of its surroundings: certificates, cloud, identity, store."""
+
+    def __init__(self, state_dir, cloud, identity):
+        self.dir, self.cloud, self.identity, self.store = state_dir, cloud, identity, cloud.store
 
 
 class Simulation:
@@ -89,6 +105,8 @@ class Simulation:
         self.watchdog_s = watchdog_s or hw.get("watchdog_s", 60)
         self.rtc = hw.get("rtc", False) if rtc is None else rtc
         self.hw = None
+        self._hostile = {}        # endpoint -> the HostileCloud holding its address (the hostile fault)
+        self._hostile_requests = []   # (mode, seq) answered by hostile spells that ended
 
     # -- set-up
     def _run_tool(self, *args):
@@ -352,6 +370,19 @@ class Simulation:
         if verb == "hang":
             hw.hang()
             return "firmware told to hang (the watchdog should reset it)"
+        if verb == "hostile":
+            which = args[0] if args else "liberty"
+            names = list(self.endpoints) if which == "both" else [which]
+            if any(n not in self.endpoints for n in names):
+                raise SimError("hostile takes %s or both, not %r" % (" or ".join(self.endpoints), which))
+            for name in names:
+                self._hostile_on(name)
+            return "hostile replies from " + ", ".join(names)
+        if verb == "hostile-off":
+            names = sorted(self._hostile)
+            for name in names:
+                self._hostile_off(name)
+            return "real replies from " + (", ".join(names) or "every endpoint (none was hostile)")
         if verb.endswith(("-down", "-up")) and verb.rsplit("-", 1)[0] in self.cloud.receivers:
             name, how = verb.rsplit("-", 1)
             r = self.cloud.receivers[name]
@@ -372,6 +403,44 @@ class Simulation:
             return self.status_line()
         raise SimError("unknown command %r; commands:\n%s" % (command, FAULTS))
 
+    # -- the hostile fault: a crafted-reply server takes the endpoint's address, the real endpoint
+    # moves behind it (for the modes that relay) and comes back when the fault ends
+    def _hostile_on(self, name):
+        from simulator.hostile import HostileCloud
+        if name in self._hostile:
+            return
+        r = self.cloud.receivers[name]
+        address, port = self.endpoints[name][0], r.port
+        was_running = r.running
+        if was_running:
+            r.stop()
+        r.address = _backstage(address)
+        if was_running:
+            r.start()
+        with open(self.identity_path) as f:
+            identity = json.load(f)
+        kit = _HostileKit(self.state, self.cloud, identity)
+        self._hostile[name] = HostileCloud(kit, address, mode="rotate", port=port, endpoint=name)
+
+    def hostile_replies(self):
+        """{mode: requests answered so} over every hostile spell so far."""
+        counts = {}
+        for mode, _ in self._hostile_requests + [r for h in self._hostile.values() for r in h.requests]:
+            counts[mode] = counts.get(mode, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def _hostile_off(self, name):
+        hostile = self._hostile.pop(name)
+        hostile.stop()
+        self._hostile_requests += hostile.requests
+        r = self.cloud.receivers[name]
+        was_running = r.running
+        if was_running:
+            r.stop()
+        r.address = self.endpoints[name][0]
+        if was_running:
+            r.start()
+
     def status_line(self):
         st = self.board_state() or {}
         link = {True: "up", False: "down"}.get(st.get("link"), "-")
@@ -383,6 +452,8 @@ class Simulation:
     def stop(self):
         if self.hw:
             self.hw.shutdown()
+        for hostile in self._hostile.values():
+            hostile.stop()
         if self.cloud:
             self.cloud.stop()
         if self.site:

@@ -6,8 +6,9 @@ accounting of the cloud's store against what the box collected from the printers
 Faults, drawn with the seed (several may overlap, never two of one kind): power cuts, cable
 pulls, liberty/rescue/both outages, printer faults (down, unreachable, lossy, slow, jammed,
 noPaper, doorOpen), a full or failing data partition (flash-full, flash-eio), and hostile
-cloud replies once the simulator offers a `hostile` command. At the end every fault is
-healed and the box given time to drain, then:
+cloud replies (the simulator's `hostile` command: liberty, rescue or both answer with crafted
+replies, simulator/hostile.py, one mode after another). At the end every fault is healed and
+the box given time to drain, then:
 
 - lost: readings in batches the box spooled (its log: "spooled batch N") that the cloud's
   store does not hold, except those the spool's policy dropped (evicted to make room,
@@ -76,19 +77,22 @@ class SoakSimulation(Simulation):
 
 
 def hostile_supported():
-    """The hook for the hostile-cloud kit: used as soon as the simulator has a `hostile` command."""
+    """Whether this simulator offers the `hostile` fault (older ones do not)."""
     return "hostile" in FAULTS
 
 
 class Soak:
     def __init__(self, state_dir, seed, minutes, fault_every=12.0, interval=10, ports=PORTS, script=None,
-                 hold_scale=1.0, echo=print):
+                 hold_scale=1.0, hold_at_least=None, hostile_targets=("liberty", "liberty", "rescue", "both"),
+                 echo=print):
         self.rng = random.Random(seed)
         self.seed = seed
         self.seconds = minutes * 60
         self.fault_every = fault_every
         self.script = list(script) if script else None   # fixed kinds in order (the short version)
         self.hold_scale = hold_scale                     # shorter faults (the short version)
+        self.hold_at_least = dict(hold_at_least or {})   # kind -> seconds, after the scaling
+        self.hostile_targets = hostile_targets           # drawn from for each hostile fault
         self.echo = echo
         self.sim = SoakSimulation(state_dir, snmp_port=ports["snmp"], cloud_port=ports["cloud"], interval=interval,
                                   liberty=ports["liberty"], rescue=ports["rescue"], web_ports=ports["web"],
@@ -121,7 +125,8 @@ class Soak:
         if kind == "flash":
             return r.choice(("flash-full", "flash-eio")), "flash-ok", r.uniform(1, 15)
         if kind == "hostile":
-            return "hostile on", "hostile off", r.uniform(5, 30)
+            which = r.choice(self.hostile_targets)
+            return "hostile " + which, "hostile-off", r.uniform(10, 40)
         raise ValueError(kind)
 
     def kinds(self):
@@ -137,7 +142,8 @@ class Soak:
         self.faults[verb] = self.faults.get(verb, 0) + 1
         self._apply(command)
         if undo:
-            self.active[kind] = (undo, time.monotonic() + hold * self.hold_scale)
+            hold = max(hold * self.hold_scale, self.hold_at_least.get(kind, 0))
+            self.active[kind] = (undo, time.monotonic() + hold)
 
     def _heal_due(self, everything=False):
         now = time.monotonic()
@@ -259,6 +265,7 @@ class Soak:
             "minutes": round(((self.ended or time.monotonic()) - self.started) / 60, 1),
             "batches_spooled": len(spooled), "batches_dropped_by_policy": len(dropped & set(spooled)),
             "batches_missing": sorted(missing), "readings_stored": readings, "duplicates_first": twice[:5],
+            "hostile_replies": self.sim.hostile_replies(),
             "cycle_errors": errors, "fatal": fatal, "exits": self.exits, "boots": hw.boots, "resets": dict(hw.resets),
         }
 
@@ -281,9 +288,11 @@ def _stop_on_signals():
 
 def summary(r):
     return ("lost %d  duplicated %d  dead %d  |  faults %d over %.1f minutes (real time)  |  %d batches spooled, "
-            "%d dropped by the spool's policy, %d readings stored  |  boots %d, resets %s, cycle errors %s" % (
+            "%d dropped by the spool's policy, %d readings stored  |  %d hostile replies  |  boots %d, resets %s, "
+            "cycle errors %s" % (
                 r["lost"], r["duplicated"], r["dead"], r["faults"], r["minutes"], r["batches_spooled"],
-                r["batches_dropped_by_policy"], r["readings_stored"], r["boots"], r["resets"], r["cycle_errors"] or {}))
+                r["batches_dropped_by_policy"], r["readings_stored"], sum(r["hostile_replies"].values()), r["boots"],
+                r["resets"], r["cycle_errors"] or {}))
 
 
 def main(argv=None):

@@ -1,4 +1,4 @@
-"""The box's real uplink on MicroPython against a hostile cloud (tests/hostile_cloud.py): every
+"""The box's real uplink on MicroPython against a hostile cloud (simulator/hostile.py): every
 crafted answer is logged and survived, the spool keeps every batch, nothing unauthenticated moves
 the box's counter or clock, and once the cloud behaves again everything arrives exactly once."""
 import itertools
@@ -7,7 +7,7 @@ import os
 import subprocess
 import time
 
-from tests.hostile_cloud import MODES, HostileCloud
+from simulator.hostile import MODES, HostileCloud
 from tests.interop.test_uplink import T0, sample_records
 from tests.interop.test_uplink import cloud, kit_dir  # noqa: F401  (pytest fixtures)
 from tests.interop.test_uplink_micropython import MICROPYTHON, ROOT

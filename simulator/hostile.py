@@ -1,26 +1,27 @@
-"""A hostile cloud for the box's uplink tests: a TLS server with liberty's certificate and key (so
-the box's CA and pins accept it) that answers each upload the way `mode` says.
+"""A hostile cloud: a TLS server with an endpoint's own certificate and key (so the box's CA and
+pins accept it) that answers each upload the way `mode` says. The uplink tests use it directly,
+the simulator's `hostile` fault puts it in front of liberty or rescue.
 
     hostile = HostileCloud(kit, "127.77.60.1")
     cfg = kit.raw_cfg(endpoints=("liberty",), resolve={"liberty": (hostile.address, hostile.port)})
     hostile.mode = "huge-header"
 
-In mode "good" it relays the request to the real liberty of `kit` and the answer back (and
-records the answer); every other mode is one of MODES. Listens on 127.0.0.0/8 only; stop() it.
+`kit` offers dir (NAME.pem, NAME.key, ca.pem), cloud.receivers, identity and store. In mode
+"good" it relays the request to the real endpoint of `kit` and the answer back (and records the
+answer); "rotate" plays the next crafted mode on each request; every other mode is one of MODES.
+Listens on 127.0.0.0/8 only; stop() it.
 """
 import os
 import secrets
 import socket
 import ssl
 import struct
+import threading
 import time
 
 import cbor2
 
 from cloud import downlink, envelope
-from tests.uplink_kit import _Listener
-
-HOST = "liberty.fleetbox.test"
 
 MODES = (
     "good",              # relay to the real cloud
@@ -40,6 +41,7 @@ MODES = (
     "replayed",          # relays, but answers with a genuine earlier answer
     "held-back",         # relays, answers nothing; next time answers with that held-back answer
 )
+CRAFTED = MODES[1:]
 
 
 def _read_request(s):
@@ -68,23 +70,55 @@ def _response(status, body, extra=b""):
     return b"HTTP/1.1 %d X\r\ncontent-length: %d\r\n%s\r\n" % (status, len(body), extra) + body
 
 
-class HostileCloud(_Listener):
-    def __init__(self, kit, address, mode="good"):
+class HostileCloud:
+    def __init__(self, kit, address, mode="good", port=0, endpoint="liberty"):
         self.kit = kit
         self.mode = mode
+        self.endpoint = endpoint
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.ctx.load_cert_chain(os.path.join(kit.dir, "liberty.pem"), os.path.join(kit.dir, "liberty.key"))
+        self.ctx.load_cert_chain(os.path.join(kit.dir, endpoint + ".pem"), os.path.join(kit.dir, endpoint + ".key"))
         self.client_ctx = ssl.create_default_context(cafile=os.path.join(kit.dir, "ca.pem"))
         self.answers = []        # genuine answers relayed, oldest first
         self.held = None
         self.requests = []       # (mode, envelope seq) per request
-        super().__init__(address)
+        self._turn = 0           # the next of CRAFTED in mode "rotate"
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((address, port))
+        self.sock.listen(16)
+        self.address, self.port = self.sock.getsockname()
+        self.running = True
+        threading.Thread(target=self._accept, name="hostile-" + endpoint, daemon=True).start()
+
+    def _accept(self):
+        while self.running:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def stop(self):
+        """Stop taking connections (those open end by themselves: every mode is bounded in time)."""
+        self.running = False
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)   # wakes accept(): until then the port stays taken
+        except OSError:
+            pass
+        self.sock.close()
+
+    def next_mode(self):
+        if self.mode != "rotate":
+            return self.mode
+        mode = CRAFTED[self._turn % len(CRAFTED)]
+        self._turn += 1
+        return mode
 
     # -- the real cloud behind
     def relay(self, raw):
-        lib = self.kit.cloud.receivers["liberty"]
-        with socket.create_connection((lib.address, lib.port), timeout=10) as tcp:
-            with self.client_ctx.wrap_socket(tcp, server_hostname=HOST) as s:
+        real = self.kit.cloud.receivers[self.endpoint]
+        with socket.create_connection((real.address, real.port), timeout=10) as tcp:
+            with self.client_ctx.wrap_socket(tcp, server_hostname=self.endpoint + ".fleetbox.test") as s:
                 s.sendall(raw.replace(b"Connection: close\r\n", b"") if raw else raw)
                 buf = b""
                 while b"\r\n\r\n" not in buf:
@@ -124,7 +158,7 @@ class HostileCloud(_Listener):
                 if raw is None:
                     break
                 seq = envelope.parse_header(body)["seq"] if body[:3] == b"FBE" else None
-                mode = self.mode
+                mode = self.next_mode()
                 self.requests.append((mode, seq))
                 if not self.answer(s, mode, raw, seq):
                     break
@@ -180,7 +214,10 @@ class HostileCloud(_Listener):
         elif mode == "far-seq":
             s.sendall(_response(409, self.sealed({"ok": False, "reason": "replay", "last_seq": 2 ** 62}, seq)))
         elif mode == "replayed":
-            self.relay(raw)
+            status, reply = self.relay(raw)
+            if not self.answers:            # nothing genuine to replay yet: keep this one for later
+                self.answers.append(reply)
+                return False
             s.sendall(_response(200, self.answers[-1]))
         elif mode == "held-back":
             status, reply = self.relay(raw)
