@@ -1,4 +1,5 @@
 """Tiny assertion helpers that work on both MicroPython and CPython (no pytest there)."""
+import os
 
 
 def raises(exc, fn, *args, **kw):
@@ -34,3 +35,25 @@ class LogCapture:
 
     def text(self):
         return "\n".join(self.lines)
+
+
+def rmtree(d):
+    """Remove d and everything below it; nothing there is no error (os only: MicroPython has no shutil)."""
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return
+    for n in names:
+        p = d + "/" + n
+        try:
+            os.remove(p)
+        except OSError:
+            rmtree(p)
+    os.rmdir(d)
+
+
+def fresh_dir(d):
+    """d, empty."""
+    rmtree(d)
+    os.mkdir(d)
+    return d

@@ -2,7 +2,6 @@
 is caught, logged, shown on the LED and counted, and the next cycle runs (CPython and
 MicroPython). Only the health task's stall detection or a fatal error reaches the watchdog."""
 import asyncio
-import os
 import sys
 
 for _p in list(sys.path):
@@ -10,7 +9,7 @@ for _p in list(sys.path):
         sys.path.append(_p[:-8] + "/board")   # hal.py lives in board/, next to firmware/
 
 import hal  # noqa: E402
-from check import LogCapture  # noqa: E402
+from check import LogCapture, fresh_dir  # noqa: E402
 from fleetbox import cbor, config, envelope, main, port  # noqa: E402
 
 DEVICE_KEY = "11" * 32
@@ -49,23 +48,7 @@ class FakeBoard(hal.Board):
 
 
 def _fresh(name):
-    d = "/tmp/fbcycle-" + name
-    _rmtree(d)
-    os.mkdir(d)
-    return d
-
-
-def _rmtree(d):
-    try:
-        names = os.listdir(d)
-    except OSError:
-        return
-    for n in names:
-        try:
-            os.remove(d + "/" + n)
-        except OSError:
-            _rmtree(d + "/" + n)
-    os.rmdir(d)
+    return fresh_dir("/tmp/fbcycle-" + name)
 
 
 class Box:

@@ -11,6 +11,7 @@ import sys
 from binascii import b2a_base64, unhexlify
 
 from fleetbox import cbor, config, delta, devstate, downlink, envelope, port, provision, updagent, updater, uplink
+from check import fresh_dir, rmtree
 from fleetbox.spool import Spool
 from test_updater import IDENT, NOW, DirSlot, _offer, _source
 from test_updater import _root as _update_root
@@ -36,24 +37,7 @@ def _exists(path):
 
 
 def _fresh(name):
-    d = "/tmp/fbflash-" + name
-    _rmtree(d)
-    os.mkdir(d)
-    return d
-
-
-def _rmtree(d):
-    try:
-        names = os.listdir(d)
-    except OSError:
-        return
-    for n in names:
-        p = d + "/" + n
-        try:
-            os.remove(p)
-        except OSError:
-            _rmtree(p)
-    os.rmdir(d)
+    return fresh_dir("/tmp/fbflash-" + name)
 
 
 def _read(path):
@@ -322,7 +306,7 @@ def test_every_write_site_fails_cleanly_and_recovers():
                 assert state() not in (None, [], before), (name, op, errno)
                 tried += 1
     assert tried == len(SITES) * len(OPS) * len(ERRNOS)
-    _rmtree("/tmp/fbflash-site")
+    rmtree("/tmp/fbflash-site")
 
 
 def test_a_full_flash_evicts_by_the_spool_order():
@@ -345,7 +329,7 @@ def test_a_full_flash_evicts_by_the_spool_order():
     finally:
         port.set_flash_fault(None)
     assert s.ids() == [counters, alerts, new] and s.evicted_ids == [bulk]
-    _rmtree(d)
+    rmtree(d)
 
 
 def test_every_write_site_is_covered():

@@ -7,7 +7,7 @@ import asyncio
 import json
 import os
 
-from check import LogCapture
+from check import LogCapture, rmtree
 from fleetbox import cbor, config, envelope, port, uplink
 from fleetbox.spool import Spool
 
@@ -15,19 +15,6 @@ KEY = bytes(range(32))
 IDENTITY = {"serial": "FBX-ANS1", "kid": 1, "device_key": "".join("%02x" % b for b in KEY)}
 NOW = 1767225600
 BATCH = {"scan": "full", "cycle": NOW, "records": []}
-
-
-def _rm(d):
-    try:
-        for n in os.listdir(d):
-            p = d + "/" + n
-            try:
-                os.remove(p)
-            except OSError:
-                _rm(p)
-        os.rmdir(d)
-    except OSError:
-        pass
 
 
 class Cloud:
@@ -57,7 +44,7 @@ class Cloud:
 
 def box(name, script):
     d = "/tmp/fbans-" + name
-    _rm(d)
+    rmtree(d)
     os.mkdir(d)
     cfg = config.check({"endpoints": [{"url": "https://liberty.test/v1/ingest", "name": "liberty"}],
                         "ca": "MAIFAA==", "pins": ["00" * 32]})
@@ -139,7 +126,7 @@ def test_a_sealed_last_seq_ahead_is_adopted_and_the_batch_resealed():
 
 def test_a_corrupt_counter_on_flash_counts_as_lost():
     d = "/tmp/fbans-counter"
-    _rm(d)
+    rmtree(d)
     os.mkdir(d)
     with open(d + "/uplink.seq", "w") as f:
         f.write(str(2 ** 64 - 1))
