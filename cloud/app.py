@@ -32,6 +32,7 @@ from cloud import portal
 from cloud import updates
 from cloud.envelope import CloudEnvelopeError, Opener
 from cloud.export import Export
+from cloud.ingest_group import GroupWriter
 from cloud.logs import event
 from cloud.payload import PayloadError, decode_payload
 from cloud.readapi import ReadApi
@@ -81,6 +82,8 @@ class Endpoint:
         # copy of the stored upload or a new batch is the store's decision (store_upload), not the number's.
         self.reopener = Opener(keys, _NoReplayCheck(), window)
         self.answer_hooks = []      # hook(box, kid) -> more fields for an upload's answer (an update offer)
+        # PostgreSQL: concurrent uploads stored in one transaction each (cloud/ingest_group.py)
+        self.group = GroupWriter(self) if getattr(store, "dialect", None) == "postgresql" else None
 
     # -- ingest
     async def ingest(self, request):
@@ -105,11 +108,11 @@ class Endpoint:
                 return Response(b"", 400, headers={"connection": "close"})
             if data is None:
                 return await self._arefuse("too-large", "body longer than its Content-Length", client, close=True)
+            if self.group is not None:
+                return await self.group.submit(data, client, t0)
             return await run_in_threadpool(self._process, data, client, t0)
         except Exception as e:   # a bug must cost one request, never the service
-            log.exception("%s failed on an upload from %s", self.name, client,
-                          extra={"event": "internal-error", "fields": {"endpoint": self.name, "client": client}})
-            return _reply(500, {"ok": False, "reason": "internal", "detail": type(e).__name__}, close=True)
+            return self.internal_error(client, e)
 
     async def _read(self, request, length):
         chunks, got = [], 0
@@ -155,9 +158,23 @@ class Endpoint:
         return self._sealed(200, header, fields)
 
     def _process(self, data, client, t0):
+        opened = self.open_upload(data, client, self.opener)
+        if isinstance(opened, Response):
+            return opened
+        header, head, batch = opened
+        try:
+            outcome = self.store.ingest(header["device_id"], header["seq"], head["upload"], batch, self.name,
+                                        len(data), head["epoch"])
+        except SeqReplay as e:   # another worker got a copy or a later envelope in first
+            outcome = e
+        return self.answer_upload(header, head, batch, data, client, t0, outcome)
+
+    def open_upload(self, data, client, opener):
+        """(header, upload header, batch) of an envelope to store, or the Response refusing it.
+        opener: self.opener, or self.reopener when the store checks the sequence number itself."""
         try:
             try:
-                header, plaintext = self.opener.open(data)
+                header, plaintext = opener.open(data)
             except CloudEnvelopeError as e:
                 if not e.duplicate:
                     raise
@@ -181,13 +198,20 @@ class Endpoint:
         box = header["device_id"]
         if self.guard and self.guard.quarantined(box, header["seq"], data):
             return self._refuse("quarantined", "uploads of %s wait for a person's decision" % box, client)
-        try:
-            fresh, resync, down_seq = self.store.ingest(box, header["seq"], head["upload"], batch, self.name,
-                                                        len(data), head["epoch"])
-        except SeqReplay as e:   # another worker got a copy or a later envelope in first
-            if e.duplicate:
+        return header, head, batch
+
+    def answer_upload(self, header, head, batch, data, client, t0, outcome):
+        """The answer to an opened upload once the store decided: outcome is Store.ingest's
+        (fresh, resync, down_seq) or the SeqReplay it raised."""
+        box = header["device_id"]
+        if isinstance(outcome, SeqReplay):
+            if outcome.duplicate:
                 return self._duplicate(header, client)
-            return self._refuse("replay", "seq %d %s" % (header["seq"], e), client, header=header, last_seq=e.last)
+            if self.guard:
+                self.guard.replayed(box, header["kid"], header["seq"])
+            return self._refuse("replay", "seq %d %s" % (header["seq"], outcome), client, header=header,
+                                last_seq=outcome.last)
+        fresh, resync, down_seq = outcome
         n = len(batch["records"]) + len(batch["seen"])
         event(log, logging.INFO, "stored", "%s stored upload %d from %s: %d records%s%s",
               self.name, head["upload"], box, n,
@@ -203,6 +227,12 @@ class Endpoint:
         for hook in self.answer_hooks:
             reply.update(hook(box, header["kid"]) or {})
         return self._sealed(200, header, reply, down_seq)
+
+    def internal_error(self, client, e):
+        """A bug costs its request a 500, never the service."""
+        log.exception("%s failed on an upload from %s", self.name, client,
+                      extra={"event": "internal-error", "fields": {"endpoint": self.name, "client": client}})
+        return _reply(500, {"ok": False, "reason": "internal", "detail": type(e).__name__}, close=True)
 
     def health(self, request):
         with self.store.engine.connect() as c:

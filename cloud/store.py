@@ -68,6 +68,55 @@ def _raw_sql(q, dialect):
     return re.sub(r"%\((\w+)\)s", number, str(compiled)).replace("%%", "%"), names, dict(compiled.params)
 
 
+def item_numbers(items):
+    """The device numbers a batch's items name (full "#" and delta "=")."""
+    return {item.get("#", item.get("=")) for item in items} - {None}
+
+
+def plan_records(box, cycle, scan, items, now, resync, rows):
+    """(devices to delete, reading rows, device rows) for every item of one batch in order, against
+    `rows` (device -> [num, record, clock] of the named devices as stored; updated in place).
+    Appends to `resync` the numbers of deltas for devices not held."""
+    removed, touched, out_readings = set(), {}, []
+    for item in items:
+        num = item.get("#", item.get("="))
+        if "=" in item:
+            dev = next((d for d, r in rows.items() if r[0] == num), None)
+            if dev is None:
+                # A delta for a device this store does not hold: keep what came, ask for the full record.
+                if resync is not True:
+                    resync.append(num)
+                old, clock = {}, [None, None]
+            else:
+                old, clock = rows[dev][1], rows[dev][2]
+                old = json.loads(old) if isinstance(old, str) else old
+                clock = _clock(clock) if not isinstance(clock, list) else clock
+            rec, clock = merge(old, clock, item, cycle)
+            if dev is None:
+                dev = device_key(rec) if rec.get("serial") or rec.get("mac") or rec.get("ip") else "#%d" % num
+        else:
+            rec = {k: v for k, v in item.items() if k != "#"}
+            dev = device_key(rec)
+            up = rec.get("uptime_s")
+            clock = [rec.get("collected_at"), up] if up is not None else [None, None]
+            for other in [d for d, r in rows.items() if "#" in item and r[0] == num and d != dev]:
+                del rows[other]         # a device sent in full takes its number from any stand-in row
+                touched.pop(other, None)
+                removed.add(other)
+        blob = json.dumps(rec, sort_keys=True)
+        out_readings.append({"box": box, "device": dev, "collected_at": rec.get("collected_at"), "cycle": cycle,
+                             "scan": scan, "total": _column_int((rec.get("counters") or {}).get("total")),
+                             "lowest_supply": lowest_supply(rec), "record": blob})
+        prev = rows.get(dev)
+        row_num = num if num is not None else (prev[0] if prev else None)
+        rows[dev] = [row_num, rec, clock]
+        removed.discard(dev)
+        touched[dev] = {"box": box, "device": dev, "ip": rec.get("ip"), "manufacturer": rec.get("manufacturer"),
+                        "model": rec.get("model"), "serial": rec.get("serial"), "record": blob, "updated": now,
+                        "num": num, "clock": json.dumps(clock)}
+    return removed, out_readings, list(touched.values())
+
+
 class Store:
     max_rejects = MAX_REJECTS
 
@@ -208,53 +257,17 @@ class Store:
     def _store_records(self, c, box, cycle, scan, items, now, resync):
         """Every item of one batch in order, against the device rows as they stand: three statements
         (read the devices named, add the readings, upsert the devices) whatever the batch's size."""
-        nums = {item.get("#", item.get("=")) for item in items} - {None}
+        nums = item_numbers(items)
         rows = {}     # device -> [num, record dict or None (not read), clock]
         for dev, num, rec, clock in self._run(c, self._q_named, {"box": box, "nums": list(nums)}) if nums else ():
             rows[dev] = [num, rec, clock]
-        removed, touched, out_readings = set(), {}, []
-        for item in items:
-            num = item.get("#", item.get("="))
-            if "=" in item:
-                dev = next((d for d, r in rows.items() if r[0] == num), None)
-                if dev is None:
-                    # A delta for a device this store does not hold: keep what came, ask for the full record.
-                    if resync is not True:
-                        resync.append(num)
-                    old, clock = {}, [None, None]
-                else:
-                    old, clock = rows[dev][1], rows[dev][2]
-                    old = json.loads(old) if isinstance(old, str) else old
-                    clock = _clock(clock) if not isinstance(clock, list) else clock
-                rec, clock = merge(old, clock, item, cycle)
-                if dev is None:
-                    dev = device_key(rec) if rec.get("serial") or rec.get("mac") or rec.get("ip") else "#%d" % num
-            else:
-                rec = {k: v for k, v in item.items() if k != "#"}
-                dev = device_key(rec)
-                up = rec.get("uptime_s")
-                clock = [rec.get("collected_at"), up] if up is not None else [None, None]
-                for other in [d for d, r in rows.items() if "#" in item and r[0] == num and d != dev]:
-                    del rows[other]         # a device sent in full takes its number from any stand-in row
-                    touched.pop(other, None)
-                    removed.add(other)
-            blob = json.dumps(rec, sort_keys=True)
-            out_readings.append({"box": box, "device": dev, "collected_at": rec.get("collected_at"), "cycle": cycle,
-                                 "scan": scan, "total": _column_int((rec.get("counters") or {}).get("total")),
-                                 "lowest_supply": lowest_supply(rec), "record": blob})
-            prev = rows.get(dev)
-            row_num = num if num is not None else (prev[0] if prev else None)
-            rows[dev] = [row_num, rec, clock]
-            removed.discard(dev)
-            touched[dev] = {"box": box, "device": dev, "ip": rec.get("ip"), "manufacturer": rec.get("manufacturer"),
-                            "model": rec.get("model"), "serial": rec.get("serial"), "record": blob, "updated": now,
-                            "num": num, "clock": json.dumps(clock)}
+        removed, out_readings, out_devices = plan_records(box, cycle, scan, items, now, resync, rows)
         if removed:
             c.execute(delete(devices).where(devices.c.box == box, devices.c.device.in_(removed)))
         # One multi-row INSERT per table (in slices under SQLite's bound-parameter limit): executemany
         # costs a statement's driver and database overhead per row.
         self._insert_rows(c, "readings", out_readings)
-        self._insert_rows(c, "devices", list(touched.values()))
+        self._insert_rows(c, "devices", out_devices)
 
     def _insert_rows(self, c, table, rows):
         cols = MULTI_COLUMNS[table]

@@ -1,0 +1,125 @@
+"""Group commit on PostgreSQL (cloud/ingest_group.py): the uploads of several requests in one
+transaction store each envelope exactly once, within a group, across two workers' groups racing,
+and a refused or failing upload inside a group leaves the others stored."""
+import threading
+import time
+
+import cbor2
+
+from cloud import downlink
+from cloud.app import Endpoint
+from cloud.ingest_group import handle_group, ingest_many
+from cloud.store import SeqReplay, Store
+from tests.cloud.service import _firmware, printer_records, seal_uploads
+
+KEYS = {"FBX-G%02d" % i: bytes([i + 1]) * 32 for i in range(6)}
+
+
+def keys(box, kid):
+    return KEYS.get(box) if kid == 1 else None
+
+
+def outcome(status, reply, box):
+    body = downlink.open_answer((1, KEYS[box]), box, reply)[1] if reply[:3] == b"FBE" else cbor2.loads(reply)
+    if status == 200:
+        return "duplicate" if body.get("duplicate") else "stored"
+    return body["reason"]
+
+
+def group(endpoint, envelopes):
+    return [(r.status_code, r.body) for r in handle_group(endpoint, [(e, "127.0.0.1", time.monotonic())
+                                                                      for e in envelopes])]
+
+
+def test_a_group_stores_each_upload_once_and_refuses_only_what_it_must(pg_url):
+    store = Store(pg_url)
+    ep = Endpoint("liberty", store, keys)
+    try:
+        a, b, c = (seal_uploads(box, KEYS[box], n, 3) for n, box in enumerate(("FBX-G00", "FBX-G01", "FBX-G02")))
+        cb, env = _firmware()
+        junk = env.seal(KEYS["FBX-G03"], 1, "FBX-G03", 1, int(time.time()), b"\xff\x00junk")
+        # a copy inside the group (the second waits for the first's commit), a bad payload, a stranger
+        got = group(ep, [a[0], b[0], a[0], junk, b"FBE not an envelope", c[0]])
+        assert [s for s, _ in got] == [200, 200, 200, 400, 400, 200]
+        boxes = ["FBX-G00", "FBX-G01", "FBX-G00", "FBX-G03", None, "FBX-G02"]
+        assert [outcome(s, r, x) if x else s for (s, r), x in zip(got, boxes)][:3] == ["stored", "stored", "duplicate"]
+        # a replay (seq 1 again after 2) next to new uploads: refused alone
+        got = group(ep, [a[1], b[0], c[1]])
+        assert [outcome(s, r, x) for (s, r), x in zip(got, ("FBX-G00", "FBX-G01", "FBX-G02"))] \
+            == ["stored", "duplicate", "stored"]
+        got = group(ep, [a[0], b[1], c[2]])
+        assert [outcome(s, r, x) for (s, r), x in zip(got, ("FBX-G00", "FBX-G01", "FBX-G02"))] \
+            == ["replay", "stored", "stored"]
+        assert {x["box"]: x["uploads"] for x in store.boxes()} == {"FBX-G00": 2, "FBX-G01": 2, "FBX-G02": 3,
+                                                                    "FBX-G03": 0}
+        assert len(store.history("FBX-G02", "B00002-P03", limit=100)) == 3
+        assert [r["reason"] for r in store.rejects()] == ["bad-payload", "malformed", "replay"]
+        # down seqs: one per answer sealed for the box, in order
+        assert store.down_seq("FBX-G00") == 4 and store.down_seq("FBX-G02") == 3
+    finally:
+        store.close()
+
+
+def test_an_upload_that_fails_the_groups_transaction_fails_alone(pg_url):
+    store = Store(pg_url)
+    ep = Endpoint("liberty", store, keys)
+    try:
+        cb, env = _firmware()
+        good = [seal_uploads(box, KEYS[box], n, 1)[0] for n, box in enumerate(("FBX-G00", "FBX-G01"))]
+        bad_records = printer_records(4, 2)
+        bad_records[1]["collected_at"] = 1 << 70         # no BIGINT holds it: the database refuses the row
+        bad = env.seal(KEYS["FBX-G04"], 1, "FBX-G04", 1, int(time.time()),
+                       cb.dumps({"v": 1, "upload": 1}) + cb.dumps({"scan": "full", "cycle": 1, "records": bad_records}))
+        got = group(ep, [good[0], bad, good[1]])
+        assert [s for s, _ in got] == [200, 500, 200]
+        assert {x["box"]: x["uploads"] for x in store.boxes()} == {"FBX-G00": 1, "FBX-G01": 1}
+    finally:
+        store.close()
+
+
+def test_two_workers_groups_racing_on_the_same_envelopes_store_each_once(pg_url):
+    stores = [Store(pg_url, migrate=i == 0) for i in range(2)]
+    endpoints = [Endpoint("liberty", s, keys) for s in stores]
+    try:
+        boxes = sorted(KEYS)
+        jobs = {box: seal_uploads(box, KEYS[box], n, 4) for n, box in enumerate(boxes)}
+        results = [[], []]
+
+        def worker(w):
+            for u in range(4):
+                order = boxes if w == 0 else boxes[::-1]       # opposite lock orders asked for
+                envs = [jobs[box][u] for box in order] + [jobs[order[0]][u]]
+                got = group(endpoints[w], envs)
+                results[w] += [outcome(s, r, box) for (s, r), box in zip(got, order + order[:1])]
+        threads = [threading.Thread(target=worker, args=(w,)) for w in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        every = results[0] + results[1]
+        assert every.count("stored") == len(boxes) * 4
+        assert set(every) <= {"stored", "duplicate", "replay"}
+        assert {x["box"]: (x["uploads"], x["last_seq"]) for x in stores[0].boxes()} == {b: (4, 4) for b in boxes}
+        assert len(stores[0].history(boxes[0], "B00000-P01", limit=100)) == 4
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_ingest_many_answers_like_ingest(pg_url):
+    store = Store(pg_url)
+    try:
+        batch = {"scan": "full", "cycle": 1000, "seen": [], "base": None, "records": printer_records(0, 3)}
+        delta = {"scan": "counters", "cycle": 1300, "seen": [], "base": 1,
+                 "records": [{"=": 7, "counters": {"total": 5}}]}
+        out = ingest_many(store, [("A", 1, 1, batch, "liberty", 100, None), ("B", 1, 1, batch, "liberty", 100, None)])
+        assert [o[:2] for o in out] == [(True, []), (True, [])]
+        out = ingest_many(store, [("A", 1, 1, batch, "liberty", 100, None), ("B", 2, 1, batch, "rescue", 100, None),
+                                  ("C", 1, 1, delta, "liberty", 100, None)])
+        assert isinstance(out[0], SeqReplay) and out[0].duplicate
+        assert out[1][:2] == (False, []) and out[2][:2] == (True, True)     # C's base is not stored: all in full
+        out = ingest_many(store, [("A", 2, 2, dict(delta, base=1), "liberty", 100, None)])
+        assert out[0][:2] == (True, [7])                                     # base holds; device 7 unknown
+        assert store.last_seq("B") == 2 and [u["endpoint"] for u in store.uploads("B")] == ["liberty"]
+    finally:
+        store.close()
