@@ -85,6 +85,13 @@ class Endpoint:
         # PostgreSQL: concurrent uploads stored in one transaction each (cloud/ingest_group.py)
         self.group = GroupWriter(self) if getattr(store, "dialect", None) == "postgresql" else None
 
+    def group_size(self, n):
+        """At most n uploads per transaction on PostgreSQL; 0: each in its own."""
+        if self.group is not None and n:
+            self.group.max_group = n
+        elif n == 0:
+            self.group = None
+
     # -- ingest
     async def ingest(self, request):
         client = request.client.host if request.client else "-"

@@ -7,6 +7,7 @@
     workers = 4
     log_level = "info"
     window_s = 86400                                    # envelope time window
+    ingest_group = 64     # PostgreSQL: uploads stored per transaction at most (cloud/ingest_group.py); 0: one each
     [limits]
     max_body = 1048576
     body_timeout_s = 30
@@ -26,6 +27,7 @@ import os
 import tomllib
 
 from cloud.app import Limits
+from cloud.ingest_group import MAX_GROUP
 
 
 class ConfigError(Exception):
@@ -47,6 +49,7 @@ class Config:
         self.pool_size = int(pool_size)
         self.smtp = {}          # [smtp]: cloud.notify.Smtp's settings
         self.factory_manifests = []   # provisioning (cloud/provision.py) when not empty
+        self.ingest_group = MAX_GROUP
 
 
 def load(path, database=None, workers=None, log_level=None):
@@ -88,6 +91,9 @@ def load(path, database=None, workers=None, log_level=None):
     except (TypeError, ValueError) as e:
         raise ConfigError("%s: %s" % (path, e))
     cfg.smtp = raw.get("smtp") or {}
+    cfg.ingest_group = raw.get("ingest_group", cfg.ingest_group)
+    if not isinstance(cfg.ingest_group, int) or cfg.ingest_group < 0:
+        raise ConfigError("%s: ingest_group is a number of uploads, 0 or more" % path)
     factory = raw.get("factory_manifest") or []
     factory = [factory] if isinstance(factory, str) else factory
     if not isinstance(factory, list) or not all(isinstance(p, str) for p in factory):

@@ -164,6 +164,7 @@ def _worker(config, sockets):
     for lst, sock in zip(config.listeners, sockets):
         # every listener guards ingest (quarantine); boxes provision where client_ca asks for their certificate
         app = create_app(lst.name, store, keys, config.window, config.limits, provisioning)
+        app.state.endpoint.group_size(config.ingest_group)
         servers.append((_Server(uvicorn_config(app, lst.cert, lst.key, config.limits, lst.client_ca)), sock))
 
     async def main():

@@ -25,6 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "firmware")]
 
+from cloud.ingest_group import MAX_GROUP  # noqa: E402
 from tests.cloud.client import post_jobs  # noqa: E402
 from tests.cloud.pgcluster import Cluster  # noqa: E402
 from tests.cloud.service import Service, seal_uploads  # noqa: E402
@@ -75,12 +76,12 @@ def server_cpu_s(roots):
     return total
 
 
-def drive(pool, port, ca_der, jobs, seconds, server_pids=()):
-    """Post jobs from CLIENT_PROCS processes at once -> (envelopes/s, p50 ms, p99 ms, refused,
+def drive(pool, port, ca_der, jobs, seconds, server_pids=(), clients=CLIENT_PROCS, connections=CONNECTIONS):
+    """Post jobs from `clients` processes at once -> (envelopes/s, p50 ms, p99 ms, refused,
     posted, envelopes per server CPU-second)."""
     start = time.time() + 1.0
-    parts = [jobs[i::CLIENT_PROCS] for i in range(CLIENT_PROCS)]
-    args = [(port, ca_der, part, CONNECTIONS // CLIENT_PROCS, start, start + seconds) for part in parts]
+    parts = [jobs[i::clients] for i in range(clients)]
+    args = [(port, ca_der, part, connections // clients, start, start + seconds) for part in parts]
     cpu0 = server_cpu_s(set(server_pids))
     out = list(pool.map(_client, args))
     cpu = server_cpu_s(set(server_pids)) - cpu0
@@ -129,11 +130,15 @@ def main():
     ap.add_argument("--seconds", type=float, default=20, help="per run: no new box after this")
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--backends", default="sqlite,postgresql")
+    ap.add_argument("--group", type=int, default=MAX_GROUP,
+                    help="PostgreSQL: also run with this many uploads per transaction (0: only one by one)")
+    ap.add_argument("--clients", type=int, default=CLIENT_PROCS, help="client processes")
+    ap.add_argument("--connections", type=int, default=CONNECTIONS, help="TLS connections in all")
     a = ap.parse_args()
     workers = [int(w) for w in a.workers.split(",")]
     rows = []
     with tempfile.TemporaryDirectory(prefix="fleetbox-bench-") as tmp, \
-            ProcessPoolExecutor(CLIENT_PROCS, mp_context=multiprocessing.get_context("spawn")) as pool:
+            ProcessPoolExecutor(a.clients, mp_context=multiprocessing.get_context("spawn")) as pool:
         os.makedirs(os.path.join(tmp, "keys"))
         setup = Service(os.path.join(tmp, "keys"), "unused")    # its CA and manifest: the boxes' identities
         serials = ["FBX-L%05d" % i for i in range(a.boxes)]
@@ -147,41 +152,45 @@ def main():
             proc, port, ca_der = old
             try:
                 rows.append(("old: http.server + sqlite3", "sqlite", "threads")
-                            + drive(pool, port, ca_der, jobs, a.seconds, [proc.pid]))
+                            + drive(pool, port, ca_der, jobs, a.seconds, [proc.pid], a.clients, a.connections))
                 print(" ", rows[-1], flush=True)
             finally:
                 proc.stdin.close()
                 proc.wait(30)
         cluster = Cluster().start() if "postgresql" in a.backends else None
         try:
-            for backend in a.backends.split(","):
-                for w in workers:
-                    d = os.path.join(tmp, "%s-%d" % (backend, w))
-                    os.makedirs(d)
-                    shutil.copy(setup.manifest, os.path.join(d, "manifest.json"))
-                    url = ("sqlite:///%s/cloud.sqlite" % d if backend == "sqlite"
-                           else cluster.create_database("bench%d" % w))
-                    svc = Service(d, url, workers=w, endpoints={"liberty": LIBERTY}, log_level="warning").start()
-                    try:
-                        rows.append(("fleetbox-cloud serve", backend, str(w))
-                                    + drive(pool, svc.port["liberty"], svc.ca_der, jobs, a.seconds,
-                                            [svc.proc.pid] + ([cluster.postmaster_pid()] if cluster else [])))
-                    finally:
-                        svc.stop()
-                    print("  %s with %d worker(s):" % (backend, w), rows[-1][3:], flush=True)
+            runs = [(backend, w, group) for backend in a.backends.split(",") for w in workers
+                    for group in ((0,) if backend == "sqlite" else (0, a.group) if a.group else (0,))]
+            for backend, w, group in runs:
+                d = os.path.join(tmp, "%s-%d-%d" % (backend, w, group))
+                os.makedirs(d)
+                shutil.copy(setup.manifest, os.path.join(d, "manifest.json"))
+                url = ("sqlite:///%s/cloud.sqlite" % d if backend == "sqlite"
+                       else cluster.create_database("bench%d_%d" % (w, group)))
+                svc = Service(d, url, workers=w, endpoints={"liberty": LIBERTY}, log_level="warning",
+                              top_toml=["ingest_group = %d" % group]).start()
+                try:
+                    rows.append(("serve, group commit %d" % group if group else "serve, one by one", backend, str(w))
+                                + drive(pool, svc.port["liberty"], svc.ca_der, jobs, a.seconds,
+                                        [svc.proc.pid] + ([cluster.postmaster_pid()] if cluster else []),
+                                        a.clients, a.connections))
+                finally:
+                    svc.stop()
+                print("  %s with %d worker(s), group %d:" % (backend, w, group), rows[-1][3:], flush=True)
         finally:
             if cluster:
                 cluster.stop()
     print()
     print("cloud ingest: 8-record full uploads, %d boxes x %d envelopes, %d client connections over HTTPS keep-alive"
-          % (a.boxes, a.uploads, CONNECTIONS))
-    print("%-28s %-10s %-8s %12s %9s %9s %8s %8s %10s %12s" % ("server", "database", "workers", "envelopes/s",
+          % (a.boxes, a.uploads, a.connections))
+    print("%-30s %-10s %-8s %12s %9s %9s %8s %8s %10s %12s" % ("server", "database", "workers", "envelopes/s",
                                                               "p50 ms", "p99 ms", "refused", "posted", "x old 89/s",
                                                               "per CPU-s"))
     for server, db, w, rate, p50, p99, refused, n, per_cpu in rows:
-        print("%-28s %-10s %-8s %12.0f %9.1f %9.1f %8d %8d %9.1fx %12.0f" % (server, db, w, rate, p50, p99, refused,
+        print("%-30s %-10s %-8s %12.0f %9.1f %9.1f %8d %8d %9.1fx %12.0f" % (server, db, w, rate, p50, p99, refused,
                                                                            n, rate / OLD_FIGURE, per_cpu))
-    pg = {row[2]: row[3] for row in rows if row[1] == "postgresql"}
+    pg = {row[2]: row[3] for row in rows if row[1] == "postgresql" and "group" in row[0]} \
+        or {row[2]: row[3] for row in rows if row[1] == "postgresql"}
     if pg:
         best = max(pg.values())
         print("goal: >= 10x 89 envelopes/s on PostgreSQL: best %.0f/s -> %s"

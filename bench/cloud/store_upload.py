@@ -2,7 +2,8 @@
 (Python CPU of this process, CPU of the PostgreSQL backend from /proc), so a
 change to cloud/store.py can be judged in seconds and apart from the machine's other load.
 
-    .venv/bin/python bench/cloud/store_upload.py [--uploads 2000] [--database sqlite|postgresql] [--app] [--profile N]
+    .venv/bin/python bench/cloud/store_upload.py [--uploads 2000] [--database sqlite|postgresql]
+        [--app [--group N]] [--profile N]
 
 Each upload is the workload of bench/cloud/ingest.py (8-record full scan, payload v1) with the
 down seq of its sealed answer, as the service does it. --app: the whole handling of a sealed
@@ -23,6 +24,7 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "firmware")]
 from cloud.store import Store  # noqa: E402
 from tests.cloud.pgcluster import Cluster  # noqa: E402
 from cloud.app import Endpoint  # noqa: E402
+from cloud.ingest_group import handle_group  # noqa: E402
 from tests.cloud.service import printer_records, seal_uploads  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -44,7 +46,14 @@ def sealed(uploads, prefix, boxes=100):
     return (lambda box, kid: keys.get(box) if kid == 1 else None), envelopes
 
 
-def run_app(endpoint, envelopes):
+def run_app(endpoint, envelopes, group=0):
+    """Every envelope through the handler: one by one, or `group` at a time as the group commit
+    (cloud/ingest_group.py) takes concurrent requests."""
+    if group:
+        for i in range(0, len(envelopes), group):
+            answers = handle_group(endpoint, [(data, "127.0.0.1", time.monotonic()) for data in envelopes[i:i + group]])
+            assert {a.status_code for a in answers} == {200}, [a.status_code for a in answers]
+        return
     for data in envelopes:
         status = endpoint._process(data, "127.0.0.1", time.monotonic()).status_code
         assert status == 200, status
@@ -62,6 +71,8 @@ def main():
     ap.add_argument("--uploads", type=int, default=2000)
     ap.add_argument("--database", default="postgresql", choices=("sqlite", "postgresql"))
     ap.add_argument("--app", action="store_true", help="through cloud.app's handler, from sealed envelopes")
+    ap.add_argument("--group", type=int, default=0, metavar="N",
+                    help="with --app on PostgreSQL: N uploads per transaction (group commit)")
     ap.add_argument("--profile", type=int, default=0, metavar="N")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="fleetbox-bench-") as tmp:
@@ -86,7 +97,7 @@ def main():
             if prof:
                 prof.enable()
             if a.app:
-                run_app(endpoint, envelopes)
+                run_app(endpoint, envelopes, a.group)
             else:
                 run(store, a.uploads, "FBX")
             if prof:
@@ -98,8 +109,9 @@ def main():
             if cluster:
                 cluster.stop()
     n = a.uploads
-    print("%s%s: %d uploads in %.2f s: %.2f ms wall, %.2f ms Python CPU, %.2f ms database CPU per upload;"
-          " %.0f uploads per CPU-second" % (a.database, " through the app" if a.app else "", n, wall,
+    print("%s%s%s: %d uploads in %.2f s: %.2f ms wall, %.2f ms Python CPU, %.2f ms database CPU per upload;"
+          " %.0f uploads per CPU-second" % (a.database, " through the app" if a.app else "",
+                                           " in groups of %d" % a.group if a.group else "", n, wall,
                                            wall / n * 1000, cpu / n * 1000, pg / n * 1000, n / (cpu + pg)))
     if prof:
         pstats.Stats(prof).sort_stats("tottime").print_stats(a.profile)
