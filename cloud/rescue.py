@@ -23,7 +23,7 @@ import json
 import struct
 import time
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.routing import Route
@@ -44,7 +44,7 @@ class RootError(ValueError):
 
 
 def parse_root(data):
-    """(version, digest hex) of root metadata; its signatures are the boxes' to check."""
+    """(version, digest hex of the signed part) of root metadata; its signatures are the boxes' to check."""
     if len(data) < 12 or data[:4] != b"FBRT" or struct.unpack_from("<H", data, 4)[0] != 1:
         raise RootError("not fleetbox root metadata")
     size = struct.unpack_from("<I", data, 8)[0]
@@ -76,18 +76,21 @@ class Rescue:
 
     # -- roots
     def publish_root(self, data, user="system"):
-        version, digest = parse_root(data)
+        """Keep root metadata for boxes to fetch. Another root of a published version replaces it:
+        boxes refuse one that does not verify, and the operator must be able to publish the right one."""
+        version, _ = parse_root(data)
+        digest = hashlib.sha256(data).hexdigest()      # the whole file: a re-signed root is another one
         with self.store.engine.begin() as c:
             have = c.execute(select(update_images.c.digest).where(
                 update_images.c.kind == "root", update_images.c.security_counter == version)).scalar()
             if have == digest:
                 return version, False
             if have is not None:
-                raise RootError("root version %d is published already with other content" % version)
+                c.execute(delete(update_images).where(update_images.c.digest == have))
             c.execute(update_images.insert().values(digest=digest, kind="root", board="*", version=str(version),
                                                     security_counter=version, size=len(data), content_key="",
                                                     data=data, published=time.time()))
-            audit(c, user, "rollout.root", "root:%d" % version, {"digest": digest})
+            audit(c, user, "rollout.root", "root:%d" % version, {"sha256": digest, "replaced": have})
         return version, True
 
     def root_bytes(self, version):
@@ -196,7 +199,7 @@ class Rescue:
         try:
             version, new = await run_in_threadpool(self.publish_root, data, user)
         except RootError as e:
-            return _json(409 if "already" in str(e) else 400, {"ok": False, "reason": str(e)})
+            return _json(400, {"ok": False, "reason": str(e)})
         return _json(201 if new else 200, {"ok": True, "root": version})
 
     async def r_root(self, request):
