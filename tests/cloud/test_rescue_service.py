@@ -148,3 +148,22 @@ def test_an_offer_walks_the_root_rotation_before_the_install(kit, tmp_path, monk
     rid = _offer_and_run(kit, spool, up, agent, k1k2, 2)
     p = _status(kit, rid)["progress"][0]
     assert (p["state"], p["reason"]) == ("refused", "threshold"), p
+
+
+def test_fbtool_update_publish_rescue_and_root(kit, tmp_path, capsys):  # noqa: F811
+    from fbtool import cli
+    data, _ = uk.signed(uk.fbi(5000, version="3.1.0"), chunk_size=1024, content_key=KEY)
+    (tmp_path / "fw.fbu").write_bytes(data)
+    (tmp_path / "fw.fbu.key").write_text(KEY.hex())
+    (tmp_path / "token").write_text(kit.tokens["manager"] + "\n")
+    rec = kit.cloud.receivers["liberty"]
+    base = ["update", "--service", "https://%s:%d" % (rec.address, rec.port), "--ca", os.path.join(kit.dir, "ca.pem"),
+            "--token-file", str(tmp_path / "token")]
+    assert cli.main(base + ["publish", str(tmp_path / "fw.fbu"), "--rescue"]) == 0
+    assert "rollout 1: the rescue image of board sim" in capsys.readouterr().out
+    assert cli.main(base + ["root", os.path.join(uk.VECTORS, "root-2.fbr")]) == 0
+    assert "root version 2 published" in capsys.readouterr().out
+    assert cli.main(base + ["status"]) == 0
+    assert "to rescue  active" in capsys.readouterr().out
+    assert cli.main(base + ["root", str(tmp_path / "fw.fbu")]) == 2
+    assert "not fleetbox root metadata" in capsys.readouterr().err
