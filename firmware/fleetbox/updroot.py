@@ -341,9 +341,27 @@ def rotate(trusted, fetch, upto, rotated_path, min_time=0):
             good = data
     finally:
         if good is not None:
-            with open(rotated_path, "wb") as f:
-                f.write(good)
+            _store(rotated_path, good)
     return root
+
+
+def _write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _store(path, data):
+    try:
+        _write(path, data)
+    except OSError:
+        # No room for the new root beside the old one: drop the old first. A cut in between
+        # leaves the anchor in force until the service delivers the rotation again.
+        import os
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        _write(path, data)
 
 
 def fetcher(conn):

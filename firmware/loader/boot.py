@@ -184,8 +184,8 @@ def _verify(idx, record):
 
 
 def _start(slot):
-    # The loader's own copies of the verifiers leave room for the app's (same names).
-    for mod in [m for m in sys.modules if m == "fleetbox" or m.startswith("fleetbox.")]:
+    # The loader's own copies of the verifiers (and the rescue client) leave room for the app's.
+    for mod in [m for m in sys.modules if m in ("fleetbox", "rescue") or m.startswith("fleetbox.")]:
         del sys.modules[mod]
     _mount(slot, "/app", True)
     sys.path[:] = [".frozen", "/app", "/loader"]
