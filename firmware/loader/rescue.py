@@ -46,6 +46,16 @@ def _json(path):
         return None
 
 
+def _floor():
+    """The time floor the app keeps (an integer in JSON), else 0."""
+    try:
+        with open(FLOOR) as f:
+            v = json.load(f)
+        return v if isinstance(v, int) else 0
+    except (OSError, ValueError):
+        return 0
+
+
 def _base(url):
     return url.rsplit("/v1/", 1)[0] if "/v1/" in url else url.rstrip("/")
 
@@ -176,7 +186,7 @@ def _attempt(rom, st, log):
     _refused = None
     conn, fields = got
     offer = fields["offer"]
-    floor = max(_json(FLOOR) or 0, fields.get("time") or 0, fields["_ts"])
+    floor = max(_floor(), fields.get("time") or 0, fields["_ts"])
     log("rescue: offered %s %s (image %s)" % (offer["kind"], offer["version"], offer["image"][:16]))
     slot = bootstate.SLOTS[1 - st.active]
     try:
