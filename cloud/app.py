@@ -29,7 +29,7 @@ from sqlalchemy import text
 
 from cloud import downlink
 from cloud import portal
-from cloud import updates
+from cloud import rescue, updates
 from cloud.envelope import CloudEnvelopeError, Opener
 from cloud.export import Export
 from cloud.ingest_group import GroupWriter
@@ -259,7 +259,7 @@ def create_app(name, store, keys, window=86400, limits=None, provisioning=None):
     routes = [Route("/v1/ingest", ep.ingest, methods=["POST"]), Route("/v1/health", ep.health)]
     routes += ReadApi(store).routes() + Export(store).routes() + portal.routes(store)
     routes += provisioning.routes() if provisioning else []     # docs/provisioning.md
-    updates.mount(routes, ep, store, keys, window)    # docs/update-protocol.md
+    rescue.mount(routes, store, keys, provisioning, updates.mount(routes, ep, store, keys, window))  # docs/update-*
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.endpoint = ep
     return app

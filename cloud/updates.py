@@ -129,7 +129,9 @@ class Updates:
         image = spec.get("image")
         boxes = spec.get("boxes")
         percent = spec.get("percent")
-        if spec.get("all"):
+        if spec.get("rescue") is True:     # the image a box with no bootable slot gets (cloud/rescue.py)
+            target, percent = "rescue", None
+        elif spec.get("all"):
             target, percent = "all", 100
         elif isinstance(boxes, list) and boxes and all(isinstance(b, str) for b in boxes):
             target = "boxes"
@@ -185,6 +187,8 @@ class Updates:
                              .join(update_images, update_images.c.digest == update_rollouts.c.image)
                              .where(update_rollouts.c.state == "active").order_by(update_rollouts.c.id.desc())).all()
             for r in rows:
+                if r.target == "rescue":
+                    continue
                 if r.target == "boxes" and box not in json.loads(r.boxes):
                     continue
                 if r.target == "percent" and not _in_percent(box, r.id, r.percent):

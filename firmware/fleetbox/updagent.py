@@ -15,6 +15,7 @@ from fleetbox import atomicfile, envelope, port
 # not updating does not carry their bytecode in its heap.
 
 ROOT_FILE = "/loader/root.fbr"
+ROTATED_FILE = "/loader/rotated.fbr"   # the newest root rotation accepted (fleetbox.updroot.rotate)
 OFFER_FILE = "update.offer"
 STAGED_FILE = "update.staged"    # the rollout whose slot waits for its trial: confirmed or reverted
 FLOOR_FILE = "update.floor"
@@ -88,9 +89,8 @@ class Agent:
 
     def _installer(self):
         import bootstate      # on the loader partition
-        from fleetbox import updater, updimage
-        with open(ROOT_FILE, "rb") as f:
-            root = updimage.load_root(f.read())
+        from fleetbox import updater, updroot
+        root = updroot.trusted_root(ROOT_FILE, ROTATED_FILE, lambda m: log(port.WARN, m))
         other = bootstate.SLOTS[1 - bootstate.SLOTS.index(self.board.slot)]
         counter = bootstate.Store(self.board.partition("bootstate")).load().counter
         slot = updater.LfsSlot(other, self.board.partition(other), "/upd")
@@ -114,8 +114,8 @@ class Agent:
             self.enabled = False
             return False
         conn = self.uplink._conn(self.uplink.active)
-        report = inst.run(updater.RangeSource(conn, offer["url"]), offer,
-                          progress=lambda i, n: self.board.feed_watchdog())
+        report = self._rotate(inst, conn, offer) or inst.run(updater.RangeSource(conn, offer["url"]), offer,
+                                                             progress=lambda i, n: self.board.feed_watchdog())
         report["rollout"] = offer["rollout"]
         if report["state"] == "staged":
             atomicfile.atomic_write(self.state_dir + "/" + STAGED_FILE, json.dumps(
@@ -125,6 +125,25 @@ class Agent:
             self.offer = None
         self.send(report)
         return report["state"] == "staged"
+
+    def _rotate(self, inst, conn, offer):
+        """Walk the root rotation the offer names (`root`: the newest root version) before the
+        install; None when there is none or it was accepted, else the refusal's report."""
+        from fleetbox import https, updroot
+        want = offer.get("root")
+        if not isinstance(want, int) or isinstance(want, bool) or want <= inst.root.version:
+            return None
+        try:
+            inst.root = updroot.rotate(inst.root, updroot.fetcher(conn), want, ROTATED_FILE, inst.min_time)
+        except updroot.UpdateError as e:
+            log(port.WARN, "root rotation to version %d refused [%s]: %s" % (want, e.reason, e))
+            return {"image": offer.get("image"), "state": "refused", "reason": e.reason,
+                    "detail": ("root rotation: %s" % e)[:200]}
+        except (OSError, https.HttpError) as e:
+            log(port.WARN, "root rotation interrupted: %r" % e)
+            return {"image": offer.get("image"), "state": "interrupted", "detail": repr(e)[:200], "next_chunk": 0}
+        log(port.INFO, "root rotated to version %d" % inst.root.version)
+        return None
 
     def after_cycle(self, trial_pending):
         """After each cycle: the outcome of a staged update, once known, to the service."""

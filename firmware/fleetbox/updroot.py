@@ -289,3 +289,84 @@ def load_root(data, trusted=None, min_time=0):
                            % (root.version, trusted.version))
     root.check_fresh(min_time)
     return root
+
+
+MAX_ROTATIONS = 16         # links one offer may ask a box to walk
+ROOTS_PATH = "/v1/updates/roots/"   # the update service's root metadata, by version
+
+
+def trusted_root(anchor_path, rotated_path=None, log=None):
+    """The newest root this box trusts: the factory anchor, or the newest rotation it accepted
+    (rotated_path), which must still carry its own threshold and a newer version. Only the
+    newest is kept (the loader partition has room for one): it was checked link by link when
+    it came, and it sits on the same partition as the anchor, so it is trusted as much. One
+    that no longer verifies leaves the anchor (the update service delivers the rotation again)."""
+    with open(anchor_path, "rb") as f:
+        root = load_root(f.read())
+    if rotated_path is None:
+        return root
+    try:
+        with open(rotated_path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return root
+    try:
+        newest = load_root(data)
+        if newest.version <= root.version:
+            raise RootRollback("stored root version %d is not past the anchor's %d" % (newest.version, root.version))
+        return newest
+    except UpdateError as e:
+        if log is not None:
+            log("stored root %s refused [%s]: %s" % (rotated_path, e.reason, e))
+        return root
+
+
+def rotate(trusted, fetch, upto, rotated_path, min_time=0):
+    """Walk from `trusted` to root version `upto`: fetch(version) gives that root's metadata
+    (or None); each link must pass load_root(new, previous), only the newest is held against
+    min_time. The newest root that passed is stored at rotated_path (LittleFS commits a file
+    on close: a cut leaves the one before). Returns it; raises the refusal of the first link
+    that failed after storing the links before it."""
+    if upto <= trusted.version:
+        return trusted
+    if upto - trusted.version > MAX_ROTATIONS:
+        raise BadFormat("root version %d is %d rotations past %d" % (upto, upto - trusted.version, trusted.version))
+    root, good = trusted, None
+    try:
+        for version in range(trusted.version + 1, upto + 1):
+            data = fetch(version)
+            if not data:
+                raise Truncated("root metadata version %d not served" % version)
+            root = load_root(data, root, min_time if version == upto else 0)
+            good = data
+    finally:
+        if good is not None:
+            _store(rotated_path, good)
+    return root
+
+
+def _write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _store(path, data):
+    try:
+        _write(path, data)
+    except OSError:
+        # No room for the new root beside the old one: drop the old first. A cut in between
+        # leaves the anchor in force until the service delivers the rotation again.
+        import os
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        _write(path, data)
+
+
+def fetcher(conn):
+    """fetch(version) for rotate(): GET the update service's root metadata on an https.Connection."""
+    def fetch(version):
+        status, body = conn.request("GET", path=ROOTS_PATH + str(version))
+        return body if status == 200 else None
+    return fetch

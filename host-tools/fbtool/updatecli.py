@@ -1,4 +1,4 @@
-"""fbtool update publish|rollout|status: drive the cloud's update service (cloud/updates.py,
+"""fbtool update publish|root|status: drive the cloud's update service (cloud/updates.py,
 docs/update-protocol.md) over HTTPS. The service gets the signed image and its content key
 (to wrap it per box), never a signing key. Operator routes want a user whose role may roll out
 (administrator, manager): its API token comes as fbtool cloud's does (file, environment, prompt)."""
@@ -49,9 +49,11 @@ def cmd_publish(args):
     _, got = _call(args, "POST", "/v1/updates/images", data, {"X-Content-Key": key})
     print("published %s %s for %s: image %s (%d bytes)" % (got["kind"], got["version"], got["board"], got["image"],
                                                            got["size"]))
-    if args.boxes or args.percent or args.all:
+    if args.boxes or args.percent or args.all or args.rescue:
         spec = {"image": got["image"], "max_failure_rate": args.max_failure_rate, "min_reports": args.min_reports}
-        if args.all:
+        if args.rescue:
+            spec["rescue"] = True
+        elif args.all:
             spec["all"] = True
         elif args.boxes:
             spec["boxes"] = args.boxes
@@ -59,15 +61,23 @@ def cmd_publish(args):
             spec["percent"] = args.percent
         _, r = _call(args, "POST", "/v1/updates/rollouts", json.dumps(spec).encode(),
                      {"Content-Type": "application/json"})
-        print("rollout %d: %s" % (r["rollout"], "all boxes" if args.all else
+        print("rollout %d: %s" % (r["rollout"], "the rescue image of board %s" % got["board"] if args.rescue else
+                                  "all boxes" if args.all else
                                   ("%d%% of the boxes" % args.percent if args.percent else ", ".join(args.boxes))))
+    return 0
+
+
+def cmd_root(args):
+    _, got = _call(args, "POST", "/v1/updates/roots", _read(args.root))
+    print("root version %d published: offers name it, boxes walk to it" % got["root"])
     return 0
 
 
 def cmd_status(args):
     _, got = _call(args, "GET", "/v1/updates/rollouts" + ("/%d" % args.rollout if args.rollout else ""))
     for r in got if isinstance(got, list) else [got]:
-        target = {"all": "all", "percent": "%s%%" % r["percent"]}.get(r["target"], ",".join(r["boxes"] or []))
+        target = {"all": "all", "percent": "%s%%" % r["percent"], "rescue": "rescue"}.get(r["target"],
+                                                                                        ",".join(r["boxes"] or []))
         counts = ", ".join("%s %d" % kv for kv in sorted(r["counts"].items())) or "no reports"
         print("rollout %d  image %s  to %s  %s%s  [%s]" % (r["id"], r["image"][:16], target, r["state"],
                                                           " (%s)" % r["halted_reason"] if r["halted_reason"] else "",
@@ -91,9 +101,14 @@ def register(sub):
     p.add_argument("--boxes", nargs="+", metavar="SERIAL", help="roll out to these boxes")
     p.add_argument("--percent", type=int, help="roll out to this share of the fleet (1..100)")
     p.add_argument("--all", action="store_true", help="roll out to every box")
+    p.add_argument("--rescue", action="store_true",
+                   help="mark it as the rescue image of its board: what a box with no bootable slot fetches")
     p.add_argument("--max-failure-rate", type=float, default=0.2, help="halt when this share of reports failed")
     p.add_argument("--min-reports", type=int, default=3, help="reports needed before the halt rule applies")
     p.set_defaults(func=cmd_publish)
+    r = us.add_parser("root", help="publish root metadata (fbtool root rotate): offers carry its version")
+    r.add_argument("root", metavar="ROOT.fbr")
+    r.set_defaults(func=cmd_root)
     s = us.add_parser("status", help="rollouts, their state and every box's progress")
     s.add_argument("rollout", nargs="?", type=int)
     s.set_defaults(func=cmd_status)

@@ -21,8 +21,8 @@ MICROPYTHON_MODULES = {
     "esp32", "ffi", "gc", "hashlib", "io", "json", "machine", "math", "micropython", "network",
     "os", "random", "re", "select", "socket", "struct", "sys", "time", "tls", "uctypes", "vfs",
     # the box's own: the ROM's module, the loader and its boot state, the board layer (the
-    # qemu board's DHCP client beside it), the application
-    "rom", "boot", "bootstate", "board", "hal", "dhcp", "fleetbox",
+    # qemu board's DHCP client beside it), the application; rescue: the loader's rescue client
+    "rom", "boot", "bootstate", "rescue", "board", "hal", "dhcp", "fleetbox",
 }
 FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__"}
 FORBIDDEN_METHODS = {"listen", "accept", "system", "popen"}

@@ -1,0 +1,105 @@
+"""Rescue end to end, on MicroPython from a real flash image: a provisioned box whose two slots
+no longer verify asks the rescue endpoint (pinned mutual TLS with its factory certificate) for
+the image an operator marked for rescue. An image signed with a key its root does not list is
+refused, reported with the next request, and the box keeps asking; the next one comes with a
+root rotation, which the box walks before it installs; the rescued firmware boots on trial,
+uploads, confirms and reports it to the rescue rollout."""
+import json
+import os
+import subprocess
+
+import yaml
+
+from cloud.updates import Updates
+from fbtool import flash, keys, updimage
+from simulator.runner import Simulation, _tool
+from tests import update_kit as kit
+from tests.faults.test_boot_state import BS, ROOT, SIM_ROM
+
+RESCUE_RETRY_S = 2
+
+
+def _site(tmp):
+    with open(os.path.join(ROOT, "simulator", "site.yaml")) as f:
+        site = yaml.safe_load(f)
+    printers = [d for d in site["devices"] if d.get("kind") == "dynamic" and d.get("printer")][:1]
+    printers[0]["address"] = "127.31.13.10"
+    site["network"] = "127.31.13.0/24"
+    site["devices"] = printers
+    path = os.path.join(str(tmp), "site.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(site, f)
+    return path
+
+
+def _publish_rescue(svc, payload, signers, counter):
+    data, key = updimage.sign(payload, [keys.load_private(os.path.join(kit.VECTORS, n)) for n in signers],
+                              security_counter=counter, min_loader=1, expires=kit.EXPIRES, created=kit.CREATED)
+    row, _ = svc.publish(data, key)
+    return svc.create_rollout({"image": row["digest"], "rescue": True})
+
+
+def _progress(svc, rid, box):
+    got = [p for p in svc.rollout_status(rid)[0]["progress"] if p["box"] == box]
+    return got[0] if got else {}
+
+
+def _break_slots_and_add_the_root(s):
+    """Re-flash the loader with the trust anchor (identity and data stay), then wipe both slots."""
+    r = subprocess.run([_tool("fbtool"), "flash", "--sim", s.flash, "--image", s.image, "--root",
+                        os.path.join(kit.VECTORS, "root-1.fbr")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    board = flash.load_board("sim")
+    block = board["flash"]["block_size"]
+    loader = flash.read_partition(s.flash, board, "loader")
+    fast = flash.lfs_partition(len(loader), block, {"rescue.json": json.dumps(
+        {"board": "sim", "retry_s": RESCUE_RETRY_S}).encode()}, existing=loader)
+    with open(s.flash, "r+b") as f:
+        for name, blob in (("loader", fast), ("slot_a", None), ("slot_b", None)):
+            p = [x for x in board["flash"]["partitions"] if x["name"] == name][0]
+            f.seek(p["offset"])
+            f.write(blob if blob is not None else b"\xff" * p["size"])
+
+
+def test_a_box_with_no_bootable_slot_is_rescued_boots_the_image_and_uploads(tmp_path):
+    s = Simulation(str(tmp_path), snmp_port=17391, cloud_port=17663, interval=5, liberty="127.77.23.1",
+                   rescue="127.77.23.2", site_yaml=_site(tmp_path), echo=lambda m: None,
+                   targets=["127.31.13.10"], fresh=True)
+    try:
+        s.start()
+        s.wait_for("the first upload", lambda: any("main: uploaded" in x for x in s.box_log), 90)
+        s.hw.shutdown()
+        _break_slots_and_add_the_root(s)
+        svc = Updates(s.cloud.store, None)
+        with open(s.image, "rb") as f:
+            payload = f.read()
+        # signed by k4 alone: a key root 1 does not list
+        bad = _publish_rescue(svc, payload, ("k4.pem",), 1)
+        s.box_log.clear()
+        s.boot_box()
+        s.wait_for("the refusal", lambda: any("rescue: image refused [unknown_key]" in x for x in s.box_log), 60)
+        s.wait_for("the refusal reported", lambda: _progress(svc, bad, s.serial).get("state") == "refused", 30)
+        assert _progress(svc, bad, s.serial)["reason"] == "unknown_key"
+        assert s.led() == "rescue" and s.hw.running()
+        # the operator rotates the root (k1 revoked, k4 in) and marks an image signed under it
+        from cloud.rescue import Rescue
+        with open(os.path.join(kit.VECTORS, "root-2.fbr"), "rb") as f:
+            assert Rescue(s.cloud.store, None, None, svc).publish_root(f.read()) == (2, True)
+        good = _publish_rescue(svc, payload, ("k2.pem", "k4.pem"), 1)
+        s.wait_for("the rescued firmware's trial", lambda: any("boots on trial" in x for x in s.box_log), 90)
+        s.wait_for("its confirmation", lambda: any("main: slot_b confirmed" in x for x in s.box_log), 120)
+        s.wait_for("the confirmation reported", lambda: _progress(svc, good, s.serial).get("state") == "confirmed",
+                   60)
+        log = "\n".join(s.box_log)
+        assert "slot_a does not verify" in log and "slot_b does not verify" in log, log
+        assert "rescue: root rotated to version 2" in log, log
+        staged = log.index("staged in slot_b")
+        confirmed = log.index("main: slot_b confirmed")
+        assert "main: uploaded" in log[staged:confirmed], log
+        assert "Traceback" not in log, log
+    finally:
+        s.stop()
+    rom = SIM_ROM.Rom(s.flash)
+    st = BS.Store(rom.partition("bootstate")).load()
+    rom.flash.close()
+    assert (st.active, st.trial, st.counter) == (1, BS.CONFIRMED, 1)
