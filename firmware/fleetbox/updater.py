@@ -411,6 +411,7 @@ class Installer:
                 if progress is not None:
                     progress(i + 1, img.chunks)
             writer.close()
+            log(port.INFO, "downloaded %d chunks of %s; checking the slot whole" % (img.chunks, digest_hex[:16]))
             if writer.total() != img.payload_size:
                 raise BadFormat("payload manifest sizes add up to %s, the image says %d"
                                 % (writer.total(), img.payload_size))
