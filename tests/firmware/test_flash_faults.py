@@ -191,11 +191,19 @@ class _StagingAgent(updagent.Agent):
         class slot:
             name = "slot_b"
 
+        def __init__(self, agent):
+            self.agent = agent
+
         def run(self, source, offer, progress=None):
+            # as updater.Installer.run: staging (the agent's staged record first) failing is an interruption
+            try:
+                self.agent._write_staged("slot_b", 0)
+            except OSError as e:
+                return {"image": offer["image"], "state": "interrupted", "detail": repr(e)}
             return {"image": offer["image"], "state": "staged", "version": offer["version"]}
 
     def _installer(self):
-        return self._Installer()
+        return self._Installer(self)
 
     def send(self, report):
         self.sent.append(report)
