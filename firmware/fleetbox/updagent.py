@@ -138,8 +138,11 @@ class Agent:
             self._refuse(offer, e.reason, "trust anchor refused: %s" % e)
             return False
         conn = self.uplink._conn(self.uplink.active)
-        report = inst.run(updater.RangeSource(conn, offer["url"]), offer,
-                          progress=lambda i, n: self.board.feed_watchdog())
+        try:
+            report = inst.run(updater.RangeSource(conn, offer["url"]), offer,
+                              progress=lambda i, n: self.board.feed_watchdog())
+        finally:
+            conn.close()    # used blocking here: the uplink's next request opens it afresh, for asyncio
         report["rollout"] = offer["rollout"]
         if report["state"] != "interrupted":
             try:
@@ -192,7 +195,11 @@ class Agent:
         from fleetbox import https
         try:
             body = report_envelope(up.key, up.kid, up.device_id, up._next_seq(), port.time_s(), report)
-            status, _ = up._conn(up.active).request("POST", body, path="/v1/updates/report")
+            conn = up._conn(up.active)
+            try:
+                status, _ = conn.request("POST", body, path="/v1/updates/report")
+            finally:
+                conn.close()    # blocking use: the uplink's asyncio requests need a connection of their own
             if status != 200:
                 log(port.WARN, "update report refused: HTTP %d" % status)
         except (OSError, https.HttpError, ValueError) as e:

@@ -376,7 +376,7 @@ class Installer:
                 _size(self.slot.path + "/" + MANIFEST_FILE) > 0
             if finished:
                 # a cut after the slot was finished, before the switch: check it whole again and stage it
-                log(port.INFO, "resuming %s: the slot is whole, checking it" % digest_hex[:16])
+                log(port.INFO, "%s was whole in the slot before a cut: checking it again" % digest_hex[:16])
                 try:
                     info = self.finished_slot(img)
                 except (UpdateError, ValueError) as e:

@@ -46,10 +46,18 @@ def small_sim(state_dir, net, interval=3, echo=None):
     os.makedirs(state_dir, exist_ok=True)
     with open(path, "w") as f:
         yaml.safe_dump(site, f)
+    stamps = []      # (arrival time, line) of every box log line: how long each phase lasts here
+
+    def stamp(message):
+        if message.startswith("  | "):
+            stamps.append((time.time(), message[4:]))
+        if echo:
+            echo(message)
     sim = Simulation(state_dir, snmp_port=17700 + net, cloud_port=17800 + net, interval=interval,
                      liberty="127.77.%d.1" % net, rescue="127.77.%d.2" % net, site_yaml=path,
-                     echo=echo or (lambda m: None), targets=[address], updates=True,
+                     echo=stamp, targets=[address], updates=True,
                      web_ports={80: 17900 + net, 443: 17950 + net})
+    sim.stamps = stamps
     try:
         sim.start()
     except BaseException:
@@ -114,3 +122,81 @@ def cut(sim, round_start):
     sim.hw.resets["power"] += 1
     sim.hw.power_on()
     return phase, at
+
+
+# -- power-cut trials: a rollout per round, cuts at random instants of its phases
+TRIGGERS = (("download", ("I update: offer: ", "I update: resuming ")),
+            ("install", ("I update: downloaded ",)),
+            ("switch", ("for a trial boot",)),
+            ("trial boot", (" boots on trial",)),
+            ("confirm", (" is on trial: it confirms",)))
+# How long each phase lasts on this machine, about: a cut falls uniformly within it after its mark.
+WINDOWS = {"download": 2.5, "install": 0.8, "switch": 1.0, "trial boot": 0.8, "confirm": 2.0}
+# Rounds: the download is cut twice (it resumes), then the install, then one of the three later phases
+# (after a cut there the box boots, uploads and so confirms: one such cut per rollout).
+ROUNDS = (("download", "download", "install", "switch"),
+          ("download", "download", "install", "trial boot"),
+          ("download", "download", "install", "confirm"))
+
+
+def _next_mark(sim, since, done, timeout=120):
+    """(line index, phase) of the next phase mark at or after since; None once done() says the rollout ended."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        lines = sim.box_log
+        for i in range(since, len(lines)):
+            for phase, texts in TRIGGERS:
+                if any(t in lines[i] for t in texts):
+                    return i, phase
+        since = max(since, len(lines))
+        if done():
+            return None
+        time.sleep(0.02)
+    raise AssertionError("no update step within %d s:\n%s" % (timeout, "\n".join(sim.box_log[-30:])))
+
+
+def measure(sim, since):
+    """{phase: seconds} of an update without cuts whose box lines start at stamps[since]."""
+    marks = [texts for _, texts in TRIGGERS] + [(" confirmed",)]
+    times = []
+    for texts in marks:
+        for t, line in sim.stamps[since:]:
+            if any(x in line for x in texts) and (texts != (" confirmed",) or line.rstrip().endswith(" confirmed")):
+                times.append(t)
+                break
+    if len(times) != len(marks):
+        return None
+    return {phase: max(0.05, times[i + 1] - times[i]) for i, phase in enumerate(PHASES)}
+
+
+def power_cut_round(sim, rnd, rng, targets, version, windows=None):
+    """Roll out version (security counter rnd) and cut the power once per target phase, each at a
+    random instant of it; every cut must end in a box that boots and uploads. Returns (trials,
+    rollout state, boot state): a trial is {"round", "target", "phase" (the one it hit), "slot"}."""
+    upd = sim.updates
+    since = len(sim.box_log)
+    rid = upd.publish(upd.build(version, rnd))
+
+    def done():
+        return upd.box_state(rid)[0] in ("confirmed", "refused", "reverted")
+    trials = []
+    cursor = since
+    for target in targets:
+        want = PHASES.index(target)
+        while True:
+            mark = _next_mark(sim, cursor, done)
+            if mark is None or PHASES.index(mark[1]) >= want:
+                break
+            cursor = mark[0] + 1
+        if mark is None or mark[1] != target:
+            continue        # the rollout went past this phase (an earlier cut landed late)
+        time.sleep(rng.uniform(0, (windows or WINDOWS)[target]))
+        hit, at = cut(sim, since)
+        t0 = time.time()
+        slot = back(sim, at)
+        trials.append({"round": rnd, "target": target, "phase": hit, "slot": slot, "back_s": time.time() - t0})
+        cursor = at
+    state, _ = upd.follow(rid, timeout=180, since=since)
+    for t in trials:
+        t["outcome"] = state
+    return trials, state, boot_state(sim)[0]
