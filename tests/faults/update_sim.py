@@ -169,6 +169,14 @@ def measure(sim, since):
     return {phase: max(0.05, times[i + 1] - times[i]) for i, phase in enumerate(PHASES)}
 
 
+class Bricked(AssertionError):
+    """The box did not boot and upload after a cut: .trials, the round's trials, the last one bricked."""
+
+    def __init__(self, trials, msg):
+        AssertionError.__init__(self, "the box did not come back after a cut in %s: %s" % (trials[-1]["phase"], msg))
+        self.trials = trials
+
+
 def power_cut_round(sim, rnd, rng, targets, version, windows=None):
     """Roll out version (security counter rnd) and cut the power once per target phase, each at a
     random instant of it; every cut must end in a box that boots and uploads. Returns (trials,
@@ -193,8 +201,14 @@ def power_cut_round(sim, rnd, rng, targets, version, windows=None):
         time.sleep(rng.uniform(0, (windows or WINDOWS)[target]))
         hit, at = cut(sim, since)
         t0 = time.time()
-        slot = back(sim, at)
-        trials.append({"round": rnd, "target": target, "phase": hit, "slot": slot, "back_s": time.time() - t0})
+        trial = {"round": rnd, "target": target, "phase": hit}
+        try:
+            trial["slot"] = back(sim, at)
+        except AssertionError as e:
+            trial["outcome"] = "brick"
+            raise Bricked(trials + [trial], str(e))
+        trial["back_s"] = time.time() - t0
+        trials.append(trial)
         cursor = at
     state, _ = upd.follow(rid, timeout=180, since=since)
     for t in trials:
