@@ -47,6 +47,7 @@ class SimUpdates:
         self.dir = os.path.join(sim.state, "update-keys")
         self.token = os.path.join(sim.state, "operator.token")
         self._have_operator = False
+        self.round = 0            # updates offered so far: the next version's last part
 
     def _run(self, args, stdin=None):
         r = subprocess.run(args, capture_output=True, text=True, input=stdin)
@@ -182,12 +183,11 @@ class SimUpdates:
     def next_version(self):
         """The version after the newest one built here: the tree's version with one more part."""
         from fbtool.image import firmware_version
-        self.round = getattr(self, "round", 0) + 1
+        self.round += 1
         return "%s.%d" % (firmware_version(), self.round)
 
     def offer(self, version=None, counter=None):
         """Build, sign, publish and roll out the next version to the box; the rollout id."""
-        self.round = getattr(self, "round", 0)
         version = version or self.next_version()
         fbu = self.build(version, int(counter) if counter is not None else self.round)
         return self.publish(fbu)
