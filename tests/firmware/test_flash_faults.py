@@ -184,6 +184,11 @@ def _site_offer(d):
     return d + "/" + updagent.OFFER_FILE, lambda: a.take(dict(OFFER, rollout=2, image="cd" * 32))
 
 
+class _NoConnection:
+    def close(self):
+        pass
+
+
 class _StagingAgent(updagent.Agent):
     """An agent whose installer staged its slot: what it records and reports after that."""
 
@@ -212,7 +217,7 @@ class _StagingAgent(updagent.Agent):
 def _site_staged(d):
     up = _Uplink()
     up.active = 0
-    up._conn = lambda i: None
+    up._conn = lambda i: _NoConnection()
     a = _StagingAgent(_Board(d), {}, up, "1.2.0")
     a.sent = []
     a.take(OFFER)
