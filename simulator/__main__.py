@@ -60,7 +60,8 @@ def update_story(sim, console, args):
     """--update: a cycle on the flashed firmware, then the next version signed, published, rolled out,
     downloaded, installed, booted on trial and confirmed; the cloud's rollout at the end. 0: confirmed."""
     sim.wait_cycles(1, args.timeout)
-    console.print("update: the box runs %s and uploads; signing the next version" % sim.status_line(), markup=False)
+    console.print(sim.status_line(), markup=False)
+    console.print("update: the box uploads with its flashed firmware; signing the next version of this tree")
     since = len(sim.box_log)
     rid = sim.updates.offer()
     state, reason = sim.updates.follow(rid, timeout=args.timeout, since=since)
