@@ -94,6 +94,7 @@ class Agent:
         return max(floor, t or 0)
 
     def _drop_offer(self):
+        # quietly: an offer a flash fault left is acted on again (refused again, or the running firmware)
         atomicfile.remove_quietly(self.state_dir + "/" + OFFER_FILE)
         self.offer = None
 
@@ -145,20 +146,13 @@ class Agent:
             conn.close()    # used blocking here: the uplink's next request opens it afresh, for asyncio
         report["rollout"] = offer["rollout"]
         if report["state"] != "interrupted":
-            try:
-                self._drop_offer()
-            except OSError as e:    # a flash fault: the offer is let go all the same (a later boot drops it)
-                log(port.WARN, "offer not removed: %r" % e)
-                self.offer = None
+            self._drop_offer()
         self.send(report)
         return report["state"] == "staged"
 
     def _refuse(self, offer, reason, detail):
         """The box cannot act on any offer: say so to the service, once per offer."""
-        try:
-            self._drop_offer()
-        except OSError:
-            self.offer = None
+        self._drop_offer()
         self.send({"rollout": offer["rollout"], "image": offer["image"], "state": "refused", "reason": reason,
                    "detail": detail[:200]})
 
