@@ -56,6 +56,24 @@ def report(sim, console):
         sim.serial, len(devices), len(cycles))))
 
 
+def update_story(sim, console, args):
+    """--update: a cycle on the flashed firmware, then the next version signed, published, rolled out,
+    downloaded, installed, booted on trial and confirmed; the cloud's rollout at the end. 0: confirmed."""
+    sim.wait_cycles(1, args.timeout)
+    console.print(sim.status_line(), markup=False)
+    console.print("update: the box uploads with its flashed firmware; signing the next version of this tree")
+    since = len(sim.box_log)
+    rid = sim.updates.offer()
+    state, reason = sim.updates.follow(rid, timeout=args.timeout, since=since)
+    console.print(sim.updates.status(rid), markup=False)
+    console.print(sim.status_line(), markup=False)
+    if state != "confirmed":
+        console.print("[red]update not confirmed:[/red] %s %s" % (state, reason or ""))
+        return 1
+    console.print("update: rollout %d confirmed by %s" % (rid, sim.serial))
+    return 0
+
+
 def cmd_run(args):
     from rich.console import Console
     console = Console(width=None if sys.stdout.isatty() else 150)
@@ -67,6 +85,7 @@ def cmd_run(args):
                      watchdog_s=args.watchdog_s, rtc=args.rtc or None,
                      web_ports={80: args.http_port, 443: args.https_port},
                      **({} if args.board == "qemu-x86_64" else {"fresh": not args.seeded}),
+                     updates=args.update or any(c.split()[:1] == ["update"] for _, c in args.fault or ()),
                      echo=console.print if args.verbose
                      else (lambda s: None if s.startswith("  |") else console.print(s)))
     code = 0
@@ -87,6 +106,8 @@ def cmd_run(args):
                     console.print(line, markup=False)
                     last = line
                 time.sleep(0.5)
+        elif args.update:
+            code = update_story(sim, console, args)
         else:
             sim.wait_cycles(args.cycles, args.timeout)
             console.print(sim.status_line(), markup=False)
@@ -123,6 +144,9 @@ def main(argv=None):
     r.add_argument("--seeded", action="store_true",
                    help="flash the box with its configuration (default: a factory-fresh box that the "
                         "simulated dealer claims in the cloud, then it provisions itself)")
+    r.add_argument("--update", action="store_true",
+                   help="after a cycle, sign the next version of this tree, roll it out to the box and follow "
+                        "it until the box confirms it (exit 1 if it does not)")
     r.add_argument("--rtc", action="store_true",
                    help="give the sim board an RTC (default: it learns the time from the cloud)")
     r.set_defaults(func=cmd_run)

@@ -40,6 +40,8 @@ FAULTS = """\
   hostile-off                the real endpoints answer again
   printer NAME KIND [k=v]    fault a dynamic printer: down, up, unreachable, slow [delay=S],
                              lossy [loss=0.5], jammed, doorOpen, noPaper, clear
+  update [VERSION [COUNTER]] sign this tree as VERSION (default: the next), publish it and roll it out
+                             to the box (with --update: the box trusts the sim's signing root)
   status                     one line: LED, link, power, boots, resets, cycles, printers"""
 
 
@@ -82,7 +84,7 @@ class Simulation:
 
     def __init__(self, state_dir, snmp_port=None, cloud_port=443, interval=15, serial="SIM-0001",
                  liberty="127.77.0.1", rescue="127.77.0.2", site_yaml=None, echo=print, watchdog_s=None, rtc=None,
-                 targets=None, web_ports=None, log_level="info", fresh=False):
+                 targets=None, web_ports=None, log_level="info", fresh=False, updates=False):
         self.state = os.path.abspath(state_dir)
         # fresh: a factory-fresh box (identity only) that provisions itself once the dealer claims it;
         # else a box flashed with its configuration (fbtool flash --config), as before provisioning
@@ -105,6 +107,10 @@ class Simulation:
         self.watchdog_s = watchdog_s or hw.get("watchdog_s", 60)
         self.rtc = hw.get("rtc", False) if rtc is None else rtc
         self.hw = None
+        self.updates = None       # simulator.updates.SimUpdates: signed updates (the box trusts its root)
+        if updates:
+            from simulator.updates import SimUpdates
+            self.updates = SimUpdates(self)
         self._hostile = {}        # endpoint -> the HostileCloud holding its address (the hostile fault)
         self._hostile_requests = []   # (mode, seq) answered by hostile spells that ended
 
@@ -242,15 +248,16 @@ class Simulation:
         }
 
     def flash_box(self):
+        root = ["--root", self.updates.root()] if self.updates else []
         if self.fresh:   # identity only: the configuration comes from the cloud once claimed
             self._run_tool("flash", "--sim", self.flash, "--image", self.image, "--identity", self.identity_path,
-                           "--erase")
+                           "--erase", *root)
             return
         cfg_path = os.path.join(self.state, "config.json")
         with open(cfg_path, "w") as f:
             json.dump(self.box_config(), f, indent=1)
         self._run_tool("flash", "--sim", self.flash, "--image", self.image, "--identity", self.identity_path,
-                       "--config", cfg_path, "--erase")
+                       "--config", cfg_path, "--erase", *root)
 
     def boot_box(self):
         env = dict(os.environ, FLEETBOX_SIM_RTC="1" if self.rtc else "0")
@@ -401,6 +408,11 @@ class Simulation:
             return "printer %s: %s %s" % (args[0], args[1], " ".join(args[2:]))
         if verb == "status":
             return self.status_line()
+        if verb == "update":
+            if self.updates is None:
+                raise SimError("update: run with --update (the box must be flashed with the sim's signing root)")
+            rid = self.updates.offer(*args[:2])
+            return "rollout %d to %s: follow it with `fbtool update status %d`" % (rid, self.serial, rid)
         raise SimError("unknown command %r; commands:\n%s" % (command, FAULTS))
 
     # -- the hostile fault: a crafted-reply server takes the endpoint's address, the real endpoint

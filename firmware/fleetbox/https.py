@@ -151,6 +151,18 @@ class Connection:
             self.close()
         return status, reply
 
+    def request_head(self, method, headers=None, path=None):
+        """(status, Content-Length or None, keep-alive?) of a bodiless request, its response head only:
+        the caller reads the body off .stream into a buffer of its own (a download in constant memory)."""
+        if self.stream is None:
+            self.connect()
+        try:
+            self.sock.write(self._head(method, 0, headers, path))
+            return _parse_head(_read_head(self.stream))
+        except Exception:
+            self.close()
+            raise
+
     # -- the same over non-blocking sockets driven by asyncio (port.ASYNC_TLS: MicroPython)
     async def arequest(self, method, body=b"", headers=None, path=None):
         """request(), but the loop runs while the network is slow; every step times out."""

@@ -9,7 +9,7 @@ reboot mid-download resumes (the updater's resume record says where).
 """
 import json
 
-from fleetbox import atomicfile, envelope, port
+from fleetbox import atomicfile, downlink, envelope, port
 
 # fleetbox.updater and the verifiers are imported when an offer is acted on: a box that is
 # not updating does not carry their bytecode in its heap.
@@ -43,6 +43,10 @@ def check_offer(v):
     return len(v["image"]) == 64 and v["url"].startswith("/")
 
 
+# A malformed offer refuses the whole answer, as any other bad field does (docs/downlink.md).
+downlink.register("offer", check_offer)
+
+
 def report_envelope(key, kid, device_id, seq, ts, report):
     """A progress report as an `up` envelope of content type 3 (JSON plaintext)."""
     return envelope.seal(key, kid, device_id, seq, ts, json.dumps(report).encode(), CT_UPDATE_REPORT)
@@ -56,6 +60,9 @@ class Agent:
         self.version = version
         self.state_dir = board.data_dir
         self.offer = self._load(OFFER_FILE)
+        if self.offer and self.offer.get("version") == version and self.offer.get("kind") == "app":
+            # a power cut after the switch, before the offer was let go: this is its firmware running
+            self._drop_offer()
         self.enabled = True
         uplink.on_offer = self.take
 
@@ -87,6 +94,23 @@ class Agent:
         t = self.uplink.stats.get("cloud_time")
         return max(floor, t or 0)
 
+    def _drop_offer(self):
+        # quietly: an offer a flash fault left is acted on again (refused again, or the running firmware)
+        atomicfile.remove_quietly(self.state_dir + "/" + OFFER_FILE)
+        self.offer = None
+
+    def _stage(self, name, info):
+        # The staged record goes first: once the boot state names the slot the next boot may be its
+        # trial, and the outcome (confirmed or reverted) is reported from this record.
+        import bootstate
+        self._write_staged(name, bootstate.Store(self.board.partition("bootstate")).load().seq)
+        bootstate.set_pending(name, info, self.board.partition("bootstate"))
+
+    def _write_staged(self, name, seq):
+        # seq: the boot state's before the switch; a fall-back from the slot after it is a revert
+        atomicfile.atomic_write(self.state_dir + "/" + STAGED_FILE, json.dumps(
+            {"rollout": self.offer["rollout"], "image": self.offer["image"], "slot": name, "seq": seq}))
+
     def _installer(self):
         import bootstate      # on the loader partition
         from fleetbox import updater, updroot
@@ -96,8 +120,7 @@ class Agent:
         slot = updater.LfsSlot(other, self.board.partition(other), "/upd")
         return updater.Installer(root, self.identity, slot, self.state_dir, self.board.name, self.version, counter,
                                  bootstate.LOADER_VERSION, self._floor(),
-                                 stage=lambda name, info: bootstate.set_pending(name, info,
-                                                                                self.board.partition("bootstate")))
+                                 stage=self._stage)
 
     def run(self):
         """Install the offer (or resume it). Returns True when a slot is staged: reboot."""
@@ -108,21 +131,22 @@ class Agent:
         except (OSError, ImportError) as e:
             log(port.WARN, "updates off: no trust anchor or boot state (%r)" % e)
             self.enabled = False
+            self._refuse(offer, "no_anchor", "no trust anchor or boot state: %r" % e)
             return False
         except updimage.UpdateError as e:
             log(port.ERROR, "updates off: trust anchor refused [%s]: %s" % (e.reason, e))
             self.enabled = False
+            self._refuse(offer, e.reason, "trust anchor refused: %s" % e)
             return False
         conn = self.uplink._conn(self.uplink.active)
-        report = self._rotate(inst, conn, offer) or inst.run(updater.RangeSource(conn, offer["url"]), offer,
-                                                             progress=lambda i, n: self.board.feed_watchdog())
+        try:
+            report = self._rotate(inst, conn, offer) or inst.run(updater.RangeSource(conn, offer["url"]), offer,
+                                                                 progress=lambda i, n: self.board.feed_watchdog())
+        finally:
+            conn.close()    # used blocking here: the uplink's next request opens it afresh, for asyncio
         report["rollout"] = offer["rollout"]
-        if report["state"] == "staged":
-            atomicfile.atomic_write(self.state_dir + "/" + STAGED_FILE, json.dumps(
-                {"rollout": offer["rollout"], "image": offer["image"], "slot": inst.slot.name}))
         if report["state"] != "interrupted":
-            atomicfile.remove_quietly(self.state_dir + "/" + OFFER_FILE)
-            self.offer = None
+            self._drop_offer()
         self.send(report)
         return report["state"] == "staged"
 
@@ -145,16 +169,38 @@ class Agent:
         log(port.INFO, "root rotated to version %d" % inst.root.version)
         return None
 
+    def _refuse(self, offer, reason, detail):
+        """The box cannot act on any offer: say so to the service, once per offer."""
+        self._drop_offer()
+        self.send({"rollout": offer["rollout"], "image": offer["image"], "state": "refused", "reason": reason,
+                   "detail": detail[:200]})
+
     def after_cycle(self, trial_pending):
         """After each cycle: the outcome of a staged update, once known, to the service."""
         staged = self._load(STAGED_FILE)
         if not staged or (self.board.slot == staged.get("slot") and trial_pending):
             return
-        state = "confirmed" if self.board.slot == staged.get("slot") else "reverted"
+        state = "confirmed"
+        if self.board.slot != staged.get("slot"):
+            if self.offer and self.offer.get("image") == staged.get("image") and not self._failed(staged):
+                return      # a cut before the boot state named the slot: the install resumes
+            state = "reverted"
+            if self.offer and self.offer.get("image") == staged.get("image"):
+                self._drop_offer()
         log(port.INFO if state == "confirmed" else port.WARN,
             "update of rollout %s %s" % (staged.get("rollout"), state))
         self.send({"rollout": staged.get("rollout"), "image": staged.get("image"), "state": state})
         atomicfile.remove_quietly(self.state_dir + "/" + STAGED_FILE)
+
+    def _failed(self, staged):
+        """The loader marked the staged slot bad (its trial failed) or fell back from it since it was staged."""
+        try:
+            import bootstate
+            st = bootstate.Store(self.board.partition("bootstate")).load()
+            idx = bootstate.SLOTS.index(staged["slot"])
+        except (ImportError, OSError, ValueError):
+            return True
+        return bool(st.bad & (1 << idx)) or (st.reverted_from == idx and st.seq > staged.get("seq", -1))
 
     def send(self, report):
         """The report to the update service; lost when the service is down (progress is repeated)."""
@@ -162,7 +208,11 @@ class Agent:
         from fleetbox import https
         try:
             body = report_envelope(up.key, up.kid, up.device_id, up._next_seq(), port.time_s(), report)
-            status, _ = up._conn(up.active).request("POST", body, path="/v1/updates/report")
+            conn = up._conn(up.active)
+            try:
+                status, _ = conn.request("POST", body, path="/v1/updates/report")
+            finally:
+                conn.close()    # blocking use: the uplink's asyncio requests need a connection of their own
             if status != 200:
                 log(port.WARN, "update report refused: HTTP %d" % status)
         except (OSError, https.HttpError, ValueError) as e:

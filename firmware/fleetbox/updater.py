@@ -66,11 +66,8 @@ class RangeSource:
         from fleetbox import https
         conn = self.conn
         try:
-            if conn.stream is None:
-                conn.connect()
-            conn.sock.write(conn._head("GET", 0, {"Range": "bytes=%d-%d" % (offset, offset + len(buf) - 1)},
-                                       self.path))
-            status, length, keep = https._parse_head(https._read_head(conn.stream))
+            status, length, keep = conn.request_head("GET", {"Range": "bytes=%d-%d" % (offset, offset + len(buf) - 1)},
+                                                     self.path)
             if status != 206 or length is None or length > len(buf):
                 conn.close()
                 raise https.HttpError("range %d+%d of %s: HTTP %d, %r bytes" % (offset, len(buf), self.path,
@@ -375,11 +372,24 @@ class Installer:
         writer = SlotWriter(self.slot.path, self.board)
         self.slot.mount(fresh=start == 0)
         try:
-            if start:
+            finished = start == img.chunks and _size(self.slot.path + "/" + HEAD_FILE) < 0 and \
+                _size(self.slot.path + "/" + MANIFEST_FILE) > 0
+            if finished:
+                # a cut after the slot was finished, before the switch: check it whole again and stage it
+                log(port.INFO, "%s was whole in the slot before a cut: checking it again" % digest_hex[:16])
                 try:
-                    writer.resume_at(start * img.chunk_size, img.work_buffer())
+                    info = self.finished_slot(img)
+                except (UpdateError, ValueError) as e:
+                    log(port.WARN, "finished slot does not check (%s): starting over" % e)
+                    finished = False
+                    start = 0
+                    self.slot.umount()
+                    self.slot.mount(fresh=True)
+            elif start:
+                try:
+                    self._resume_at(writer, start * img.chunk_size, img.work_buffer())
                     log(port.INFO, "resuming %s at chunk %d of %d" % (digest_hex[:16], start, img.chunks))
-                except (UpdateError, OSError, ValueError) as e:
+                except (UpdateError, ValueError) as e:
                     log(port.WARN, "resume record unusable (%s): starting over" % e)
                     self.slot.umount()
                     self.slot.mount(fresh=True)
@@ -411,10 +421,12 @@ class Installer:
                 if progress is not None:
                     progress(i + 1, img.chunks)
             writer.close()
-            if writer.total() != img.payload_size:
-                raise BadFormat("payload manifest sizes add up to %s, the image says %d"
-                                % (writer.total(), img.payload_size))
-            info = self.finish_slot(img, source, writer)
+            if not finished:
+                log(port.INFO, "downloaded %d chunks of %s; checking the slot whole" % (img.chunks, digest_hex[:16]))
+                if writer.total() != img.payload_size:
+                    raise BadFormat("payload manifest sizes add up to %s, the image says %d"
+                                    % (writer.total(), img.payload_size))
+                info = self.finish_slot(img, source, writer)
         finally:
             writer.close()
             self.slot.umount()
@@ -442,6 +454,30 @@ class Installer:
             rec = self.load_resume()
             report.update(state="interrupted", detail=repr(e)[:200], next_chunk=rec["next"] if rec else 0)
         return report
+
+    @staticmethod
+    def _resume_at(writer, pos, buf):
+        """Cut the slot back to the resume record; a flash fault while cutting is tried once more,
+        then left to the next attempt (an interruption): the bytes already in the slot are kept."""
+        try:
+            writer.resume_at(pos, buf)
+        except OSError as e:
+            log(port.WARN, "cutting the slot back failed (%r): once more" % e)
+            writer.resume_at(pos, buf)
+
+    def finished_slot(self, img):
+        """The info of a slot finish_slot completed (manifest.json and update.sig written), checked whole again."""
+        root = self.slot.path + "/"
+        info = verify_unpacked(self.slot.path, img.payload_sha256(), img.work_buffer(), MANIFEST_FILE)
+        h = hashlib.sha256()
+        with open(root + MANIFEST_FILE, "rb") as f:
+            mbytes = f.read()
+        h.update(mbytes)
+        if json.loads(mbytes).get("version") != img.manifest["version"]:
+            raise BadFormat("installed version is not the signed one")
+        _check_sig_file(root + SIG_FILE, img)
+        return {"digest": h.digest(), "counter": img.manifest["security_counter"],
+                "version": img.manifest["version"], "slot": self.slot.name, "files": info}
 
     def finish_slot(self, img, source, writer):
         """Check the slot whole (every file against the manifest, the payload against the
@@ -478,6 +514,26 @@ def _copy_head(source, img, f):
         pos += len(part)
     if h.digest() != img.digest:
         raise Truncated("signed head changed between two reads")
+
+
+def _check_sig_file(path, img):
+    """The slot's update.sig is the signed head the image was verified by."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        head = f.read(16)
+        if len(head) < 16:
+            raise Truncated("%s: %d bytes" % (path, len(head)))
+        m, t = struct.unpack_from("<II", head, 8)
+        h.update(head)
+        left = m + t
+        while left:
+            part = f.read(min(left, HEAD_WINDOW))
+            if not part:
+                raise Truncated("%s shorter than its head" % path)
+            h.update(part)
+            left -= len(part)
+    if h.digest() != img.digest:
+        raise BadChunk("%s is not the signed head of this image" % path)
 
 
 def verify_unpacked(root, payload_sha, buf, head_name=HEAD_FILE):

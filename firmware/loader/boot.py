@@ -173,6 +173,8 @@ def verify_slot(name, record=None):
             _check_files(manifest)
             info["full"] = True
             log("%s verified whole%s: %d files" % (name, " and signed" if root else "", len(manifest["files"])))
+        else:   # what the full check found: the signed counter and version (manifest.json may carry none)
+            info["counter"], info["version"] = record[1], record[2]
         return info
     finally:
         vfs.umount("/app")

@@ -76,6 +76,14 @@ def build(board="sim", version=None):
     """Compile and pack the application; returns the image bytes."""
     files = [(arc, compile_mpy(src, arc[:-4] + ".py") if arc.endswith(".mpy") else _read(src))
              for arc, src in app_sources(board)]
+    if version and version != firmware_version():
+        # the running code reports and compares its version from this module: it must say the manifest's
+        with tempfile.TemporaryDirectory() as tmp:
+            src = os.path.join(tmp, "version.py")
+            with open(src, "w") as f:
+                f.write("VERSION = %r\n" % version)
+            files = [(arc, compile_mpy(src, "fleetbox/version.py") if arc == "fleetbox/version.mpy" else data)
+                     for arc, data in files]
     manifest = {
         "format": FORMAT_VERSION,
         "kind": "app",

@@ -86,7 +86,11 @@ class Agent(updagent.Agent):
     def _installer(self):
         root = updimage.load_root(open(os.path.join(uk.VECTORS, "root-1.fbr"), "rb").read())
         return updater.Installer(root, self.identity, DirSlot(self.state_dir + "/slot_b"), self.state_dir, "sim",
-                                 self.version, 0, 1, self._floor(), stage=lambda name, info: self.staged.append(info))
+                                 self.version, 0, 1, self._floor(), stage=self._stage_here)
+
+    def _stage_here(self, name, info):
+        self._write_staged(name, 0)       # the agent's record of the staged rollout, as _stage writes it
+        self.staged.append(info)
 
 
 def _box(kit, tmp_path, name="box"):

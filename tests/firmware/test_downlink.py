@@ -87,6 +87,21 @@ def test_hostile_field_values_are_refused_whole():
     assert ok["resync"] is True and ok["last_seq"] == 2 ** 63 - 1 and ok["config"] == {"v": 3}
 
 
+def test_an_offer_of_the_wrong_shape_refuses_the_whole_answer():
+    from fleetbox import updagent      # registers its check of the `offer` field
+    good = {"rollout": 4, "image": "ab" * 32, "url": "/v1/updates/images/" + "ab" * 32, "size": 9000,
+            "version": "1.2.3", "kind": "app", "wrap": "{}"}
+    assert downlink.FIELDS["offer"] is updagent.check_offer
+    bad = [{}, dict(good, rollout=-1), dict(good, image="ab"), dict(good, url="http://elsewhere/x"),
+           dict(good, size=True), dict(good, version="1" * 21), dict(good, wrap=["x"])]
+    for i, offer in enumerate(bad):
+        e = raises(downlink.DownlinkError, downlink.open_answer, KEY, KID, DEVICE,
+                   _seal({"ok": True, "offer": offer}, i + 1), _state("offer-bad"))
+        assert e.reason == "field" and "offer" in str(e), offer
+    ok = downlink.open_answer(KEY, KID, DEVICE, _seal({"ok": True, "offer": good}, 1), _state("offer-good"))
+    assert ok["offer"] == good
+
+
 def test_size_and_emptiness_are_refused_before_any_work():
     state = _state("size")
     assert raises(downlink.DownlinkError, downlink.open_answer, KEY, KID, DEVICE, b"", state).reason == "malformed"

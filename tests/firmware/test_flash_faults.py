@@ -184,6 +184,11 @@ def _site_offer(d):
     return d + "/" + updagent.OFFER_FILE, lambda: a.take(dict(OFFER, rollout=2, image="cd" * 32))
 
 
+class _NoConnection:
+    def close(self):
+        pass
+
+
 class _StagingAgent(updagent.Agent):
     """An agent whose installer staged its slot: what it records and reports after that."""
 
@@ -191,11 +196,19 @@ class _StagingAgent(updagent.Agent):
         class slot:
             name = "slot_b"
 
+        def __init__(self, agent):
+            self.agent = agent
+
         def run(self, source, offer, progress=None):
+            # as updater.Installer.run: staging (the agent's staged record first) failing is an interruption
+            try:
+                self.agent._write_staged("slot_b", 0)
+            except OSError as e:
+                return {"image": offer["image"], "state": "interrupted", "detail": repr(e)}
             return {"image": offer["image"], "state": "staged", "version": offer["version"]}
 
     def _installer(self):
-        return self._Installer()
+        return self._Installer(self)
 
     def send(self, report):
         self.sent.append(report)
@@ -204,7 +217,7 @@ class _StagingAgent(updagent.Agent):
 def _site_staged(d):
     up = _Uplink()
     up.active = 0
-    up._conn = lambda i: None
+    up._conn = lambda i: _NoConnection()
     a = _StagingAgent(_Board(d), {}, up, "1.2.0")
     a.sent = []
     a.take(OFFER)

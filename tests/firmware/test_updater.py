@@ -196,6 +196,61 @@ def test_cut_connection_resumes_at_the_next_chunk_even_after_a_half_write():
     _check_slot(TMP + "/slot")
 
 
+def _fail_opens(text, times):
+    left = [times]
+
+    def fault(op, path):
+        if op == "open" and text in path and left[0]:
+            left[0] -= 1
+            return port.EIO
+        return 0
+    return fault
+
+
+def test_a_flash_fault_while_cutting_back_keeps_the_slot():
+    offer, _ = _offer()
+    for fails, fetched in ((1, 7 - 3), (2, 0)):
+        staged = []
+        inst = _installer(_slot(), staged)
+        inst.forget()
+        raises(OSError, inst.install, _source(cut=3), offer)
+        with open(TMP + "/slot/fleetbox/beta.mpy", "ab") as f:
+            f.write(b"garbage past the resume record")
+        src = _source()
+        port.set_flash_fault(_fail_opens("beta.mpy", fails))
+        try:
+            if fails == 1:      # tried once more at once
+                _installer(_slot(), staged).install(src, offer)
+            else:               # left to the next attempt: the slot keeps what it had, nothing fetched again
+                raises(OSError, _installer(_slot(), staged).install, src, offer)
+        finally:
+            port.set_flash_fault(None)
+        assert src.fetches == fetched
+        if fails == 2:
+            assert inst.load_resume()["next"] == 3 and staged == []
+            src = _source()
+            _installer(_slot(), staged).install(src, offer)
+            assert src.fetches == 7 - 3
+        assert len(staged) == 1
+        _check_slot(TMP + "/slot")
+
+
+def test_a_slot_finished_before_a_cut_is_staged_without_a_download():
+    offer, _ = _offer()
+
+    def cut(name, info):
+        raise OSError(5, "power cut before the switch")
+    inst = updater.Installer(_root(), IDENT, _slot(), TMP, "sim", "1.2.0", 3, 1, min_time=NOW, stage=cut)
+    inst.forget()
+    raises(OSError, inst.install, _source(), offer)
+    assert inst.load_resume()["next"] == 7
+    staged = []
+    src = _source()
+    info = _installer(_slot(), staged).install(src, offer)
+    assert src.fetches == 0 and staged == [("slot_b", info)] and info["counter"] == 3
+    _check_slot(TMP + "/slot")
+
+
 def test_chunk_refusals_stage_nothing():
     offer, _ = _offer()
     for faults, err in (({"flip": 4}, updimage.BadChunk), ({"short": 2}, updimage.Truncated)):
