@@ -17,6 +17,11 @@ class PayloadError(Exception):
     pass
 
 
+class SourcesPatch(dict):
+    """A version 3 delta's `sources`: the provenance entries that changed, merged key by key
+    into the map the cloud holds (a version 2 delta's `sources` replaces it whole)."""
+
+
 def _int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -81,6 +86,8 @@ def decode_payload(plaintext):
             raise PayloadError("delta record with bad \"-\", \"@\" or \"^\"")
         if "#" in r and any(k in r for k in ("-", "@", "^")):
             raise PayloadError("full record with delta fields")
+        if v == 3 and "=" in r and isinstance(r.get("sources"), dict):
+            r["sources"] = SourcesPatch(r["sources"])
     epoch = head.get("e")
     if epoch is not None and not (_int(epoch) and 0 < epoch < 65536):
         raise PayloadError("bad spool epoch in header %r" % (head,))
@@ -115,11 +122,14 @@ def merge(old, clock, delta, cycle):
 
     clock is [collected_at, uptime_s] of the last reading that carried an uptime."""
     rec = dict(old)
-    for k, v in delta.items():
-        if k not in CONTROL:
-            rec[k] = v
     for k in delta.get("-", ()):
         rec.pop(k, None)
+    for k, v in delta.items():
+        if isinstance(v, SourcesPatch):
+            held = rec.get(k)
+            v = dict(held if isinstance(held, dict) else {}, **v)
+        if k not in CONTROL:
+            rec[k] = v
     if "collected_at" not in delta and cycle is not None:
         rec["collected_at"] = cycle + delta.get("@", 0)
     at = rec.get("collected_at")
