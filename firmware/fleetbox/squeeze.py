@@ -13,7 +13,7 @@ Work is done in slices (`step`) so an asyncio caller can yield between them.
 from array import array
 
 WINDOW = 8192           # farthest match: device records of one batch repeat within a few KB
-HASH_SIZE = 4096
+HASH_SIZE = 1024
 CHAIN = 32              # candidates tried per position
 MIN_MATCH = 3
 MAX_MATCH = 258
