@@ -188,12 +188,12 @@ def main():
     print()
     print("first upload of %d printers, where the bytes go (before: 12,500, peer %d)" % (len(scans["full"]),
                                                                                        PEER["full"]))
-    print("  %-58s %6d" % ("the batch as CBOR (payload version 2 sent it so)", plain))
-    print("  %-58s %6d" % ("payload version 3: header + batch compressed with dictionary 1", sent))
-    print("  %-58s %6d" % ("envelope (header, IV, padding, MAC) around it", split["envelopes"]))
-    print("  %-58s %6d" % ("box -> cloud: + TLS handshake, HTTP request head, TLS records", split["up"]))
-    print("  %-58s %6d" % ("cloud -> box: TLS handshake (server certificate), answer", split["down"]))
-    print("  %-58s %6d  %s the peer's %d" % ("total", first, "under" if first <= PEER["full"] else "OVER",
+    print("  %-66s %6d" % ("the batch as CBOR (payload version 2 sent it so)", plain))
+    print("  %-66s %6d" % ("payload version 3: header + batch compressed with dictionary 1", sent))
+    print("  %-66s %6d" % ("envelope (header, IV, padding, MAC) around it", split["envelopes"]))
+    print("  %-66s %6d" % ("box -> cloud: + TLS handshake, HTTP request head, TLS records", split["up"]))
+    print("  %-66s %6d" % ("cloud -> box: TLS handshake (server certificate), answer", split["down"]))
+    print("  %-66s %6d  %s the peer's %d" % ("total", first, "under" if first <= PEER["full"] else "OVER",
                                              PEER["full"]))
     print()
     for kind, goal in GOALS.items():
