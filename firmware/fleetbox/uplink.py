@@ -45,7 +45,7 @@ def _finish(upload_id, outgoing, epoch, z):
     if "b" not in outgoing:
         head["e"] = epoch
     plain = len(z.buf) - len(paydict.DICT1)
-    if len(z.out) + 2 < plain:
+    if len(z.out) + 3 < plain:     # 3: the header's "z": 1
         head["z"] = CODEC_DICT1
         out = bytearray(cbor.dumps(head))
         out.extend(z.out)
