@@ -1,15 +1,25 @@
 """The upload payload (docs/payload.md): the CBOR sequence a box sends inside an envelope, and
 how delta records are merged onto the full record the cloud holds."""
 import io
+import zlib
 
 import cbor2
 
+from cloud.paydict import DICTIONARIES
+
 SCAN_CODES = ("discovery", "full", "counters", "supplies", "parts", "alerts")   # v2 "s" as an integer
 CONTROL = ("#", "=", "-", "@", "^")
+CODECS = {1: DICTIONARIES[1]}   # v3 "z": raw DEFLATE (RFC 1951) with this preset dictionary
+MAX_INFLATED = 1 << 20          # a batch inflating beyond this is refused (the largest body accepted)
 
 
 class PayloadError(Exception):
     pass
+
+
+class SourcesPatch(dict):
+    """A version 3 delta's `sources`: the provenance entries that changed, merged key by key
+    into the map the cloud holds (a version 2 delta's `sources` replaces it whole)."""
 
 
 def _int(v):
@@ -17,18 +27,22 @@ def _int(v):
 
 
 def decode_payload(plaintext):
-    """The CBOR sequence of docs/payload.md -> (upload header, batch), both in the long form:
-    head {"v", "upload"}, batch {"scan", "cycle", "records", "seen", "base"}. Accepts v1 and v2."""
+    """The payload of docs/payload.md -> (upload header, batch), both in the long form:
+    head {"v", "upload"}, batch {"scan", "cycle", "records", "seen", "base"}. Accepts v1, v2
+    and v3 (v2's batch, compressed against a preset dictionary)."""
     stream = io.BytesIO(plaintext)
     try:
         dec = cbor2.CBORDecoder(stream)
         head = dec.decode()
+        if isinstance(head, dict) and head.get("v") == 3 and "z" in head:
+            stream = io.BytesIO(_inflate(head, plaintext[stream.tell():]))
+            dec = cbor2.CBORDecoder(stream)
         batch = dec.decode()
     except (cbor2.CBORDecodeError, EOFError, ValueError) as e:
         raise PayloadError("not a CBOR upload: %s" % e)
     if stream.read(1):
         raise PayloadError("trailing bytes after the batch")
-    if not isinstance(head, dict) or head.get("v") not in (1, 2):
+    if not isinstance(head, dict) or head.get("v") not in (1, 2, 3):
         raise PayloadError("bad upload header %r" % (head,))
     v = head["v"]
     upload = head.get("upload" if v == 1 else "u")
@@ -36,7 +50,7 @@ def decode_payload(plaintext):
         raise PayloadError("bad upload id in header %r" % (head,))
     if not isinstance(batch, dict):
         raise PayloadError("batch is not a map")
-    if v == 2:
+    if v >= 2:
         kind = batch.get("s")
         if _int(kind):
             if not 0 <= kind < len(SCAN_CODES):
@@ -72,10 +86,30 @@ def decode_payload(plaintext):
             raise PayloadError("delta record with bad \"-\", \"@\" or \"^\"")
         if "#" in r and any(k in r for k in ("-", "@", "^")):
             raise PayloadError("full record with delta fields")
+        if v == 3 and "=" in r and isinstance(r.get("sources"), dict):
+            r["sources"] = SourcesPatch(r["sources"])
     epoch = head.get("e")
     if epoch is not None and not (_int(epoch) and 0 < epoch < 65536):
         raise PayloadError("bad spool epoch in header %r" % (head,))
     return {"v": v, "upload": upload, "epoch": epoch}, batch
+
+
+def _inflate(head, data):
+    """The batch's CBOR from a version 3 payload's compressed bytes, at most MAX_INFLATED of it
+    (a small body must not expand into gigabytes: zip bombs)."""
+    zdict = CODECS.get(head["z"]) if _int(head["z"]) else None
+    if zdict is None:
+        raise PayloadError("unknown codec %r" % (head["z"],))
+    d = zlib.decompressobj(-15, zdict=zdict)
+    try:
+        out = d.decompress(data, MAX_INFLATED)
+    except zlib.error as e:
+        raise PayloadError("not a DEFLATE stream: %s" % e)
+    if d.unconsumed_tail:
+        raise PayloadError("batch inflates beyond %d bytes" % MAX_INFLATED)
+    if not d.eof or d.unused_data:
+        raise PayloadError("DEFLATE stream truncated or followed by trailing bytes")
+    return out
 
 
 def device_key(rec):
@@ -88,11 +122,14 @@ def merge(old, clock, delta, cycle):
 
     clock is [collected_at, uptime_s] of the last reading that carried an uptime."""
     rec = dict(old)
-    for k, v in delta.items():
-        if k not in CONTROL:
-            rec[k] = v
     for k in delta.get("-", ()):
         rec.pop(k, None)
+    for k, v in delta.items():
+        if isinstance(v, SourcesPatch):
+            held = rec.get(k)
+            v = dict(held if isinstance(held, dict) else {}, **v)
+        if k not in CONTROL:
+            rec[k] = v
     if "collected_at" not in delta and cycle is not None:
         rec["collected_at"] = cycle + delta.get("@", 0)
     at = rec.get("collected_at")

@@ -10,7 +10,8 @@ Per scan kind, two figures:
   no reuse   one drain = one upload on its own TLS connection (handshake included)
   reuse      the extra bytes of one more upload inside a kept-alive TLS session:
              (bytes of a drain of 1+N uploads - bytes of a drain of 1) / N
-Peer: a commercial collector box's published figures (per upload).
+Peer: a commercial collector box's published figures (per upload). The first upload ever
+(every printer in full) is also split: batch, compressed payload, envelope, TLS and HTTP.
 """
 import copy
 import json
@@ -74,7 +75,20 @@ def measure(kit, relay, state, identity, commands):
     if os.getenv("BENCH_VERBOSE"):
         print("  ", identity["serial"], len(commands) - 1, "uploads:", relay.count,
               [o["stats"]["bytes_out"] for o in out])
+    LAST.update(relay.count, envelopes=out[-1]["stats"]["bytes_out"])
     return relay.total
+
+
+LAST = {}   # the last measure(): TCP bytes up, down, and the envelopes' bytes
+
+
+def payload_sizes(records):
+    """(batch as CBOR, payload as the box sends it) of a first upload: every record in full."""
+    from fleetbox import cbor, uplink
+    from fleetbox.delta import DeltaState
+    with tempfile.TemporaryDirectory() as tmp:
+        out, _ = DeltaState(os.path.join(tmp, "d")).encode(1, batch("full", records, 0)["put"])
+    return len(cbor.dumps(out)), len(uplink.payload(1, out, 1))
 
 
 def wire(kit, relay, scans, tmp):
@@ -85,6 +99,7 @@ def wire(kit, relay, scans, tmp):
         k = 0
         # first sight (everything travels), then the steady state
         first = measure(kit, relay, state, ident, [batch("full", scans["full"], k), {"drain": True}])
+        split = dict(LAST)
         k += 1
         measure(kit, relay, state, ident, [batch(kind, records, k), {"drain": True}])  # first of its kind
         k += 1
@@ -92,7 +107,7 @@ def wire(kit, relay, scans, tmp):
         k += 1
         cmds = [batch(kind, records, k + j) for j in range(N + 1)] + [{"drain": True}]
         many = measure(kit, relay, state, ident, cmds)
-        rows[kind] = (first, one, (many - one) / N)
+        rows[kind] = (first, one, (many - one) / N, split)
     return rows
 
 
@@ -161,13 +176,25 @@ def main():
     print("bytes on the wire per upload (TCP payload both ways, TLS included)")
     print("%-26s %10s %10s %10s %14s %12s" % ("scan", "no reuse", "reuse", "peer", "no reuse/peer", "reuse/peer"))
     labels = {"full": "full scan, 8 printers", "counters": "counters scan", "alerts": "alerts scan, nothing new"}
-    for kind, (_first, one, reused) in rows.items():
+    for kind, (_first, one, reused, _split) in rows.items():
         print("%-26s %10d %10d %10d %13.2fx %11.2fx" % (labels[kind], one, reused, PEER[kind], one / PEER[kind],
                                                        reused / PEER[kind]))
     print("%-26s %10d %10d %10d %13.2fx %11.2fx  (nothing to send: no upload)" % (
         "empty scan (no printers)", 0, 0, PEER["empty"], 0, 0))
     print("%-26s %10d %10s %10d %13.2fx %12s  (a device's first upload ever: every field)" % (
         "first sight, full, 8", rows["full"][0], "-", PEER["full"], rows["full"][0] / PEER["full"], "-"))
+    first, split = rows["full"][0], rows["full"][3]
+    plain, sent = payload_sizes(scans["full"])
+    print()
+    print("first upload of %d printers, where the bytes go (before: 12,500, peer %d)" % (len(scans["full"]),
+                                                                                       PEER["full"]))
+    print("  %-66s %6d" % ("the batch as CBOR (payload version 2 sent it so)", plain))
+    print("  %-66s %6d" % ("payload version 3: header + batch compressed with dictionary 1", sent))
+    print("  %-66s %6d" % ("envelope (header, IV, padding, MAC) around it", split["envelopes"]))
+    print("  %-66s %6d" % ("box -> cloud: + TLS handshake, HTTP request head, TLS records", split["up"]))
+    print("  %-66s %6d" % ("cloud -> box: TLS handshake (server certificate), answer", split["down"]))
+    print("  %-66s %6d  %s the peer's %d" % ("total", first, "under" if first <= PEER["full"] else "OVER",
+                                             PEER["full"]))
     print()
     for kind, goal in GOALS.items():
         got = rows[kind][2]

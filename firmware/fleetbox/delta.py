@@ -1,7 +1,8 @@
 """Delta encoding of device records: only what changed since the last acknowledged upload.
 
 The box numbers each device it has sent (a small integer, never reused) and keeps, per
-device, a 4-byte digest of each top-level field of the record the cloud last acknowledged,
+device, a 4-byte digest of each top-level field of the record the cloud last acknowledged
+(of each entry of the provenance map `sources`, which travels entry by entry),
 plus the clock pair (collected_at, uptime_s) of its last uptime reading. A device seen
 before travels as a delta record (its changed fields only) or, when nothing but the clock
 moved, as two integers (number, collected_at offset) in the batch's "seen" list. The cloud merges these onto
@@ -34,6 +35,25 @@ def field_digest(value):
     return binascii.hexlify(h.digest()[:4]).decode()
 
 
+def source_digests(sources):
+    """The provenance map as one string of 12-hex-digit units: 4 digits of its key's digest,
+    then 8 of its value's, sorted; the delta then names the entries that changed."""
+    units = []
+    for k, v in sources.items():
+        units.append(field_digest(k)[:4] + field_digest(v))
+    units.sort()
+    return "".join(units)
+
+
+def _units(digests):
+    """{key digest: value digest} of a source_digests() string ({} for anything else)."""
+    out = {}
+    if isinstance(digests, str) and len(digests) % 12 == 0:
+        for i in range(0, len(digests), 12):
+            out[digests[i:i + 4]] = digests[i + 4:i + 12]
+    return out
+
+
 class DeltaState:
     def __init__(self, path):
         self.path = path
@@ -64,7 +84,9 @@ class DeltaState:
             old = pending.get(key) or self.devices.get(key)
             digests = {}
             for name, value in rec.items():
-                if name not in _CLOCK:
+                if name == "sources" and isinstance(value, dict):
+                    digests[name] = source_digests(value)
+                elif name not in _CLOCK:
                     digests[name] = field_digest(value)
             if old is None or "h" not in old:
                 if old is None:
@@ -86,6 +108,10 @@ class DeltaState:
                 else:
                     records.append(d)
                 merged = {} if full else dict(old["h"])
+                if not full and "sources" in merged and "sources" in digests:
+                    units = _units(merged["sources"])
+                    units.update(_units(digests["sources"]))
+                    digests["sources"] = "".join(sorted(k + v for k, v in units.items()))
                 merged.update(digests)
             # the clock pair as the cloud will hold it (a predicted uptime when the error was elided)
             clock = [rec.get("collected_at"), up] if up is not None else ((old or {}).get("t") or [None, None])
@@ -129,13 +155,27 @@ def _valid(devices, next_num, base):
 def _delta(rec, n, old, digests, full, cycle):
     d = {"=": n}
     h = old["h"]
+    gone = [name for name in h if name not in digests] if full else []
     for name, digest in digests.items():
-        if h.get(name) != digest:
+        if h.get(name) == digest:
+            continue
+        if name == "sources" and isinstance(rec[name], dict):
+            # provenance: only the entries that changed; the cloud merges them into the map it holds
+            held, now = _units(h.get(name)), _units(digest)
+            if "sources" in h and (len(held) * 12 != len(h[name]) or (full and any(k not in now for k in held))):
+                gone.append(name)     # an entry went away (or an old state): the whole map replaces it
+                d[name] = rec[name]
+                continue
+            patch = {}
+            for k, v in rec[name].items():
+                if held.get(field_digest(k)[:4]) != field_digest(v):
+                    patch[k] = v
+            if patch:
+                d[name] = patch
+        else:
             d[name] = rec[name]
-    if full:
-        gone = [name for name in h if name not in digests]
-        if gone:
-            d["-"] = sorted(gone)
+    if gone:
+        d["-"] = sorted(gone)
     at, up = rec.get("collected_at"), rec.get("uptime_s")
     old_at, old_up = old["t"]
     if at is not None and cycle is not None:

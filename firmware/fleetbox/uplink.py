@@ -1,8 +1,9 @@
 """Uplink: spooled batches -> delta encoding -> AES-256 envelope -> HTTPS -> liberty, else rescue.
 
-The plaintext of each envelope is a CBOR sequence (docs/payload.md): an upload
-header {"v": 2, "u": upload id} followed by the batch, whose records are deltas against
-what the cloud acknowledged before (fleetbox.delta). The upload id is the spool id,
+The plaintext of each envelope (docs/payload.md) is an upload header {"v": 3, "u": upload
+id, ...} followed by the batch, whose records are deltas against what the cloud acknowledged
+before (fleetbox.delta), compressed (fleetbox.squeeze) against a preset dictionary
+(fleetbox.paydict) that both sides hold. The upload id is the spool id,
 so a batch resent after a lost acknowledgement is recognised by the cloud. Each
 attempt gets a fresh envelope sequence number, persisted before it is used.
 
@@ -13,12 +14,14 @@ acknowledges a batch, moves the sequence number or sets the clock.
 import binascii
 import json
 
-from fleetbox import cbor, downlink, envelope, https, port
+from fleetbox import cbor, downlink, envelope, https, paydict, port, squeeze
 from fleetbox.errors import FleetboxError
 from fleetbox.delta import DeltaState
 from fleetbox.atomicfile import atomic_write
 
-PAYLOAD_VERSION = 2
+PAYLOAD_VERSION = 3
+CODEC_DICT1 = 1             # "z": the batch is raw DEFLATE (RFC 1951) with preset dictionary DICT1
+COMPRESS_SLICE = 2048       # input bytes compressed between two yields to the other tasks
 FAILOVER_AFTER = 2          # consecutive failures of an endpoint before the next one is tried
 RETURN_AFTER_S = 600        # while on a fallback endpoint, try the first one again this often
 BACKOFF_BASE_S = 10
@@ -29,15 +32,48 @@ MAX_SEQ_JUMP = 1 << 32      # a last_seq further ahead of the box's own counter 
 MAX_PLAIN = 512             # a plain (unsealed) refusal longer than this is not even parsed for the log
 
 
-def payload(upload_id, outgoing, epoch):
-    """The plaintext of docs/payload.md: the upload header, then the (delta-encoded) batch.
+def _start(outgoing):
+    """A deflater over the batch's CBOR, the preset dictionary before it in the same buffer."""
+    buf = bytearray(paydict.DICT1)
+    cbor.dump(outgoing, buf.extend)
+    return squeeze.Deflater(buf, len(paydict.DICT1))
 
-    An upload without a delta base starts over, so it names the spool's epoch: after a
-    wiped data partition the restarted upload ids are then new uploads, not retries."""
+
+def _finish(upload_id, outgoing, epoch, z):
+    """Header + batch: compressed when that is shorter (a batch of a few bytes is not)."""
     head = {"v": PAYLOAD_VERSION, "u": upload_id}
     if "b" not in outgoing:
         head["e"] = epoch
-    return cbor.dumps(head) + cbor.dumps(outgoing)
+    plain = len(z.buf) - len(paydict.DICT1)
+    if len(z.out) + 3 < plain:     # 3: the header's "z": 1
+        head["z"] = CODEC_DICT1
+        out = bytearray(cbor.dumps(head))
+        out.extend(z.out)
+    else:
+        out = bytearray(cbor.dumps(head))
+        out.extend(memoryview(z.buf)[len(paydict.DICT1):])
+    z.buf = z.out = None
+    return out
+
+
+def payload(upload_id, outgoing, epoch):
+    """The plaintext of docs/payload.md: the upload header, then the (delta-encoded) batch,
+    compressed against the preset dictionary when that makes it shorter.
+
+    An upload without a delta base starts over, so it names the spool's epoch: after a
+    wiped data partition the restarted upload ids are then new uploads, not retries."""
+    z = _start(outgoing)
+    while not z.step(4096):
+        pass
+    return _finish(upload_id, outgoing, epoch, z)
+
+
+async def apayload(upload_id, outgoing, epoch):
+    """payload(), yielding to the other tasks between slices of the compression."""
+    z = _start(outgoing)
+    while not z.step(COMPRESS_SLICE):
+        await port.sleep_ms(0)
+    return _finish(upload_id, outgoing, epoch, z)
 
 
 class UplinkError(FleetboxError):
@@ -144,7 +180,7 @@ class Uplink:
         outgoing, pending = self.delta.encode(upload_id, batch)
         if batch.get("h"):
             outgoing["h"] = batch["h"]   # the box's failed-cycle counters (docs/payload.md)
-        plaintext = payload(upload_id, outgoing, epoch)
+        plaintext = await apayload(upload_id, outgoing, epoch)
         outgoing = None
         reasons = []
         for i in self._order():

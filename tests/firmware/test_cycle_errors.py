@@ -10,7 +10,7 @@ for _p in list(sys.path):
 
 import hal  # noqa: E402
 from check import LogCapture, fresh_dir  # noqa: E402
-from fleetbox import cbor, config, envelope, main, port  # noqa: E402
+from fleetbox import cbor, config, envelope, main, port, uplink  # noqa: E402
 
 DEVICE_KEY = "11" * 32
 
@@ -72,15 +72,17 @@ class Box:
         self.app.wait = self._wait
         self.app.uplink._post = self._post
         self.sealed = []        # the plaintext of every envelope sealed
+        self.batches = []       # every batch's CBOR before it is compressed (docs/payload.md)
         self.printers = 1       # records the sweep finds per cycle
         self.swept = []         # cycles whose sweep ran to its end
         self.down = 0           # the cloud's down seq
-        self._real = (main.sweep, envelope.seal, port.ticks_ms, main.Trial)
+        self._real = (main.sweep, envelope.seal, port.ticks_ms, main.Trial, uplink._start)
         main.Trial = None        # no boot slot to confirm (another test may have put the loader on the path)
         self.now = 0             # the box's ticks: each wait moves them on by what it was asked to wait
         port.ticks_ms = lambda: self.now
         main.sweep = self._sweep
         envelope.seal = self._sealing
+        uplink._start = self._compressing
 
     def _fault(self, stage):
         if self.faults.get(self.app.cycle) == stage:
@@ -105,6 +107,10 @@ class Box:
         self.sealed.append(plaintext)
         return self._real[1](key, kid, device_id, seq, ts, plaintext)
 
+    def _compressing(self, outgoing):
+        self.batches.append(cbor.dumps(outgoing))
+        return self._real[4](outgoing)
+
     async def _post(self, i, body):
         self._fault("upload")
         self.uploads.append(self.app.cycle)
@@ -128,7 +134,7 @@ class Box:
         except Stop:
             pass
         finally:
-            main.sweep, envelope.seal, port.ticks_ms, main.Trial = self._real
+            main.sweep, envelope.seal, port.ticks_ms, main.Trial, uplink._start = self._real
             port.set_flash_fault(None)
 
 
@@ -154,9 +160,9 @@ def test_a_fault_at_each_stage_is_logged_counted_shown_and_the_loop_goes_on():
 def test_the_failed_cycles_are_uploaded_with_the_next_batch():
     box = Box("counted", {1: "collect"}, 2)
     box.run()
-    assert len(box.sealed) == 1
-    # the batch map carries "h": {"collect": 1} (docs/payload.md), CBOR-encoded
-    assert b"\xa1gcollect\x01" in box.sealed[0], box.sealed[0]
+    assert len(box.sealed) == 1 and len(box.batches) == 1
+    # the batch map carries "h": {"collect": 1} (docs/payload.md), CBOR-encoded (then compressed)
+    assert b"\xa1gcollect\x01" in box.batches[0], box.batches[0]
 
 
 def test_a_flash_fault_in_a_cycle_is_survived():

@@ -100,7 +100,8 @@ def test_deltas_travel_and_the_cloud_rebuilds_full_records(cloud, tmp_path):
         assert run(up.drain(spool)) == 1
         sizes.append(up.stats["bytes_out"] - before)
         assert same(stored(cloud), {r["serial"]: r for r in recs})   # full state
-    assert sizes[1] * 4 < sizes[0]          # after first sight only what changed travels
+    # after first sight only what changed travels (both compressed: first sight shrinks the most)
+    assert sizes[1] * 2 < sizes[0]
     hist = cloud.store.history(cloud.serial, "SN-0003")
     assert [h["collected_at"] for h in hist] == [T0 + c * 300 + 3 for c in (3, 2, 1, 0)]
     assert same(hist[0], sample_records(3)[3]) and hist[-1] == sample_records(0)[3]
