@@ -48,8 +48,9 @@ def report_envelope(key, kid, device_id, seq, ts, report):
 
 
 class Agent:
-    def __init__(self, board, identity, uplink, version):
+    def __init__(self, board, identity, uplink, version, packs=None):
         self.board = board
+        self.packs = packs      # fleetbox.pack.Packs: where pack offers install
         self.identity = identity
         self.uplink = uplink
         self.version = version
@@ -91,6 +92,9 @@ class Agent:
         from fleetbox import updater, updimage
         with open(ROOT_FILE, "rb") as f:
             root = updimage.load_root(f.read())
+        if self.offer.get("kind") == "pack" and self.packs is not None:
+            return self.packs.installer(root, self.identity, self.state_dir, bootstate.LOADER_VERSION, self._floor(),
+                                        self.offer["rollout"])
         other = bootstate.SLOTS[1 - bootstate.SLOTS.index(self.board.slot)]
         counter = bootstate.Store(self.board.partition("bootstate")).load().counter
         slot = updater.LfsSlot(other, self.board.partition(other), "/upd")
@@ -117,6 +121,8 @@ class Agent:
         report = inst.run(updater.RangeSource(conn, offer["url"]), offer,
                           progress=lambda i, n: self.board.feed_watchdog())
         report["rollout"] = offer["rollout"]
+        if report["state"] == "staged" and getattr(inst.slot, "kind", "app") == "pack":
+            report["state"] = "installed"       # in force from the next cycle, no reboot
         if report["state"] == "staged":
             atomicfile.atomic_write(self.state_dir + "/" + STAGED_FILE, json.dumps(
                 {"rollout": offer["rollout"], "image": offer["image"], "slot": inst.slot.name}))
@@ -127,7 +133,10 @@ class Agent:
         return report["state"] == "staged"
 
     def after_cycle(self, trial_pending):
-        """After each cycle: the outcome of a staged update, once known, to the service."""
+        """After each cycle: the outcome of a staged update, once known, to the service; packs
+        that failed their check at load, as reverted."""
+        while self.packs is not None and self.packs.problems:
+            self.send(self.packs.problems.pop(0))
         staged = self._load(STAGED_FILE)
         if not staged or (self.board.slot == staged.get("slot") and trial_pending):
             return

@@ -75,12 +75,17 @@ def build(board="sim", version=None):
     """Compile and pack the application; returns the image bytes."""
     files = [(arc, compile_mpy(src, arc[:-4] + ".py") if arc.endswith(".mpy") else _read(src))
              for arc, src in app_sources(board)]
+    return pack_files("app", board, version or firmware_version(), files)
+
+
+def pack_files(kind, board, version, files, created=None):
+    """A format-1 image of kind (app, pack) holding files [(path, bytes)]."""
     manifest = {
         "format": FORMAT_VERSION,
-        "kind": "app",
+        "kind": kind,
         "board": board,
-        "version": version or firmware_version(),
-        "created": int(time.time()),
+        "version": version,
+        "created": int(time.time()) if created is None else created,
         "files": [{"path": p, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()} for p, d in files],
     }
     mbytes = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
