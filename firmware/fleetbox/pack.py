@@ -115,6 +115,7 @@ class Packs:
         self.builtin = builtin
         self.root_file = root_file
         self.in_use = None       # letter of the pack in force; None: the firmware's own profiles
+        self.in_use_version = None
         self.version = "0"       # the newest pack installed and its counter: installs never go below
         self.counter = 0
         self.problems = []       # reports for the update service: packs that failed their check
@@ -165,7 +166,7 @@ class Packs:
         else:
             order = list(LETTERS)       # no pointer (never installed, or damaged): the newest that verifies
         order = [x for x in order if _exists(self.dir + "/" + x + "/" + SIG_FILE)]
-        self.in_use = None
+        self.in_use = self.in_use_version = None
         if not order:
             return None
         try:
@@ -197,7 +198,7 @@ class Packs:
             log(port.WARN, "no pack verifies: the firmware's own profiles are used")
             return None
         letter, info, lib = best
-        self.in_use = letter
+        self.in_use, self.in_use_version = letter, info["version"]
         if parse_version(info["version"]) > parse_version(self.version):
             self.version = info["version"]
         self.counter = max(self.counter, info["counter"])
