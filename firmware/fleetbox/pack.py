@@ -158,7 +158,6 @@ class Packs:
             return []
 
     def _load_pack(self):
-        from fleetbox.updimage import UpdateError
         ptr = self._pointer()
         if ptr:
             order = [ptr["use"], LETTERS[1 - LETTERS.index(ptr["use"])]]
@@ -168,14 +167,14 @@ class Packs:
         order = [x for x in order if _exists(self.dir + "/" + x + "/" + SIG_FILE)]
         self.in_use = self.in_use_version = None
         if not order:
-            return None
+            return None         # no pack installed: nothing to verify, no verifier imported
+        from fleetbox.updimage import UpdateError, parse_version
         try:
             root = self._root()
         except (OSError, UpdateError) as e:
             log(port.ERROR, "packs not usable: no trust anchor to check them (%r)" % e)
             return None
         best = None
-        from fleetbox.updimage import parse_version
         for letter in order:
             path = self.dir + "/" + letter
             try:
