@@ -10,8 +10,10 @@ Every load re-checks the pack's signed head against the trust anchor and re-hash
 files; a pack that fails is logged, reported and the other pack (or the firmware's own
 profiles) is used.
 """
+import hashlib
 import json
 import os
+import struct
 import sys
 from binascii import hexlify
 
@@ -71,19 +73,48 @@ def verify(path, root):
     root's image keys, kind pack, board any; expiry is not held against an installed pack),
     then every file and the payload against the signed SHA-256. Returns {"version",
     "counter", "image"}; raises an updimage.UpdateError."""
-    from fleetbox import updater, updimage
+    from fleetbox import updimage
     with open(path + "/" + SIG_FILE, "rb") as f:
         img = updimage.ImageReader(f.read, root, BOARD)
     m = img.manifest
     if m["kind"] != KIND:
         raise updimage.WrongBoard("image of kind %r where a pack belongs" % m["kind"])
-    buf = bytearray(1024)
-    updater.verify_unpacked(path, img.payload_sha256(), buf, MANIFEST_FILE)
-    with open(path + "/" + MANIFEST_FILE) as f:
-        files = json.load(f)["files"]
+    files = _check_payload(path, img.payload_sha256(), updimage)
     if not [e for e in files if e["path"] == PROFILES]:
         raise updimage.BadFormat("the pack holds no %s" % PROFILES)
     return {"version": m["version"], "counter": m["security_counter"], "image": hexlify(img.digest).decode()}
+
+
+def _check_payload(path, payload_sha, updimage):
+    """The folder's files, in the format-1 layout they were unpacked from (header, manifest,
+    each file at its manifest size, tail), against the signed payload SHA-256. Lighter than
+    the updater's whole-slot check (its module is not loaded for it): the one signed hash
+    covers every byte, the sizes fix where each file ends."""
+    with open(path + "/" + MANIFEST_FILE, "rb") as f:
+        body = f.read()
+    h = hashlib.sha256(b"FBIM" + struct.pack("<HHI", 1, 0, len(body)))
+    h.update(body)
+    try:
+        files = json.loads(body)["files"]
+        names = [(e["path"], e["size"]) for e in files]
+    except (ValueError, KeyError, TypeError):
+        raise updimage.BadFormat("the pack's manifest is not usable")
+    buf = bytearray(512)
+    mv = memoryview(buf)
+    for name, size in names + [("payload.tail", 32)]:
+        n = 0
+        with open(path + "/" + name, "rb") as f:
+            while True:
+                got = f.readinto(buf)
+                if not got:
+                    break
+                h.update(mv[:got])
+                n += got
+        if n != size:
+            raise updimage.BadChunk("installed %s has %d bytes, its manifest says %d" % (name, n, size))
+    if h.digest() != payload_sha:
+        raise updimage.BadChunk("installed pack does not match the signed payload SHA-256")
+    return files
 
 
 class PackArea:
