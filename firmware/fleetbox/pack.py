@@ -141,10 +141,10 @@ class Packs:
     """Which pack is in force. load() gives the profile library; target() the folder an
     install may write (never the one in use); switch() puts a verified pack in force."""
 
-    def __init__(self, data_dir, builtin=BUILTIN, root_file=ROOT_FILE):
+    def __init__(self, data_dir, builtin=BUILTIN, root_file=None):
         self.dir = data_dir + "/pack"
         self.builtin = builtin
-        self.root_file = root_file
+        self.root_file = root_file or ROOT_FILE
         self.in_use = None       # letter of the pack in force; None: the firmware's own profiles
         self.in_use_version = None
         self.version = "0"       # the newest pack installed and its counter: installs never go below
