@@ -100,6 +100,25 @@ class Box:
         return lines[-1].split()
 
 
+def test_pack_vector_checks_out_with_fbtool():
+    # docs/vectors/update/pack.*: what an independent verifier (here fbtool, on `cryptography`) finds
+    from fbtool import image, signing, updimage
+    v = json.loads(open(os.path.join(kit.VECTORS, "pack.json")).read())
+    root = signing.Root(open(os.path.join(kit.VECTORS, "root-1.fbr"), "rb").read())
+    data = open(os.path.join(kit.VECTORS, "pack.fbu"), "rb").read()
+    img, payload = updimage.verify(data, root, board="any", min_time=NOW, identity=kit.identity(),
+                                   wrap=open(os.path.join(kit.VECTORS, "pack.fbw"), "rb").read())
+    assert img.digest.hex() == v["image_digest"] and img.manifest == v["manifest"]
+    assert [h.hex() for h in img.table] == v["chunk_sha256"] and img.head_size == v["head_size"]
+    manifest, files = image.parse(payload)
+    assert manifest == v["payload_manifest"] and payload[-32:].hex() == v["payload_tail"]
+    with open(os.path.join(kit.ROOT, "docs", "vectors", "profiles-example.json"), "rb") as f:
+        assert files == [("profiles.json", f.read())]
+    # `fbtool pack build` of the example profiles gives that payload byte for byte
+    built, n = fbpack.build("7", os.path.join(kit.ROOT, "docs", "vectors", "profiles"), created=kit.CREATED)
+    assert built == payload and n == 1
+
+
 def _printer():
     agent = HostileAgent("127.0.0.1", 0, "normal", recording="printmaster_brother")
     agent.mib.objects[oid(PROBE_OID)] = ("Counter32", 777)
