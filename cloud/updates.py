@@ -44,8 +44,10 @@ KEY_CHECK_PREFIX = b"fleetbox/content-key-check/v1\x00"
 MAX_IMAGE = 4 << 20
 MAX_RANGE = 65536
 FAILED = ("refused", "reverted")
-FINAL = ("staged", "confirmed", "refused", "reverted")
-STATES = ("offered", "downloading", "interrupted", "staged", "confirmed", "refused", "reverted")
+# a pack is "installed" (in force from the box's next cycle, no trial boot); "reverted" for a pack:
+# it failed its check at a later load and the box went back to the pack before it
+FINAL = ("staged", "confirmed", "installed", "refused", "reverted")
+STATES = ("offered", "downloading", "interrupted", "staged", "confirmed", "installed", "refused", "reverted")
 
 
 class UpdateServiceError(ValueError):

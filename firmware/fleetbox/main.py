@@ -2,7 +2,7 @@
 import asyncio
 import json
 
-from fleetbox import config, devstate, health, port, profiles, provision, snmp, targets, updagent, uplink
+from fleetbox import config, devstate, health, pack, port, provision, snmp, targets, updagent, uplink
 from fleetbox import spool as spool_mod
 from fleetbox.spool import Spool
 from fleetbox.sweep import SweepOptions, sweep
@@ -42,14 +42,12 @@ class App:
         self.cycle = 0
         self.stage = None       # the cycle's step under way, named when it fails
         self.failed = False     # a step of this cycle failed (the LED shows it until a clean cycle)
-        # Vendor profiles: an update on the data partition wins over the firmware's own copy.
-        try:
-            self.profiles = profiles.load([board.data_dir + "/profiles.json", "/app/profiles.json"])
-        except (profiles.ProfileError, ValueError, OSError) as e:   # ValueError: not even text
-            log(port.WARN, "profiles unusable, standard MIBs only: %s" % e)
-            self.profiles = []
+        # Vendor profiles: a signed pack that verifies wins over the firmware's own copy.
+        self.packs = pack.Packs(board.data_dir)
+        self.profiles = self.packs.load()
         self.devices = devstate.DeviceState(board.data_dir + "/devices.json")
-        self.updates = updagent.Agent(board, identity, self.uplink, VERSION)   # offers ride the upload answers
+        # offers ride the upload answers
+        self.updates = updagent.Agent(board, identity, self.uplink, VERSION, self.packs)
         self.statics = devstate.Statics(board.data_dir + "/statics")
 
     def _spool(self, scan, started, records):
@@ -202,6 +200,8 @@ class App:
             self.updates.after_cycle(bool(trial and trial.pending))
             if self.updates.due() and self.updates.run():
                 self.board.reboot()
+            if self.packs.changed:
+                self.profiles = self.packs.load()   # a new pack: in force from the next cycle, no reboot
             port.collect()
             now = port.ticks_ms()
             wait = min(port.ticks_diff(due[k], now) for k in due) / 1000 if due else FAILED_CYCLE_WAIT_S

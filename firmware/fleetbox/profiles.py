@@ -1,8 +1,8 @@
 """Vendor profiles on the box: load the compiled file, pick a device's profile, read its rules.
 
 The YAML sources live in profiles/ and are compiled by `fbtool profiles compile` into one
-compact file of JSON lines (docs/profiles.md). The box loads `/data/profiles.json` when present
-(an update sent on its own), else the one shipped in the firmware slot.
+compact file of JSON lines (docs/profiles.md). The box loads the signed pack in force when one
+verifies (fleetbox.pack), else the one shipped in the firmware slot.
 """
 import array
 import json

@@ -53,8 +53,9 @@ def report_envelope(key, kid, device_id, seq, ts, report):
 
 
 class Agent:
-    def __init__(self, board, identity, uplink, version):
+    def __init__(self, board, identity, uplink, version, packs=None):
         self.board = board
+        self.packs = packs      # fleetbox.pack.Packs: where pack offers install
         self.identity = identity
         self.uplink = uplink
         self.version = version
@@ -115,6 +116,9 @@ class Agent:
         import bootstate      # on the loader partition
         from fleetbox import updater, updroot
         root = updroot.trusted_root(ROOT_FILE, ROTATED_FILE, lambda m: log(port.WARN, m))
+        if self.offer.get("kind") == "pack" and self.packs is not None:
+            return self.packs.installer(root, self.identity, self.state_dir, bootstate.LOADER_VERSION, self._floor(),
+                                        self.offer["rollout"])
         other = bootstate.SLOTS[1 - bootstate.SLOTS.index(self.board.slot)]
         counter = bootstate.Store(self.board.partition("bootstate")).load().counter
         slot = updater.LfsSlot(other, self.board.partition(other), "/upd")
@@ -145,6 +149,8 @@ class Agent:
         finally:
             conn.close()    # used blocking here: the uplink's next request opens it afresh, for asyncio
         report["rollout"] = offer["rollout"]
+        if report["state"] == "staged" and getattr(inst.slot, "kind", "app") == "pack":
+            report["state"] = "installed"       # in force from the next cycle, no reboot
         if report["state"] != "interrupted":
             self._drop_offer()
         self.send(report)
@@ -176,7 +182,10 @@ class Agent:
                    "detail": detail[:200]})
 
     def after_cycle(self, trial_pending):
-        """After each cycle: the outcome of a staged update, once known, to the service."""
+        """After each cycle: the outcome of a staged update, once known, to the service; packs
+        that failed their check at load, as reverted."""
+        while self.packs is not None and self.packs.problems:
+            self.send(self.packs.problems.pop(0))
         staged = self._load(STAGED_FILE)
         if not staged or (self.board.slot == staged.get("slot") and trial_pending):
             return

@@ -346,6 +346,9 @@ class Installer:
         img = updimage.ImageReader(_HeadReader(source), self.root, self.board, min_time=self.min_time,
                                    slot_size=self.slot.size, loader_version=self.loader_version,
                                    check_version=updimage.no_rollback(self.version, self.counter))
+        kind = getattr(self.slot, "kind", "app")      # an install target takes one kind: a slot apps, a pack area packs
+        if img.manifest["kind"] != kind:
+            raise updimage.WrongBoard("image of kind %r, this target takes %r" % (img.manifest["kind"], kind))
         want = offer.get("image")
         if want is not None and unhexlify(want) != img.digest:
             raise Refused("the offer names image %s, the service served %s"
@@ -434,7 +437,9 @@ class Installer:
         if self.stage is not None:
             self.stage(self.slot.name, info)
         self.forget()
-        log(port.INFO, "%s %s staged in %s for a trial boot" % (img.manifest["kind"], info["version"], self.slot.name))
+        log(port.INFO, "%s %s %s %s" % (img.manifest["kind"], info["version"],
+                                        "installed in" if hasattr(self.slot, "kind") else "staged for a trial boot in",
+                                        self.slot.name))
         return info
 
     def run(self, source, offer, progress=None):

@@ -37,6 +37,14 @@ class RescueError(updimage.UpdateError):
     reason = "rescue"
 
 
+def _stage(rom, offer, slot, info, seq):
+    """The staged record first, as fleetbox.updagent does: once the boot state names the slot the
+    next boot is its trial, and the rescued firmware reports the outcome from this record."""
+    atomicfile.atomic_write(STAGED, json.dumps({"rollout": offer["rollout"], "image": offer["image"],
+                                                "slot": slot, "seq": seq}))
+    bootstate.set_pending(slot, info, rom.partition("bootstate"))
+
+
 def _json(path):
     try:
         with open(path) as f:
@@ -201,8 +209,7 @@ def _attempt(rom, st, log):
             inst = updater.Installer(root, box,
                                      updater.LfsSlot(slot, rom.partition(slot), "/upd"), "/data", board, NO_VERSION,
                                      st.counter, bootstate.LOADER_VERSION, floor,
-                                     stage=lambda name, info: bootstate.set_pending(name, info,
-                                                                                    rom.partition("bootstate")))
+                                     stage=lambda name, info: _stage(rom, offer, name, info, st.seq))
             info = inst.install(updater.RangeSource(conn, offer["url"]), offer)
         except updimage.UpdateError as e:
             _refused = {"rollout": offer["rollout"], "image": offer["image"], "reason": e.reason,
@@ -212,7 +219,5 @@ def _attempt(rom, st, log):
             return False
     finally:
         conn.close()
-    # the rescued firmware reports its trial's outcome to the rollout (fleetbox.updagent.after_cycle)
-    atomicfile.atomic_write(STAGED, json.dumps({"rollout": offer["rollout"], "image": offer["image"], "slot": slot}))
     log("rescue: %s %s staged in %s" % (offer["kind"], info["version"], slot))
     return True

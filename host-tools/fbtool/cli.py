@@ -193,7 +193,8 @@ def parser():
     pc.add_argument("--source", default=os.path.join(paths.ROOT, "profiles"), help="folder of *.yaml")
     pc.set_defaults(func=cmd_profiles)
 
-    from . import appliance, cloudcli, signcli, updatecli
+    from . import appliance, cloudcli, pack, signcli, updatecli
+    pack.register(sub)        # pack build: the profiles as an update payload (docs/update-image.md)
     cloudcli.register(sub)    # factory identity; claim, configure, revoke (docs/provisioning.md)
     signcli.register(sub)     # keygen, root, image: signed updates (docs/update-image.md)
     updatecli.register(sub)   # update publish|status: the cloud's update service

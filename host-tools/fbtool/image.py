@@ -84,12 +84,17 @@ def build(board="sim", version=None):
                 f.write("VERSION = %r\n" % version)
             files = [(arc, compile_mpy(src, "fleetbox/version.py") if arc == "fleetbox/version.mpy" else data)
                      for arc, data in files]
+    return pack_files("app", board, version or firmware_version(), files)
+
+
+def pack_files(kind, board, version, files, created=None):
+    """A format-1 image of kind (app, pack) holding files [(path, bytes)]."""
     manifest = {
         "format": FORMAT_VERSION,
-        "kind": "app",
+        "kind": kind,
         "board": board,
-        "version": version or firmware_version(),
-        "created": int(time.time()),
+        "version": version,
+        "created": int(time.time()) if created is None else created,
         "files": [{"path": p, "size": len(d), "sha256": hashlib.sha256(d).hexdigest()} for p, d in files],
     }
     mbytes = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()

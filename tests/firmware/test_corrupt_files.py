@@ -14,7 +14,8 @@ from fleetbox import main, port  # noqa: E402
 DAMAGE = (b"\xff\xfe\x00garbage\x81", b"", b'{"d": {"S1": {"n": 1, "h"', b'[1, 2, 3]', b'"text"',
           b'{"d": 5, "n": "x", "b": null}', b"18446744073709551615", b"-7", b"null")
 FILES = ("devices.json", "uplink.seq", "uplink.delta", "profiles.json", "spool/epoch", "spool/last",
-         "statics/127.0.0.1_161.json")
+         "statics/127.0.0.1_161.json", "pack/use.json", "pack/a/update.sig", "pack/a/manifest.json",
+         "pack/b/profiles.json")
 
 
 def _write(path, data):
@@ -26,6 +27,8 @@ def _damage(blob):
     def prepare(d):
         os.mkdir(d + "/spool")
         os.mkdir(d + "/statics")
+        for sub in ("pack", "pack/a", "pack/b"):
+            os.mkdir(d + "/" + sub)
         for name in FILES:
             _write(d + "/" + name, blob)
         # a batch that is not JSON at all: unreadable, dropped, the queue goes on
@@ -35,10 +38,21 @@ def _damage(blob):
 
 
 def test_every_file_damaged_every_way_the_box_still_collects_and_uploads():
+    from fleetbox import pack
+    from vectors import DIR
+    anchor, pack.ROOT_FILE = pack.ROOT_FILE, DIR + "root-1.fbr"     # damaged packs meet a real check
+    try:
+        _every_file_damaged()
+    finally:
+        pack.ROOT_FILE = anchor
+
+
+def _every_file_damaged():
     for blob in DAMAGE:
-        box = Box("corrupt", {}, 3, _damage(blob))
         with LogCapture(port.WARN) as log:
+            box = Box("corrupt", {}, 3, _damage(blob))
             box.run()
+        assert "pack in a refused at load" in log.text(), (blob, log.text())
         errors = box.app.health.counters()
         assert errors == {}, (blob, errors, log.text())
         assert box.board.reboots == 0 and box.app.health.fault is None, blob

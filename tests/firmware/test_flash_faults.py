@@ -10,7 +10,7 @@ import os
 import sys
 from binascii import b2a_base64, unhexlify
 
-from fleetbox import cbor, config, delta, devstate, downlink, envelope, port, provision, updagent, updater, uplink
+from fleetbox import cbor, config, delta, devstate, downlink, envelope, pack, port, provision, updagent, updater, uplink
 from check import fresh_dir, rmtree
 from fleetbox.spool import Spool
 from test_updater import IDENT, NOW, DirSlot, _offer, _source
@@ -262,7 +262,18 @@ def _site_slot_file(name):
     return site
 
 
-SITES = {"prov keys": _site_prov_keys, "prov config": _site_prov_config, "prov state": _site_prov_state,
+def _site_pack_pointer(d):
+    # the switch of a pack: one atomic rewrite of the pointer, after the new folder checked whole
+    from test_pack import _install, _packs
+    with open(d + "/builtin.json", "w") as f:
+        f.write('{"format":1,"profiles":0}\n')
+    packs = _packs(d)
+    _install(packs, d)
+    return d + "/pack/" + pack.POINTER, lambda: _install(packs, d), d + "/pack/" + pack.POINTER
+
+
+SITES = {"pack pointer": _site_pack_pointer,
+         "prov keys": _site_prov_keys, "prov config": _site_prov_config, "prov state": _site_prov_state,
          "update offer": _site_offer, "update staged": _site_staged, "update resume": _site_resume,
          "update cut": _site_cut, "update signature": _site_slot_file(updater.SIG_FILE),
          "update manifest": _site_slot_file(updater.MANIFEST_FILE)}
@@ -273,7 +284,7 @@ SITES.update({"down seq": _site_down_seq, "spool batch": _site_spool_batch,
 # module -> the atomic_write calls it holds; a new write site fails test_every_write_site_is_covered
 # until it is added here and to SITES.
 WRITES = {"spool.py": 3, "devstate.py": 2, "delta.py": 1, "uplink.py": 1, "downlink.py": 1, "provision.py": 3,
-          "updagent.py": 2, "updater.py": 4}
+          "updagent.py": 2, "updater.py": 4, "pack.py": 1}
 
 
 def _fail(op, errno, hits, only=None):

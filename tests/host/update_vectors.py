@@ -52,6 +52,33 @@ def app_vectors(k2, k3):
         _write(name, updimage.make_wrap(img, key, box["serial"], box["kid"], bytes.fromhex(box["device_key"])))
 
 
+PACK_KEY = bytes(range(0x40, 0x60))
+PACK_IV = bytes(range(0xB0, 0xC0))
+
+
+def pack_vectors(k2, k3):
+    """pack.fbu: docs/vectors/profiles/example.yaml as a pack (version 7, counter 2, chunks of
+    1024), its wrap for FBX-VECTOR-1 and pack.json: what a box installs and checks."""
+    from fbtool import pack
+    fbi, _ = pack.build("7", os.path.join(ROOT, "docs", "vectors", "profiles"), created=CREATED)
+    image, _ = updimage.sign(fbi, [k2, k3], security_counter=2, min_loader=1, expires=EXPIRES, chunk_size=1024,
+                             content_key=PACK_KEY, iv=PACK_IV, created=CREATED)
+    img = updimage.Image(image)
+    _write("pack.fbu", image)
+    _write("pack.fbw", updimage.make_wrap(img, PACK_KEY, IDENTITY["serial"], IDENTITY["kid"],
+                                          bytes.fromhex(IDENTITY["device_key"])))
+    m = int.from_bytes(fbi[8:12], "little")
+    with open(os.path.join(ROOT, "docs", "vectors", "profiles-example.json"), "rb") as f:
+        profiles = f.read()
+    expected = {"content_key": PACK_KEY.hex(), "iv": PACK_IV.hex(), "image_digest": img.digest.hex(),
+                "head_size": img.head_size, "manifest": img.manifest, "payload_sha256": hashlib.sha256(fbi).hexdigest(),
+                "payload_manifest": json.loads(fbi[12:12 + m]), "payload_tail": fbi[-32:].hex(),
+                "profiles_json_sha256": hashlib.sha256(profiles).hexdigest(),
+                "chunk_sha256": [h.hex() for h in img.table]}
+    assert fbi[12 + m:-32] == profiles
+    _write("pack.json", (json.dumps(expected, indent=1, sort_keys=True) + "\n").encode())
+
+
 def _key(name, bits):
     path = os.path.join(OUT, name + ".pem")
     if not os.path.exists(path):
@@ -123,6 +150,7 @@ def main():
         "expires": EXPIRES,
     }
     app_vectors(k2, k3)
+    pack_vectors(k2, k3)
     _write("expected.json", (json.dumps(expected, indent=1, sort_keys=True) + "\n").encode())
     print("wrote", OUT)
 
@@ -130,5 +158,7 @@ def main():
 if __name__ == "__main__":
     if sys.argv[1:] == ["app"]:      # only the installer's vectors
         app_vectors(_key("k2", 3072), _key("k3", 4096))
+    elif sys.argv[1:] == ["pack"]:   # only the pack's
+        pack_vectors(_key("k2", 3072), _key("k3", 4096))
     else:
         main()
