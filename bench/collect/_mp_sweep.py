@@ -1,8 +1,15 @@
-"""Runs ON MICROPYTHON for bench/collect/collect.py: one sweep, figures on stdout.
+"""Runs ON MICROPYTHON for bench/collect/collect.py and tests/interop/test_sweep_heap.py:
+one sweep, figures on stdout.
 
 argv: MPY_DIR (precompiled firmware); options as one JSON line on stdin:
-{targets, port, kind, workers, window, timeout_ms, retries, profiles, sample_ms, runs}.
-Prints `REC <ip> <json size>` per record and one `RESULT <json>` line.
+{targets, port, kind, workers, window, timeout_ms, retries, profiles, sample_ms, runs,
+ statics, spool, probe}.
+Every module a collection cycle uses is imported first, as a board has them in flash:
+`code` is the heap they hold, and everything above it is the sweep's data heap.
+probe: print `CODE <bytes>` and stop (run again with heapsize = code + the budget).
+spool: a folder; the records go to a spool there as the box sends them (staged on flash
+record by record, batches of 8: fleetbox.main). Prints `REC <ip> <json size>` per record
+and one `RESULT <json>` line.
 """
 import gc
 import json
@@ -12,10 +19,22 @@ sys.path.insert(0, sys.argv[1])
 import asyncio  # noqa: E402
 import time  # noqa: E402
 
-from fleetbox import devstate, profiles, snmp, targets  # noqa: E402
+# what a full cycle's collection imports, up front (the collector borrows some of them
+# only while a device needs them; imported here they stay, as frozen modules would)
+from fleetbox import (  # noqa: E402,F401
+    assemble, batchfile, collector, countertables, devstate, discovery, features, icmp, probe, profiles,
+    readplan, records, sanity, snmp, spool, sweep as _sweep, targets, walker, web,
+)
 from fleetbox.sweep import SweepOptions, sweep  # noqa: E402
 
+BATCH_RECORDS = 8   # as fleetbox.main
+
 opts = json.loads(sys.stdin.readline())
+gc.collect()
+code = gc.mem_alloc()
+if opts.get("probe"):
+    print("CODE %d" % code)
+    sys.exit(0)
 peak = [0]
 if opts.get("gc_threshold"):
     gc.threshold(opts["gc_threshold"])   # collect every N bytes allocated: less fragmentation
@@ -38,15 +57,25 @@ async def main():
     lib = profiles.load([opts["profiles"]])
     state = devstate.DeviceState()
     statics = devstate.Statics(opts["statics"]) if opts.get("statics") else None
+    box_spool = spool.Spool(opts["spool"]) if opts.get("spool") else None
     gc.collect()
     base = gc.mem_alloc()
     w = asyncio.create_task(watch()) if opts["sample_ms"] else None
     runs = []
     found = []
+    staged = batchfile.BatchFile(opts["spool"] + "/batch.tmp") if box_spool is not None else None
+    head = {"scan": opts["kind"], "cycle": 0}
 
     def emit(rec):
         found.append(rec["ip"])
-        print("REC %s %d" % (rec["ip"], len(json.dumps(rec))))
+        if staged is None:
+            print("REC %s %d" % (rec["ip"], len(json.dumps(rec))))
+        else:
+            print("REC %s" % rec["ip"])
+            staged.add(rec)
+            if staged.count >= BATCH_RECORDS:
+                box_spool.put(staged.writer(head))
+                staged.drop()
         sample() if opts["sample_ms"] else None
 
     for _ in range(opts.get("runs", 1)):
@@ -59,6 +88,9 @@ async def main():
             probed, n = await sweep(client, addrs, emit, SweepOptions(
                 scan=opts["kind"], profiles=lib, state=state, statics=statics, workers=opts["workers"],
                 window=opts["window"], stats=stats))
+            if staged is not None and staged.count:
+                box_spool.put(staged.writer(head))
+                staged.drop()
         finally:
             client.close()
         ms = time.ticks_diff(time.ticks_ms(), t)
@@ -68,11 +100,13 @@ async def main():
                      "packets_in": st["received"] + stats.get("answered", 0) + stats.get("dropped", 0),
                      "bytes_out": st["bytes_out"] + stats.get("bytes_out", 0),
                      "bytes_in": st["bytes_in"] + stats.get("bytes_in", 0),
-                     "collect_bytes": st["bytes_out"] + st["bytes_in"]})
+                     "collect_bytes": st["bytes_out"] + st["bytes_in"],
+                     "spooled": len(box_spool) if box_spool is not None else 0})
     if w:
         w.cancel()
     loaded = sorted(m[9:] for m in sys.modules if m.startswith("fleetbox."))   # what the peak carried
-    print("RESULT " + json.dumps({"runs": runs, "peak": peak[0], "base": base, "modules": loaded}))
+    print("RESULT " + json.dumps({"runs": runs, "peak": peak[0], "code": code, "base": base, "modules": loaded,
+                                  "heap": gc.mem_alloc() + gc.mem_free()}))
 
 
 asyncio.run(main())

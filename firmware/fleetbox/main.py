@@ -104,7 +104,7 @@ class App:
             creds = config.credentials(cfg)
             opts = SweepOptions(scan=scan, creds=creds, profiles=self.profiles, state=self.devices,
                                 statics=self.statics, workers=cfg["workers"], pace_ms=cfg["pace_ms"],
-                                web_ports=cfg["web_ports"], on_unreachable=quiet.append)
+                                web_ports=cfg["web_ports"], on_unreachable=quiet.append, ping=cfg["ping"])
             probed, found = await sweep(client, addrs, on_record, opts)
         finally:
             client.close()

@@ -19,6 +19,7 @@ from fleetbox.port import ERROR, INFO, WARN, log, time_s
 GC_EVERY = 8192    # bytes allocated between garbage collections during a sweep (small heaps)
 QUEUE_MAX = 32     # answered addresses waiting for a collector before discovery pauses
 VALUES_KEPT = 4    # of which at most this many (or one per worker) keep their system group
+PING_TIMEOUT_MS = 1000   # the most one echo to a silent device waits
 _V3 = 255          # credential index of a waiting address that answered the SNMPv3 engine probe
 
 
@@ -34,8 +35,9 @@ class SweepOptions:
     between two requests to one device; web_ports: {profile page port: port to use}.
     on_duplicate(rec, first_ip): a device seen again at another address (same serial or
     MAC) is reported once, this hears about the others. on_unreachable(marker): a device
-    seen before that fell silent (docs/collection.md); with `ping`, its status says
-    whether the address still answers ICMP echo (fleetbox.icmp). stats: a dict that
+    seen before that fell silent (docs/collection.md); with `ping` (the box's default,
+    config key "ping"), its status says whether the address still answers one ICMP echo
+    (fleetbox.icmp), sent at `rate` like discovery's datagrams. stats: a dict that
     receives the discovery figures and "extra_agents".
     """
 
@@ -129,6 +131,9 @@ class _Sweep:
         self.wake = asyncio.Event()
         self.done = False
         self.pings = []     # markers of silent devices waiting for their ICMP echo
+        self.can_ping = True
+        self.ping_turn = asyncio.Lock()
+        self.pinged_at = _port.ticks_ms()
 
     def counted(self):
         for a in self.addresses:
@@ -176,11 +181,24 @@ class _Sweep:
 
     async def tell_pinged(self, marker):
         """status.ping: True when the silent device answers ICMP echo (SNMP off or blocked,
-        the device there), False when nothing answers; left out where ICMP is not allowed."""
-        from fleetbox import icmp
-        answered = await icmp.ping(marker["ip"], self.prober.timeout_ms)
-        if answered is not None:
-            marker["status"]["ping"] = answered
+        the device there), False when nothing answers; left out where ICMP is not allowed.
+        One echo per marker, at most PING_TIMEOUT_MS, at the sweep's rate; a platform that
+        refuses ICMP is not asked again this sweep."""
+        if self.can_ping:
+            from fleetbox import icmp
+            async with self.ping_turn:      # the workers' echoes one after another at the rate
+                if self.opts.rate:
+                    wait = 1000 // self.opts.rate - _port.ticks_diff(_port.ticks_ms(), self.pinged_at)
+                    if wait > 0:
+                        await _port.sleep_ms(wait)
+                self.pinged_at = _port.ticks_ms()
+            answered = await icmp.ping(marker["ip"], min(self.prober.timeout_ms, PING_TIMEOUT_MS))
+            if answered is None:
+                self.can_ping = False
+                log("collector", INFO, "ICMP echo not allowed here (no ping or raw socket): silent devices"
+                    " are reported without status.ping")
+            else:
+                marker["status"]["ping"] = answered
         self.opts.on_unreachable(marker)
 
     async def feed(self):
