@@ -103,6 +103,46 @@ def code_heap(mpy):
     return int(r.stdout.split("CODE ")[1].split()[0])
 
 
+ROMFS_PROBE = """
+import gc, sys, vfs
+gc.collect()
+before = gc.mem_alloc()
+with open(sys.argv[1], "rb") as f:
+    image = f.read()
+vfs.mount(vfs.VfsRom(image), "/rom")
+sys.path.insert(0, "/rom")
+from fleetbox import (assemble, batchfile, collector, countertables, devstate, discovery, features, icmp,
+                      probe, profiles, readplan, records, sanity, snmp, spool, sweep, targets, walker, web)
+gc.collect()
+print("ROMFS %d %d" % (len(image), gc.mem_alloc() - before - len(image)))
+"""
+
+
+def code_heap_romfs(mpy):
+    """(image bytes, heap the same modules hold when run in place from a ROMFS image): the
+    bytecode stays in the image, as in a board's flash; what is left is what importing
+    makes (module dicts, functions, classes, interned names)."""
+    from mpremote.romfs import VfsRomWriter
+    w = VfsRomWriter()
+    w.opendir("fleetbox")
+    pkg = os.path.join(mpy, "fleetbox")
+    for name in sorted(os.listdir(pkg)):
+        with open(os.path.join(pkg, name), "rb") as f:
+            w.mkfile(name, f.read())
+    w.closedir()
+    image = os.path.join(mpy, "code.romfs")
+    with open(image, "wb") as f:
+        f.write(w.finalise())
+    script = os.path.join(mpy, "romfs_probe.py")
+    with open(script, "w") as f:
+        f.write(ROMFS_PROBE)
+    r = subprocess.run([MP, "-X", "heapsize=4M", script, image], capture_output=True, text=True, timeout=60)
+    if r.returncode:
+        raise RuntimeError(r.stdout + r.stderr)
+    size, held = r.stdout.split("ROMFS ")[1].split()[:2]
+    return int(size), int(held)
+
+
 def snmpget_sweep():
     """net-snmp: snmpget of the system group on every address, 64 at a time."""
     def one(i):
@@ -201,6 +241,9 @@ def main():
                 code = code_heap(mpy)
                 print("(c) code heap: %d B (every module a cycle uses, imported: on a board they are frozen"
                       " into flash); data heap = live heap - code heap" % code)
+                rom, held = code_heap_romfs(mpy)
+                print("    the same modules run in place from a %d B ROMFS image (bytecode in the image, as in"
+                      " flash): %d B of heap" % (rom, held))
                 runs = [(code + 48 * 1024, 1), (code + 64 * 1024, 1), (code + 64 * 1024, 2),
                         (192 * 1024, 1), (224 * 1024, 1), (256 * 1024, 2)]
                 for i, (heap, workers) in enumerate(runs):
