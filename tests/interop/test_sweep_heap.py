@@ -74,4 +74,6 @@ def test_a_24_with_20_printers_collects_in_64k_of_data_heap(kit):
 
 def test_much_less_data_heap_fails_so_the_bar_is_real(kit):
     res, err, _ = _sweep(kit, kit["code"] + 16 * 1024, "short")
-    assert res is None and "MemoryError" in err, err
+    # out of memory: the run dies, or (a collection's MemoryError is logged and the sweep goes
+    # on) it misses printers
+    assert res is None or res["runs"][0]["found"] < len(kit["printers"]), res
