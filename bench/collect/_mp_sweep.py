@@ -1,12 +1,14 @@
 """Runs ON MICROPYTHON for bench/collect/collect.py and tests/interop/test_sweep_heap.py:
 one sweep, figures on stdout.
 
-argv: MPY_DIR (precompiled firmware); options as one JSON line on stdin:
+argv: MPY_DIR (precompiled firmware), MODE; options as one JSON line on stdin:
 {targets, port, kind, workers, window, timeout_ms, retries, profiles, sample_ms, runs,
- statics, spool, probe}.
-Every module a collection cycle uses is imported first, as a board has them in flash:
-`code` is the heap they hold, and everything above it is the sweep's data heap.
-probe: print `CODE <bytes>` and stop (run again with heapsize = code + the budget).
+ statics, spool}.
+MODE "frozen": every module a collection cycle uses is imported first, as a board has them
+in flash: `code` is the heap they hold, and everything above it is the sweep's data heap.
+"probe": the same, print `CODE <bytes>` and stop (run again with heapsize = code + the
+budget). "box": the modules few devices need (web, countertables, features, sanity, icmp)
+are imported when a collection needs them, as the box does on the unix port.
 spool: a folder; the records go to a spool there as the box sends them (staged on flash
 record by record, batches of 8: fleetbox.main). Prints `REC <ip> <json size>` per record
 and one `RESULT <json>` line.
@@ -16,25 +18,29 @@ import json
 import sys
 
 sys.path.insert(0, sys.argv[1])
+MODE = sys.argv[2] if len(sys.argv) > 2 else "frozen"
 import asyncio  # noqa: E402
 import time  # noqa: E402
 
-# what a full cycle's collection imports, up front (the collector borrows some of them
-# only while a device needs them; imported here they stay, as frozen modules would)
 from fleetbox import (  # noqa: E402,F401
-    assemble, batchfile, collector, countertables, devstate, discovery, features, icmp, probe, profiles,
-    readplan, records, sanity, snmp, spool, sweep as _sweep, targets, walker, web,
+    assemble, batchfile, collector, devstate, discovery, probe, profiles, readplan, records, snmp, spool,
+    sweep as _sweep, targets, walker,
 )
 from fleetbox.sweep import SweepOptions, sweep  # noqa: E402
 
+if MODE != "box":
+    # the collector borrows these only while a device needs them; imported here they stay,
+    # as frozen modules would
+    from fleetbox import countertables, features, icmp, sanity, web  # noqa: E402,F401
+
 BATCH_RECORDS = 8   # as fleetbox.main
 
-opts = json.loads(sys.stdin.readline())
 gc.collect()
 code = gc.mem_alloc()
-if opts.get("probe"):
+if MODE == "probe":
     print("CODE %d" % code)
     sys.exit(0)
+opts = json.loads(sys.stdin.readline())
 peak = [0]
 if opts.get("gc_threshold"):
     gc.threshold(opts["gc_threshold"])   # collect every N bytes allocated: less fragmentation
