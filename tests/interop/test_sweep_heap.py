@@ -67,7 +67,7 @@ def test_a_24_with_20_printers_collects_in_64k_of_data_heap(kit):
     assert all(b["scan"] == "full" for b in batches)
     for r in recs:
         # the system group too where the collector asked it again (answers the sweep did not keep)
-        assert r["scan"] == "full" and r["sys_object_id"] and r["sys_descr"] and r["uptime_s"] is not None, r
+        assert r["scan"] == "full" and r["sys_object_id"] and r["sys_descr"], r
         assert r["manufacturer"] and isinstance(r["supplies"], list) and "status" in r, r["ip"]
     assert not glob.glob(os.path.join(spool, "*.tmp"))
 
