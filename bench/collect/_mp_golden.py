@@ -58,7 +58,7 @@ async def one_pass(kind, plist, path, statics, n):
     finally:
         client.close()
     state.save()
-    print("STATE %s %d %s" % (kind, n, json.dumps(state.devices)))
+    print("STATE %s %d %s" % (kind, n, json.dumps({k: state.get(k) for k in state.devices})))   # entries held as text
     st = client.stats
     print("WIRE %s %d %s" % (kind, n, json.dumps([st["sent"], st["bytes_out"], st["bytes_in"]])))
 

@@ -13,8 +13,11 @@ Usage: .venv/bin/python bench/collect/collect.py [--part PARTS] [-v]
     apart): first contact and the next scan (row counts remembered, supplies' static
     columns cached on flash: only levels read), against snmpbulkwalk of the same tables
     (+ snmpget of the same scalars) per printer.
-(c) Peak MicroPython heap during (a) with full records (live bytes sampled after a
-    collection every 20 ms), and whether it runs in `-X heapsize=256K`.
+(c) MicroPython heap during (a) with full records going to a spool as on the box (live
+    bytes sampled after each record and every 20 ms): the code heap (every module a cycle
+    uses, imported first; a board keeps them frozen in flash) apart from the data heap
+    (the rest), and whether the sweep runs in `-X heapsize=` code + 48 KB, code + 64 KB
+    (1 and 2 collectors) and in 192K, 224K, 256K.
 """
 import concurrent.futures
 import glob
@@ -40,16 +43,18 @@ TABLES = ["1.3.6.1.2.1.1", "1.3.6.1.2.1.2.2.1.6", "1.3.6.1.2.1.4.20.1.2", "1.3.6
           "1.3.6.1.2.1.43.12", "1.3.6.1.2.1.43.13.4", "1.3.6.1.2.1.43.16.5", "1.3.6.1.2.1.43.18"]
 
 
-def site_description():
+def site_description(net=NET):
+    """A /24 (net + "0/24"): the 19 recordings and a live pysnmp printer from .10 up, then 30
+    other devices (switch, UPS, camera, Linux server recordings, several times) from .100."""
     walks = walks_dir()
     recs = sorted(glob.glob(str(walks / "recordings" / "*.snmprec")))
     negs = sorted(glob.glob(str(walks / "negative" / "*.snmprec")))
     devs, n = [], 10
     for p in recs:
-        devs.append({"name": "p-" + os.path.basename(p)[:-8], "address": NET + str(n), "kind": "recording",
+        devs.append({"name": "p-" + os.path.basename(p)[:-8], "address": net + str(n), "kind": "recording",
                      "recording": p, "printer": True})
         n += 1
-    devs.append({"name": "live-hp", "address": NET + str(n), "kind": "dynamic", "manufacturer": "HP",
+    devs.append({"name": "live-hp", "address": net + str(n), "kind": "dynamic", "manufacturer": "HP",
                  "model": "LaserJet Pro M404dn", "serial": "PHBQB07213", "sys_descr": "HP ETHERNET MULTI-ENVIRONMENT",
                  "sys_object_id": "1.3.6.1.4.1.11.2.3.9.1", "sys_name": "NPI1", "location": "", "contact": "",
                  "mac": "a0:d3:c1:8c:2d:1e",
@@ -60,9 +65,9 @@ def site_description():
     n = 100
     for i in range(30):
         p = negs[i % len(negs)]
-        devs.append({"name": "o-%d" % i, "address": NET + str(n + i), "kind": "recording", "recording": p,
+        devs.append({"name": "o-%d" % i, "address": net + str(n + i), "kind": "recording", "recording": p,
                      "printer": False})
-    return {"network": NET + "0/24", "devices": devs}
+    return {"network": net + "0/24", "devices": devs}
 
 
 def mpy_dir(tmp):
@@ -76,17 +81,66 @@ def mpy_dir(tmp):
 
 
 def mp_sweep(mpy, prof, targets, kind, heap="256K", workers=2, sample_ms=0, runs=1, gc_threshold=0,
-             statics=None):
-    opts = {"targets": targets, "port": PORT, "kind": kind, "workers": workers, "window": 256,
+             statics=None, spool=None, port=PORT, mode="frozen"):
+    opts = {"targets": targets, "port": port, "kind": kind, "workers": workers, "window": 256,
             "timeout_ms": 1000, "retries": 1, "profiles": prof, "sample_ms": sample_ms, "runs": runs,
-            "gc_threshold": gc_threshold, "statics": statics}
-    r = subprocess.run([MP, "-X", "heapsize=" + heap, os.path.join(os.path.dirname(__file__), "_mp_sweep.py"), mpy],
-                       input=json.dumps(opts) + "\n", capture_output=True, text=True, timeout=600)
+            "gc_threshold": gc_threshold, "statics": statics, "spool": spool}
+    r = subprocess.run([MP, "-X", "heapsize=" + str(heap), os.path.join(os.path.dirname(__file__), "_mp_sweep.py"),
+                        mpy, mode], input=json.dumps(opts) + "\n", capture_output=True, text=True, timeout=600)
     recs = [line.split()[1:] for line in r.stdout.splitlines() if line.startswith("REC ")]
     res = [line[7:] for line in r.stdout.splitlines() if line.startswith("RESULT ")]
     if r.returncode or not res:
         return None, recs, (r.stderr or r.stdout)[-600:]
     return json.loads(res[0]), recs, ""
+
+
+def code_heap(mpy):
+    """Bytes of heap the firmware's modules hold once imported (what a board keeps in flash)."""
+    r = subprocess.run([MP, "-X", "heapsize=4M", os.path.join(os.path.dirname(__file__), "_mp_sweep.py"), mpy,
+                        "probe"], capture_output=True, text=True, timeout=60)
+    if r.returncode:
+        raise RuntimeError(r.stdout + r.stderr)
+    return int(r.stdout.split("CODE ")[1].split()[0])
+
+
+ROMFS_PROBE = """
+import gc, sys, vfs
+gc.collect()
+before = gc.mem_alloc()
+with open(sys.argv[1], "rb") as f:
+    image = f.read()
+vfs.mount(vfs.VfsRom(image), "/rom")
+sys.path.insert(0, "/rom")
+from fleetbox import (assemble, batchfile, collector, countertables, devstate, discovery, features, icmp,
+                      probe, profiles, readplan, records, sanity, snmp, spool, sweep, targets, walker, web)
+gc.collect()
+print("ROMFS %d %d" % (len(image), gc.mem_alloc() - before - len(image)))
+"""
+
+
+def code_heap_romfs(mpy):
+    """(image bytes, heap the same modules hold when run in place from a ROMFS image): the
+    bytecode stays in the image, as in a board's flash; what is left is what importing
+    makes (module dicts, functions, classes, interned names)."""
+    from mpremote.romfs import VfsRomWriter
+    w = VfsRomWriter()
+    w.opendir("fleetbox")
+    pkg = os.path.join(mpy, "fleetbox")
+    for name in sorted(os.listdir(pkg)):
+        with open(os.path.join(pkg, name), "rb") as f:
+            w.mkfile(name, f.read())
+    w.closedir()
+    image = os.path.join(mpy, "code.romfs")
+    with open(image, "wb") as f:
+        f.write(w.finalise())
+    script = os.path.join(mpy, "romfs_probe.py")
+    with open(script, "w") as f:
+        f.write(ROMFS_PROBE)
+    r = subprocess.run([MP, "-X", "heapsize=4M", script, image], capture_output=True, text=True, timeout=60)
+    if r.returncode:
+        raise RuntimeError(r.stdout + r.stderr)
+    size, held = r.stdout.split("ROMFS ")[1].split()[:2]
+    return int(size), int(held)
 
 
 def snmpget_sweep():
@@ -183,17 +237,33 @@ def main():
                                  (s["bytes_out"] + s["bytes_in"]) / s["found"]))
 
             if "c" in parts:
-                # (c) heap: sweep + full collection of the 20 printers
-                for heap, workers in (("192K", 1), ("224K", 1), ("256K", 1), ("256K", 2)):
+                # (c) heap: sweep + full collection of the 20 printers, records to a spool as on the box
+                code = code_heap(mpy)
+                print("(c) code heap: %d B (every module a cycle uses, imported: on a board they are frozen"
+                      " into flash); data heap = live heap - code heap" % code)
+                rom, held = code_heap_romfs(mpy)
+                print("    the same modules run in place from a %d B ROMFS image (bytecode in the image, as in"
+                      " flash): %d B of heap" % (rom, held))
+                runs = [(code + 48 * 1024, 1), (code + 64 * 1024, 1), (code + 64 * 1024, 2),
+                        (192 * 1024, 1), (224 * 1024, 1), (256 * 1024, 2)]
+                for i, (heap, workers) in enumerate(runs):
+                    spool_dir = os.path.join(tmp, "spool-c%d" % i)
+                    frozen = i < 3      # code + N: every module imported first; else as the box imports them
                     res, recs, err = mp_sweep(mpy, prof, [NET + "0/24"], "full", heap=heap, sample_ms=20,
-                                              workers=workers, statics=os.path.join(tmp, "statics-c"))
+                                              workers=workers, statics=os.path.join(tmp, "statics-c"),
+                                              spool=spool_dir, mode="frozen" if frozen else "box")
                     ok = res is not None and res["runs"][0]["found"] == len(printers)
                     extra = ""
                     if res is not None:
-                        extra = "%d printers in %.2f s, live heap peak %d B (modules+profiles index %d B)" % (
-                            res["runs"][0]["found"], res["runs"][0]["ms"] / 1000, res["peak"], res["base"])
-                    print("(c) -X heapsize=%s, %d collector(s), sweep + full collection of %d printers: %s %s"
-                          % (heap, workers, len(printers), "OK" if ok else "FAILED", extra or err[-900:]))
+                        extra = "%d printers in %.2f s, %d batches spooled, %s peak %d B (live %d B)" % (
+                            res["runs"][0]["found"], res["runs"][0]["ms"] / 1000, res["runs"][0]["spooled"],
+                            "data heap" if frozen else "heap above the modules imported first",
+                            res["peak"] - res["code"], res["peak"])
+                    label = ("code+%dK" % ((heap - code) // 1024)) if heap - code in (48 * 1024, 64 * 1024) \
+                        else "%dK" % (heap // 1024)
+                    print("(c) -X heapsize=%s (%d B), %d collector(s), sweep + full collection of %d printers%s: %s %s"
+                          % (label, heap, workers, len(printers), "" if frozen else " (modules imported as the box"
+                             " does)", "OK" if ok else "FAILED", extra or err[-900:]))
                     if res is not None and "-v" in sys.argv:
                         print("    modules loaded: " + " ".join(res.get("modules", ())))
         finally:

@@ -106,7 +106,8 @@ class Collector:
     # ------------------------------------------------------------------ the record
     async def collect(self, host, port=161, scan="full", probed=None, any_port=False):
         """The record of the printer at host:port, or None when it is no printer / silent.
-        probed: (credential, system group {oid: value}) when discovery already asked.
+        probed: (credential, system group {oid: value} or None: ask it again with that
+        credential) when discovery already asked.
         any_port: accept replies from another port of host (a profile's extra_agent)."""
         r = await self._printer(host, port, readplan.ReadPlan(scan), probed, any_port)
         if r is None:
@@ -163,9 +164,15 @@ class Collector:
         None for a silent address or no printer (remembered: not asked again for a while)."""
         if probed is not None:
             sysv = probed[1]
+            t = Target(host, port, probed[0])
             if isinstance(sysv, tuple):      # as the sweep queues it
                 sysv = dict(zip(discovery.SYS_OIDS, sysv))
-            t = Target(host, port, probed[0])
+            elif sysv is None:
+                # it answered discovery, whose values the sweep did not keep: ask again
+                try:
+                    sysv = await self.walker.get(t, oids.SYS_GROUP)
+                except snmp.Timeout:
+                    return None
         else:
             found = await probe.first_contact(self.walker, self.creds, host, port, any_port, self._cred_of,
                                               self.state)

@@ -24,6 +24,7 @@ DEFAULTS = {
     "pins": [],
     "spool_max": 256,
     "pace_ms": 10,          # least time between two requests to one printer (gentle polling)
+    "ping": True,           # one ICMP echo to a printer fallen silent: "answers ping, SNMP silent" (docs/collection.md)
     "web_ports": {},        # printers' web pages: profile port -> port used ({"80": 8080}); docs/profiles.md
     "spool_max_bytes": None,
     # uplink (docs/uplink.md)
@@ -205,6 +206,8 @@ def check(cfg):
         raise ConfigError("spool_max_bytes must be an integer in 1..2**30")
     if not isinstance(out["keepalive"], bool):
         raise ConfigError("keepalive must be true or false")
+    if not isinstance(out["ping"], bool):
+        raise ConfigError("ping must be true or false")
     if out["ca"] is not None:
         try:
             if not isinstance(out["ca"], str) or len(out["ca"]) > MAX_CA * 4 // 3 + 4:

@@ -20,6 +20,7 @@ QUIET_MAX = 8      # most sweeps a silent, once-seen device is left alone (doubl
 XS_SKIP = 8        # sweeps that skip a profile's extra agent after it stayed silent
 NP_SKIP = 15       # sweeps that take a device found not to be a printer at its word
 WEB_FIELDS_MAX = 16
+_COMPACT = (",", ":")   # json separators of an entry held in memory
 
 
 class DeviceState:
@@ -39,28 +40,53 @@ class DeviceState:
                 self.devices = {}
 
     # ------------------------------------------------------------------ storage
+    # An entry is held as its JSON text once written (a dict as loaded until then): a
+    # string costs the heap less than half what a dict of small objects does.
     def get(self, key):
-        return self.devices.get(key) or {}
+        """The entry of `key` (a fresh dict: change it through update)."""
+        d = self.devices.get(key)
+        if isinstance(d, str):
+            return json.loads(d)
+        return d or {}
 
     def update(self, key, **fields):
         d = self.devices.get(key)
         if d is None:
             if len(self.devices) >= self.max:
                 # Forget the device seen longest ago.
-                old = None
-                for k, v in self.devices.items():
-                    if old is None or v.get("t", 0) < self.devices[old].get("t", 0):
-                        old = k
+                old, when = None, 0
+                for k in self.devices:
+                    t = self.get(k).get("t", 0)
+                    if old is None or t < when:
+                        old, when = k, t
                 del self.devices[old]
-            d = self.devices[key] = {}
+            d = {}
+        elif isinstance(d, str):
+            d = json.loads(d)
         d.update(fields)
+        self.devices[key] = json.dumps(d, separators=_COMPACT)
         self.dirty = True
 
     def save(self):
         if not (self.path and self.dirty):
             return
-        atomic_write(self.path, lambda f: json.dump(self.devices, f))
+        atomic_write(self.path, self._write)
         self.dirty = False
+
+    def _write(self, f):
+        # entry by entry, as held: never the whole file built in the heap
+        f.write("{")
+        sep = ""
+        for k, v in self.devices.items():
+            f.write(sep)
+            f.write(json.dumps(k))
+            f.write(":")
+            if isinstance(v, str):
+                f.write(v)
+            else:
+                json.dump(v, f)
+            sep = ",\n"
+        f.write("}")
 
     # ------------------------------------------------------------------ counters (by serial)
     def counters(self, key):

@@ -4,6 +4,7 @@ import json
 
 from fleetbox import config, devstate, health, pack, port, provision, snmp, targets, updagent, uplink
 from fleetbox import spool as spool_mod
+from fleetbox.batchfile import BatchFile
 from fleetbox.spool import Spool
 from fleetbox.sweep import SweepOptions, sweep
 from fleetbox.version import VERSION  # noqa: F401  (the loader prints it)
@@ -59,8 +60,14 @@ class App:
             batch["h"] = errors
         stage, self.stage = self.stage, "spool"
         evicted = self.spool.evicted
+        staged = isinstance(records, BatchFile)     # records already on flash, as they came
+        if staged:
+            del batch["records"]
+            n = records.count
         try:
-            ident = self.spool.put(lambda f: json.dump(batch, f), klass)
+            ident = self.spool.put(records.writer(batch) if staged else lambda f: json.dump(batch, f), klass)
+            if staged:
+                records.drop()      # in the spool now (refused: they stay, the next batch takes them)
         finally:
             gone = self.spool.evicted - evicted
             if gone:
@@ -68,7 +75,8 @@ class App:
                 log(port.WARN, "spool full: evicted batches %s" % " ".join(
                     str(i) for i in self.spool.evicted_ids[-min(gone, 16):]))
         # one line per batch: what a soak's accounting (bench/chaos) holds the cloud's store against
-        log(port.INFO, "spooled batch %d: %s, cycle %d, %d records" % (ident, scan, started, len(records)))
+        log(port.INFO, "spooled batch %d: %s, cycle %d, %d records" % (ident, scan, started,
+                                                                        n if staged else len(records)))
         self.stage = stage
 
     async def collect(self, scan="full"):
@@ -76,20 +84,17 @@ class App:
         cfg = self.cfg
         self.stage = "collect"
         started = port.time_s()
-        pending = []
+        pending = BatchFile(self.spool.dir + "/batch.tmp")    # records go to flash as they come
         quiet = []      # markers of devices seen before and silent now (docs/collection.md)
 
         def on_record(rec):
-            pending.append(rec)
-            if len(pending) >= BATCH_RECORDS:
-                try:
-                    self._spool(scan, started, pending[:])
-                except Exception as e:  # noqa: BLE001  (raised here it would end a sweep worker)
-                    # the records stay pending: the next batch, or the cycle's last, tries again
-                    self.cycle_failed(e)
-                    self.stage = "collect"
-                    return
-                del pending[:]
+            try:
+                pending.add(rec)
+                if pending.count >= BATCH_RECORDS:
+                    self._spool(scan, started, pending)
+            except Exception as e:  # noqa: BLE001  (raised here it would end a sweep worker)
+                self.cycle_failed(e)    # the flash refused: this batch's records are lost
+                self.stage = "collect"
 
         client = snmp.Client(timeout_ms=cfg["timeout_ms"], retries=cfg["retries"])
         try:
@@ -97,7 +102,7 @@ class App:
             creds = config.credentials(cfg)
             opts = SweepOptions(scan=scan, creds=creds, profiles=self.profiles, state=self.devices,
                                 statics=self.statics, workers=cfg["workers"], pace_ms=cfg["pace_ms"],
-                                web_ports=cfg["web_ports"], on_unreachable=quiet.append)
+                                web_ports=cfg["web_ports"], on_unreachable=quiet.append, ping=cfg["ping"])
             probed, found = await sweep(client, addrs, on_record, opts)
         finally:
             client.close()
@@ -105,7 +110,7 @@ class App:
                 self.devices.save()
             except OSError as e:
                 log(port.WARN, "device state not saved: %s" % e)
-        if pending:
+        if pending.count:
             self._spool(scan, started, pending)
         if quiet:
             # an "alerts" batch: only the status travels, the device's other fields stay as last read

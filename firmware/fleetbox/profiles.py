@@ -43,7 +43,7 @@ class Library:
     separated) and an array of file offsets: ~0.8 KB of heap for 16 vendors, where a tuple
     of tuples of strings per profile took ~5.6 KB."""
 
-    CACHE = 4
+    CACHE = 1
 
     def __init__(self, path, f):
         self.path = path

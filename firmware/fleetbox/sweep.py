@@ -2,17 +2,25 @@
 
 Discovery (fleetbox.discovery) keeps up to `window` probes in flight from one coroutine;
 the addresses that answer go to `workers` collectors through a short queue (discovery
-pauses while it is full), so memory does not grow with the range.
+pauses while it is full), so memory does not grow with the range. A whole window of
+answers can arrive at once (a /24 fits in one): only the first few keep their system
+group (~0.5 KB each); the others wait as 7 bytes (address, port, credential) and the
+collector asks their system group again, one GET (docs/collection.md).
 """
+import array
 import asyncio
 
-from fleetbox import ber, devstate, discovery, snmp
+from fleetbox import ber, devstate, discovery, snmp, targets
 from fleetbox import port as _port
 from fleetbox.assemble import merge_extra
 from fleetbox.collector import Collector
 from fleetbox.port import ERROR, INFO, WARN, log, time_s
 
 GC_EVERY = 8192    # bytes allocated between garbage collections during a sweep (small heaps)
+QUEUE_MAX = 32     # answered addresses waiting for a collector before discovery pauses
+VALUES_KEPT = 4    # of which at most this many (or one per worker) keep their system group
+PING_TIMEOUT_MS = 1000   # the most one echo to a silent device waits
+_V3 = 255          # credential index of a waiting address that answered the SNMPv3 engine probe
 
 
 class SweepOptions:
@@ -27,8 +35,9 @@ class SweepOptions:
     between two requests to one device; web_ports: {profile page port: port to use}.
     on_duplicate(rec, first_ip): a device seen again at another address (same serial or
     MAC) is reported once, this hears about the others. on_unreachable(marker): a device
-    seen before that fell silent (docs/collection.md); with `ping`, its status says
-    whether the address still answers ICMP echo (fleetbox.icmp). stats: a dict that
+    seen before that fell silent (docs/collection.md); with `ping` (the box's default,
+    config key "ping"), its status says whether the address still answers one ICMP echo
+    (fleetbox.icmp), sent at `rate` like discovery's datagrams. stats: a dict that
     receives the discovery figures and "extra_agents".
     """
 
@@ -111,11 +120,20 @@ class _Sweep:
                                        first_cred=self.memory.preferred_credential)
         self.merger = Merger()
         self.probed = self.found = self.merged = 0
-        self.queue = []
-        self.qmax = max(32, opts.workers * 4)   # answered addresses waiting (~0.5 KB each)
+        self.queue = []     # (host, port, (credential, system group values) or None)
+        self.qmax = max(QUEUE_MAX, opts.workers * 4)
+        self.keep = max(VALUES_KEPT, opts.workers)
+        # the others: address, port, credential index, in arrays filled and emptied in turn
+        self.wait_ip = array.array("I")
+        self.wait_port = array.array("H")
+        self.wait_cred = bytearray()
+        self.wait_next = 0
         self.wake = asyncio.Event()
         self.done = False
         self.pings = []     # markers of silent devices waiting for their ICMP echo
+        self.can_ping = True
+        self.ping_turn = asyncio.Lock()
+        self.pinged_at = _port.ticks_ms()
 
     def counted(self):
         for a in self.addresses:
@@ -124,12 +142,19 @@ class _Sweep:
             self.probed += 1
             yield a
 
+    def waiting(self):
+        return len(self.queue) + len(self.wait_ip) - self.wait_next
+
     def answered(self, host, p, ci, sysvals):
         # sysvals None: only the SNMPv3 engine discovery was answered (the v3 collector's turn).
-        # A whole window of answers can wait here: their values only (no OID keys) in a tuple.
-        if sysvals is not None:
-            sysvals = tuple(sysvals.get(o) for o in discovery.SYS_OIDS)
-        self.queue.append((host, p, (self.prober.creds[ci], sysvals) if sysvals is not None else None))
+        if len(self.queue) < self.keep:
+            if sysvals is not None:
+                sysvals = tuple(sysvals.get(o) for o in discovery.SYS_OIDS)   # values only, no OID keys
+            self.queue.append((host, p, (self.prober.creds[ci], sysvals) if sysvals is not None else None))
+        else:
+            self.wait_ip.append(targets.ip_to_int(host))
+            self.wait_port.append(p)
+            self.wait_cred.append(ci if sysvals is not None else _V3)
         if self.memory.answers_again(host):
             log("collector", INFO, "%s:%d answers again" % (host, p))
         self.memory.prefer_credential(host, ci)   # this community first, next time
@@ -156,20 +181,47 @@ class _Sweep:
 
     async def tell_pinged(self, marker):
         """status.ping: True when the silent device answers ICMP echo (SNMP off or blocked,
-        the device there), False when nothing answers; left out where ICMP is not allowed."""
-        from fleetbox import icmp
-        answered = await icmp.ping(marker["ip"], self.prober.timeout_ms)
-        if answered is not None:
-            marker["status"]["ping"] = answered
+        the device there), False when nothing answers; left out where ICMP is not allowed.
+        One echo per marker, at most PING_TIMEOUT_MS, at the sweep's rate; a platform that
+        refuses ICMP is not asked again this sweep."""
+        if self.can_ping:
+            from fleetbox import icmp
+            async with self.ping_turn:      # the workers' echoes one after another at the rate
+                if self.opts.rate:
+                    wait = 1000 // self.opts.rate - _port.ticks_diff(_port.ticks_ms(), self.pinged_at)
+                    if wait > 0:
+                        await _port.sleep_ms(wait)
+                self.pinged_at = _port.ticks_ms()
+            answered = await icmp.ping(marker["ip"], min(self.prober.timeout_ms, PING_TIMEOUT_MS))
+            if answered is None:
+                self.can_ping = False
+                log("collector", INFO, "ICMP echo not allowed here (no ping or raw socket): silent devices"
+                    " are reported without status.ping")
+            else:
+                marker["status"]["ping"] = answered
         self.opts.on_unreachable(marker)
 
     async def feed(self):
         try:
-            await self.prober.run(self.counted(), self.answered, lambda: len(self.queue) < self.qmax,
+            await self.prober.run(self.counted(), self.answered, lambda: self.waiting() < self.qmax,
                                   self.silent)
         finally:
             self.done = True
             self.wake.set()
+
+    def next_address(self):
+        """(host, port, probed) of the next answered address: those holding their system
+        group first (they hold memory); probed None: the v3 collector's turn."""
+        if self.queue:
+            return self.queue.pop(0)
+        i = self.wait_next
+        ci = self.wait_cred[i]
+        host, p = targets.int_to_ip(self.wait_ip[i]), self.wait_port[i]
+        self.wait_next = i + 1
+        if self.wait_next == len(self.wait_ip):     # all taken: the arrays start again empty
+            self.wait_ip, self.wait_port, self.wait_cred = array.array("I"), array.array("H"), bytearray()
+            self.wait_next = 0
+        return host, p, (None if ci == _V3 else (self.prober.creds[ci], None))
 
     async def one(self, c, host, p, probed, any_port=False):
         try:
@@ -187,13 +239,13 @@ class _Sweep:
             if self.pings:
                 await self.tell_pinged(self.pings.pop(0))
                 continue
-            if not self.queue:
+            if not self.waiting():
                 if self.done:
                     return
                 self.wake.clear()
                 await self.wake.wait()
                 continue
-            host, p, probed = self.queue.pop(0)
+            host, p, probed = self.next_address()
             c = self.v3col if probed is None else self.col
             rec = await self.one(c, host, p, probed)
             if rec is None:

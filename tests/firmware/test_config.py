@@ -28,3 +28,10 @@ def test_host_names_are_accepted_unresolved():
 def test_missing_file():
     e = raises(config.ConfigError, config.load, "/nonexistent/config.json")
     assert "no configuration" in str(e)
+
+
+def test_ping_is_on_unless_turned_off():
+    assert config.check({})["ping"] is True
+    assert config.check({"ping": False})["ping"] is False
+    for bad in (1, "no", None):
+        assert "ping" in str(raises(config.ConfigError, config.check, {"ping": bad}))
