@@ -19,7 +19,7 @@ drain, on every boot.
 import os
 
 from fleetbox.atomicfile import atomic_write, remove_quietly as _remove
-from fleetbox.port import WARN, log, urandom
+from fleetbox.port import WARN, listdir, log, urandom
 
 SUFFIX = ".b"
 BULK, COUNTERS, ALERTS = 0, 1, 2
@@ -95,7 +95,7 @@ class Spool:
             pass
         self._class = {}   # id -> class
         self._size = {}    # id -> bytes on flash
-        for name in os.listdir(directory):
+        for name in listdir(directory):
             parsed = _parse(name)
             if parsed:
                 self._class[parsed[0]] = parsed[1]
