@@ -11,7 +11,7 @@ import sys
 from binascii import b2a_base64, unhexlify
 
 from fleetbox import cbor, config, delta, devstate, downlink, envelope, port, provision, updagent, updater, uplink
-from check import fresh_dir, rmtree
+from check import fresh_dir, raises, rmtree
 from fleetbox.spool import Spool
 from test_updater import IDENT, NOW, DirSlot, _offer, _source
 from test_updater import _root as _update_root
@@ -296,9 +296,9 @@ def test_every_write_site_fails_cleanly_and_recovers():
                     port.set_flash_fault(None)
                 assert hits, (name, op)   # the fault was on this site's way to flash
                 if name == "spool batch" and errno == port.ENOSPC:
-                    # full: the spool tries to make room by its order (here, noting the evicted newest
-                    # id fails on the same full flash, so the batch stays)
-                    assert state() in ([], before), state()
+                    # full: the spool makes room by its order (a flash this full evicts the one batch
+                    # there and still cannot take the new one)
+                    assert state() == [], state()
                 else:
                     assert state() == before, (name, op, errno)
                 assert _tmp_files(d) == [], (name, op, errno, _tmp_files(d))
@@ -329,6 +329,72 @@ def test_a_full_flash_evicts_by_the_spool_order():
     finally:
         port.set_flash_fault(None)
     assert s.ids() == [counters, alerts, new] and s.evicted_ids == [bulk]
+    rmtree(d)
+
+
+def _full_until_removed(s):
+    """ENOSPC on every write until a batch of spool s is removed: a flash full of batches."""
+    state = {"full": True, "refused": 0}
+
+    def fault(op, path):
+        if op == "remove" and path.startswith(s.dir) and path.endswith(".b"):
+            state["full"] = False
+        elif state["full"] and op in ("open", "close", "rename"):
+            state["refused"] += 1
+            return port.ENOSPC
+        return 0
+    return fault, state
+
+
+def test_a_full_flash_notes_the_evicted_id_in_the_room_it_frees():
+    # The newest batch is the victim, and noting its id needs room the flash does not have yet.
+    d = _fresh("note")
+    s = Spool(d + "/spool")
+    first = s.put(b"bulk", 0)
+    fault, state = _full_until_removed(s)
+    port.set_flash_fault(fault)
+    try:
+        new = s.put(b"counters", 1)
+    finally:
+        port.set_flash_fault(None)
+    assert state["refused"] >= 2, state      # the batch, then the note before freeing
+    assert s.ids() == [new] and s.evicted_ids == [first] and new > first
+    assert _read(d + "/spool/last") == str(first).encode()
+    s.ack(new)
+    assert Spool(d + "/spool").put(b"next") == new + 1    # ids never repeat across a reopen
+    rmtree(d)
+
+
+def test_a_flash_that_stays_full_evicts_a_bounded_amount_and_never_repeats_an_id():
+    d = _fresh("stuck")
+    s = Spool(d + "/spool")
+    big = b"x" * (20 * 1024)
+    ids = [s.put(big, 0) for _ in range(6)]
+    port.set_flash_fault(lambda op, path: port.ENOSPC if op != "remove" else 0)
+    try:
+        e = raises(OSError, s.put, b"more", 1)
+    finally:
+        port.set_flash_fault(None)
+    assert e.args[0] == port.ENOSPC
+    # past FULL_EVICT_BYTES freed the flash is failing, not full of batches: the rest stays
+    assert s.evicted_ids == ids[:4] and s.ids() == ids[4:], (s.evicted_ids, s.ids())
+    assert s.put(b"later", 1) == ids[-1] + 2     # the refused put's id is not reused either
+    rmtree(d)
+
+
+def test_the_newest_id_evicted_on_a_failing_flash_is_noted_at_the_next_chance():
+    d = _fresh("unnoted")
+    s = Spool(d + "/spool")
+    old, newest = s.put(b"a", 2), s.put(b"b" * (70 * 1024), 0)     # the newest alone frees enough
+    port.set_flash_fault(lambda op, path: port.ENOSPC if op != "remove" else 0)
+    try:
+        raises(OSError, s.put, b"c", 1)
+    finally:
+        port.set_flash_fault(None)
+    assert s.ids() == [old] and s.evicted_ids == [newest]
+    s.ack(old)      # an upload's acknowledgement, with room again: the id is noted then
+    assert _read(d + "/spool/last") == str(newest).encode()
+    assert Spool(d + "/spool").put(b"d") > newest     # (the refused put's id never reached flash)
     rmtree(d)
 
 
