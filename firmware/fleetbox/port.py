@@ -221,6 +221,12 @@ def open_read(path, binary=False):
     return open(path, "rb" if binary else "r")
 
 
+def open_append(path):
+    """A binary file opened to add to its end (created when missing)."""
+    _flash_check("open", path)
+    return open(path, "ab")
+
+
 def open_write(path, binary=False):
     """A file opened for writing (replacing it)."""
     _flash_check("open", path)
@@ -233,6 +239,12 @@ def close_write(f, path):
         _flash_check("close", path)
     finally:
         f.close()
+
+
+def sync_write(f, path):
+    """Commit what was written to a file that stays open (a resume record will count on it)."""
+    _flash_check("close", path)
+    f.flush()
 
 
 def rename(src, dst):

@@ -105,7 +105,7 @@ class Spool:
                 self._size[parsed[0]] = os.stat(self._path(name))[6]
             elif name.endswith(".tmp"):
                 # A write that a power cut interrupted never became part of the spool.
-                os.remove(self._path(name))
+                _remove(self._path(name))
         self._ids = sorted(self._class)
         self.bytes = sum(self._size.values())
         self.evicted = 0
