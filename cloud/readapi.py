@@ -2,7 +2,7 @@
 that caller may see (cloud.tenancy.visible_boxes); another tenant's box is "not found", the same
 answer as a box that does not exist, so its existence does not leak either.
 
-GET /v1/boxes                      the caller's boxes: seq, last contact, endpoint, counts, site, firmware, failed cycles
+GET /v1/boxes                      the caller's boxes: sequence, last contact, endpoint, counts, site, health
 GET /v1/devices[?box=B]            latest full record of every device
 GET /v1/device?box=B&device=D      one device's latest full record
 GET /v1/history?box=B&device=D[&limit=N][&since=T]   a device's full readings, newest first
