@@ -15,7 +15,9 @@ changed by its `behaviour`:
 - `looping`     GETNEXT and GETBULK inside a table answer OIDs that do not increase (the same
                 OID again, or back to the table's first row): a walk that trusts the agent
                 never ends;
-- `flood`       GETBULK answers ignore max-repetitions and fill the datagram (~60 KB).
+- `flood`       GETBULK answers ignore max-repetitions and fill the datagram (~60 KB);
+- `long-rows`   24 supplies whose descriptions are 1,000 bytes long: a GETBULK of many rows
+                outgrows the box's 8 KB receive buffer, one of a few rows does not.
 
 `HostileWeb` serves a printer's web page (simulator/webpages.py's Brother page) crafted the
 same way: `huge` (an endless page), `escapes`, `absurd` (a counter of 40 digits), `drip`
@@ -36,7 +38,8 @@ from pysnmp.proto import api
 
 from simulator.site import walks_dir
 
-BEHAVIOURS = ("normal", "escapes", "wrong-types", "absurd", "huge", "looping", "flood")
+BEHAVIOURS = ("normal", "escapes", "wrong-types", "absurd", "huge", "looping", "flood", "long-rows")
+LONG_ROWS = 24
 WEB_BEHAVIOURS = ("normal", "huge", "escapes", "absurd", "drip", "long-header", "bad-chunk")
 HUGE_ROWS = 20000
 ESCAPES = "\x1b]0;owned\x07\x1b[2J\x1b[31m\r\n\x00\x9b31m\u202e"
@@ -149,6 +152,15 @@ def craft(mib, behaviour):
             mib[IF_TABLE + (2, i)] = ("OctetString", b"eth%d" % i)
             mib[IF_TABLE + (6, i)] = ("OctetString", bytes([2, 0, 0, i >> 16 & 255, i >> 8 & 255, i & 255]))
             mib[HR_DEVICE + (3, i)] = ("OctetString", b"Device %d" % i)
+    elif behaviour == "long-rows":
+        mib = {k: v for k, v in mib.items() if not _under(k, SUPPLIES)}
+        for i in range(1, LONG_ROWS + 1):
+            mib[SUPPLIES + (4, 1, i)] = ("Integer", 7)
+            mib[SUPPLIES + (5, 1, i)] = ("Integer", 3)
+            mib[SUPPLIES + (6, 1, i)] = ("OctetString", (b"Long supply %02d " % i).ljust(1000, b"."))
+            mib[SUPPLIES + (7, 1, i)] = ("Integer", 13)
+            mib[SUPPLIES + (8, 1, i)] = ("Integer", 100)
+            mib[SUPPLIES + (9, 1, i)] = ("Integer", i)
     return mib
 
 

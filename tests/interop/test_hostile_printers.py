@@ -20,7 +20,7 @@ SNMP_PORT = 16114
 WEB_PORT = 18014
 NORMAL, NORMAL_WEB = NET + "10", NET + "11"
 SNMP_HOSTILE = {NET + "20": "escapes", NET + "21": "wrong-types", NET + "22": "absurd", NET + "23": "huge",
-                NET + "24": "looping", NET + "25": "flood"}
+                NET + "24": "looping", NET + "25": "flood", NET + "26": "long-rows"}
 WEB_HOSTILE = {NET + "30": "huge", NET + "31": "escapes", NET + "32": "absurd", NET + "33": "drip",
                NET + "34": "long-header", NET + "35": "bad-chunk"}
 PRINTMASTER_SERIAL = "U64641E7J134163"
