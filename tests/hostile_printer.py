@@ -258,30 +258,20 @@ class HostileAgent:
         qpdu, rpdu = pm.apiMessage.get_pdu(req), pm.apiMessage.get_pdu(rsp)
         asked = [tuple(o) for o, _ in pm.apiPDU.get_varbinds(qpdu)]
         out = []
-        if qpdu.isSameTypeWith(pm.GetRequestPDU()):
+        get = qpdu.isSameTypeWith(pm.GetRequestPDU())
+        if get or qpdu.isSameTypeWith(pm.GetNextRequestPDU()):
+            # one varbind per OID asked: the object itself (GET) or the next one (GETNEXT)
             for key in asked:
-                found = self.mib.get(key)
+                found = (key if key in self.mib.objects else None) if get else self.mib.next(key)
                 if found is None:
                     if version == api.SNMP_VERSION_1:
-                        pm.apiPDU.set_error_status(rpdu, 2)
+                        pm.apiPDU.set_error_status(rpdu, 2)      # noSuchName, for the whole request
                         pm.apiPDU.set_error_index(rpdu, asked.index(key) + 1)
                         out = [(k, pm.Null("")) for k in asked]
                         break
-                    out.append((key, pm.rfc1905.noSuchInstance))
+                    out.append((key, pm.rfc1905.noSuchInstance if get else pm.rfc1905.endOfMibView))
                 else:
-                    out.append((key, _value(pm, *found)))
-        elif qpdu.isSameTypeWith(pm.GetNextRequestPDU()):
-            for key in asked:
-                nxt = self.mib.next(key)
-                if nxt is None:
-                    if version == api.SNMP_VERSION_1:
-                        pm.apiPDU.set_error_status(rpdu, 2)
-                        pm.apiPDU.set_error_index(rpdu, asked.index(key) + 1)
-                        out = [(k, pm.Null("")) for k in asked]
-                        break
-                    out.append((key, pm.rfc1905.endOfMibView))
-                else:
-                    out.append((nxt, _value(pm, *self.mib.get(nxt))))
+                    out.append((found, _value(pm, *self.mib.get(found))))
         elif version != api.SNMP_VERSION_1 and qpdu.isSameTypeWith(pm.GetBulkRequestPDU()):
             nonrep = int(pm.apiBulkPDU.get_non_repeaters(qpdu))
             reps = int(pm.apiBulkPDU.get_max_repetitions(qpdu))
@@ -420,12 +410,11 @@ class HostilePrinters:
         self.agents, self.webs = {}, {}
         try:
             for address, (behaviour, web) in printers.items():
+                # with a web page: the brother recording without its SNMP counter, so the page counts
+                self.agents[address] = HostileAgent(address, snmp_port, behaviour, *(
+                    ("brother", [(1, 3, 6, 1, 2, 1, 43, 10, 2, 1, 4)]) if web else ()))
                 if web:
-                    self.agents[address] = HostileAgent(address, snmp_port, behaviour, "brother",
-                                                         drop=[(1, 3, 6, 1, 2, 1, 43, 10, 2, 1, 4)])
                     self.webs[address] = HostileWeb(address, web_port, web)
-                else:
-                    self.agents[address] = HostileAgent(address, snmp_port, behaviour)
         except BaseException:
             self.stop()
             raise
