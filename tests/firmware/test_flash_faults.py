@@ -8,7 +8,7 @@ the file it was replacing as it was and no temporary file behind.
 """
 import os
 import sys
-from binascii import b2a_base64, unhexlify
+from binascii import b2a_base64, hexlify, unhexlify
 
 from fleetbox import cbor, config, delta, devstate, downlink, envelope, port, provision, updagent, updater, uplink
 from check import fresh_dir, raises, rmtree
@@ -36,8 +36,12 @@ def _exists(path):
         return False
 
 
+# a directory of this run's own: other checkouts on the machine run these tests at the same time
+_RUN = hexlify(port.urandom(4)).decode()
+
+
 def _fresh(name):
-    return fresh_dir("/tmp/fbflash-" + name)
+    return fresh_dir("/tmp/fbflash-%s-%s" % (name, _RUN))
 
 
 def _read(path):
@@ -345,7 +349,7 @@ def test_every_write_site_fails_cleanly_and_recovers():
                 assert state() not in (None, [], before), (name, op, errno)
                 tried += 1
     assert tried == sum(len(SITE_OPS.get(name, OPS)) for name in SITES) * len(ERRNOS)
-    rmtree("/tmp/fbflash-site")
+    rmtree(_fresh("site"))
 
 
 def test_a_full_flash_evicts_by_the_spool_order():
