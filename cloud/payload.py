@@ -57,7 +57,7 @@ def decode_payload(plaintext):
                 raise PayloadError("unknown scan code %d" % kind)
             kind = SCAN_CODES[kind]
         batch = {"scan": kind, "cycle": batch.get("c"), "records": batch.get("r", []),
-                 "seen": batch.get("k", []), "base": batch.get("b")}
+                 "seen": batch.get("k", []), "base": batch.get("b"), "h": batch.get("h")}
     else:
         batch = dict(batch, seen=[], base=None)
     if not isinstance(batch["records"], list) or not all(isinstance(r, dict) for r in batch["records"]):

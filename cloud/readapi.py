@@ -2,7 +2,7 @@
 that caller may see (cloud.tenancy.visible_boxes); another tenant's box is "not found", the same
 answer as a box that does not exist, so its existence does not leak either.
 
-GET /v1/boxes                      the caller's boxes: sequence, last contact, endpoint, counts, site, firmware
+GET /v1/boxes                      the caller's boxes: sequence, last contact, endpoint, counts, site, health
 GET /v1/devices[?box=B]            latest full record of every device
 GET /v1/device?box=B&device=D      one device's latest full record
 GET /v1/history?box=B&device=D[&limit=N][&since=T]   a device's full readings, newest first
@@ -22,7 +22,7 @@ from cloud import audit as audit_mod
 from cloud.auth import require
 from cloud.payload import lowest_supply
 from cloud.schema import boxes, devices, readings, uploads
-from cloud.tenancy import box_places, visible_boxes
+from cloud.tenancy import box_health_of, box_places, visible_boxes
 
 
 def _json(obj, status=200):
@@ -48,8 +48,10 @@ def box_list(conn, user):
     keys = ("box", "last_seq", "last_seen", "last_endpoint", "devices", "uploads")
     out = [dict(zip(keys, r)) for r in conn.execute(q)]
     places = box_places(conn, [b["box"] for b in out])
+    troubles = box_health_of(conn, [b["box"] for b in out])
     for b in out:
         b.update(places.get(b["box"]) or {"site": None, "customer": None, "firmware": None, "state": "unclaimed"})
+        b["health"] = troubles.get(b["box"])
     return out
 
 

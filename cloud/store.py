@@ -19,7 +19,7 @@ import psycopg
 from sqlalchemy import ARRAY, Integer, any_, bindparam, cast, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from cloud import db
+from cloud import db, tenancy
 from cloud.payload import device_key, lowest_supply, merge
 from cloud.schema import boxes, devices, readings, rejects, uploads
 
@@ -235,6 +235,8 @@ class Store:
                     resync = True
                 items = list(records) + [{"=": seen[i], "@": seen[i + 1]} for i in range(0, len(seen), 2)]
                 self._store_records(c, box, cycle, scan, items, now, resync)
+                if batch.get("h"):
+                    tenancy.note_box_health(c, box, batch["h"], now)
             down_seq = self._run(c, self._q_box, {"k_box": box, "k_seq": max(last, seq), "k_seen": now,
                                                   "k_endpoint": endpoint, "k_epoch": current})[0][0]
         return fresh, resync, down_seq

@@ -5,6 +5,7 @@ and only administrators of the dealer that owns the service's device keys
 (`dealers.owns_keys`) see it. Claiming (cloud/provision.py) calls assign_box().
 The tables live on cloud.schema's metadata so one comparison checks every migration.
 """
+import json
 import time
 
 from sqlalchemy import (Boolean, Column, Float, ForeignKey, Index, Integer, Text, Table, UniqueConstraint, select)
@@ -47,6 +48,16 @@ box_sites = Table(
     Column("state", Text),
     Index("box_sites_site", "site_id"),
 )
+
+# The box's own troubles: its failed cycles by stage since it booted ("h" of its uploads,
+# docs/payload.md), as the newest upload that carried them said; the dashboard shows them.
+box_health = Table(
+    "box_health", metadata,
+    Column("box", Text, primary_key=True),
+    Column("counters", Text, nullable=False),     # JSON {stage: count}
+    Column("reported", Float),
+)
+HEALTH_STAGES_MAX = 32      # stages kept per box: "h" is the box's word, bounded here all the same
 
 users = Table(
     "users", metadata,
@@ -147,6 +158,26 @@ def set_box_info(conn, device_id, firmware=None, state=None):
     values = {k: v for k, v in (("firmware", firmware), ("state", state)) if v is not None}
     if values:
         conn.execute(box_sites.update().where(box_sites.c.box == device_id).values(**values))
+
+
+def note_box_health(conn, device_id, counters, now=None):
+    """Keep the failure counters an upload carried ("h"); anything but a small map of stage names
+    to counts is ignored (the field is informative, the upload is stored all the same)."""
+    if not isinstance(counters, dict) or not 0 < len(counters) <= HEALTH_STAGES_MAX or not all(
+            isinstance(k, str) and 0 < len(k) <= 32 and isinstance(v, int) and not isinstance(v, bool)
+            and 0 <= v < 1 << 53 for k, v in counters.items()):
+        return False
+    values = {"counters": json.dumps(counters, sort_keys=True), "reported": time.time() if now is None else now}
+    if not conn.execute(box_health.update().where(box_health.c.box == device_id).values(**values)).rowcount:
+        conn.execute(box_health.insert().values(box=device_id, **values))
+    return True
+
+
+def box_health_of(conn, box_ids):
+    """{box: {"counters": {stage: count}, "reported": time}} for those of box_ids that reported any."""
+    q = select(box_health.c.box, box_health.c.counters, box_health.c.reported) \
+        .where(box_health.c.box.in_(list(box_ids)))
+    return {b: {"counters": json.loads(c), "reported": r} for b, c, r in conn.execute(q)}
 
 
 def visible_boxes(user):

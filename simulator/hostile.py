@@ -44,13 +44,14 @@ MODES = (
 CRAFTED = MODES[1:]
 
 
-def _read_request(s):
-    """(raw head + body bytes, body) of one HTTP request, or (None, None) at EOF."""
+def _read_message(s):
+    """(head, body) of one HTTP message on s (a request or an answer; its length from
+    Content-Length), or None when the peer closed before it was whole."""
     buf = b""
     while b"\r\n\r\n" not in buf:
         chunk = s.recv(4096)
         if not chunk:
-            return None, None
+            return None
         buf += chunk
     head, _, body = buf.partition(b"\r\n\r\n")
     length = 0
@@ -61,9 +62,9 @@ def _read_request(s):
     while len(body) < length:
         chunk = s.recv(65536)
         if not chunk:
-            return None, None
+            return None
         body += chunk
-    return head + b"\r\n\r\n" + body, body
+    return head, body
 
 
 def _response(status, body, extra=b""):
@@ -120,21 +121,10 @@ class HostileCloud:
         with socket.create_connection((real.address, real.port), timeout=10) as tcp:
             with self.client_ctx.wrap_socket(tcp, server_hostname=self.endpoint + ".fleetbox.test") as s:
                 s.sendall(raw.replace(b"Connection: close\r\n", b"") if raw else raw)
-                buf = b""
-                while b"\r\n\r\n" not in buf:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        raise OSError("cloud closed")
-                    buf += chunk
-                head, _, body = buf.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    k, _, v = line.partition(b":")
-                    if k.strip().lower() == b"content-length":
-                        length = int(v)
-                while len(body) < length:
-                    body += s.recv(65536)
-                return int(head.split()[1]), body
+                msg = _read_message(s)
+                if msg is None:
+                    raise OSError("cloud closed")
+                return int(msg[0].split()[1]), msg[1]
 
     def sealed(self, fields, seq, key=None):
         """A sealed answer bound to the request `seq`, under the box's next down seq; no check of
@@ -154,9 +144,11 @@ class HostileCloud:
         try:
             s.settimeout(30)
             while True:
-                raw, body = _read_request(s)
-                if raw is None:
+                msg = _read_message(s)
+                if msg is None:
                     break
+                head, body = msg
+                raw = head + b"\r\n\r\n" + body
                 seq = envelope.parse_header(body)["seq"] if body[:3] == b"FBE" else None
                 mode = self.next_mode()
                 self.requests.append((mode, seq))

@@ -15,7 +15,9 @@ changed by its `behaviour`:
 - `looping`     GETNEXT and GETBULK inside a table answer OIDs that do not increase (the same
                 OID again, or back to the table's first row): a walk that trusts the agent
                 never ends;
-- `flood`       GETBULK answers ignore max-repetitions and fill the datagram (~60 KB).
+- `flood`       GETBULK answers ignore max-repetitions and fill the datagram (~60 KB);
+- `long-rows`   24 supplies whose descriptions are 1,000 bytes long: a GETBULK of many rows
+                outgrows the box's 8 KB receive buffer, one of a few rows does not.
 
 `HostileWeb` serves a printer's web page (simulator/webpages.py's Brother page) crafted the
 same way: `huge` (an endless page), `escapes`, `absurd` (a counter of 40 digits), `drip`
@@ -36,7 +38,8 @@ from pysnmp.proto import api
 
 from simulator.site import walks_dir
 
-BEHAVIOURS = ("normal", "escapes", "wrong-types", "absurd", "huge", "looping", "flood")
+BEHAVIOURS = ("normal", "escapes", "wrong-types", "absurd", "huge", "looping", "flood", "long-rows")
+LONG_ROWS = 24
 WEB_BEHAVIOURS = ("normal", "huge", "escapes", "absurd", "drip", "long-header", "bad-chunk")
 HUGE_ROWS = 20000
 ESCAPES = "\x1b]0;owned\x07\x1b[2J\x1b[31m\r\n\x00\x9b31m\u202e"
@@ -149,6 +152,15 @@ def craft(mib, behaviour):
             mib[IF_TABLE + (2, i)] = ("OctetString", b"eth%d" % i)
             mib[IF_TABLE + (6, i)] = ("OctetString", bytes([2, 0, 0, i >> 16 & 255, i >> 8 & 255, i & 255]))
             mib[HR_DEVICE + (3, i)] = ("OctetString", b"Device %d" % i)
+    elif behaviour == "long-rows":
+        mib = {k: v for k, v in mib.items() if not _under(k, SUPPLIES)}
+        for i in range(1, LONG_ROWS + 1):
+            mib[SUPPLIES + (4, 1, i)] = ("Integer", 7)
+            mib[SUPPLIES + (5, 1, i)] = ("Integer", 3)
+            mib[SUPPLIES + (6, 1, i)] = ("OctetString", (b"Long supply %02d " % i).ljust(1000, b"."))
+            mib[SUPPLIES + (7, 1, i)] = ("Integer", 13)
+            mib[SUPPLIES + (8, 1, i)] = ("Integer", 100)
+            mib[SUPPLIES + (9, 1, i)] = ("Integer", i)
     return mib
 
 
@@ -246,30 +258,20 @@ class HostileAgent:
         qpdu, rpdu = pm.apiMessage.get_pdu(req), pm.apiMessage.get_pdu(rsp)
         asked = [tuple(o) for o, _ in pm.apiPDU.get_varbinds(qpdu)]
         out = []
-        if qpdu.isSameTypeWith(pm.GetRequestPDU()):
+        get = qpdu.isSameTypeWith(pm.GetRequestPDU())
+        if get or qpdu.isSameTypeWith(pm.GetNextRequestPDU()):
+            # one varbind per OID asked: the object itself (GET) or the next one (GETNEXT)
             for key in asked:
-                found = self.mib.get(key)
+                found = (key if key in self.mib.objects else None) if get else self.mib.next(key)
                 if found is None:
                     if version == api.SNMP_VERSION_1:
-                        pm.apiPDU.set_error_status(rpdu, 2)
+                        pm.apiPDU.set_error_status(rpdu, 2)      # noSuchName, for the whole request
                         pm.apiPDU.set_error_index(rpdu, asked.index(key) + 1)
                         out = [(k, pm.Null("")) for k in asked]
                         break
-                    out.append((key, pm.rfc1905.noSuchInstance))
+                    out.append((key, pm.rfc1905.noSuchInstance if get else pm.rfc1905.endOfMibView))
                 else:
-                    out.append((key, _value(pm, *found)))
-        elif qpdu.isSameTypeWith(pm.GetNextRequestPDU()):
-            for key in asked:
-                nxt = self.mib.next(key)
-                if nxt is None:
-                    if version == api.SNMP_VERSION_1:
-                        pm.apiPDU.set_error_status(rpdu, 2)
-                        pm.apiPDU.set_error_index(rpdu, asked.index(key) + 1)
-                        out = [(k, pm.Null("")) for k in asked]
-                        break
-                    out.append((key, pm.rfc1905.endOfMibView))
-                else:
-                    out.append((nxt, _value(pm, *self.mib.get(nxt))))
+                    out.append((found, _value(pm, *self.mib.get(found))))
         elif version != api.SNMP_VERSION_1 and qpdu.isSameTypeWith(pm.GetBulkRequestPDU()):
             nonrep = int(pm.apiBulkPDU.get_non_repeaters(qpdu))
             reps = int(pm.apiBulkPDU.get_max_repetitions(qpdu))
@@ -408,12 +410,11 @@ class HostilePrinters:
         self.agents, self.webs = {}, {}
         try:
             for address, (behaviour, web) in printers.items():
+                # with a web page: the brother recording without its SNMP counter, so the page counts
+                self.agents[address] = HostileAgent(address, snmp_port, behaviour, *(
+                    ("brother", [(1, 3, 6, 1, 2, 1, 43, 10, 2, 1, 4)]) if web else ()))
                 if web:
-                    self.agents[address] = HostileAgent(address, snmp_port, behaviour, "brother",
-                                                         drop=[(1, 3, 6, 1, 2, 1, 43, 10, 2, 1, 4)])
                     self.webs[address] = HostileWeb(address, web_port, web)
-                else:
-                    self.agents[address] = HostileAgent(address, snmp_port, behaviour)
         except BaseException:
             self.stop()
             raise

@@ -36,6 +36,15 @@ def users():
 USERS = users()
 
 
+def add_user(eng, name, auth, auth_pass, priv, priv_pass, contexts):
+    """One USM user (auth/priv None: without) that may read everything in `contexts`."""
+    args = [a for a in (auth, auth_pass, priv, priv_pass) if a is not None]
+    config.add_v3_user(eng, name, *args)
+    level = "authPriv" if priv else ("authNoPriv" if auth else "noAuthNoPriv")
+    for c in contexts:
+        config.add_vacm_user(eng, 3, name, level, (1, 3, 6), contextName=c)
+
+
 def main():
     hosts = sys.argv[1:-1] if len(sys.argv) > 3 else [sys.argv[1]]
     port = int(sys.argv[-1])
@@ -47,20 +56,9 @@ def main():
     config.add_vacm_user(eng, 1, "area", "noAuthNoPriv", (1, 3, 6))
     config.add_vacm_user(eng, 2, "area", "noAuthNoPriv", (1, 3, 6))
     for name, a, ap, p, pp in USERS:
-        if a is None:
-            config.add_v3_user(eng, name)
-            level = "noAuthNoPriv"
-        elif p is None:
-            config.add_v3_user(eng, name, AUTH[a], ap)
-            level = "authNoPriv"
-        else:
-            config.add_v3_user(eng, name, AUTH[a], ap, PRIV[p], pp)
-            level = "authPriv"
-        config.add_vacm_user(eng, 3, name, level, (1, 3, 6), contextName=b"")
-        config.add_vacm_user(eng, 3, name, level, (1, 3, 6), contextName=b"MFP")
+        add_user(eng, name, a and AUTH[a], ap, p and PRIV[p], pp, (b"", b"MFP"))
     # a device left on DES: the client must say so, not just time out
-    config.add_v3_user(eng, "sha-des", AUTH["SHA"], "auth-sha-pass", config.USM_PRIV_CBC56_DES, "priv-des-pass")
-    config.add_vacm_user(eng, 3, "sha-des", "authPriv", (1, 3, 6))
+    add_user(eng, "sha-des", AUTH["SHA"], "auth-sha-pass", config.USM_PRIV_CBC56_DES, "priv-des-pass", (b"",))
     ctx = context.SnmpContext(eng)
     ctx.register_context_name(b"MFP", ctx.get_mib_instrum(b""))
     cmdrsp.GetCommandResponder(eng, ctx)

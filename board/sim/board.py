@@ -114,8 +114,10 @@ class Board(hal.Board):
 
     def _flash_fault(self, op, path):
         # every write to the data partition (fleetbox.port's file functions) fails while the switch
-        # is on; a full flash still deletes (that is how room is made)
-        if not path.startswith(self.data_dir + "/") or (op == "remove" and self._flash_errno == port.ENOSPC):
+        # is on, and a failing chip (EIO) fails reads too; a full flash still reads and deletes
+        # (deleting is how room is made)
+        if not path.startswith(self.data_dir + "/") or (
+                op in ("remove", "list", "read") and self._flash_errno == port.ENOSPC):
             return 0
         return self._flash_errno
 

@@ -12,6 +12,7 @@ the device's serial (else its "@<address>"), so they follow the device to a new 
 import json
 import os
 
+from fleetbox import port
 from fleetbox.atomicfile import atomic_write
 from fleetbox.records import COUNTER_KEYS
 
@@ -31,12 +32,15 @@ class DeviceState:
         self.dirty = False
         if path:
             try:
-                with open(path) as f:
+                with port.open_read(path) as f:
                     data = json.load(f)
                 if isinstance(data, dict):
                     # an entry that is not an object (a damaged file) is forgotten, not fatal
                     self.devices = {k: v for k, v in data.items() if isinstance(v, dict)}
-            except (OSError, ValueError):
+            except OSError as e:
+                if e.args[0] != port.ENOENT:
+                    raise   # unread is not empty: starting empty would overwrite the file at the next save
+            except ValueError:
                 self.devices = {}
 
     # ------------------------------------------------------------------ storage

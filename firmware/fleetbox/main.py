@@ -279,6 +279,27 @@ async def first_contact(prov, box_health):
         await box_health.sleep(wait)   # a button press asks again at once
 
 
+async def start(box_health, build):
+    """The app, built again with back-off until it builds. Whatever building it raises (a flash
+    that fails listing the spool or reading device memory) is logged and counted ("start" in
+    the uploaded counters) and nothing on flash is touched: a reset would meet the same fault,
+    and starting empty would overwrite what could not be read. The health task feeds the
+    watchdog meanwhile."""
+    n = 0
+    while True:
+        box_health.progress()
+        try:
+            return build()
+        except Exception as e:  # noqa: BLE001  (nothing a start raises may stop the box)
+            for line in health.traceback_lines(e):
+                log(port.ERROR, line)
+            box_health.cycle_failed("start", e)
+            wait = provision.backoff_s(n)
+            n += 1
+            log(port.ERROR, "cannot start, trying again in %d s: %r" % (wait, e))
+            await box_health.sleep(wait)
+
+
 async def _provisioned(board, prov, box_health):
     asyncio.create_task(box_health.run())
     cfg = prov.load()
@@ -288,7 +309,13 @@ async def _provisioned(board, prov, box_health):
         box_health.set_provisioned(True)
     port.set_log_level(cfg["log_level"])
     log(port.INFO, "provisioned: configuration %d, %d target specs" % (prov.state["version"], len(cfg["targets"])))
-    app = App(board, cfg, prov.identity(), box_health, prov)
+    app = await start(box_health, lambda: App(board, cfg, prov.identity(), box_health, prov))
+    await app.main()
+
+
+async def _seeded(board, cfg, identity, box_health):
+    asyncio.create_task(box_health.run())
+    app = await start(box_health, lambda: App(board, cfg, identity, box_health))
     await app.main()
 
 
@@ -329,8 +356,8 @@ def run(board):
     log(port.INFO, "serial %s, %d target specs, endpoints %s" % (
         identity.get("serial"), len(cfg["targets"]), ", ".join(e.get("name", "?") for e in cfg["endpoints"])))
     port.set_clock(board.time)
-    app = App(board, cfg, identity)
+    box_health = health.Health(board)
     try:
-        asyncio.run(app.main())
+        asyncio.run(_seeded(board, cfg, identity, box_health))
     except Exception as e:  # noqa: BLE001  (whatever it was, the box must come back)
-        app.health.fatal(e)
+        box_health.fatal(e)

@@ -190,13 +190,15 @@ else:
 # so a board (the sim's flash switch) or a test can fail any of them as a full or worn chip does.
 ENOSPC = const(28)
 EIO = const(5)
+ENOENT = const(2)
 _flash_fault = None
 
 
 def set_flash_fault(fault):
     """Install fault(op, path) -> errno (ENOSPC, EIO) or 0, consulted before each flash write;
     op is "open", "close" (the data went in, the file is being committed), "rename" or
-    "remove". None: no injected faults."""
+    "remove"; the reads a box cannot start without ask too: "list" (a folder) and "read"
+    (opening a file). None: no injected faults."""
     global _flash_fault
     _flash_fault = fault
 
@@ -206,6 +208,23 @@ def _flash_check(op, path):
         err = _flash_fault(op, path)
         if err:
             raise OSError(err)
+
+
+def listdir(path):
+    import os
+    _flash_check("list", path)
+    return os.listdir(path)
+
+
+def open_read(path, binary=False):
+    _flash_check("read", path)
+    return open(path, "rb" if binary else "r")
+
+
+def open_append(path):
+    """A binary file opened to add to its end (created when missing)."""
+    _flash_check("open", path)
+    return open(path, "ab")
 
 
 def open_write(path, binary=False):
@@ -220,6 +239,12 @@ def close_write(f, path):
         _flash_check("close", path)
     finally:
         f.close()
+
+
+def sync_write(f, path):
+    """Commit what was written to a file that stays open (a resume record will count on it)."""
+    _flash_check("close", path)
+    f.flush()
 
 
 def rename(src, dst):

@@ -18,7 +18,7 @@ from fleetbox.oid import oid_normalize
 from fleetbox.snmpmsg import (  # noqa: F401 (re-exported for callers)
     MAX_MSG, ERROR_NAMES, TOO_BIG, NO_SUCH_NAME, error_name, SnmpError, Timeout,
     Credential, Response, encode_message, encode_request, encode_pdu, decode_response,
-    decode_pdu, message_version, discovery_request,
+    decode_pdu, message_version, discovery_request, cut_head,
 )
 
 _EAGAIN = (errno.EAGAIN, getattr(errno, "EWOULDBLOCK", errno.EAGAIN))
@@ -173,10 +173,12 @@ class Client:
                 continue
             st["received"] += 1
             st["bytes_in"] += len(data)
-            if len(data) >= self.bufsize:
-                st["truncated"] += 1
             try:
-                self._dispatch(data, addr)
+                if len(data) >= self.bufsize:
+                    st["truncated"] += 1
+                    self._too_big(data, addr)
+                else:
+                    self._dispatch(data, addr)
             except MemoryError:
                 st["no_memory"] += 1
                 st["dropped"] += 1
@@ -216,6 +218,18 @@ class Client:
             self.stats["dropped"] += 1
             return
         p.resp = r
+        p.event.set()
+
+    def _too_big(self, data, addr):
+        """A reply longer than the receive buffer cannot be read: its request ends as if the agent
+        had said tooBig, so the caller asks for fewer rows (then GETNEXT) instead of timing out."""
+        head = cut_head(data)
+        p = self._pending.get(head[2]) if head else None
+        if p is None or p.resp is not None or not _from_peer(p, addr) or (p.version, p.community) != head[:2]:
+            self.stats["dropped"] += 1
+            return
+        _port.log("snmp", _port.WARN, "reply from %s over %d bytes: asking for less" % (p.host, self.bufsize))
+        p.resp = Response(p.version, p.community, RESPONSE, head[2], TOO_BIG, 0, [])
         p.event.set()
 
     def _send(self, sock, msg, addr):
@@ -261,6 +275,7 @@ class Client:
             rid = self._new_id()
             msg = build(rid)
             p = _Pending(_port.addr_key(addr), cred, rid, engine, discovery, any_port)
+            p.host = host
             self._pending[rid] = p
             t = self.timeout_ms
             cap = self.timeout_ms * 8

@@ -232,6 +232,33 @@ def decode_pdu(b, pos, e):
     return pdu_type, rid, es, ei, varbinds
 
 
+def cut_head(data):
+    """(version, community, request id) from the start of a v1/v2c message that the receive
+    buffer cut short (its outer lengths run past the end), or None when not even that is there."""
+    b = memoryview(data)
+    n = len(b)
+    try:
+        pos = _skip_header(b, 0, n, SEQUENCE)
+        s, e = _expect(b, pos, n, INTEGER)
+        ver = decode_int(b, s, e)
+        s2, e2 = _expect(b, e, n, OCTET_STRING)
+        pos = _skip_header(b, e2, n, b[e2] if e2 < n else 0)
+        s, e = _expect(b, pos, n, INTEGER)
+        if ver != 0 and ver != 1:
+            return None
+        return "1" if ver == 0 else "2c", bytes(b[s2:e2]), decode_int(b, s, e)
+    except BERError:
+        return None
+
+
+def _skip_header(b, pos, n, tag):
+    # a constructed TLV's tag and length only: its content is what was cut
+    if n - pos < 2 or b[pos] != tag:
+        raise BERError("truncated")
+    k = b[pos + 1] & 0x7F if b[pos + 1] & 0x80 else 0
+    return pos + 2 + k
+
+
 def message_version(data):
     """The wire version of a message (0, 1, 3, ...); BERError when it has none."""
     b = memoryview(data)

@@ -19,7 +19,7 @@ drain, on every boot.
 import os
 
 from fleetbox.atomicfile import atomic_write, remove_quietly as _remove
-from fleetbox.port import WARN, log, urandom
+from fleetbox.port import WARN, listdir, log, urandom
 
 SUFFIX = ".b"
 BULK, COUNTERS, ALERTS = 0, 1, 2
@@ -29,6 +29,9 @@ ENOSPC = 28
 # 4 KiB blocks) holds it with room for LittleFS's copy-on-write, config and uplink state.
 DEFAULT_MAX_BYTES = 384 * 1024
 _MAX_DEPTH = 24     # containers nested in a record (CBOR refuses beyond 32 with the envelope's own)
+# A put that meets a full flash evicts until it has freed this much; past it the flash is
+# failing rather than full of batches, and evicting more would only lose them.
+FULL_EVICT_BYTES = 64 * 1024
 
 
 def _parse(name):
@@ -95,19 +98,20 @@ class Spool:
             pass
         self._class = {}   # id -> class
         self._size = {}    # id -> bytes on flash
-        for name in os.listdir(directory):
+        for name in listdir(directory):
             parsed = _parse(name)
             if parsed:
                 self._class[parsed[0]] = parsed[1]
                 self._size[parsed[0]] = os.stat(self._path(name))[6]
             elif name.endswith(".tmp"):
                 # A write that a power cut interrupted never became part of the spool.
-                os.remove(self._path(name))
+                _remove(self._path(name))
         self._ids = sorted(self._class)
         self.bytes = sum(self._size.values())
         self.evicted = 0
         self.corrupt = 0
         self.evicted_ids = []
+        self._unnoted = None    # the newest id evicted while the flash was too full to note it
         self._next = max(self._ids[-1] if self._ids else 0, self._read_last()) + 1
         self.epoch = self._epoch()
 
@@ -161,16 +165,20 @@ class Spool:
         self._next += 1
         self._class[ident] = klass
         tmp = self._path("%010d.tmp" % ident)
+        freed = 0
         while True:
             try:
                 size = atomic_write(self._file(ident), data, tmp)
                 break
             except OSError as e:
                 # Flash full (ENOSPC): make room by the eviction order, as if over max_bytes.
-                if e.args[0] != ENOSPC or not self._ids:
+                if e.args[0] != ENOSPC or not self._ids or freed >= FULL_EVICT_BYTES:
                     del self._class[ident]
                     raise
-                self._evict(self._victim())
+                victim = self._victim()
+                freed += self._size[victim]
+                self._evict(victim)
+        self._unnoted = None    # a newer id is on flash now
         self._ids.append(ident)
         self._size[ident] = size
         self.bytes += size
@@ -179,7 +187,21 @@ class Spool:
         return ident
 
     def _evict(self, victim):
-        self.ack(victim)
+        try:
+            self.ack(victim)
+        except OSError as e:
+            if e.args[0] != ENOSPC:
+                raise
+            # Too full even to note the newest id: free its batch first, note it in the room it
+            # leaves. Still full (a flash that fails every write): keep it to note at the next ack,
+            # the next put's batch carries a newer id anyway.
+            _remove(self._file(victim))
+            self._forget(victim)
+            try:
+                self._note_last(victim)
+            except OSError as e:
+                log("spool", WARN, "evicted batch %d's id not noted yet: %r" % (victim, e))
+                self._unnoted = victim
         self.evicted += 1
         self.evicted_ids.append(victim)
         del self.evicted_ids[:-16]
@@ -222,6 +244,10 @@ class Spool:
                 self.ack(ident)
         return None
 
+    def _note_last(self, ident):
+        atomic_write(self._path("last"), str(ident))
+        self._unnoted = None
+
     def _forget(self, ident):
         if ident in self._class:
             self._ids.remove(ident)
@@ -234,6 +260,11 @@ class Spool:
             return
         if self._ids[-1] == ident:
             # Ids must never repeat (the cloud dedups on them): remember the newest before it goes.
-            atomic_write(self._path("last"), str(ident))
+            self._note_last(max(ident, self._unnoted or 0))
+        elif self._unnoted is not None:
+            try:
+                self._note_last(self._unnoted)
+            except OSError:
+                pass    # the acknowledged batch still goes; the note waits for the next chance
         _remove(self._file(ident))
         self._forget(ident)

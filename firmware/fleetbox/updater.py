@@ -206,22 +206,23 @@ class SlotWriter:
             except OSError:
                 pass
 
-    def _open(self, name, mode):
+    def _open(self, name):
+        """The region's file, open to append to."""
         if self.fpath != name:
             self.close()
-            if mode == "ab":
-                self._makedirs(name)
-            self.f = open(self._path(name), mode)
+            self._makedirs(name)
+            self.f = port.open_append(self._path(name))
             self.fpath = name
 
     def close(self):
         if self.f is not None:
-            self.f.close()
+            f, path = self.f, self._path(self.fpath)
             self.f = self.fpath = None
+            port.close_write(f, path)
 
     def flush(self):
         if self.f is not None:
-            self.f.flush()
+            port.sync_write(self.f, self._path(self.fpath))
 
     def resume_at(self, pos, buf):
         """Make the slot hold exactly the payload's first pos bytes (after a reboot or a cut)."""
@@ -238,7 +239,7 @@ class SlotWriter:
             have = _size(self._path(name))
             if want == 0:
                 if have >= 0:
-                    os.remove(self._path(name))
+                    port.remove(self._path(name))
             elif have < want:
                 raise BadChunk("%s has %d bytes, the resume record says %d" % (name, have, want))
             elif have > want:
@@ -274,7 +275,7 @@ class SlotWriter:
                     if self.head_len is None:
                         self.head_len = 12 + _parse_fbi_head(self.fbi_header)
                     take = min(self.head_len - at, n - pos)
-                self._open(HEAD_FILE, "ab")
+                self._open(HEAD_FILE)
                 self.f.write(data[pos:pos + take])
                 pos += take
                 if self.head_len is not None and at + take == self.head_len:
@@ -285,7 +286,7 @@ class SlotWriter:
             for name, size in self.regions:
                 if at < start + size:
                     take = min(start + size - at, n - pos)
-                    self._open(name, "ab")
+                    self._open(name)
                     self.f.write(data[pos:pos + take])
                     pos += take
                     break
@@ -497,7 +498,7 @@ class Installer:
             mbytes = f.read()
         atomicfile.atomic_write(root + SIG_FILE, lambda f: _copy_head(source, img, f), binary=True)
         atomicfile.atomic_write(root + MANIFEST_FILE, mbytes)
-        os.remove(root + HEAD_FILE)
+        port.remove(root + HEAD_FILE)
         return {"digest": hashlib.sha256(mbytes).digest(), "counter": img.manifest["security_counter"],
                 "version": img.manifest["version"], "slot": self.slot.name, "files": info}
 

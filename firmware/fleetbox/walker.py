@@ -26,6 +26,7 @@ class Target:
         self.cred = cred
         self.any_port = any_port
         self.nobulk = False      # refused GETBULK once: GETNEXT from then on
+        self.reps_cap = 0        # > 0: a GETBULK asking for more rows was tooBig (or too big to read)
         self.choked = False      # a walk timed out: no more walks (keep what was read)
         self.rows = rows or {}
         self.newrows = {}
@@ -65,6 +66,8 @@ class Walker:
         `nr` non-repeaters first (a GETNEXT each), then the repeated OIDs."""
         if t.cred.version != "1" and not t.nobulk:
             await self.pace()
+            if t.reps_cap:
+                reps = min(reps, t.reps_cap)
             while True:
                 try:
                     return await self.client.getbulk(t.host, oids, nr, reps, port=t.port, cred=t.cred,
@@ -76,6 +79,7 @@ class Walker:
                         t.nobulk = True
                         break
                     reps //= 2
+                    t.reps_cap = reps    # the agent's rows are long: its next walks start here
         return await self.getnext(t, oids), len(oids)
 
     async def walk_roots(self, t, roots, reps, limit=MAX_ROWS, starts=None, seeds=None, force=False,

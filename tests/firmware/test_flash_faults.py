@@ -8,10 +8,10 @@ the file it was replacing as it was and no temporary file behind.
 """
 import os
 import sys
-from binascii import b2a_base64, unhexlify
+from binascii import b2a_base64, hexlify, unhexlify
 
 from fleetbox import cbor, config, delta, devstate, downlink, envelope, pack, port, provision, updagent, updater, uplink
-from check import fresh_dir, rmtree
+from check import fresh_dir, raises, rmtree
 from fleetbox.spool import Spool
 from test_updater import IDENT, NOW, DirSlot, _offer, _source
 from test_updater import _root as _update_root
@@ -36,8 +36,12 @@ def _exists(path):
         return False
 
 
+# a directory of this run's own: other checkouts on the machine run these tests at the same time
+_RUN = hexlify(port.urandom(4)).decode()
+
+
 def _fresh(name):
-    return fresh_dir("/tmp/fbflash-" + name)
+    return fresh_dir("/tmp/fbflash-%s-%s" % (name, _RUN))
 
 
 def _read(path):
@@ -272,11 +276,50 @@ def _site_pack_pointer(d):
     return d + "/pack/" + pack.POINTER, lambda: _install(packs, d), d + "/pack/" + pack.POINTER
 
 
+def _site_append(d):
+    inst, offer = _update(d, 1)
+    # the slot file the next chunk goes on (appended to, no temporary file: the resume record
+    # says how much of it counts); the record must not move past a failed append
+    w = updater.SlotWriter(d + "/slot", "sim")
+    w._load_head()
+    pos, start, name = inst.load_resume()["next"] * 1024, 0, None
+    for region, size in w.regions:
+        if name is None and pos < start + size:
+            name = region
+        start += size
+    return d + "/update.resume", lambda: inst.run(_source(cut=1), offer), d + "/slot/" + name
+
+
+def _slot_state(d):
+    return lambda: (sorted(os.listdir(d + "/slot")), _read(d + "/update.resume"))
+
+
+def _site_remove_stray(d):
+    inst, _ = _update(d, 3)
+    # a region's file that a power cut left beyond the resume record: the resume removes it
+    stray = d + "/slot/" + updater.TAIL_FILE
+    with open(stray, "wb") as f:
+        f.write(b"\0" * 32)
+    pos = inst.load_resume()["next"] * 1024
+    return _slot_state(d), lambda: updater.SlotWriter(d + "/slot", "sim").resume_at(pos, bytearray(512)), stray
+
+
+def _site_remove_head(d):
+    inst, offer = _update(d, 6)
+    head = d + "/slot/" + updater.HEAD_FILE
+    # the finished slot keeps no unpacking head: the signature and manifest written before it stay
+    return lambda: _exists(head), lambda: inst.run(_source(), offer), head
+
+
 SITES = {"pack pointer": _site_pack_pointer,
          "prov keys": _site_prov_keys, "prov config": _site_prov_config, "prov state": _site_prov_state,
          "update offer": _site_offer, "update staged": _site_staged, "update resume": _site_resume,
          "update cut": _site_cut, "update signature": _site_slot_file(updater.SIG_FILE),
-         "update manifest": _site_slot_file(updater.MANIFEST_FILE)}
+         "update manifest": _site_slot_file(updater.MANIFEST_FILE), "update append": _site_append,
+         "update remove stray": _site_remove_stray, "update remove head": _site_remove_head}
+# the sites whose writes are no replacement by a temporary file: the flash steps they take
+SITE_OPS = {"update append": ("open", "close"), "update remove stray": ("remove",),
+            "update remove head": ("remove",)}
 SITES.update({"down seq": _site_down_seq, "spool batch": _site_spool_batch,
          "spool last": _site_spool_last, "spool epoch": _site_spool_epoch,
          "devices": _site_devices, "statics": _site_statics, "delta": _site_delta, "uplink seq": _site_uplink_seq})
@@ -299,7 +342,7 @@ def _fail(op, errno, hits, only=None):
 def test_every_write_site_fails_cleanly_and_recovers():
     tried = 0
     for name in sorted(SITES):
-        for op in OPS:
+        for op in SITE_OPS.get(name, OPS):
             for errno in ERRNOS:
                 d = _fresh("site")
                 site = SITES[name](d)
@@ -320,17 +363,17 @@ def test_every_write_site_fails_cleanly_and_recovers():
                     port.set_flash_fault(None)
                 assert hits, (name, op)   # the fault was on this site's way to flash
                 if name == "spool batch" and errno == port.ENOSPC:
-                    # full: the spool tries to make room by its order (here, noting the evicted newest
-                    # id fails on the same full flash, so the batch stays)
-                    assert state() in ([], before), state()
+                    # full: the spool makes room by its order (a flash this full evicts the one batch
+                    # there and still cannot take the new one)
+                    assert state() == [], state()
                 else:
                     assert state() == before, (name, op, errno)
                 assert _tmp_files(d) == [], (name, op, errno, _tmp_files(d))
                 write()                   # the flash works again: so does the site
                 assert state() not in (None, [], before), (name, op, errno)
                 tried += 1
-    assert tried == len(SITES) * len(OPS) * len(ERRNOS)
-    rmtree("/tmp/fbflash-site")
+    assert tried == sum(len(SITE_OPS.get(name, OPS)) for name in SITES) * len(ERRNOS)
+    rmtree(_fresh("site"))
 
 
 def test_a_full_flash_evicts_by_the_spool_order():
@@ -356,6 +399,72 @@ def test_a_full_flash_evicts_by_the_spool_order():
     rmtree(d)
 
 
+def _full_until_removed(s):
+    """ENOSPC on every write until a batch of spool s is removed: a flash full of batches."""
+    state = {"full": True, "refused": 0}
+
+    def fault(op, path):
+        if op == "remove" and path.startswith(s.dir) and path.endswith(".b"):
+            state["full"] = False
+        elif state["full"] and op in ("open", "close", "rename"):
+            state["refused"] += 1
+            return port.ENOSPC
+        return 0
+    return fault, state
+
+
+def test_a_full_flash_notes_the_evicted_id_in_the_room_it_frees():
+    # The newest batch is the victim, and noting its id needs room the flash does not have yet.
+    d = _fresh("note")
+    s = Spool(d + "/spool")
+    first = s.put(b"bulk", 0)
+    fault, state = _full_until_removed(s)
+    port.set_flash_fault(fault)
+    try:
+        new = s.put(b"counters", 1)
+    finally:
+        port.set_flash_fault(None)
+    assert state["refused"] >= 2, state      # the batch, then the note before freeing
+    assert s.ids() == [new] and s.evicted_ids == [first] and new > first
+    assert _read(d + "/spool/last") == str(first).encode()
+    s.ack(new)
+    assert Spool(d + "/spool").put(b"next") == new + 1    # ids never repeat across a reopen
+    rmtree(d)
+
+
+def test_a_flash_that_stays_full_evicts_a_bounded_amount_and_never_repeats_an_id():
+    d = _fresh("stuck")
+    s = Spool(d + "/spool")
+    big = b"x" * (20 * 1024)
+    ids = [s.put(big, 0) for _ in range(6)]
+    port.set_flash_fault(lambda op, path: port.ENOSPC if op != "remove" else 0)
+    try:
+        e = raises(OSError, s.put, b"more", 1)
+    finally:
+        port.set_flash_fault(None)
+    assert e.args[0] == port.ENOSPC
+    # past FULL_EVICT_BYTES freed the flash is failing, not full of batches: the rest stays
+    assert s.evicted_ids == ids[:4] and s.ids() == ids[4:], (s.evicted_ids, s.ids())
+    assert s.put(b"later", 1) == ids[-1] + 2     # the refused put's id is not reused either
+    rmtree(d)
+
+
+def test_the_newest_id_evicted_on_a_failing_flash_is_noted_at_the_next_chance():
+    d = _fresh("unnoted")
+    s = Spool(d + "/spool")
+    old, newest = s.put(b"a", 2), s.put(b"b" * (70 * 1024), 0)     # the newest alone frees enough
+    port.set_flash_fault(lambda op, path: port.ENOSPC if op != "remove" else 0)
+    try:
+        raises(OSError, s.put, b"c", 1)
+    finally:
+        port.set_flash_fault(None)
+    assert s.ids() == [old] and s.evicted_ids == [newest]
+    s.ack(old)      # an upload's acknowledgement, with room again: the id is noted then
+    assert _read(d + "/spool/last") == str(newest).encode()
+    assert Spool(d + "/spool").put(b"d") > newest     # (the refused put's id never reached flash)
+    rmtree(d)
+
+
 def test_every_write_site_is_covered():
     root = _root() + "/firmware/fleetbox"
     found = {}
@@ -367,7 +476,8 @@ def test_every_write_site_is_covered():
         n = text.count("atomic_write(")
         if n:
             found[name] = n
-        # any other way to write a file would bypass the injected faults
-        for bypass in ('"w")', '"wb")', "os.rename(", "os.replace("):
-            assert bypass not in text, (name, bypass)
+        # any other way to write a file would bypass the injected faults (the factory reset's
+        # wipe removes what it can, whatever the flash says)
+        for bypass in ('"w")', '"wb")', '"ab")', "os.rename(", "os.replace(", "os.remove("):
+            assert bypass not in text or (name, bypass) == ("provision.py", "os.remove("), (name, bypass)
     assert found == WRITES, found

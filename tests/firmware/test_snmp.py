@@ -11,7 +11,7 @@ import time
 from fleetbox import ber, snmp
 from fleetbox import port as fbport
 from fleetbox.ber import BERError
-from check import raises
+from check import LogCapture, raises
 
 
 def h(s):
@@ -760,6 +760,35 @@ def test_walk_adapts_max_repetitions_on_toobig():
         except snmp.SnmpError as e:
             return e.name, [q.error_index for q, k in a.requests]
     assert run(one_row) == ("tooBig", [4, 2, 1])
+
+
+def test_a_reply_over_the_receive_buffer_asks_for_fewer_rows():
+    # 40 rows of ~620 octets: 32 or 16 of them do not fit the client's 8 KB buffer
+    col = "1.3.6.1.2.1.43.11.1.1.6.1."
+    mib = {col + str(i): ber.encode_octets(b"%03d" % i + b"d" * 600) for i in range(1, 41)}
+
+    async def go(c, a):
+        with LogCapture(fbport.WARN) as log:
+            rows = await c.walk("127.0.0.1", col[:-3], port=a.port, max_repetitions=32)
+        return rows, [q.error_index for q, k in a.requests if q.pdu_type == ber.GETBULK], log.text(), c.stats
+    rows, bulks, log, stats = run(go, mib, bufsize=8192)
+    assert [v[:3] for _, v in rows] == [b"%03d" % i for i in range(1, 41)], rows[-1]
+    assert bulks[:3] == [32, 16, 8] and set(bulks[3:]) == {8}, bulks
+    assert stats["truncated"] == 2 and stats["timeouts"] == 0 and stats["retries"] == 0, stats
+    assert log.count("reply from 127.0.0.1 over 8192 bytes: asking for less") == 2, log
+
+
+def test_a_cut_reply_for_no_request_of_its_sender_is_dropped():
+    big = snmp.encode_message("2c", b"public", ber.RESPONSE, 4242,
+                              [("1.3.6.1.2.1.1.1.0", ber.encode_octets(b"x" * 900))])
+    assert snmp.cut_head(big[:300]) == ("2c", b"public", 4242)
+    assert snmp.cut_head(big[:12]) is None and snmp.cut_head(b"\x30\x82") is None
+
+    async def go(c, a):
+        c._socket()
+        c._too_big(big[:300], ("127.0.0.1", a.port))     # nothing asked with id 4242
+        return c.stats["dropped"]
+    assert run(go) == 1
 
 
 def test_rate_limit_spaces_requests():

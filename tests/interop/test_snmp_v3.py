@@ -8,6 +8,7 @@ last one through `fbtool scan --v3 ... --context`. The reference reading of each
 is net-snmp's snmpbulkwalk over v2c: every v3 reading must equal it.
 """
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -31,20 +32,33 @@ def _stable(rows):  # sysUpTime moves on between readings
     return [r for r in rows if r[0] != SYS_UPTIME]
 
 
+@contextlib.contextmanager
+def _agent(what, community, argv, env=None):
+    """An agent process answering `community` on a free loopback port, stopped and removed after.
+    argv(port, tmp, log): its command (tmp: its scratch directory; log: a file for its own log,
+    where its output goes too); env(tmp): its environment (default: this one)."""
+    tmp = tempfile.mkdtemp(prefix="fb-v3-agent-")
+    try:
+        port = _free_port()
+        log = os.path.join(tmp, "agent.log")
+        cmd = argv(port, tmp, log)
+        with open(log, "a") as logf:
+            proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env(tmp) if env else None,
+                                    cwd=tmp)
+        try:
+            _wait_answering(port, community, proc, what, log)
+            yield port
+        finally:
+            _stop(proc)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def pysnmp_agent():
-    port = _free_port()
-    tmp = tempfile.mkdtemp(prefix="fb-pysnmp-v3-")
-    log = os.path.join(tmp, "agent.log")
-    with open(log, "w") as logf:
-        proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "pysnmp_v3_agent.py"),
-                                 "127.0.0.1", str(port)], stdout=logf, stderr=subprocess.STDOUT)
-    try:
-        _wait_answering(port, "public", proc, "pysnmp agent", log)
+    with _agent("pysnmp agent", "public", lambda port, tmp, log: [
+            sys.executable, os.path.join(ROOT, "tests", "pysnmp_v3_agent.py"), "127.0.0.1", str(port)]) as port:
         yield port
-    finally:
-        _stop(proc)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _v3(user, context=""):
@@ -157,29 +171,22 @@ _NET_SNMP_NAMES = {"SHA224": "SHA-224", "SHA512": "SHA-512", "AES256": "AES-256"
 
 @pytest.fixture(scope="module")
 def snmpd_v3():
-    tmp = tempfile.mkdtemp(prefix="fb-snmpd-v3-")
-    os.chmod(tmp, 0o777)
-    conf = os.path.join(tmp, "snmpd.conf")
-    with open(conf, "w") as f:
-        for name, a, ap, p, pp in SNMPD_USERS:
-            f.write(" ".join(["createUser", name] + [_NET_SNMP_NAMES.get(x, x) for x in (a, ap, p, pp) if x])
-                    + "\n")
-            f.write("rouser %s %s\n" % (name, "priv" if p else ("auth" if a else "noauth")))
-        f.write("rocommunity public 127.0.0.1\nsysLocation fleetbox-v3-lab\n")
-    port = _free_port()
-    log = os.path.join(tmp, "log")
-    cmd = ["snmpd", "-f", "-Lf", log, "-C", "-c", conf, "-p", os.path.join(tmp, "pid"),
-           "udp:127.0.0.1:%d" % port]
-    if os.geteuid() == 0:
-        cmd[1:1] = ["-u", "nobody", "-g", "nogroup"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                            env=dict(NET_SNMP_ENV, SNMP_PERSISTENT_DIR=tmp))
-    try:
-        _wait_answering(port, "public", proc, "snmpd", log)
+    def argv(port, tmp, log):
+        os.chmod(tmp, 0o777)
+        conf = os.path.join(tmp, "snmpd.conf")
+        with open(conf, "w") as f:
+            for name, a, ap, p, pp in SNMPD_USERS:
+                f.write(" ".join(["createUser", name] + [_NET_SNMP_NAMES.get(x, x) for x in (a, ap, p, pp) if x])
+                        + "\n")
+                f.write("rouser %s %s\n" % (name, "priv" if p else ("auth" if a else "noauth")))
+            f.write("rocommunity public 127.0.0.1\nsysLocation fleetbox-v3-lab\n")
+        cmd = ["snmpd", "-f", "-Lf", log + ".snmpd", "-C", "-c", conf, "-p", os.path.join(tmp, "pid"),
+               "udp:127.0.0.1:%d" % port]
+        if os.geteuid() == 0:
+            cmd[1:1] = ["-u", "nobody", "-g", "nogroup"]
+        return cmd
+    with _agent("snmpd", "public", argv, lambda tmp: dict(NET_SNMP_ENV, SNMP_PERSISTENT_DIR=tmp)) as port:
         yield port
-    finally:
-        _stop(proc)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.mark.parametrize("runtime", ["cpython", "micropython"])
@@ -203,28 +210,19 @@ def _fbtool(*args):
 @pytest.fixture(scope="module")
 def snmpsim_v3():
     """snmpsim serving the brother recording to a SHA-256/AES-256 user in context "brother"."""
-    tmp = tempfile.mkdtemp(prefix="fb-snmpsim-v3-")
-    data, cache = os.path.join(tmp, "data"), os.path.join(tmp, "cache")
-    os.makedirs(data)
-    os.makedirs(cache)
-    shutil.copy(os.path.join(WALKS, "recordings", "brother.snmprec"), data)
-    for d in (tmp, data, cache):
-        os.chmod(d, 0o777)
-    port = _free_port()
-    log = os.path.join(tmp, "snmpsim.log")
-    with open(log, "w") as logf:
-        proc = subprocess.Popen(_as_nobody(SNMPSIM + ["--data-dir=" + data, "--cache-dir=" + cache,
-                                                      "--v3-user=printer-admin", "--v3-auth-proto=SHA256",
-                                                      "--v3-auth-key=fleet-auth-key", "--v3-priv-proto=AES256BLMT",
-                                                      "--v3-priv-key=fleet-priv-key",
-                                                      "--agent-udpv4-endpoint=127.0.0.1:%d" % port]),
-                                stdout=logf, stderr=subprocess.STDOUT, env=_nobody_env(), cwd=tmp)
-    try:
-        _wait_answering(port, "brother", proc, "snmpsim", log)
+    def argv(port, tmp, log):
+        data, cache = os.path.join(tmp, "data"), os.path.join(tmp, "cache")
+        os.makedirs(data)
+        os.makedirs(cache)
+        shutil.copy(os.path.join(WALKS, "recordings", "brother.snmprec"), data)
+        for d in (tmp, data, cache):
+            os.chmod(d, 0o777)
+        return _as_nobody(SNMPSIM + ["--data-dir=" + data, "--cache-dir=" + cache,
+                                    "--v3-user=printer-admin", "--v3-auth-proto=SHA256",
+                                    "--v3-auth-key=fleet-auth-key", "--v3-priv-proto=AES256BLMT",
+                                    "--v3-priv-key=fleet-priv-key", "--agent-udpv4-endpoint=127.0.0.1:%d" % port])
+    with _agent("snmpsim", "brother", argv, lambda tmp: _nobody_env()) as port:
         yield port
-    finally:
-        _stop(proc)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_fbtool_scan_v3_with_context(snmpsim_v3):
