@@ -438,9 +438,8 @@ class Installer:
         if self.stage is not None:
             self.stage(self.slot.name, info)
         self.forget()
-        log(port.INFO, "%s %s %s %s" % (img.manifest["kind"], info["version"],
-                                        "installed in" if hasattr(self.slot, "kind") else "staged for a trial boot in",
-                                        self.slot.name))
+        where = ("installed in %s" if hasattr(self.slot, "kind") else "staged in %s for a trial boot") % self.slot.name
+        log(port.INFO, "%s %s %s" % (img.manifest["kind"], info["version"], where))
         return info
 
     def run(self, source, offer, progress=None):
