@@ -7,6 +7,18 @@ that list a folder, like the spool, delete those).
 from fleetbox import port
 
 
+def read_json(path):
+    """The JSON object a file holds, or None when it is missing, unreadable or not an object
+    (callers treat all three as "not there yet")."""
+    import json
+    try:
+        with open(path) as f:
+            v = json.load(f)
+        return v if isinstance(v, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
 def remove_quietly(path):
     try:
         port.remove(path)

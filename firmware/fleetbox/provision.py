@@ -11,7 +11,7 @@ import json
 import os
 
 from fleetbox import config, downlink, https, port
-from fleetbox.atomicfile import atomic_write, remove_quietly
+from fleetbox.atomicfile import atomic_write, read_json, remove_quietly
 from fleetbox.errors import FleetboxError
 
 MAX_ANSWER = downlink.MAX_BODY
@@ -47,15 +47,6 @@ def log(level, msg):
     port.log("provision", level, msg)
 
 
-def _read_json(path):
-    try:
-        with open(path) as f:
-            v = json.load(f)
-        return v if isinstance(v, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
 def _ingest_url(url):
     # the box uploads where it provisions unless its configuration names endpoints
     return url.rsplit("/v1/", 1)[0] + "/v1/ingest"
@@ -71,9 +62,9 @@ class Provisioner:
         self.endpoints = identity["provision"]
         self.dir = data_dir
         self.timeout_s = timeout_s
-        self.state = _read_json(data_dir + STATE) or {"version": 0}
+        self.state = read_json(data_dir + STATE) or {"version": 0}
         self.down = downlink.DownState(data_dir + DOWN_SEQ)   # the uplink shares this one
-        self.keys = _read_json(data_dir + KEYS)
+        self.keys = read_json(data_dir + KEYS)
         if self.keys:
             port.secret(self.keys.get("key"))
         self.bytes = 0          # request + answer bytes of the provisioning exchanges (bench)
@@ -229,7 +220,7 @@ def _wipe(path):
     for name in names:
         p = path + "/" + name
         try:
-            os.remove(p)
+            port.remove(p)      # through port: the flash switch sees a factory reset's removals too
         except OSError:
             _wipe(p)
             try:

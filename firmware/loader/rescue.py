@@ -45,15 +45,6 @@ def _stage(rom, offer, slot, info, seq):
     bootstate.set_pending(slot, info, rom.partition("bootstate"))
 
 
-def _json(path):
-    try:
-        with open(path) as f:
-            v = json.load(f)
-        return v if isinstance(v, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
 def _floor():
     """The time floor the app keeps (an integer in JSON), else 0."""
     try:
@@ -98,7 +89,7 @@ def targets(identity, cfg):
 def wait_s():
     """Seconds before the next attempt: rescue.json's retry_s, doubled for each failure in a row."""
     try:
-        base = max(1, int((_json(SETTINGS) or {}).get("retry_s", RETRY_S)))
+        base = max(1, int((atomicfile.read_json(SETTINGS) or {}).get("retry_s", RETRY_S)))
     except (ValueError, TypeError):
         base = RETRY_S
     return base * min(MAX_WAIT, 1 << max(0, _failures - 1))
@@ -117,7 +108,7 @@ def _ask(identity, keys, body, log):
     client = (a2b_base64(identity["cert"]), a2b_base64(identity["key"]))
     key = unhexlify(keys["key"])
     down = downlink.DownState(DOWN_SEQ)
-    for url, ca, pins, resolve in targets(identity, _json(CONFIG)):
+    for url, ca, pins, resolve in targets(identity, atomicfile.read_json(CONFIG)):
         conn = https.Connection(url, ca, pins, resolve, None, TIMEOUT_S, client)
         try:
             status, reply = conn.request("POST", body)
@@ -171,13 +162,13 @@ def attempt(rom, st, log):
 def _attempt(rom, st, log):
     """Ask, verify, install into a slot, stage it."""
     global _refused
-    settings = _json(SETTINGS) or {}
-    identity = _json(IDENTITY) or {}
+    settings = atomicfile.read_json(SETTINGS) or {}
+    identity = atomicfile.read_json(IDENTITY) or {}
     board = settings.get("board")
     if not board or "cert" not in identity:
         log("rescue: needs a factory identity with a client certificate and the board name; re-flash the box", "W")
         return False
-    keys = _json(KEYS)
+    keys = atomicfile.read_json(KEYS)
     if not keys or not isinstance(keys.get("kid"), int) or not isinstance(keys.get("key"), str):
         log("rescue: no envelope key on the data partition (not provisioned, or reset): nothing can be opened", "W")
         return False
