@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import re
+import tempfile
 
 import yaml
 
@@ -515,7 +516,17 @@ def dumps(compiled):
 
 def compile_to(output, directory=PROFILES_DIR):
     data = dumps(compile_dir(directory))
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(output, "wb") as f:
-        f.write(data)
+    out_dir = os.path.dirname(os.path.abspath(output))
+    os.makedirs(out_dir, exist_ok=True)
+    # Whole or not at all: builds running at once (make sim beside make test) share build/.
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".profiles-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, output)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     return data

@@ -20,7 +20,7 @@ import yaml
 from simulator import qemu
 from simulator.runner import ROOT
 
-SNMP_PORT = 17161        # the printer on the host's loopback; the box asks 161 on its relay address
+SNMP_PORT = 17171        # the printer on the host's loopback; the box asks 161 on its relay address
 PRINTER = "hp-m404dn"
 LEASE_S = 24             # short: the box renews (T1, 12 s) while the test runs
 ELF = b"\x7fELF"

@@ -4,7 +4,7 @@ Expected values come from the recording itself (a tolerant .snmprec reader below
 the collector's code): serial, model, total counter, every supply row, MAC, errors,
 console and alerts, field by field. The non-printer recordings must come out as "not a
 printer". The stubs (sysDescr/sysObjectID only) check vendor and model detection.
-The recordings are served on 127.44.7.0/24, port 17471, by ONE snmpsim (simulator.site).
+The recordings are served on 127.44.9.0/24, port 17473, by ONE snmpsim (simulator.site).
 """
 import asyncio
 import glob
@@ -24,8 +24,8 @@ from fleetbox.sweep import SweepOptions, sweep  # noqa: E402
 from fbtool import profiles as compiler  # noqa: E402
 from tests.interop.vendor_rows import BROTHER_BLOB, RICOH_ROWS, RICOH_TABLE, with_vendor_rows  # noqa: E402
 
-PORT = 17471
-NET = "127.44.7."
+PORT = 17473
+NET = "127.44.9."
 WALKS = walks_dir()
 RECORDINGS = sorted(glob.glob(str(WALKS / "recordings" / "*.snmprec")))
 NEGATIVE = sorted(glob.glob(str(WALKS / "negative" / "*.snmprec")))

@@ -3,7 +3,8 @@ MicroPython against snmpsim, byte-identical to tests/data/records-golden.json (m
 bench/collect/records_golden.py --write from the collector before it was split by job).
 
 A difference is a behaviour change: if intended, regenerate the file with that command
-and say why in the commit. Serves 127.44.7.0/24 port 17471 (as tests/interop/test_recordings.py).
+and say why in the commit. Serves 127.44.7.0/24 port 17471 (tests/interop/test_recordings.py
+serves the same recordings on 127.44.9.0/24 port 17473: both may run at once).
 """
 import difflib
 import os

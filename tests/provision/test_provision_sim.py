@@ -13,9 +13,9 @@ import pytest
 
 from simulator.runner import SimError, Simulation, _tool
 
-SNMP_PORT = 17161
-CLOUD_PORT = 17443
-WEB_PORTS = {80: 17080, 443: 17444}
+SNMP_PORT = 17261
+CLOUD_PORT = 17543
+WEB_PORTS = {80: 17280, 443: 17544}
 
 
 @pytest.fixture(scope="module")
