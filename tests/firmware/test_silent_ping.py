@@ -17,7 +17,7 @@ def _markers(ping):
     async def main():
         agent = ts.Agent(ts.MIB)
         agent.start()
-        client = snmp.Client(timeout_ms=80, retries=0)
+        client = snmp.Client(timeout_ms=300, retries=1)    # room for a loaded machine: the first sweep must answer
         state = devstate.DeviceState()
         marks = []
         try:
