@@ -76,6 +76,7 @@ class Box:
     def install(self, image, wrap):
         out = self.run("install", image, wrap, self.identity, NOW)
         report = json.loads(out.split("report ", 1)[1].split("\n", 1)[0])
+        self.floor_at = int(out.split("floor ")[1].split()[0])
         return report, int(out.split("pages ")[1].split()[0]), int(out.split("switch ")[1].split()[0]), out
 
     def load(self, *printer):
@@ -174,8 +175,10 @@ def test_power_cut_during_pack_install_leaves_the_old_pack_or_the_new(tmp_path):
     probe.copy_from(base)
     report, pages, switch, out = probe.install(*v2)
     assert report["state"] == "staged" and switch > 0 and pages > switch, out
-    # seeded page programs over the whole install, and the pointer's rename (the switch) itself
+    # seeded page programs over the whole install, the pack floor's rename and the pointer's (the switch)
+    assert 0 < probe.floor_at < switch, (probe.floor_at, switch)
     instants = set(random.Random(2026).sample(range(1, pages + 1), 6))
+    instants |= {probe.floor_at + 1, (probe.floor_at + switch) // 2 + 1}
     instants = sorted(instants | set(range(switch + 1, min(switch + 3, pages) + 1)))
     seen = set()
     for at in instants:

@@ -5,7 +5,7 @@ in force and collect once with it, or factory-reset the box.
 
 Usage: micropython tests/mp/pack_box.py FIRMWARE_DIR FLASH.img LOADER.img ROOT BUILTIN MODE ...
   install IMAGE WRAP IDENTITY MIN_TIME [CUT_AT]   prints `report <json>`, `pages <page programs>` and
-      `switch <page programs before the pointer's rename>`; with CUT_AT, at that page program
+      `switch <page programs before the pointer's rename>`, `floor <... before the pack floor's>`; with CUT_AT, at that page program
       prints `cut <n>` and waits to be killed (the power cut: nothing after it reaches the flash)
   load [ADDRESS PORT]                              prints `use <letter|builtin> <version> <vendors>`,
       each problem as `problem <json>`, and with an address the records of one collection: `rec <json>`
@@ -79,10 +79,13 @@ def _read(path):
 if mode == "install":
     image, wrap, ident_path, min_time = args[:4]
     switch = [0]
+    floor = [0]
 
     def fault(op, path):
         if op == "rename" and path.endswith("/" + pack.POINTER):
             switch[0] = pages[0]
+        if op == "rename" and path == packs.floor_file:
+            floor[0] = pages[0]
         return 0
     packs.load()
     root = updimage.load_root(_read(root_path))
@@ -93,6 +96,7 @@ if mode == "install":
     print("report", json.dumps(report))
     print("pages", pages[0])
     print("switch", switch[0])
+    print("floor", floor[0])
 elif mode == "flip":
     with open(data_dir + "/" + args[0], "rb") as g:
         b = bytearray(g.read())
