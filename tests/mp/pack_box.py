@@ -6,7 +6,8 @@ in force and collect once with it, or factory-reset the box.
 Usage: micropython tests/mp/pack_box.py FIRMWARE_DIR FLASH.img LOADER.img ROOT BUILTIN MODE ...
   install IMAGE WRAP IDENTITY MIN_TIME [CUT_AT]   prints `report <json>`, `pages <page programs>` and
       `switch <page programs before the pointer's rename>`, `floor <... before the pack floor's>`;
-      with CUT_AT, at that page program prints `cut <n>` and waits to be killed (the power cut: nothing after it reaches the flash)
+      with CUT_AT, at that page program prints `cut <n>` and waits to be killed (the power cut:
+      nothing after it reaches the flash)
   load [ADDRESS PORT]                              prints `use <letter|builtin> <version> <vendors>`,
       each problem as `problem <json>`, and with an address the records of one collection: `rec <json>`
   flip PATH OFFSET                                 flips a bit of a file on the partition (tampering)
