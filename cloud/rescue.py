@@ -139,8 +139,11 @@ class Rescue:
         return max(rows, key=lambda r: (r.security_counter, _vtuple(r.version), r.id))
 
     def _note_failure(self, box, failed, state):
-        """The box's last attempt refused an image, or the loader left the slot a rescue installed
-        (state "reverted"): a failure of that rescue rollout (it may halt), never offered it again."""
+        """The box's last attempt refused an image, or the loader left the slot the box last staged
+        (state "reverted"): a failure of that rollout (it may halt), never offered to the box again.
+        A refusal names a rescue rollout; a revert may name an ordinary one the box was offered
+        (its update crash-looped and the slot the box fell back to no longer verifies: no app runs
+        to report it)."""
         try:
             rid, reason = int(failed["rollout"]), str(failed.get("reason") or "")[:64]
         except (KeyError, TypeError, ValueError):
@@ -149,7 +152,8 @@ class Rescue:
             target = c.execute(select(update_rollouts.c.target).where(update_rollouts.c.id == rid)).scalar()
             done = c.execute(select(update_progress.c.state, update_progress.c.reason).where(
                 update_progress.c.rollout == rid, update_progress.c.box == box)).first()
-        if target == RESCUE and tuple(done or ()) != (state, reason or None):    # said again: recorded once
+        ours = target == RESCUE or (state == "reverted" and done is not None)
+        if ours and tuple(done or ()) != (state, reason or None):    # said again: recorded once
             self.updates._progress(box, rid, state, reason or None, str(failed.get("detail") or "")[:200] or None)
 
     def rescue(self, cert_der, req):

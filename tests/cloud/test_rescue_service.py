@@ -102,10 +102,15 @@ def test_a_rescued_image_the_loader_left_is_recorded_reverted_and_not_offered_ag
     updated = progress[0]["updated"]
     _ask(svc, reverted=reverted)
     assert svc.updates.rollout_status(new)[0]["progress"][0]["updated"] == updated
-    # a failure of an ordinary rollout is not the rescue's to record
+    # an ordinary rollout: recorded only once it was offered to this box (its update crash-looped and
+    # the slot it fell back to no longer verifies); a rollout the box never had is not its to fail
     plain = svc.updates.create_rollout({"image": digest, "boxes": ["BOX-1"]})
     _ask(svc, reverted=dict(reverted, rollout=plain))
-    assert [p["state"] for p in svc.updates.rollout_status(plain)[0]["progress"]] in ([], ["offered"])
+    assert svc.updates.rollout_status(plain)[0]["progress"] == []
+    svc.updates._progress("BOX-1", plain, "offered", None, None)      # as an ordinary answer's offer records it
+    _ask(svc, reverted=dict(reverted, rollout=plain))
+    assert [(p["state"], p["reason"]) for p in svc.updates.rollout_status(plain)[0]["progress"]] == [
+        ("reverted", "crash_loop")]
 
 
 def test_the_rescue_route_refuses_who_it_cannot_tell_or_serve(svc):
