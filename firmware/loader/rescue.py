@@ -46,10 +46,10 @@ def _stage(rom, offer, slot, info, seq):
 
 
 def _reverted(st):
-    """The staged update whose slot the loader left (a rescued image that crash-looped, never
-    confirmed or would not run), as {"rollout", "image", "reason", "detail"}; else None. No app
-    runs to report it, so every request says it until a new image is staged (the staged record
-    is replaced) or the rescued firmware runs."""
+    """The staged image (rescued, or an update the app installed) whose slot the loader left: it
+    crash-looped, never confirmed or would not run, as {"rollout", "image", "reason", "detail"};
+    else None. No app runs to report it, so every request says it until a new image is staged
+    (the staged record is replaced)."""
     staged = atomicfile.read_json(STAGED)
     if not staged or staged.get("slot") not in bootstate.SLOTS:
         return None
