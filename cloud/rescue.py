@@ -3,7 +3,8 @@
 Box side:
     POST /v1/rescue   mutual TLS with the box's factory certificate (compared with the manufacturing
                       manifest's copy, as provisioning does); body {"serial", "kid", "board", "counter",
-                      "root"[, "refused": {"rollout", "image", "reason", "detail"}]}
+                      "root"[, "refused": {"rollout", "image", "reason", "detail"}]
+                      [, "reverted": {"rollout", "image", "reason", "detail"}]}
         200  a sealed answer (docs/downlink.md) whose `offer` names the newest image an operator marked
              as the rescue image for the box's board (a rollout with "rescue": true), with its key wrap
         404 {"reason": "no-rescue-image"}   403 {"reason": "no-certificate" | "unknown-box" |
@@ -137,16 +138,23 @@ class Rescue:
             return None
         return max(rows, key=lambda r: (r.security_counter, _vtuple(r.version), r.id))
 
-    def _note_refusal(self, box, refused):
-        """The box's last attempt refused an image: a failure of that rescue rollout (it may halt)."""
+    def _note_failure(self, box, failed, state):
+        """The box's last attempt refused an image, or the loader left the slot the box last staged
+        (state "reverted"): a failure of that rollout (it may halt), never offered to the box again.
+        A refusal names a rescue rollout; a revert may name an ordinary one the box was offered
+        (its update crash-looped and the slot the box fell back to no longer verifies: no app runs
+        to report it)."""
         try:
-            rid, reason = int(refused["rollout"]), str(refused.get("reason") or "")[:64]
+            rid, reason = int(failed["rollout"]), str(failed.get("reason") or "")[:64]
         except (KeyError, TypeError, ValueError):
             return
         with self.store.engine.connect() as c:
             target = c.execute(select(update_rollouts.c.target).where(update_rollouts.c.id == rid)).scalar()
-        if target == RESCUE:
-            self.updates._progress(box, rid, "refused", reason or None, str(refused.get("detail") or "")[:200] or None)
+            done = c.execute(select(update_progress.c.state, update_progress.c.reason).where(
+                update_progress.c.rollout == rid, update_progress.c.box == box)).first()
+        ours = target == RESCUE or (state == "reverted" and done is not None)
+        if ours and tuple(done or ()) != (state, reason or None):    # said again: recorded once
+            self.updates._progress(box, rid, state, reason or None, str(failed.get("detail") or "")[:200] or None)
 
     def rescue(self, cert_der, req):
         """(status, body bytes or a JSON object) for a rescue request."""
@@ -159,8 +167,9 @@ class Rescue:
         key = self.keys(serial, kid)
         if key is None:
             return 409, {"ok": False, "reason": "stale-key"}
-        if isinstance(req.get("refused"), dict):
-            self._note_refusal(serial, req["refused"])
+        for state in ("refused", "reverted"):
+            if isinstance(req.get(state), dict):
+                self._note_failure(serial, req[state], state)
         r = self.choose(serial, board)
         if r is None:
             return 404, {"ok": False, "reason": "no-rescue-image"}

@@ -28,6 +28,10 @@ SIG_FILE = "update.sig"        # as fleetbox.updater names them in a finished sl
 MANIFEST_FILE = "manifest.json"
 MAX_PACK = 64 * 1024
 ROOT_FILE = "/loader/root.fbr"
+# The newest pack's version and counter, beside the trust anchor: a factory reset wipes the data
+# partition (the pack area and its pointer) but not the loader partition, so it cannot reopen
+# the way to an older pack.
+FLOOR_FILE = "/loader/pack.floor"
 BUILTIN = "/app/profiles.json"
 # the verifiers a load imports and drops again: a box between installs does not keep their bytecode
 _VERIFIERS = ("fleetbox.updater", "fleetbox.updimage", "fleetbox.updroot", "fleetbox.rsapss",
@@ -44,21 +48,6 @@ def _exists(path):
         return True
     except OSError:
         return False
-
-
-def _rmtree(path):
-    try:
-        names = os.listdir(path)
-    except OSError:
-        return
-    for name in names:
-        p = path + "/" + name
-        try:
-            port.remove(p)
-        except OSError:
-            _rmtree(p)
-            os.rmdir(p)
-    os.rmdir(path)
 
 
 def _mkdir(path):
@@ -130,7 +119,7 @@ class PackArea:
 
     def mount(self, fresh=False):
         if fresh:
-            _rmtree(self.path)
+            port.remove_tree(self.path)     # a target that cannot be emptied is not written: the install is interrupted
         _mkdir(self.path)
 
     def umount(self):
@@ -141,10 +130,11 @@ class Packs:
     """Which pack is in force. load() gives the profile library; target() the folder an
     install may write (never the one in use); switch() puts a verified pack in force."""
 
-    def __init__(self, data_dir, builtin=BUILTIN, root_file=None):
+    def __init__(self, data_dir, builtin=BUILTIN, root_file=None, floor_file=FLOOR_FILE):
         self.dir = data_dir + "/pack"
         self.builtin = builtin
         self.root_file = root_file or ROOT_FILE
+        self.floor_file = floor_file
         self.in_use = None       # letter of the pack in force; None: the firmware's own profiles
         self.in_use_version = None
         self.version = "0"       # the newest pack installed and its counter: installs never go below
@@ -241,12 +231,38 @@ class Packs:
         use = self.in_use or (self._pointer() or {}).get("use")
         return PackArea(self.dir, LETTERS[1 - LETTERS.index(use)] if use in LETTERS else LETTERS[0])
 
+    def floor(self):
+        """(version, counter) of the newest pack this box ever installed, as the loader partition
+        keeps it; None when it keeps none (installed before the floor was kept, or unreadable)."""
+        f = atomicfile.read_json(self.floor_file)
+        if f and isinstance(f.get("version"), str) and isinstance(f.get("counter"), int):
+            return f["version"], f["counter"]
+        return None
+
+    def _raise_floor(self, version, counter):
+        # before the pointer names the new pack: the floor never lags the pack in force (a cut
+        # between the two leaves the floor at the new pack, whose install the next offer completes:
+        # an equal version and counter are allowed)
+        floor = self.floor()
+        if floor and floor[1] > counter:
+            counter = floor[1]
+        if floor != (version, counter):
+            atomicfile.atomic_write(self.floor_file, json.dumps({"version": version, "counter": counter}))
+
     def installer(self, root, identity, state_dir, loader_version, min_time, rollout):
         """A fleetbox.updater.Installer for a pack offer: board "any", versions and counter
-        never below the newest pack installed, switch() as its last step."""
+        never below the newest pack installed, here or before a factory reset (the floor),
+        switch() as its last step."""
         from fleetbox import updater
+        from fleetbox.updimage import parse_version
+        version, counter = self.version, self.counter
+        floor = self.floor()
+        if floor:
+            if parse_version(floor[0]) > parse_version(version):
+                version = floor[0]
+            counter = max(counter, floor[1])
         _mkdir(self.dir)
-        return updater.Installer(root, identity, self.target(), state_dir, BOARD, self.version, self.counter,
+        return updater.Installer(root, identity, self.target(), state_dir, BOARD, version, counter,
                                  loader_version, min_time,
                                  stage=lambda name, info: self.switch(name, info, root, rollout))
 
@@ -261,10 +277,12 @@ class Packs:
         except (profiles.ProfileError, ValueError) as e:
             from fleetbox.updimage import BadFormat
             raise BadFormat("the pack's profiles do not load: %s" % e)
+        counter = max(self.counter, checked["counter"])
+        self._raise_floor(checked["version"], counter)
         atomicfile.atomic_write(self.dir + "/" + POINTER, json.dumps(
-            {"use": letter, "version": checked["version"], "counter": max(self.counter, checked["counter"]),
+            {"use": letter, "version": checked["version"], "counter": counter,
              "rollout": rollout, "image": checked["image"]}))
-        self.version, self.counter = checked["version"], max(self.counter, checked["counter"])
+        self.version, self.counter = checked["version"], counter
         self.changed = True
         log(port.INFO, "pack %s (%d profiles) installed in %s: in force from the next cycle"
             % (checked["version"], n, letter))

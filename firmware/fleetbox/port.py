@@ -259,6 +259,43 @@ def remove(path):
     os.remove(path)
 
 
+def remove_tree(path, keep=False):
+    """Remove the file or folder `path` and everything below it (`keep`: the folder itself stays,
+    emptied). Nothing there is nothing to do. One failed removal stops nothing: every other entry
+    is still removed, then the first failure is raised (OSError), so the caller knows the tree is
+    not gone. What that means is the caller's: a pack install target that cannot be emptied
+    interrupts the install (fleetbox.pack); a factory reset logs it and goes on (fleetbox.provision)."""
+    err = _remove_tree(path, keep)
+    if err is not None:
+        raise err
+
+
+def _remove_tree(path, keep):
+    import os
+    try:
+        mode = os.stat(path)[0]
+    except OSError:
+        return None
+    try:
+        if not mode & 0x4000:        # S_IFDIR: the same bit on LittleFS and POSIX
+            remove(path)
+            return None
+        names = listdir(path)
+    except OSError as e:
+        return e
+    first = None
+    for name in names:
+        e = _remove_tree(path + "/" + name, False)
+        first = first or e
+    if first is None and not keep:
+        try:
+            _flash_check("remove", path)
+            os.rmdir(path)
+        except OSError as e:
+            first = e
+    return first
+
+
 # -- the box's log (docs/logging.md): one line per event, "I uplink: sent 3 batches"
 DEBUG = const(0)
 INFO = const(1)

@@ -8,10 +8,9 @@ contact and the one in force stays. Nothing received here is executed or trusted
 """
 import binascii
 import json
-import os
 
 from fleetbox import config, downlink, https, port
-from fleetbox.atomicfile import atomic_write, read_json, remove_quietly
+from fleetbox.atomicfile import atomic_write, read_json
 from fleetbox.errors import FleetboxError
 
 MAX_ANSWER = downlink.MAX_BODY
@@ -211,25 +210,15 @@ def backoff_s(n, hint=None):
     return wait
 
 
-def _wipe(path):
-    try:
-        names = os.listdir(path)
-    except OSError:
-        remove_quietly(path)
-        return
-    for name in names:
-        p = path + "/" + name
-        try:
-            port.remove(p)      # through port: the flash switch sees a factory reset's removals too
-        except OSError:
-            _wipe(p)
-            try:
-                os.rmdir(p)
-            except OSError:
-                pass
-
-
 def factory_reset(data_dir):
     """Everything the box received or collected goes (configuration, keys, spool, sequence and
-    device state); the identity partition and the boot state are elsewhere and stay."""
-    _wipe(data_dir)
+    device state); the identity partition, the boot state and the loader partition (trust anchor,
+    root rotation, pack floor) are elsewhere and stay. A removal the flash refuses stops nothing:
+    the rest goes, what stayed is logged, and the box reboots anyway (a reset that halts half way
+    helps no one). Returns False when something stayed."""
+    try:
+        port.remove_tree(data_dir, keep=True)   # through port: the flash switch sees these removals too
+    except OSError as e:
+        log(port.ERROR, "factory reset: some of the data partition could not be removed: %r" % e)
+        return False
+    return True

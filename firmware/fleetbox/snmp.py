@@ -222,14 +222,21 @@ class Client:
 
     def _too_big(self, data, addr):
         """A reply longer than the receive buffer cannot be read: its request ends as if the agent
-        had said tooBig, so the caller asks for fewer rows (then GETNEXT) instead of timing out."""
+        had said tooBig, so the caller asks for fewer rows (then GETNEXT) instead of timing out.
+        v1/v2c: matched on request id, version and community; v3 (only once a v3 engine is known:
+        a v1/v2c-only client never loads the v3 code) on msgID, engine, user and level."""
         head = cut_head(data)
-        p = self._pending.get(head[2]) if head else None
-        if p is None or p.resp is not None or not _from_peer(p, addr) or (p.version, p.community) != head[:2]:
+        if head is not None:
+            p = self._pending.get(head[2])
+            if p is not None and (p.version, p.community) != head[:2]:
+                p = None
+        else:
+            p = _v3().cut_reply(self, data) if self._engines else None
+        if p is None or p.resp is not None or not _from_peer(p, addr):
             self.stats["dropped"] += 1
             return
         _port.log("snmp", _port.WARN, "reply from %s over %d bytes: asking for less" % (p.host, self.bufsize))
-        p.resp = Response(p.version, p.community, RESPONSE, head[2], TOO_BIG, 0, [])
+        p.resp = Response(p.version, p.community, RESPONSE, p.rid, TOO_BIG, 0, [])
         p.event.set()
 
     def _send(self, sock, msg, addr):

@@ -9,6 +9,29 @@ from fleetbox.ber import BERError, RESPONSE, REPORT
 from fleetbox.snmpmsg import SnmpError, Response, encode_pdu, decode_pdu, discovery_request
 
 
+# msgMaxSize of every request: the largest UDP payload over IPv4, not the receive buffer. Agents
+# answer a reply over msgMaxSize each their own way (pysnmp drops it: a timeout; net-snmp 5.9
+# answers genErr); an oversized reply read cut short is the one signal they all give, and the
+# client takes it as tooBig, as it does for v1/v2c (docs/snmp-engine.md).
+MSG_MAX_SIZE = 65507
+
+
+def cut_reply(client, data):
+    """The v3 request in flight that a reply cut short by the receive buffer answers, or None:
+    its msgID, user, engine and security level must be the request's (the MAC, over the whole
+    message, cannot be checked: a forger with the msgID could only make the request ask for fewer rows)."""
+    head = usm.cut_head(data)
+    if head is None:
+        return None
+    msg_id, flags, engine_id, user = head
+    p = client._pending.get(msg_id)
+    if p is None or p.version != "3" or p.discovery or p.engine is None:
+        return None
+    if engine_id != p.engine.engine_id or user != p.cred.user.name or (flags & 3) != p.cred.user.flags:
+        return None
+    return p
+
+
 def open_reply(client, p, m):
     """Check the security of an SNMPv3 reply to pending request p and decode it: a
     Response (with .usm = the message) or None when it must be dropped (RFC 3414 3.2)."""
@@ -65,7 +88,7 @@ async def discover(client, host, port, addr, cred):
     client.stats["discoveries"] += 1
 
     def build(rid):
-        return discovery_request(rid, client.bufsize)
+        return discovery_request(rid, MSG_MAX_SIZE)
     r = await client._exchange(host, port, addr, cred, build, discovery=True)
     m = r.usm
     eng = usm.Engine(m.engine_id, m.boots, m.time)
@@ -92,7 +115,7 @@ async def request(client, host, port, addr, cred, pdu_type, oids, nr, mr):
             boots, t = eng.now()
             scoped = usm.encode_scoped(eng.engine_id, cred.context,
                                        encode_pdu(pdu_type, rid, oids, nr, mr))
-            return usm.encode_message(rid, client.bufsize, user, eng.engine_id, boots, t,
+            return usm.encode_message(rid, MSG_MAX_SIZE, user, eng.engine_id, boots, t,
                                       scoped, client._new_salt() if user.priv else None)
         r = await client._exchange(host, port, addr, cred, build, eng)
         if r.pdu_type != REPORT:

@@ -189,27 +189,34 @@ class Agent:
         staged = self._load(STAGED_FILE)
         if not staged or (self.board.slot == staged.get("slot") and trial_pending):
             return
-        state = "confirmed"
+        report = {"rollout": staged.get("rollout"), "image": staged.get("image"), "state": "confirmed"}
         if self.board.slot != staged.get("slot"):
-            if self.offer and self.offer.get("image") == staged.get("image") and not self._failed(staged):
+            why = self._left(staged)
+            if self.offer and self.offer.get("image") == staged.get("image") and why is None:
                 return      # a cut before the boot state named the slot: the install resumes
-            state = "reverted"
+            # the loader's reason, from the boot state: a crash loop, never confirmed, not runnable ...
+            report.update(state="reverted", reason=why or "reverted",
+                          detail="the loader left %s: %s" % (staged.get("slot"), why or "reverted"))
             if self.offer and self.offer.get("image") == staged.get("image"):
                 self._drop_offer()
-        log(port.INFO if state == "confirmed" else port.WARN,
-            "update of rollout %s %s" % (staged.get("rollout"), state))
-        self.send({"rollout": staged.get("rollout"), "image": staged.get("image"), "state": state})
+        log(port.INFO if report["state"] == "confirmed" else port.WARN, "update of rollout %s %s%s" % (
+            staged.get("rollout"), report["state"], " [%s]" % report["reason"] if "reason" in report else ""))
+        self.send(report)
         atomicfile.remove_quietly(self.state_dir + "/" + STAGED_FILE)
 
-    def _failed(self, staged):
-        """The loader marked the staged slot bad (its trial failed) or fell back from it since it was staged."""
+    def _left(self, staged):
+        """Why the loader left the staged slot (bootstate.left: marked bad, or fallen back from since it
+        was staged), or None; "unknown" when the boot state cannot be read."""
         try:
             import bootstate
             st = bootstate.Store(self.board.partition("bootstate")).load()
             idx = bootstate.SLOTS.index(staged["slot"])
-        except (ImportError, OSError, ValueError):
-            return True
-        return bool(st.bad & (1 << idx)) or (st.reverted_from == idx and st.seq > staged.get("seq", -1))
+        except (ImportError, OSError, ValueError, KeyError):
+            return "unknown"
+        if not hasattr(bootstate, "left"):      # a loader flashed before it: the fact, without the reason
+            return "reverted" if st.bad & (1 << idx) or (st.reverted_from == idx and st.seq > staged.get("seq", -1)) \
+                else None
+        return bootstate.left(st, idx, staged.get("seq", -1))
 
     def send(self, report):
         """The report to the update service; lost when the service is down (progress is repeated)."""

@@ -138,6 +138,45 @@ def decode_message(data):
     return m
 
 
+def _open(b, pos, n, tag):
+    # a constructed TLV's tag and length only, its content running past the end of a cut message
+    if n - pos < 2 or b[pos] != tag:
+        raise BERError("truncated")
+    return pos + 2 + (b[pos + 1] & 0x7F if b[pos + 1] & 0x80 else 0)
+
+
+def cut_head(data):
+    """(msgID, msgFlags, engine ID, user name) from the start of an SNMPv3 message that the
+    receive buffer cut short (its outer lengths run past the end), or None when the message is
+    not v3 or not even its security parameters are whole. Nothing in it is authenticated: the
+    MAC covers the whole message."""
+    b = memoryview(data)
+    n = len(b)
+    try:
+        pos = _open(b, 0, n, SEQUENCE)
+        s, p = _expect(b, pos, n, INTEGER)
+        if decode_int(b, s, p) != 3:
+            return None
+        gs, ge = _expect(b, p, n, SEQUENCE)
+        x, p = _expect(b, gs, ge, INTEGER)
+        msg_id = _uint(b, x, p)
+        x, p = _expect(b, p, ge, INTEGER)
+        x, p = _expect(b, p, ge, OCTET_STRING)
+        if p - x != 1:
+            return None
+        flags = b[x]
+        ss, se = _expect(b, ge, n, OCTET_STRING)
+        us, ue = _expect(b, ss, se, SEQUENCE)
+        x, p = _expect(b, us, ue, OCTET_STRING)
+        engine_id = bytes(b[x:p])
+        x, p = _expect(b, p, ue, INTEGER)
+        x, p = _expect(b, p, ue, INTEGER)
+        x, p = _expect(b, p, ue, OCTET_STRING)
+        return msg_id, flags, engine_id, bytes(b[x:p])
+    except BERError:
+        return None
+
+
 def decode_scoped(b, s, e):
     """ScopedPDU -> (contextEngineID, contextName, pdu_start, pdu_end)."""
     s0, e0 = _expect(b, s, e, SEQUENCE)

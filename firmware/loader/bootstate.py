@@ -40,6 +40,8 @@ REASON_ROLLBACK = 4        # the slot's security counter is below the stored one
 REASON_NOT_RUNNABLE = 5    # verified, but the application would not import
 REASONS = ("none", "crash loop", "never confirmed", "failed verification", "security counter too low",
            "not runnable")
+# the same, as a `reverted` update report names them (docs/update-protocol.md, section 4)
+REVERT_CODES = ("none", "crash_loop", "never_confirmed", "unverifiable", "rollback", "not_runnable")
 
 MAX_CRASH_BOOTS = 3        # crash resets tolerated on trial before the revert
 TRIAL_DEADLINE_S = 3600   # a trial unconfirmed this long after boot reboots (one more attempt)
@@ -163,6 +165,17 @@ def _revert(st, reason, log):
     st.reason = reason
     st.reverted_from = failed
     log("reverting from %s to %s: %s" % (SLOTS[failed], SLOTS[st.active], REASONS[reason]))
+
+
+def left(st, idx, since_seq=-1):
+    """Why the loader left slot `idx`: a REVERT_CODES code when it marked the slot bad (a failed
+    trial) or fell back from it in a state written after sequence `since_seq`; None when it did not.
+    Whoever runs next (the app the box fell back to, or the rescue client) reports it."""
+    if not (st.bad & (1 << idx) or (st.reverted_from == idx and st.seq > since_seq)):
+        return None
+    if st.reverted_from == idx and 0 < st.reason < len(REVERT_CODES):
+        return REVERT_CODES[st.reason]
+    return "reverted"
 
 
 def recovery_allowed(info):

@@ -45,6 +45,21 @@ def _stage(rom, offer, slot, info, seq):
     bootstate.set_pending(slot, info, rom.partition("bootstate"))
 
 
+def _reverted(st):
+    """The staged image (rescued, or an update the app installed) whose slot the loader left: it
+    crash-looped, never confirmed or would not run, as {"rollout", "image", "reason", "detail"};
+    else None. No app runs to report it, so every request says it until a new image is staged
+    (the staged record is replaced)."""
+    staged = atomicfile.read_json(STAGED)
+    if not staged or staged.get("slot") not in bootstate.SLOTS:
+        return None
+    why = bootstate.left(st, bootstate.SLOTS.index(staged["slot"]), staged.get("seq", -1))
+    if why is None:
+        return None
+    return {"rollout": staged.get("rollout"), "image": staged.get("image"), "reason": why,
+            "detail": "the loader left %s: %s" % (staged["slot"], why)}
+
+
 def _floor():
     """The time floor the app keeps (an integer in JSON), else 0."""
     try:
@@ -179,6 +194,9 @@ def _attempt(rom, st, log):
            "root": root.version}
     if _refused is not None:
         req["refused"] = _refused
+    reverted = _reverted(st)
+    if reverted is not None:
+        req["reverted"] = reverted
     got = _ask(identity, keys, json.dumps(req).encode(), log)
     if got is None:
         return False

@@ -86,6 +86,33 @@ def test_the_rescue_answer_is_the_newest_marked_image_for_the_board_sealed_for_t
     assert svc.updates.offer_for("BOX-1", 3) is None
 
 
+def test_a_rescued_image_the_loader_left_is_recorded_reverted_and_not_offered_again(svc):
+    old, _ = _mark(svc, version="1.5.0", counter=2)
+    new, digest = _mark(svc, version="2.0.0", counter=3)
+    status, body = _ask(svc)
+    assert downlink.open_answer((3, BOX_KEY), "BOX-1", body)[1]["offer"]["rollout"] == new
+    # the rescued image crash-looped: the loader left it and the box is in rescue again
+    reverted = {"rollout": new, "image": digest, "reason": "crash_loop", "detail": "the loader left slot_b: crash_loop"}
+    status, body = _ask(svc, reverted=reverted)
+    assert downlink.open_answer((3, BOX_KEY), "BOX-1", body)[1]["offer"]["rollout"] == old
+    progress = svc.updates.rollout_status(new)[0]["progress"]
+    assert [(p["box"], p["state"], p["reason"], p["detail"]) for p in progress] == [
+        ("BOX-1", "reverted", "crash_loop", "the loader left slot_b: crash_loop")]
+    # said again with every request until a new image is staged: recorded once, the rollout unchanged
+    updated = progress[0]["updated"]
+    _ask(svc, reverted=reverted)
+    assert svc.updates.rollout_status(new)[0]["progress"][0]["updated"] == updated
+    # an ordinary rollout: recorded only once it was offered to this box (its update crash-looped and
+    # the slot it fell back to no longer verifies); a rollout the box never had is not its to fail
+    plain = svc.updates.create_rollout({"image": digest, "boxes": ["BOX-1"]})
+    _ask(svc, reverted=dict(reverted, rollout=plain))
+    assert svc.updates.rollout_status(plain)[0]["progress"] == []
+    svc.updates._progress("BOX-1", plain, "offered", None, None)      # as an ordinary answer's offer records it
+    _ask(svc, reverted=dict(reverted, rollout=plain))
+    assert [(p["state"], p["reason"]) for p in svc.updates.rollout_status(plain)[0]["progress"]] == [
+        ("reverted", "crash_loop")]
+
+
 def test_the_rescue_route_refuses_who_it_cannot_tell_or_serve(svc):
     _mark(svc)
     assert _ask(svc, cert=None) == (403, {"ok": False, "reason": "no-certificate"})

@@ -42,7 +42,8 @@ def test_pack_published_offered_installed_and_reverted(kit, tmp_path, capsys):  
     d = str(tmp_path / "b" / "box")
     with open(d + "/builtin.json", "w") as f:
         f.write('{"format":1,"profiles":0}\n')
-    packs = pack.Packs(d, builtin=d + "/builtin.json", root_file=os.path.join(VECTORS, "root-1.fbr"))
+    packs = pack.Packs(d, builtin=d + "/builtin.json", root_file=os.path.join(VECTORS, "root-1.fbr"),
+                       floor_file=str(tmp_path / "b" / "pack.floor"))      # the loader partition's, on a box
     assert len(packs.load()) == 0
     agent = PackAgent(Board(d), kit.identity, up, "1.0.0", packs)
     _upload(spool, up)

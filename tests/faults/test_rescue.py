@@ -1,7 +1,9 @@
 """Rescue end to end, on MicroPython from a real flash image: a provisioned box whose two slots
 no longer verify asks the rescue endpoint (pinned mutual TLS with its factory certificate) for
 the image an operator marked for rescue. An image signed with a key its root does not list is
-refused, reported with the next request, and the box keeps asking; the next one comes with a
+refused, reported with the next request, and the box keeps asking; a signed image that
+crash-loops on trial is left by the loader, which the rescue client reports (reverted,
+crash_loop) with its next request, so the service offers it no more; the next one comes with a
 root rotation, which the box walks before it installs; the rescued firmware boots on trial,
 uploads, confirms and reports it to the rescue rollout."""
 import json
@@ -14,7 +16,7 @@ from cloud.updates import Updates
 from fbtool import flash, keys, updimage
 from simulator.runner import Simulation, _tool
 from tests import update_kit as kit
-from tests.faults.test_boot_state import BS, ROOT, SIM_ROM
+from tests.faults.test_boot_state import APP_BOARD, BS, ROOT, SIM_ROM, _pack
 
 RESCUE_RETRY_S = 2
 
@@ -37,6 +39,30 @@ def _publish_rescue(svc, payload, signers, counter):
                               security_counter=counter, min_loader=1, expires=kit.EXPIRES, created=kit.CREATED)
     row, _ = svc.publish(data, key)
     return svc.create_rollout({"image": row["digest"], "rescue": True})
+
+
+CRASHING_MAIN = """
+import sys
+
+VERSION = "9.9"
+
+
+def run(board):
+    print("app 9.9 crashes")
+    sys.exit(75)   # dies at once and reboots, as the app's fault handler does: a crash reset
+"""
+
+
+def _crashing_image(tmp):
+    """A format-1 firmware image whose app reboots as soon as it starts: a crash loop on trial."""
+    from fbtool import image
+    files = []
+    for arc, text in (("fleetbox/__init__.mpy", ""), ("fleetbox/main.mpy", CRASHING_MAIN), ("board.mpy", APP_BOARD)):
+        src = os.path.join(str(tmp), "crash-" + arc.replace("/", "_")[:-4] + ".py")
+        with open(src, "w") as f:
+            f.write(text)
+        files.append((arc, image.compile_mpy(src, arc[:-4] + ".py")))
+    return _pack(files, "9.9", 1)
 
 
 def _progress(svc, rid, box):
@@ -81,19 +107,28 @@ def test_a_box_with_no_bootable_slot_is_rescued_boots_the_image_and_uploads(tmp_
         s.wait_for("the refusal reported", lambda: _progress(svc, bad, s.serial).get("state") == "refused", 30)
         assert _progress(svc, bad, s.serial)["reason"] == "unknown_key"
         assert s.led() == "rescue" and s.hw.running()
+        # a signed image that crash-loops: booted on trial, left by the loader, reported by the rescue client
+        crash = _publish_rescue(svc, _crashing_image(tmp_path), ("k2.pem", "k3.pem"), 1)
+        s.wait_for("the crash loop's revert",
+                   lambda: any("reverting from slot_b to slot_a: crash loop" in x for x in s.box_log), 90)
+        s.wait_for("the revert reported", lambda: _progress(svc, crash, s.serial).get("state") == "reverted", 60)
+        assert _progress(svc, crash, s.serial)["reason"] == "crash_loop"
+        assert sum("app 9.9 crashes" in x for x in s.box_log) == 1 + BS.MAX_CRASH_BOOTS
+        assert s.led() == "rescue" and s.hw.running()
+        mark = len(s.box_log)
         # the operator rotates the root (k1 revoked, k4 in) and marks an image signed under it
         from cloud.rescue import Rescue
         with open(os.path.join(kit.VECTORS, "root-2.fbr"), "rb") as f:
             assert Rescue(s.cloud.store, None, None, svc).publish_root(f.read()) == (2, True)
         good = _publish_rescue(svc, payload, ("k2.pem", "k4.pem"), 1)
-        s.wait_for("the rescued firmware's trial", lambda: any("boots on trial" in x for x in s.box_log), 90)
+        s.wait_for("the rescued firmware's trial", lambda: any("boots on trial" in x for x in s.box_log[mark:]), 90)
         s.wait_for("its confirmation", lambda: any("main: slot_b confirmed" in x for x in s.box_log), 120)
         s.wait_for("the confirmation reported", lambda: _progress(svc, good, s.serial).get("state") == "confirmed",
                    60)
         log = "\n".join(s.box_log)
         assert "slot_a does not verify" in log and "slot_b does not verify" in log, log
         assert "rescue: root rotated to version 2" in log, log
-        staged = log.index("staged in slot_b")
+        staged = log.index("staged in slot_b", len("\n".join(s.box_log[:mark])))
         confirmed = log.index("main: slot_b confirmed")
         assert "main: uploaded" in log[staged:confirmed], log
         assert "Traceback" not in log, log

@@ -265,6 +265,26 @@ def test_a_slot_that_will_not_run_is_left_like_a_failed_trial():
     assert (st.active, st.bad, st.reason) == (1, 1, bs.REASON_NOT_RUNNABLE)
 
 
+def test_left_names_why_the_loader_left_a_slot():
+    st = bs.State()
+    st.active, st.trial, st.seq = 1, bs.PENDING, 4
+    assert bs.left(st, 1) is None and bs.left(st, 0) is None
+    slots = Slots(_info(0), _info(0))
+    for _n in range(bs.MAX_CRASH_BOOTS + 1):
+        bs.choose(st, "panic", slots, _quiet)
+    assert bs.left(st, 1) == "crash_loop" and bs.left(st, 0) is None
+    # a fall-back (not a failed trial: no bad mark) counts only when written after the staging
+    st = bs.State()
+    st.seq = 9
+    bs.choose(st, "power-on", Slots("blank", _info(0)), _quiet)
+    assert st.reverted_from == 0 and not st.bad
+    assert bs.left(st, 0, since_seq=8) == "unverifiable" and bs.left(st, 0, since_seq=9) is None
+    st = bs.State()
+    bs.not_runnable(st, 0, _quiet)
+    assert bs.left(st, 0) == "not_runnable"
+    assert len(bs.REVERT_CODES) == len(bs.REASONS)
+
+
 def test_the_app_confirms_only_after_contact_and_a_whole_cycle():
     dev = RamFlash()
     bs.set_pending("slot_b", None, dev=dev)

@@ -4,6 +4,7 @@ checked at every load, a tampered or truncated pack refused at load with the pre
 (or the firmware's own profiles) in force, older packs and wrong kinds refused, and the
 update agent's reports."""
 import json
+import os
 import sys
 
 for _p in list(sys.path):
@@ -11,7 +12,7 @@ for _p in list(sys.path):
         sys.path.append(_p + "/loader")      # bootstate: the agent reads the loader's version
 
 from check import LogCapture, fresh_dir, rmtree  # noqa: E402
-from fleetbox import pack, port, profiles, updagent, updater, updimage  # noqa: E402
+from fleetbox import pack, port, profiles, provision, updagent, updater, updimage  # noqa: E402
 from test_updater import DirSlot  # noqa: E402
 from vectors import DIR, expected, load  # noqa: E402
 
@@ -20,6 +21,7 @@ IDENT = V["identity"]
 NOW = V["created"] + 86400
 PACK = json.loads(load("pack.json"))
 D = "/tmp/fbx-test-pack"
+LOADER = "/tmp/fbx-test-pack-loader"      # the loader partition: a factory reset does not touch it
 BUILTIN = '{"format":1,"profiles":1}\n{"descr":[],"enterprises":[99998],"vendor":"Builtin"}\n'
 
 
@@ -36,6 +38,7 @@ def _root():
 
 
 def _fresh():
+    fresh_dir(LOADER)
     d = fresh_dir(D)
     with open(d + "/builtin.json", "w") as f:
         f.write(BUILTIN)
@@ -43,7 +46,11 @@ def _fresh():
 
 
 def _packs(d):
-    return pack.Packs(d, builtin=d + "/builtin.json", root_file=DIR + "root-1.fbr")
+    try:
+        os.mkdir(LOADER)
+    except OSError:
+        pass        # there already
+    return pack.Packs(d, builtin=d + "/builtin.json", root_file=DIR + "root-1.fbr", floor_file=LOADER + "/pack.floor")
 
 
 def _offer(image="pack.fbu", wrap="pack.fbw"):
@@ -107,7 +114,6 @@ def test_tampered_or_truncated_pack_on_flash_falls_back_and_is_reported():
             with open(path + "profiles.json", "wb") as f:
                 f.write(data[:-40])
         elif damage == "gone":
-            import os
             os.remove(path + "payload.tail")
         else:
             _flip(path + damage, 100)
@@ -136,7 +142,6 @@ def test_the_previous_pack_stays_in_force_when_the_new_one_is_damaged():
     assert lib.vendors() == ["Example"] and packs.in_use == "a", log.text()
     assert "refused at load" in log.text() and "profiles: pack 7 (1 profiles) from a" in log.text()
     # the pointer is gone too: the newest pack that verifies is used
-    import os
     os.remove(d + "/pack/use.json")
     packs.problems = []
     assert packs.load().vendors() == ["Example"] and packs.in_use == "a" and packs.problems == []
@@ -233,4 +238,63 @@ def test_agent_installs_a_pack_without_reboot_and_reports_a_damaged_one():
     assert agent.sent[-1]["state"] == "reverted" and agent.sent[-1]["rollout"] == 9 and \
         agent.sent[-1]["reason"] == "bad_chunk", agent.sent
     assert packs.problems == []
+    rmtree(D)
+
+
+def _write_floor(version, counter):
+    with open(LOADER + "/pack.floor", "w") as f:
+        json.dump({"version": version, "counter": counter}, f)
+
+
+def test_a_factory_reset_keeps_the_pack_floor():
+    d = _fresh()
+    packs = _packs(d)
+    _install(packs, d)
+    assert packs.floor() == ("7", 2)
+    with LogCapture(port.INFO):
+        assert provision.factory_reset(d) is True
+    assert os.listdir(d) == [] and os.listdir(LOADER) == ["pack.floor"]
+    with open(d + "/builtin.json", "w") as f:
+        f.write(BUILTIN)
+    packs = _packs(d)
+    assert packs.load().vendors() == ["Builtin"] and (packs.version, packs.counter) == ("0", 0)
+    # the reset box takes the same pack again, never one below the floor a newer pack left
+    for version, counter, reason in (("8", 2, "older_version"), ("7", 3, "security_counter")):
+        _write_floor(version, counter)
+        report, log, _ = _install(packs, d)
+        assert report["state"] == "refused" and report["reason"] == reason, (report, log)
+        assert not port.listdir(d + "/pack"), "nothing installed"
+    _write_floor("6", 1)
+    report, log, _ = _install(packs, d)
+    assert report["state"] == "staged" and packs.floor() == ("7", 2), (report, log)
+    assert packs.load().vendors() == ["Example"]
+    # a box without a floor (installed before one was kept) raises it at its next switch
+    os.remove(LOADER + "/pack.floor")
+    assert packs.floor() is None
+    report, log, _ = _install(packs, d)
+    assert report["state"] == "staged" and packs.floor() == ("7", 2), (report, log)
+    rmtree(D)
+
+
+def test_a_target_that_cannot_be_emptied_interrupts_the_install():
+    d = _fresh()
+    packs = _packs(d)
+    _install(packs, d)
+    _install(packs, d)              # both folders hold the pack: the next target (a) must be emptied
+    packs.load()
+    assert packs.in_use == "b"
+
+    def fault(op, path):
+        return port.EIO if op == "remove" and path == d + "/pack/a/profiles.json" else 0
+    port.set_flash_fault(fault)
+    try:
+        report, log, _ = _install(packs, d)
+    finally:
+        port.set_flash_fault(None)
+    assert report["state"] == "interrupted", (report, log)
+    # every other file went, the one the flash refused stayed; the pack in force did not move
+    assert sorted(os.listdir(d + "/pack/a")) == ["profiles.json"], os.listdir(d + "/pack/a")
+    assert packs.load().vendors() == ["Example"] and packs.in_use == "b"
+    report, log, _ = _install(packs, d)      # the flash works again: the install goes through
+    assert report["state"] == "staged", (report, log)
     rmtree(D)

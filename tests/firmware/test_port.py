@@ -20,3 +20,35 @@ def test_consteq():
     assert port.consteq(b"abc", b"abc")
     assert not port.consteq(b"abc", b"abd")
     assert not port.consteq(b"abc", b"ab")
+
+
+def test_remove_tree_tries_everything_then_raises_the_first_failure():
+    import os
+    from check import fresh_dir, raises, rmtree
+    d = fresh_dir("/tmp/fbx-test-remove-tree")
+    os.mkdir(d + "/sub")
+    for p in ("/a", "/b", "/sub/c", "/sub/d"):
+        with open(d + p, "w") as f:
+            f.write("x")
+    port.remove_tree(d + "/nothing-here")           # nothing there: nothing to do
+    port.remove_tree(d + "/a")                      # a file is a tree of one
+    refused = []
+
+    def fault(op, path):
+        if op == "remove" and path == d + "/sub/c":
+            refused.append(path)
+            return port.EIO
+        return 0
+    port.set_flash_fault(fault)
+    try:
+        e = raises(OSError, port.remove_tree, d)
+    finally:
+        port.set_flash_fault(None)
+    assert e.args[0] == port.EIO and refused == [d + "/sub/c"]
+    # the others went; the refused file and the folders above it stayed
+    assert os.listdir(d) == ["sub"] and os.listdir(d + "/sub") == ["c"]
+    port.remove_tree(d, keep=True)
+    assert os.listdir(d) == []
+    port.remove_tree(d)
+    raises(OSError, os.stat, d)
+    rmtree(d)

@@ -230,11 +230,13 @@ class V3Agent(Agent):
             ber.RESPONSE, rid, [(SYS + ".5.0", ber.encode_octets(b"evil"))], 0, 0))
 
 
-def run_v3(coro_fn, users):
+def run_v3(coro_fn, users, mib=MIB, **client_kw):
     async def main():
-        agent = V3Agent(MIB, users)
+        agent = V3Agent(mib, users)
         agent.start()
-        client = snmp.Client(timeout_ms=300, retries=1)
+        kw = {"timeout_ms": 300, "retries": 1}
+        kw.update(client_kw)
+        client = snmp.Client(**kw)
         try:
             return await coro_fn(client, agent)
         finally:
@@ -307,6 +309,56 @@ def test_v3_refusals_raise_named_errors():
     errs = run_v3(go, [MD5_AES.user])
     assert [e[0] for e in errs] == ["wrongDigests", "unknownUserNames"]
     assert "alice" in errs[0][1] and "authPriv" in errs[0][1]
+
+
+def test_v3_reply_over_the_receive_buffer_asks_for_fewer_rows():
+    # 40 rows of ~620 octets, encrypted: a GETBULK of 32 or 16 of them outgrows the 8 KB buffer;
+    # this agent (as some devices do) ignores msgMaxSize and sends it anyway
+    col = "1.3.6.1.2.1.43.11.1.1.6.1."
+    mib = {col + str(i): ber.encode_octets(b"%03d" % i + b"d" * 600) for i in range(1, 41)}
+
+    async def go(c, a):
+        from check import LogCapture
+        with LogCapture(fbport.WARN) as log:
+            rows = await c.walk("127.0.0.1", col[:-3], port=a.port, max_repetitions=32, cred=MD5_AES)
+            got = await c.get("127.0.0.1", [col + str(i) for i in range(1, 21)], port=a.port, cred=MD5_AES)
+        return rows, got, [q.error_index for q, k in a.requests if q.pdu_type == ber.GETBULK], \
+            [len(q.varbinds) for q, k in a.requests if q.pdu_type == ber.GET], log.text(), c.stats
+    rows, got, bulks, gets, log, st = run_v3(go, [MD5_AES.user], mib, bufsize=8192)
+    assert [v[:3] for _, v in rows] == [b"%03d" % i for i in range(1, 41)], rows[-1]
+    assert bulks[:3] == [32, 16, 8] and set(bulks[3:]) == {8}, bulks
+    # a GET of 20 such cells is split in halves until each half fits
+    assert [v[:3] for _, v in got] == [b"%03d" % i for i in range(1, 21)] and gets == [20, 10, 10], gets
+    assert st["truncated"] == 3 and st["timeouts"] == 0 and st["retries"] == 0 and st["dropped"] == 0, st
+    assert log.count("reply from 127.0.0.1 over 8192 bytes: asking for less") == 3, log
+
+
+def test_v3_cut_reply_for_another_user_engine_or_request_is_dropped():
+    scoped = usm.encode_scoped(b"\x80\x01", b"", V3Agent._pdu(None, ber.RESPONSE, 4242, [
+        ("1.3.6.1.2.1.1.1.0", ber.encode_octets(b"x" * 900))], 0, 0))
+    big = usm.encode_message(4242, 1500, MD5_AES.user, b"\x80\x01", 5, 1000, scoped, b"\x00" * 8,
+                             reportable=False)
+    assert usm.cut_head(big[:300]) == (4242, MD5_AES.user.flags, b"\x80\x01", b"alice")
+    assert usm.cut_head(big[:40]) is None                      # not even the security parameters
+    assert usm.cut_head(snmp.encode_message("2c", b"public", ber.RESPONSE, 4242, [])) is None
+
+    async def go(c, a):
+        await c.get("127.0.0.1", [SYS + ".5.0"], port=a.port, cred=MD5_AES)     # the engine is known
+        eng = c._engines[fbport.addr_key(c._resolve("127.0.0.1", a.port))]
+        out = []
+        for user, engine_id in ((MD5_AES.user, b"\x80\x09"), (SHA_NOPRIV.user, eng.engine_id),
+                                (MD5_AES.user, eng.engine_id)):
+            p = snmp._Pending(fbport.addr_key(("127.0.0.1", a.port)), MD5_AES, 4242, eng)
+            p.host = "127.0.0.1"
+            c._pending[4242] = p
+            cut = usm.encode_message(4242, 1500, user, engine_id, 5, 1000, scoped, b"\x00" * 8,
+                                     reportable=False, flags=user.flags)[:300]
+            c._too_big(cut, ("127.0.0.1", a.port))
+            out.append(p.resp.error_status if p.resp else None)
+            del c._pending[4242]
+        return out, c.stats["dropped"]
+    # another engine's, another user's: dropped; the request's own: tooBig
+    assert run_v3(go, [MD5_AES.user]) == ([None, None, snmp.TOO_BIG], 2)
 
 
 def test_master_keys_instead_of_passphrases():

@@ -51,6 +51,7 @@ class Box:
     def __init__(self, tmp, name="data"):
         self.tmp = str(tmp)
         self.data = os.path.join(self.tmp, name + ".img")      # the data partition: LittleFS in a flash file
+        self.loader = os.path.join(self.tmp, name + "-loader.img")     # the loader partition: the pack floor
         self.builtin = os.path.join(self.tmp, "builtin.json")
         if not os.path.exists(self.builtin):
             with open(self.builtin, "wb") as f:
@@ -60,7 +61,7 @@ class Box:
             json.dump(kit.identity(), f)
 
     def args(self, mode, *extra):
-        return [kit.MICROPYTHON, "-X", "heapsize=2M", SCRIPT, FIRMWARE, self.data,
+        return [kit.MICROPYTHON, "-X", "heapsize=2M", SCRIPT, FIRMWARE, self.data, self.loader,
                 os.path.join(kit.VECTORS, "root-1.fbr"), self.builtin, mode] + [str(x) for x in extra]
 
     def run(self, mode, *extra):
@@ -68,9 +69,14 @@ class Box:
         assert r.returncode == 0, r.stdout + r.stderr
         return r.stdout
 
+    def copy_from(self, other):
+        shutil.copy(other.data, self.data)
+        shutil.copy(other.loader, self.loader)
+
     def install(self, image, wrap):
         out = self.run("install", image, wrap, self.identity, NOW)
         report = json.loads(out.split("report ", 1)[1].split("\n", 1)[0])
+        self.floor_at = int(out.split("floor ")[1].split()[0])
         return report, int(out.split("pages ")[1].split()[0]), int(out.split("switch ")[1].split()[0]), out
 
     def load(self, *printer):
@@ -166,16 +172,18 @@ def test_power_cut_during_pack_install_leaves_the_old_pack_or_the_new(tmp_path):
     base = Box(tmp_path, "base")
     assert base.install(*v1)[0]["state"] == "staged"
     probe = Box(tmp_path, "probe")
-    shutil.copy(base.data, probe.data)
+    probe.copy_from(base)
     report, pages, switch, out = probe.install(*v2)
     assert report["state"] == "staged" and switch > 0 and pages > switch, out
-    # seeded page programs over the whole install, and the pointer's rename (the switch) itself
+    # seeded page programs over the whole install, the pack floor's rename and the pointer's (the switch)
+    assert 0 < probe.floor_at < switch, (probe.floor_at, switch)
     instants = set(random.Random(2026).sample(range(1, pages + 1), 6))
+    instants |= {probe.floor_at + 1, (probe.floor_at + switch) // 2 + 1}
     instants = sorted(instants | set(range(switch + 1, min(switch + 3, pages) + 1)))
     seen = set()
     for at in instants:
         box = Box(tmp_path, "cut-%d" % at)
-        shutil.copy(base.data, box.data)
+        box.copy_from(base)
         box.install_killed(*v2, at=at)
         use, problems, _, out = box.load()
         assert problems == [] and use[:2] in (["a", "1"], ["b", "2"]), (at, out)
@@ -185,3 +193,25 @@ def test_power_cut_during_pack_install_leaves_the_old_pack_or_the_new(tmp_path):
         use = box.load()[0]
         assert use[1] == "2" and use[0] in "ab", (at, use)    # cut after the switch: installed again beside it
     assert seen == {"1", "2"}, (seen, instants, switch)    # cuts before and after the switch were both tried
+
+
+def test_a_factory_reset_keeps_refusing_older_packs(tmp_path):
+    # the pack floor is on the loader partition, which a factory reset does not wipe
+    packs = []
+    for n in (3, 4, 5):
+        (tmp_path / str(n)).mkdir()
+        packs.append(_pack(str(tmp_path / str(n)), str(n), n, False))
+    v3, v4, v5 = packs
+    box = Box(tmp_path)
+    report, _, _, out = box.install(*v4)
+    assert report["state"] == "staged" and box.load()[0][:2] == ["a", "4"], out
+    assert "reset True" in box.run("reset")
+    use, problems, _, out = box.load()
+    assert use[0] == "builtin" and problems == [], out        # the pack area went with the data partition
+    report, _, _, out = box.install(*v3)
+    assert report["state"] == "refused" and report["reason"] == "security_counter", out
+    assert "update refused [security_counter]: security counter 3 is below the box's 4" in out, out
+    assert box.load()[0][0] == "builtin"
+    report, _, _, out = box.install(*v5)
+    assert report["state"] == "staged" and report["version"] == "5", out
+    assert box.load()[0][:2] == ["a", "5"]

@@ -222,7 +222,7 @@ def run_micropython(jobs, heap="2M", client_kw=None):
     finally:
         os.unlink(path)
     assert r.returncode == 0, r.stdout + r.stderr
-    return json.loads(r.stdout)
+    return json.loads(r.stdout.splitlines()[-1])      # the box's log lines (port.log) come before
 
 
 def run_cpython(jobs, client_kw=None):

@@ -235,7 +235,7 @@ def test_through_an_http_proxy_with_basic_auth(cloud, tmp_path):
         assert run(up.drain(spool)) == 2
         assert proxy.tunnels == [target]        # one tunnel, kept alive for both uploads
         assert len(cloud.store.uploads(cloud.serial)) == 2
-        cfg["proxy"]["password"] = "wrong"
+        cfg["proxy"]["password"] = "not-the-proxy-password"     # a secret now: never a word of other logs
         up2 = uplink.Uplink(config.check(cfg), cloud.identity, state)
         put_cycle(spool, 2)
         with pytest.raises(uplink.UplinkError) as e:

@@ -1,14 +1,17 @@
 """A box's pack area on MicroPython, on a LittleFS data partition in a flash file (the sim
-board's block device, NOR pages and all): install a pack image (optionally killed at a
-chosen page program), or load the pack in force and collect once with it.
+board's block device, NOR pages and all) with its loader partition beside it (where the pack
+floor lives): install a pack image (optionally killed at a chosen page program), load the pack
+in force and collect once with it, or factory-reset the box.
 
-Usage: micropython tests/mp/pack_box.py FIRMWARE_DIR FLASH.img ROOT BUILTIN MODE ...
+Usage: micropython tests/mp/pack_box.py FIRMWARE_DIR FLASH.img LOADER.img ROOT BUILTIN MODE ...
   install IMAGE WRAP IDENTITY MIN_TIME [CUT_AT]   prints `report <json>`, `pages <page programs>` and
-      `switch <page programs before the pointer's rename>`; with CUT_AT, at that page program
-      prints `cut <n>` and waits to be killed (the power cut: nothing after it reaches the flash)
+      `switch <page programs before the pointer's rename>`, `floor <... before the pack floor's>`;
+      with CUT_AT, at that page program prints `cut <n>` and waits to be killed (the power cut:
+      nothing after it reaches the flash)
   load [ADDRESS PORT]                              prints `use <letter|builtin> <version> <vendors>`,
       each problem as `problem <json>`, and with an address the records of one collection: `rec <json>`
   flip PATH OFFSET                                 flips a bit of a file on the partition (tampering)
+  reset                                            the factory reset (fleetbox.provision): prints `reset <ok>`
 """
 import json
 import sys
@@ -21,11 +24,12 @@ import time  # noqa: E402
 import vfs  # noqa: E402
 from rom import Partition  # noqa: E402
 
-from fleetbox import pack, port, snmp, updater, updimage  # noqa: E402
+from fleetbox import pack, port, provision, snmp, updater, updimage  # noqa: E402
 
-flash_path, root_path, builtin, mode = sys.argv[2:6]
-args = sys.argv[6:]
+flash_path, loader_path, root_path, builtin, mode = sys.argv[2:7]
+args = sys.argv[7:]
 SIZE = 256 * 1024
+LOADER_SIZE = 64 * 1024
 pages = [0]
 cut_at = int(args[4]) if mode == "install" and len(args) > 4 else None
 
@@ -47,19 +51,25 @@ class Flash(Partition):
             self.flash.write(memoryview(buf)[i:i + 256])
 
 
-try:
-    f = open(flash_path, "r+b")
-    fresh = False
-except OSError:
-    f = open(flash_path, "w+b")
-    f.write(b"\xff" * SIZE)
-    fresh = True
-dev = Flash(f, "data", 0, SIZE, 4096)
-if fresh:
-    vfs.VfsLfs2.mkfs(dev)
-vfs.mount(vfs.VfsLfs2(dev), "/data")
+def _partition(path, name, size, mount_at):
+    try:
+        f = open(path, "r+b")
+        fresh = False
+    except OSError:
+        f = open(path, "w+b")
+        f.write(b"\xff" * size)
+        fresh = True
+    dev = Flash(f, name, 0, size, 4096)
+    if fresh:
+        vfs.VfsLfs2.mkfs(dev)
+    vfs.mount(vfs.VfsLfs2(dev), mount_at)
+    return f
+
+
+f = _partition(flash_path, "data", SIZE, "/data")
+loader = _partition(loader_path, "loader", LOADER_SIZE, "/loader")
 data_dir = "/data"
-packs = pack.Packs(data_dir, builtin=builtin, root_file=root_path)
+packs = pack.Packs(data_dir, builtin=builtin, root_file=root_path)     # its floor: /loader/pack.floor
 
 
 def _read(path):
@@ -70,10 +80,13 @@ def _read(path):
 if mode == "install":
     image, wrap, ident_path, min_time = args[:4]
     switch = [0]
+    floor = [0]
 
     def fault(op, path):
         if op == "rename" and path.endswith("/" + pack.POINTER):
             switch[0] = pages[0]
+        if op == "rename" and path == packs.floor_file:
+            floor[0] = pages[0]
         return 0
     packs.load()
     root = updimage.load_root(_read(root_path))
@@ -84,6 +97,7 @@ if mode == "install":
     print("report", json.dumps(report))
     print("pages", pages[0])
     print("switch", switch[0])
+    print("floor", floor[0])
 elif mode == "flip":
     with open(data_dir + "/" + args[0], "rb") as g:
         b = bytearray(g.read())
@@ -91,6 +105,8 @@ elif mode == "flip":
     with open(data_dir + "/" + args[0], "wb") as g:
         g.write(b)
     print("flipped")
+elif mode == "reset":
+    print("reset", provision.factory_reset(data_dir))
 else:
     lib = packs.load()
     print("use", packs.in_use or "builtin", packs.in_use_version or "-",
@@ -110,4 +126,6 @@ else:
                 client.close()
         asyncio.run(collect())
 vfs.umount("/data")
+vfs.umount("/loader")
 f.close()
+loader.close()
