@@ -32,6 +32,7 @@ from cloud import portal
 from cloud import rescue, updates
 from cloud.envelope import CloudEnvelopeError, Opener
 from cloud.export import Export
+from cloud.ingest_asgi import IngestFastPath
 from cloud.ingest_group import GroupWriter
 from cloud.logs import event
 from cloud.payload import PayloadError, decode_payload
@@ -95,9 +96,13 @@ class Endpoint:
     # -- ingest
     async def ingest(self, request):
         client = request.client.host if request.client else "-"
+        return await self.ingest_body(request.headers.get("content-length"), client, request.stream())
+
+    async def ingest_body(self, length, client, chunks):
+        """The answer to an upload: `length` its Content-Length header (or None), `chunks` its body
+        as it arrives (an async iterator that raises ClientDisconnect)."""
         t0 = time.monotonic()
         try:
-            length = request.headers.get("content-length")
             if length is None or not length.isdigit():
                 return await self._arefuse("length-required", "no Content-Length", client, close=True)
             length = int(length)
@@ -105,8 +110,9 @@ class Endpoint:
                 return await self._arefuse("too-large", "body of %d bytes (limit %d)" % (length, self.limits.max_body),
                                            client, close=True)
             try:
-                data = await asyncio.wait_for(self._read(request, length), self.limits.body_timeout_s)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self.limits.body_timeout_s):    # a timer, not a task per body
+                    data = await self._read(chunks, length)
+            except TimeoutError:
                 return await self._arefuse("too-slow", "body not complete within %g s" % self.limits.body_timeout_s,
                                            client, close=True)
             except ClientDisconnect:
@@ -121,16 +127,17 @@ class Endpoint:
         except Exception as e:   # a bug must cost one request, never the service
             return self.internal_error(client, e)
 
-    async def _read(self, request, length):
-        chunks, got = [], 0
-        async for chunk in request.stream():
+    @staticmethod
+    async def _read(chunks, length):
+        parts, got = [], 0
+        async for chunk in chunks:
             got += len(chunk)
             if got > length:
                 return None
-            chunks.append(chunk)
+            parts.append(chunk)
         if got < length:
             raise ClientDisconnect()
-        return b"".join(chunks)
+        return b"".join(parts)
 
     async def _arefuse(self, reason, detail, client, close=False):
         return await run_in_threadpool(self._refuse, reason, detail, client, close)
@@ -262,4 +269,4 @@ def create_app(name, store, keys, window=86400, limits=None, provisioning=None):
     rescue.mount(routes, store, keys, provisioning, updates.mount(routes, ep, store, keys, window))  # docs/update-*
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.endpoint = ep
-    return app
+    return IngestFastPath(app, ep)     # POST /v1/ingest without Starlette's layers (cloud/ingest_asgi.py)
