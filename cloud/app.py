@@ -82,7 +82,9 @@ class Endpoint:
         # Opens an authentic envelope that repeats the box's last sequence number: whether it is a
         # copy of the stored upload or a new batch is the store's decision (store_upload), not the number's.
         self.reopener = Opener(keys, _NoReplayCheck(), window)
-        self.answer_hooks = []      # hook(box, kid) -> more fields for an upload's answer (an update offer)
+        # hook(box, kid) -> more fields for an upload's answer (an update offer); hook.many(pairs), where
+        # a hook has it, answers a group's (box, kid) pairs at once -> {box: fields}
+        self.answer_hooks = []
         # PostgreSQL: concurrent uploads stored in one transaction each (cloud/ingest_group.py)
         self.group = GroupWriter(self) if getattr(store, "dialect", None) == "postgresql" else None
 
@@ -214,9 +216,21 @@ class Endpoint:
             return self._refuse("quarantined", "uploads of %s wait for a person's decision" % box, client)
         return header, head, batch
 
-    def answer_upload(self, header, head, batch, data, client, t0, outcome):
+    def group_fields(self, pairs):
+        """{box: more answer fields} from answer_hooks for a group's (box, kid) pairs: one call per
+        hook that takes a group, else one per box."""
+        out = {box: {} for box, _ in pairs}
+        for hook in self.answer_hooks:
+            many = getattr(hook, "many", None)
+            got = many(pairs) if many else {box: hook(box, kid) for box, kid in pairs}
+            for box, fields in got.items():
+                out[box].update(fields or {})
+        return out
+
+    def answer_upload(self, header, head, batch, data, client, t0, outcome, fields=None):
         """The answer to an opened upload once the store decided: outcome is Store.ingest's
-        (fresh, resync, down_seq) or the SeqReplay it raised."""
+        (fresh, resync, down_seq) or the SeqReplay it raised. fields: what group_fields gave
+        for the box, else the answer_hooks are asked here."""
         box = header["device_id"]
         if isinstance(outcome, SeqReplay):
             if outcome.duplicate:
@@ -238,8 +252,11 @@ class Endpoint:
         if resync:
             # The box takes at most 256 device numbers; beyond that everything in full is cheaper.
             reply["resync"] = resync if resync is True or len(resync) <= 256 else True
-        for hook in self.answer_hooks:
-            reply.update(hook(box, header["kid"]) or {})
+        if fields is not None:
+            reply.update(fields)
+        else:
+            for hook in self.answer_hooks:
+                reply.update(hook(box, header["kid"]) or {})
         return self._sealed(200, header, reply, down_seq)
 
     def internal_error(self, client, e):

@@ -162,6 +162,15 @@ def handle_group(endpoint, items):
         log.warning("%s: a group of %d uploads failed; storing them one by one", endpoint.name, len(uploads),
                     exc_info=True, extra={"event": "group-failed", "fields": {"uploads": len(uploads)}})
         outcomes = None
+    extra = {}
+    if outcomes and endpoint.answer_hooks:
+        try:    # the hooks' reads (update offers) once for the group, not once per answer
+            extra = endpoint.group_fields([(header["device_id"], header["kid"]) for (_, (header, _, _)), outcome
+                                           in zip(opened, outcomes) if not isinstance(outcome, SeqReplay)])
+        except Exception:
+            log.warning("%s: the answer hooks failed for a group; asking them per answer", endpoint.name,
+                        exc_info=True, extra={"event": "group-hooks-failed", "fields": {"uploads": len(opened)}})
+            extra = None
     for k, (i, (header, head, batch)) in enumerate(opened):
         data, client, t0 = items[i]
         try:
@@ -172,7 +181,8 @@ def handle_group(endpoint, items):
                     outcome = e
             else:
                 outcome = outcomes[k]
-            answers[i] = endpoint.answer_upload(header, head, batch, data, client, t0, outcome)
+            answers[i] = endpoint.answer_upload(header, head, batch, data, client, t0, outcome,
+                                                (extra or {}).get(header["device_id"]))
         except Exception as e:
             answers[i] = endpoint.internal_error(client, e)
     for i in later:

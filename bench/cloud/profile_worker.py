@@ -26,6 +26,7 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "firmware")]
 import anyio.to_thread  # noqa: E402
 import uvloop  # noqa: E402
 
+from cloud import ingest_group  # noqa: E402
 from cloud.app import Limits, create_app  # noqa: E402
 from cloud.server import _Server, uvicorn_config  # noqa: E402
 from cloud.store import Store  # noqa: E402
@@ -80,6 +81,8 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--threads", type=int, default=0, help="the thread pool's size (0: anyio's default, 40)")
     ap.add_argument("--top", type=int, default=25, help="functions of the profile shown; 0: no profiler")
+    ap.add_argument("--handler", action="store_true",
+                    help="profile the thread running the groups (ingest_group.handle_group), not the loop")
     a = ap.parse_args()
     boxes = max(1, a.uploads // 2)
     with tempfile.TemporaryDirectory(prefix="fleetbox-bench-") as tmp, Cluster() as cluster:
@@ -99,18 +102,32 @@ def main():
         sock.bind(path)
         sock.listen(128)
         prof = cProfile.Profile(time.thread_time)    # the loop's own CPU, not the pool's
-        loop_tid = []
+        loop_tid, sizes = [], []
+        handle_group = ingest_group.handle_group
+
+        def counted(endpoint, items):
+            sizes.append(len(items))
+            if not a.handler:
+                return handle_group(endpoint, items)
+            prof.enable()
+            try:
+                return handle_group(endpoint, items)
+            finally:
+                prof.disable()
+
+        ingest_group.handle_group = counted
 
         def serve():
             loop_tid.append(threading.get_native_id())
-            if a.top:
+            if a.top and not a.handler:
                 prof.enable()
             async def run():
                 if a.threads:
                     anyio.to_thread.current_default_thread_limiter().total_tokens = a.threads
                 await server.serve(sockets=[sock])
             uvloop.run(run())
-            prof.disable()
+            if not a.handler:
+                prof.disable()
 
         t = threading.Thread(target=serve, name="event-loop")
         t.start()
@@ -132,6 +149,8 @@ def main():
     print("%d envelopes in %.1f s (%.0f/s): worker CPU per envelope %.2f ms in the event loop "
           "(HTTP, TLS, Starlette), %.2f ms in the other threads (the handler)"
           % (n, wall, n / wall, loop_s / n * 1000, pool_s / n * 1000))
+    if sizes:
+        print("%d groups, %.1f uploads each on average, largest %d" % (len(sizes), sum(sizes) / len(sizes), max(sizes)))
     if a.top:
         pstats.Stats(prof).sort_stats("tottime").print_stats(a.top)
 
