@@ -23,7 +23,7 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "firmware")]
 
 from cloud.store import Store  # noqa: E402
 from tests.cloud.pgcluster import Cluster  # noqa: E402
-from cloud.app import Endpoint  # noqa: E402
+from cloud.app import create_app  # noqa: E402
 from cloud.ingest_group import handle_group  # noqa: E402
 from tests.cloud.service import printer_records, seal_uploads  # noqa: E402
 
@@ -83,7 +83,9 @@ def main():
             if a.app:
                 warm_keys, warm = sealed(50, "WARM")
                 test_keys, envelopes = sealed(a.uploads, "FBX")
-                endpoint = Endpoint("liberty", store, lambda box, kid: warm_keys(box, kid) or test_keys(box, kid))
+                # the service's endpoint, with its answer hooks (update offers)
+                endpoint = create_app("liberty", store, lambda box, kid: warm_keys(box, kid) or test_keys(box, kid)
+                                      ).state.endpoint
                 run_app(endpoint, warm)
             else:
                 run(store, 50, "WARM")                     # warm: statement caches, the connection
