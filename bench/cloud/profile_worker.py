@@ -28,7 +28,7 @@ import uvloop  # noqa: E402
 
 from cloud import ingest_group  # noqa: E402
 from cloud.app import Limits, create_app  # noqa: E402
-from cloud.server import _Server, uvicorn_config  # noqa: E402
+from cloud.server import _Server, tune_gc, uvicorn_config  # noqa: E402
 from cloud.store import Store  # noqa: E402
 from simulator import pki  # noqa: E402
 from tests.cloud.pgcluster import Cluster  # noqa: E402
@@ -97,6 +97,7 @@ def main():
         store = Store(cluster.create_database("w"), pool_size=8)
         app = create_app("liberty", store, lambda box, kid: keys.get(box) if kid == 1 else None)
         server = _Server(uvicorn_config(app, cert, key, Limits()))
+        tune_gc()       # as a worker of the service does
         path = os.path.join(tmp, "liberty.sock")
         sock = socket.socket(socket.AF_UNIX)
         sock.bind(path)

@@ -21,6 +21,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "firmware")]
 
+from cloud.server import tune_gc  # noqa: E402
 from cloud.store import Store  # noqa: E402
 from tests.cloud.pgcluster import Cluster  # noqa: E402
 from cloud.app import create_app  # noqa: E402
@@ -89,6 +90,7 @@ def main():
                 run_app(endpoint, warm)
             else:
                 run(store, 50, "WARM")                     # warm: statement caches, the connection
+            tune_gc()       # as a worker of the service does
             backend = None
             if cluster:
                 with store.engine.connect() as c:
