@@ -1,9 +1,10 @@
 """Where a worker's CPU goes per envelope: one worker's uvicorn server (the service's own
 configuration: TLS, httptools, uvloop) on a unix socket, fed by a client process over kept-alive
-TLS connections, on PostgreSQL; cProfile on CPU time in the event loop's thread, and the CPU of
-every thread of the worker (event loop vs. the thread pool that runs the handler) from /proc.
+TLS connections, on PostgreSQL; cProfile on CPU time in the event loop's thread (--handler: in
+the thread that runs the group commits instead), the CPU of every thread of the worker (event loop
+vs. the thread pool that runs the handler) from /proc, and the groups' sizes.
 
-    .venv/bin/python bench/cloud/profile_worker.py [--uploads 3000] [--connections 32] [--top 25]
+    .venv/bin/python bench/cloud/profile_worker.py [--uploads 3000] [--connections 32] [--top 25] [--handler]
 
 A unix socket binds no network address, so this runs next to other work on the machine.
 """

@@ -7,8 +7,9 @@ change to cloud/store.py can be judged in seconds and apart from the machine's o
 
 Each upload is the workload of bench/cloud/ingest.py (8-record full scan, payload v1) with the
 down seq of its sealed answer, as the service does it. --app: the whole handling of a sealed
-envelope instead (cloud.app's Endpoint: open, decode, store, seal the answer, log), all but
-HTTP and TLS. --profile prints cProfile's N costliest functions by their own CPU time.
+envelope instead (the Endpoint create_app builds, with its answer hooks: open, decode, store,
+seal the answer, log), all but HTTP and TLS; the cyclic collector tuned as in a worker.
+--profile prints cProfile's N costliest functions by their own CPU time.
 """
 import argparse
 import cProfile
