@@ -32,6 +32,7 @@ from cloud import portal
 from cloud import rescue, updates
 from cloud.envelope import CloudEnvelopeError, Opener
 from cloud.export import Export
+from cloud.ingest_asgi import IngestFastPath
 from cloud.ingest_group import GroupWriter
 from cloud.logs import event
 from cloud.payload import PayloadError, decode_payload
@@ -81,7 +82,9 @@ class Endpoint:
         # Opens an authentic envelope that repeats the box's last sequence number: whether it is a
         # copy of the stored upload or a new batch is the store's decision (store_upload), not the number's.
         self.reopener = Opener(keys, _NoReplayCheck(), window)
-        self.answer_hooks = []      # hook(box, kid) -> more fields for an upload's answer (an update offer)
+        # hook(box, kid) -> more fields for an upload's answer (an update offer); hook.many(pairs), where
+        # a hook has it, answers a group's (box, kid) pairs at once -> {box: fields}
+        self.answer_hooks = []
         # PostgreSQL: concurrent uploads stored in one transaction each (cloud/ingest_group.py)
         self.group = GroupWriter(self) if getattr(store, "dialect", None) == "postgresql" else None
 
@@ -95,9 +98,13 @@ class Endpoint:
     # -- ingest
     async def ingest(self, request):
         client = request.client.host if request.client else "-"
+        return await self.ingest_body(request.headers.get("content-length"), client, request.stream())
+
+    async def ingest_body(self, length, client, chunks):
+        """The answer to an upload: `length` its Content-Length header (or None), `chunks` its body
+        as it arrives (an async iterator that raises ClientDisconnect)."""
         t0 = time.monotonic()
         try:
-            length = request.headers.get("content-length")
             if length is None or not length.isdigit():
                 return await self._arefuse("length-required", "no Content-Length", client, close=True)
             length = int(length)
@@ -105,8 +112,9 @@ class Endpoint:
                 return await self._arefuse("too-large", "body of %d bytes (limit %d)" % (length, self.limits.max_body),
                                            client, close=True)
             try:
-                data = await asyncio.wait_for(self._read(request, length), self.limits.body_timeout_s)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(self.limits.body_timeout_s):    # a timer, not a task per body
+                    data = await self._read(chunks, length)
+            except TimeoutError:
                 return await self._arefuse("too-slow", "body not complete within %g s" % self.limits.body_timeout_s,
                                            client, close=True)
             except ClientDisconnect:
@@ -121,16 +129,17 @@ class Endpoint:
         except Exception as e:   # a bug must cost one request, never the service
             return self.internal_error(client, e)
 
-    async def _read(self, request, length):
-        chunks, got = [], 0
-        async for chunk in request.stream():
+    @staticmethod
+    async def _read(chunks, length):
+        parts, got = [], 0
+        async for chunk in chunks:
             got += len(chunk)
             if got > length:
                 return None
-            chunks.append(chunk)
+            parts.append(chunk)
         if got < length:
             raise ClientDisconnect()
-        return b"".join(chunks)
+        return b"".join(parts)
 
     async def _arefuse(self, reason, detail, client, close=False):
         return await run_in_threadpool(self._refuse, reason, detail, client, close)
@@ -207,9 +216,21 @@ class Endpoint:
             return self._refuse("quarantined", "uploads of %s wait for a person's decision" % box, client)
         return header, head, batch
 
-    def answer_upload(self, header, head, batch, data, client, t0, outcome):
+    def group_fields(self, pairs):
+        """{box: more answer fields} from answer_hooks for a group's (box, kid) pairs: one call per
+        hook that takes a group, else one per box."""
+        out = {box: {} for box, _ in pairs}
+        for hook in self.answer_hooks:
+            many = getattr(hook, "many", None)
+            got = many(pairs) if many else {box: hook(box, kid) for box, kid in pairs}
+            for box, fields in got.items():
+                out[box].update(fields or {})
+        return out
+
+    def answer_upload(self, header, head, batch, data, client, t0, outcome, fields=None):
         """The answer to an opened upload once the store decided: outcome is Store.ingest's
-        (fresh, resync, down_seq) or the SeqReplay it raised."""
+        (fresh, resync, down_seq) or the SeqReplay it raised. fields: what group_fields gave
+        for the box, else the answer_hooks are asked here."""
         box = header["device_id"]
         if isinstance(outcome, SeqReplay):
             if outcome.duplicate:
@@ -231,8 +252,11 @@ class Endpoint:
         if resync:
             # The box takes at most 256 device numbers; beyond that everything in full is cheaper.
             reply["resync"] = resync if resync is True or len(resync) <= 256 else True
-        for hook in self.answer_hooks:
-            reply.update(hook(box, header["kid"]) or {})
+        if fields is not None:
+            reply.update(fields)
+        else:
+            for hook in self.answer_hooks:
+                reply.update(hook(box, header["kid"]) or {})
         return self._sealed(200, header, reply, down_seq)
 
     def internal_error(self, client, e):
@@ -262,4 +286,4 @@ def create_app(name, store, keys, window=86400, limits=None, provisioning=None):
     rescue.mount(routes, store, keys, provisioning, updates.mount(routes, ep, store, keys, window))  # docs/update-*
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.state.endpoint = ep
-    return app
+    return IngestFastPath(app, ep)     # POST /v1/ingest without Starlette's layers (cloud/ingest_asgi.py)

@@ -94,12 +94,23 @@ def _hkdf(key, info):
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=SALT, info=info).derive(key)
 
 
+_DERIVED = {}           # (master key, kid, direction) -> (enc, mac): every upload and answer of a box needs them
+MAX_DERIVED = 8192      # entries kept; the cache starts over when full
+
+
 def derive_keys(key, kid, direction=UP):
     if len(key) != 32:
         raise ValueError("master key must be 32 bytes")
-    k = kid.to_bytes(4, "big")
-    enc_label, mac_label = _labels(direction)
-    return _hkdf(bytes(key), enc_label + k), _hkdf(bytes(key), mac_label + k)
+    key = bytes(key)
+    got = _DERIVED.get((key, kid, direction))
+    if got is None:
+        k = kid.to_bytes(4, "big")
+        enc_label, mac_label = _labels(direction)
+        got = _hkdf(key, enc_label + k), _hkdf(key, mac_label + k)
+        if len(_DERIVED) >= MAX_DERIVED:
+            _DERIVED.clear()
+        _DERIVED[(key, kid, direction)] = got
+    return got
 
 
 def _mac(mac_key, data):

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 
+import orjson
 import psycopg
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -39,12 +40,14 @@ _UPLOADS = ("INSERT INTO uploads (box, epoch, upload, scan, cycle, records, endp
 _NAMED = ("SELECT d.box, d.device, d.num, d.record, d.clock FROM devices d "
           "JOIN unnest($1::text[], $2::int8[]) AS t(b, n) ON d.box = t.b AND d.num = t.n")
 _DELETE = "DELETE FROM devices d USING unnest($1::text[], $2::text[]) AS t(b, v) WHERE d.box = t.b AND d.device = t.v"
+# Readings and devices go as one JSON text each (orjson, in C) rather than as arrays, whose binary
+# form psycopg builds element by element in Python (a third of the group's Python).
 _READINGS = ("INSERT INTO readings (box, device, collected_at, cycle, scan, total, lowest_supply, record) "
-             "SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[], $6::int8[], "
-             "$7::float8[], $8::text[])")
+             "SELECT * FROM json_to_recordset($1::json) AS t(box text, device text, collected_at int8, cycle int8, "
+             "scan text, total int8, lowest_supply float8, record text)")
 _DEVICES = ("INSERT INTO devices (box, device, ip, manufacturer, model, serial, record, updated, num, clock) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
-            "$7::text[], $8::float8[], $9::int8[], $10::text[]) "
+            "SELECT * FROM json_to_recordset($1::json) AS t(box text, device text, ip text, manufacturer text, "
+            "model text, serial text, record text, updated float8, num int8, clock text) "
             "ON CONFLICT (box, device) DO UPDATE SET ip = excluded.ip, manufacturer = excluded.manufacturer, "
             "model = excluded.model, serial = excluded.serial, record = excluded.record, "
             "updated = excluded.updated, clock = excluded.clock, num = coalesce(excluded.num, devices.num)")
@@ -52,20 +55,6 @@ _BOXES = ("UPDATE boxes SET last_seq = t.s, last_seen = t.seen, last_endpoint = 
           "down_seq = boxes.down_seq + 1 "
           "FROM unnest($1::text[], $2::int8[], $3::float8[], $4::text[], $5::int8[]) AS t(b, s, seen, ep, e) "
           "WHERE boxes.box = t.b RETURNING boxes.box, boxes.down_seq")
-READING_COLUMNS = ("box", "device", "collected_at", "cycle", "scan", "total", "lowest_supply", "record")
-DEVICE_COLUMNS = ("box", "device", "ip", "manufacturer", "model", "serial", "record", "updated", "num", "clock")
-
-
-def _columns(rows, names):
-    """Row dicts -> one list per column: the arrays of an unnest(...) statement."""
-    return [[row[n] for row in rows] for n in names]
-
-
-def _float(v):
-    # lowest_supply goes as float8 whatever mix of int and float the printers reported; the column rounds
-    return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
-
-
 def ingest_many(store, uploads):
     """Store distinct boxes' uploads in one transaction -> one outcome per upload, in order:
     (fresh, resync, down_seq) as Store.ingest returns, or the SeqReplay it would raise.
@@ -135,11 +124,9 @@ def ingest_many(store, uploads):
         if removed[0]:
             run(_DELETE, list(removed))
         if out_readings:
-            cols = _columns(out_readings, READING_COLUMNS)
-            cols[6] = [_float(v) for v in cols[6]]
-            run(_READINGS, cols)
+            run(_READINGS, [orjson.dumps(out_readings).decode()])
         if out_devices:
-            run(_DEVICES, _columns(out_devices, DEVICE_COLUMNS))
+            run(_DEVICES, [orjson.dumps(out_devices).decode()])
         down = dict(run(_BOXES, [[b for _, b, _, _ in going], [max(last, uploads[i][1]) for i, _, _, last in going],
                                  [now] * len(going), [uploads[i][4] for i, _, _, _ in going],
                                  [e for _, _, e, _ in going]]))
@@ -175,6 +162,15 @@ def handle_group(endpoint, items):
         log.warning("%s: a group of %d uploads failed; storing them one by one", endpoint.name, len(uploads),
                     exc_info=True, extra={"event": "group-failed", "fields": {"uploads": len(uploads)}})
         outcomes = None
+    extra = {}
+    if outcomes and endpoint.answer_hooks:
+        try:    # the hooks' reads (update offers) once for the group, not once per answer
+            extra = endpoint.group_fields([(header["device_id"], header["kid"]) for (_, (header, _, _)), outcome
+                                           in zip(opened, outcomes) if not isinstance(outcome, SeqReplay)])
+        except Exception:
+            log.warning("%s: the answer hooks failed for a group; asking them per answer", endpoint.name,
+                        exc_info=True, extra={"event": "group-hooks-failed", "fields": {"uploads": len(opened)}})
+            extra = None
     for k, (i, (header, head, batch)) in enumerate(opened):
         data, client, t0 = items[i]
         try:
@@ -185,7 +181,8 @@ def handle_group(endpoint, items):
                     outcome = e
             else:
                 outcome = outcomes[k]
-            answers[i] = endpoint.answer_upload(header, head, batch, data, client, t0, outcome)
+            answers[i] = endpoint.answer_upload(header, head, batch, data, client, t0, outcome,
+                                                (extra or {}).get(header["device_id"]))
         except Exception as e:
             answers[i] = endpoint.internal_error(client, e)
     for i in later:

@@ -71,10 +71,10 @@ def decode_payload(plaintext):
     if not isinstance(seen, list) or len(seen) % 2 or not all(_int(x) for x in seen):
         raise PayloadError("seen must be a flat list of (device number, @) integer pairs")
     for r in batch["records"]:
-        if not all(isinstance(k, str) for k in r):
+        if not all(map(str.__instancecheck__, r)):     # isinstance(k, str) for each key, looped in C
             raise PayloadError("record with a non-text key")
         if v == 1:
-            if any(k in r for k in CONTROL):
+            if not r.keys().isdisjoint(CONTROL):
                 raise PayloadError("delta record in a version 1 upload")
             continue
         if ("#" in r) == ("=" in r):

@@ -212,6 +212,15 @@ class Updates:
                 "version": r.version, "kind": r.kind,
                 "wrap": make_wrap(bytes.fromhex(r.image), bytes.fromhex(r.content_key), box, kid, key)}
 
+    def offers_for(self, pairs):
+        """{box: offer} for a group's answers ((box, kid) pairs): one read finds whether any rollout
+        is active (mostly none is); only then does each box go through offer_for."""
+        with self.store.engine.connect() as c:
+            active = c.execute(select(update_rollouts.c.id).where(update_rollouts.c.state == "active").limit(1))
+            if active.first() is None:
+                return {}
+        return {box: o for box, kid in pairs if (o := self.offer_for(box, kid))}
+
     def _progress(self, box, rid, state, reason, detail):
         now = time.time()
         with self._lock, self.store.engine.begin() as c:
@@ -321,5 +330,10 @@ def mount(routes, endpoint, store, keys, window=86400):
     """Add the update service to an endpoint: its routes, and offers in the endpoint's sealed answers."""
     svc = Updates(store, keys, window)
     routes.extend(svc.routes())
-    endpoint.answer_hooks.append(lambda box, kid: {"offer": o} if (o := svc.offer_for(box, kid)) else None)
+    def offer(box, kid):
+        o = svc.offer_for(box, kid)
+        return {"offer": o} if o else None
+
+    offer.many = lambda pairs: {box: {"offer": o} for box, o in svc.offers_for(pairs).items()}   # a group's answers
+    endpoint.answer_hooks.append(offer)
     return svc

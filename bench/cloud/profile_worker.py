@@ -1,9 +1,10 @@
 """Where a worker's CPU goes per envelope: one worker's uvicorn server (the service's own
 configuration: TLS, httptools, uvloop) on a unix socket, fed by a client process over kept-alive
-TLS connections, on PostgreSQL; cProfile on CPU time in the event loop's thread, and the CPU of
-every thread of the worker (event loop vs. the thread pool that runs the handler) from /proc.
+TLS connections, on PostgreSQL; cProfile on CPU time in the event loop's thread (--handler: in
+the thread that runs the group commits instead), the CPU of every thread of the worker (event loop
+vs. the thread pool that runs the handler) from /proc, and the groups' sizes.
 
-    .venv/bin/python bench/cloud/profile_worker.py [--uploads 3000] [--connections 32] [--top 25]
+    .venv/bin/python bench/cloud/profile_worker.py [--uploads 3000] [--connections 32] [--top 25] [--handler]
 
 A unix socket binds no network address, so this runs next to other work on the machine.
 """
@@ -26,8 +27,9 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "firmware")]
 import anyio.to_thread  # noqa: E402
 import uvloop  # noqa: E402
 
+from cloud import ingest_group  # noqa: E402
 from cloud.app import Limits, create_app  # noqa: E402
-from cloud.server import _Server, uvicorn_config  # noqa: E402
+from cloud.server import _Server, tune_gc, uvicorn_config  # noqa: E402
 from cloud.store import Store  # noqa: E402
 from simulator import pki  # noqa: E402
 from tests.cloud.pgcluster import Cluster  # noqa: E402
@@ -80,6 +82,8 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--threads", type=int, default=0, help="the thread pool's size (0: anyio's default, 40)")
     ap.add_argument("--top", type=int, default=25, help="functions of the profile shown; 0: no profiler")
+    ap.add_argument("--handler", action="store_true",
+                    help="profile the thread running the groups (ingest_group.handle_group), not the loop")
     a = ap.parse_args()
     boxes = max(1, a.uploads // 2)
     with tempfile.TemporaryDirectory(prefix="fleetbox-bench-") as tmp, Cluster() as cluster:
@@ -94,23 +98,38 @@ def main():
         store = Store(cluster.create_database("w"), pool_size=8)
         app = create_app("liberty", store, lambda box, kid: keys.get(box) if kid == 1 else None)
         server = _Server(uvicorn_config(app, cert, key, Limits()))
+        tune_gc()       # as a worker of the service does
         path = os.path.join(tmp, "liberty.sock")
         sock = socket.socket(socket.AF_UNIX)
         sock.bind(path)
         sock.listen(128)
         prof = cProfile.Profile(time.thread_time)    # the loop's own CPU, not the pool's
-        loop_tid = []
+        loop_tid, sizes = [], []
+        handle_group = ingest_group.handle_group
+
+        def counted(endpoint, items):
+            sizes.append(len(items))
+            if not a.handler:
+                return handle_group(endpoint, items)
+            prof.enable()
+            try:
+                return handle_group(endpoint, items)
+            finally:
+                prof.disable()
+
+        ingest_group.handle_group = counted
 
         def serve():
             loop_tid.append(threading.get_native_id())
-            if a.top:
+            if a.top and not a.handler:
                 prof.enable()
             async def run():
                 if a.threads:
                     anyio.to_thread.current_default_thread_limiter().total_tokens = a.threads
                 await server.serve(sockets=[sock])
             uvloop.run(run())
-            prof.disable()
+            if not a.handler:
+                prof.disable()
 
         t = threading.Thread(target=serve, name="event-loop")
         t.start()
@@ -132,6 +151,8 @@ def main():
     print("%d envelopes in %.1f s (%.0f/s): worker CPU per envelope %.2f ms in the event loop "
           "(HTTP, TLS, Starlette), %.2f ms in the other threads (the handler)"
           % (n, wall, n / wall, loop_s / n * 1000, pool_s / n * 1000))
+    if sizes:
+        print("%d groups, %.1f uploads each on average, largest %d" % (len(sizes), sum(sizes) / len(sizes), max(sizes)))
     if a.top:
         pstats.Stats(prof).sort_stats("tottime").print_stats(a.top)
 

@@ -7,8 +7,9 @@ change to cloud/store.py can be judged in seconds and apart from the machine's o
 
 Each upload is the workload of bench/cloud/ingest.py (8-record full scan, payload v1) with the
 down seq of its sealed answer, as the service does it. --app: the whole handling of a sealed
-envelope instead (cloud.app's Endpoint: open, decode, store, seal the answer, log), all but
-HTTP and TLS. --profile prints cProfile's N costliest functions by their own CPU time.
+envelope instead (the Endpoint create_app builds, with its answer hooks: open, decode, store,
+seal the answer, log), all but HTTP and TLS; the cyclic collector tuned as in a worker.
+--profile prints cProfile's N costliest functions by their own CPU time.
 """
 import argparse
 import cProfile
@@ -21,9 +22,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "firmware")]
 
+from cloud.server import tune_gc  # noqa: E402
 from cloud.store import Store  # noqa: E402
 from tests.cloud.pgcluster import Cluster  # noqa: E402
-from cloud.app import Endpoint  # noqa: E402
+from cloud.app import create_app  # noqa: E402
 from cloud.ingest_group import handle_group  # noqa: E402
 from tests.cloud.service import printer_records, seal_uploads  # noqa: E402
 
@@ -83,10 +85,13 @@ def main():
             if a.app:
                 warm_keys, warm = sealed(50, "WARM")
                 test_keys, envelopes = sealed(a.uploads, "FBX")
-                endpoint = Endpoint("liberty", store, lambda box, kid: warm_keys(box, kid) or test_keys(box, kid))
+                # the service's endpoint, with its answer hooks (update offers)
+                endpoint = create_app("liberty", store, lambda box, kid: warm_keys(box, kid) or test_keys(box, kid)
+                                      ).state.endpoint
                 run_app(endpoint, warm)
             else:
                 run(store, 50, "WARM")                     # warm: statement caches, the connection
+            tune_gc()       # as a worker of the service does
             backend = None
             if cluster:
                 with store.engine.connect() as c:

@@ -24,7 +24,8 @@ class ServiceError(Exception):
 
 class Service:
     def __init__(self, directory, database, workers=1, endpoints=None, log_level="info", limits=None,
-                 pool_size=8, extra_toml=(), top_toml=(), client_ca=None):
+                 pool_size=8, extra_toml=(), top_toml=(), client_ca=None, root=ROOT):
+        self.root = root            # the checkout whose `cloud` package runs (bench/cloud: another commit's too)
         self.dir, self.database, self.workers = directory, database, workers
         self.endpoints = endpoints or {"liberty": "127.77.30.1", "rescue": "127.77.30.2"}
         self.log_level, self.limits, self.pool_size = log_level, limits or {}, pool_size
@@ -70,7 +71,7 @@ class Service:
         self.write_config()
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "cloud", "serve", "--config", self.config],
-                                     stdout=self._log, stderr=self._log, cwd=ROOT)
+                                     stdout=self._log, stderr=self._log, cwd=self.root)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -123,3 +123,23 @@ def test_ingest_many_answers_like_ingest(pg_url):
         assert store.last_seq("B") == 2 and [u["endpoint"] for u in store.uploads("B")] == ["liberty"]
     finally:
         store.close()
+
+
+def test_records_keep_counters_beyond_64_bits_and_read_back_alike(database):
+    """Records' JSON is written by orjson, which cannot write an integer beyond 64 bits: such a
+    record is still stored whole (by json), one by one and, on PostgreSQL, in a group."""
+    store = Store(database)
+    try:
+        huge = {"ip": "10.0.0.9", "port": 161, "serial": "BIG-1", "collected_at": 1800000000, "uptime_s": 5,
+                "counters": {"total": 1 << 70, "mono": 12}, "supplies": [{"percent": 40.5}]}
+        plain = dict(huge, serial="PLAIN-1", counters={"total": 99}, status={"text": "caf\u00e9 \u2603"})
+        batch = {"scan": "full", "cycle": 1800000000, "records": [huge, plain], "seen": [], "base": None}
+        store.ingest("FBX-J01", 1, 1, batch, "liberty", 100, 1)
+        if store.dialect == "postgresql":
+            assert ingest_many(store, [("FBX-J02", 1, 1, batch, "liberty", 100, 1)])[0][0] is True
+        for box in ("FBX-J01", "FBX-J02") if store.dialect == "postgresql" else ("FBX-J01",):
+            assert store.history(box, "BIG-1") == [huge]
+            assert store.history(box, "PLAIN-1") == [plain]
+            assert store.device(box, "BIG-1") == huge
+    finally:
+        store.close()
