@@ -17,7 +17,7 @@ DEFAULTS = {
     "snmp_port": 161,
     "timeout_ms": 1000,
     "retries": 1,
-    "workers": 2,           # printers collected at once (discovery keeps up to 256 probes in flight)
+    "workers": 0,           # printers collected at once; 0: 2 where the heap holds them, else 1 (main.collectors)
     "intervals": {"full": 300},
     "endpoints": [],
     "ca": None,
@@ -47,7 +47,7 @@ MAX_ADDRESSES = 65536       # addresses the targets cover (a /16)
 MAX_ITEMS = 16              # communities, v3 users, endpoints, pins, web ports
 MAX_TEXT = 255              # any string
 MAX_CA = 4096               # DER bytes
-INT_RANGES = {"snmp_port": (1, 65535), "timeout_ms": (1, 60000), "retries": (0, 5), "workers": (1, 256),
+INT_RANGES = {"snmp_port": (1, 65535), "timeout_ms": (1, 60000), "retries": (0, 5), "workers": (0, 256),
               "spool_max": (1, 4096), "pace_ms": (0, 10000), "http_timeout_s": (1, 300),
               "return_after_s": (1, 86400), "config_check_s": (1, 86400)}
 INTERVAL_S = (1, 7 * 86400)

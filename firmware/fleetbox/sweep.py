@@ -30,7 +30,8 @@ class SweepOptions:
     order (default: v2c "public"); v3 users are tried only where discovery's SNMPv3 engine
     probe was answered. profiles: compiled vendor profiles. state: device memory
     (devstate.DeviceState; None: nothing remembered). statics: devstate.Statics (supplies'
-    static columns on flash). workers: collectors at once; window: discovery probes in
+    static columns on flash). workers: collectors at once (0: as many as the free heap holds,
+    collectors_for_heap); window: discovery probes in
     flight; rate: most discovery datagrams per second (0: no limit); pace_ms: least time
     between two requests to one device; web_ports: {profile page port: port to use}.
     on_duplicate(rec, first_ip): a device seen again at another address (same serial or
@@ -60,6 +61,19 @@ class SweepOptions:
         self.stats = stats
 
 
+# Free heap at a sweep's start that holds two collections at once (bench/collect/collect.py
+# --part c: 2 collectors peak at about 65 KB of data heap, 1 at about 52 KB; docs/collection.md).
+TWO_COLLECTORS_HEAP = 96 * 1024
+
+
+def collectors_for_heap():
+    """2 collectors where the free heap holds two collections at once, else 1: the box's
+    default (config `workers` 0), so a small board is not short of memory by default."""
+    _port.collect()
+    free = _port.mem_free()          # -1: the runtime cannot tell (CPython): its heap is no limit
+    return 2 if free < 0 or free >= TWO_COLLECTORS_HEAP else 1
+
+
 async def sweep(client, addresses, on_record, opts=None):
     """Collect every printer among `addresses` (an iterator of (ip, port)), calling
     on_record(rec); `opts`: a SweepOptions. With device memory, a device seen before that
@@ -69,7 +83,7 @@ async def sweep(client, addresses, on_record, opts=None):
     """
     s = _Sweep(client, addresses, on_record, opts or SweepOptions())
     _port.gc_threshold(GC_EVERY)
-    await asyncio.gather(s.feed(), *[s.worker() for _ in range(s.opts.workers)])
+    await asyncio.gather(s.feed(), *[s.worker() for _ in range(s.workers)])
     if s.opts.stats is not None:
         s.opts.stats.update(s.prober.stats)   # discovery's own packets and bytes
         s.opts.stats["extra_agents"] = s.merged
@@ -107,6 +121,7 @@ class _Sweep:
 
     def __init__(self, client, addresses, on_record, opts):
         self.opts = opts
+        self.workers = opts.workers or collectors_for_heap()
         self.addresses = addresses
         self.on_record = on_record
         self.memory = opts.state if opts.state is not None else devstate.NoMemory()
@@ -121,8 +136,8 @@ class _Sweep:
         self.merger = Merger()
         self.probed = self.found = self.merged = 0
         self.queue = []     # (host, port, (credential, system group values) or None)
-        self.qmax = max(QUEUE_MAX, opts.workers * 4)
-        self.keep = max(VALUES_KEPT, opts.workers)
+        self.qmax = max(QUEUE_MAX, self.workers * 4)
+        self.keep = max(VALUES_KEPT, self.workers)
         # the others: address, port, credential index, in arrays filled and emptied in turn
         self.wait_ip = array.array("I")
         self.wait_port = array.array("H")

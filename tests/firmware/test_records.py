@@ -220,7 +220,9 @@ def test_config_scan_kinds_and_pacing():
     from check import raises
     from fleetbox import config
     c = config.check({"intervals": {"full": 3600, "counters": 900, "alerts": 120}})
-    assert c["intervals"]["alerts"] == 120 and c["pace_ms"] >= 0 and c["workers"] >= 1
+    assert c["intervals"]["alerts"] == 120 and c["pace_ms"] >= 0 and c["workers"] == 0    # 0: as the heap allows
+    assert config.check({"workers": 3})["workers"] == 3
+    raises(config.ConfigError, config.check, {"workers": -1})
     assert set(config.SCAN_KINDS) == set(readplan.KINDS)
     raises(config.ConfigError, config.check, {"intervals": {"weekly": 600}})
     raises(config.ConfigError, config.check, {"pace_ms": -1})
