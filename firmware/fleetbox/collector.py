@@ -70,18 +70,6 @@ class Reading:
         self.serial = None
         self.sources = {}
 
-    def release(self):
-        """Empty what was read once the record is made: a stale word on the C stack or in a
-        finished coroutine's frame (MicroPython's collector is conservative) may still point
-        at the reading, and must not hold its tables for the rest of the sweep."""
-        for rows in self.tables.values():
-            for row in rows.values():
-                row.clear()
-            rows.clear()
-        for d in (self.tables, self.got, self.follow, self.sysv, self.ctx or {}):
-            d.clear()
-        self.cached = self.check = self.profile = None
-
 
 class Collector:
     """Reads records over SNMP with a shared client; one instance per scan.
@@ -169,7 +157,6 @@ class Collector:
             self.state.keep_counters(key, counters, rec["collected_at"])
             if flags:
                 rec["counter_flags"] = flags
-        r.release()
         return rec
 
     async def _printer(self, host, port, plan, probed, any_port):
