@@ -168,3 +168,15 @@ def test_batches_of_either_format_read_back():
     spool.ack(d_)
     spool.put('{"records": []}\n')
     assert _peek(spool)[0] is None and spool.corrupt == 1
+
+
+def test_the_documented_vector():
+    # docs/uplink.md "Batch files"
+    d = fresh_dir("/tmp/fb-batchfile-vector")
+    spool = Spool(d + "/spool")
+    ident = spool.put('{"scan": "full", "cycle": 7}\n{"ip": "10.0.0.1", "collected_at": 7, "uptime_s": 3}\n'
+                      '{"ip": "10.0.0.2", "col\n{"ip": "10.0.0.3", "collected_at": 7, "uptime_s": 4}\n')
+    got, log = _peek(spool)
+    assert got == (ident, {"scan": "full", "cycle": 7, "records": [
+        {"ip": "10.0.0.1", "collected_at": 7, "uptime_s": 3}, {"ip": "10.0.0.3", "collected_at": 7, "uptime_s": 4}]})
+    assert "1 record line(s) cut" in log
