@@ -10,7 +10,8 @@ in flash: `code` is the heap they hold, and everything above it is the sweep's d
 budget). "box": the modules few devices need (web, countertables, features, sanity, icmp)
 are imported when a collection needs them, as the box does on the unix port.
 spool: a folder; the records go to a spool there as the box sends them (staged on flash
-record by record, batches of 8: fleetbox.main). Prints `REC <ip> <json size>` per record
+record by record, a line each, the file renamed into the spool per batch of 8:
+fleetbox.main). Prints `REC <ip> <json size>` per record
 and one `RESULT <json>` line.
 """
 import gc
@@ -69,8 +70,8 @@ async def main():
     w = asyncio.create_task(watch()) if opts["sample_ms"] else None
     runs = []
     found = [0]
-    staged = batchfile.BatchFile(opts["spool"] + "/batch.tmp") if box_spool is not None else None
     head = {"scan": opts["kind"], "cycle": 0}
+    staged = batchfile.BatchFile(opts["spool"] + "/batch.tmp", lambda: head) if box_spool is not None else None
 
     def emit(rec):
         found[0] += 1
@@ -80,8 +81,7 @@ async def main():
             print("REC %s" % rec["ip"])
             staged.add(rec)
             if staged.count >= BATCH_RECORDS:
-                box_spool.put(staged.writer(head))
-                staged.drop()
+                staged.finish(box_spool, spool.BULK)
         sample() if opts["sample_ms"] else None
 
     for _ in range(opts.get("runs", 1)):
@@ -95,8 +95,7 @@ async def main():
                 scan=opts["kind"], profiles=lib, state=state, statics=statics, workers=opts["workers"],
                 window=opts["window"], stats=stats))
             if staged is not None and staged.count:
-                box_spool.put(staged.writer(head))
-                staged.drop()
+                staged.finish(box_spool, spool.BULK)
         finally:
             client.close()
         ms = time.ticks_diff(time.ticks_ms(), t)

@@ -1,71 +1,96 @@
-"""A sweep's records on flash as they are made, not in the heap while a batch fills.
+"""A sweep's records on flash as they are made, one line each; the file becomes a spool batch.
 
-Each record is written (json.dump streams it) to a staging file beside the spool the
-moment the collector hands it over; when the batch is complete the spool copies the file
-into a batch of its own ({"scan", "cycle", "records": [...]}, docs/uplink.md) through its
-usual atomic write. The heap holds one record at a time and a 512-character chunk; the
-flash writes each batch twice. The staging name ends in `.tmp`, so a power cut leaves
-nothing the spool keeps (it deletes such files when it starts), as records held in RAM
-would have been lost.
+The staging file beside the spool starts with the batch's head (scan, cycle, h) on a line
+of its own; each record the collector hands over is appended (json.dump streams it) as one
+more line. When the batch is complete the spool takes the file as it is, by a rename
+(`Spool.put_file`): the flash writes a batch once, and the heap never holds more than the
+record being written. The format is docs/uplink.md "Batch files".
+
+A write the flash refuses (ENOSPC, EIO) costs only the record being written: its line may
+be left cut, the next record starts on a line of its own after it, and a cut line is
+skipped (and counted) when the batch is read (`spool.read_batch`). The staging name ends
+in `.tmp`, so a power cut leaves nothing the spool keeps (it deletes such files when it
+starts), as records held in RAM would have been lost.
 """
 import json
 
 from fleetbox import port
 from fleetbox.atomicfile import remove_quietly
 
-COPY_CHARS = 512
-
 
 class BatchFile:
-    """Records appended one by one (`add`), then handed to the spool (`writer`, `drop`)."""
+    """Records appended one by one (`add`), then handed to the spool whole (`finish`).
 
-    def __init__(self, path):
+    `head()`: the batch's fields other than its records ({"scan", "cycle", "h"}), asked
+    when a batch's first record is written."""
+
+    def __init__(self, path, head):
         self.path = path
-        self.count = 0
+        self.head = head
+        self.count = 0      # records of this batch: written, or lost to the flash
+        self.lost = 0       # of which the flash refused
         self._f = None
+        self._begun = False     # the head line is on flash
+        self._torn = False      # the last line may be cut: the next one starts after a line break
+
+    def _open(self):
+        if self._f is None:
+            if self._begun:
+                self._f = port.open_append(self.path, False)
+            else:
+                self._f = port.open_write(self.path)
+                self._torn = False
+                port.flash_stream(self._f, self.path).write(json.dumps(self.head()) + "\n")
+                self._begun = True
+        return port.flash_stream(self._f, self.path)
 
     def add(self, rec):
-        """Append one record. OSError when the flash refuses: the records written so far
-        are dropped with the staging file (a record cut in two would spoil them all)."""
+        """Append one record. OSError (or MemoryError) when it could not be written whole: that
+        record is lost, the ones before and after it are not."""
+        self.count += 1
         try:
-            if self._f is None:
-                self._f = port.open_write(self.path, False)
-                self.count = 0
-            if self.count:
-                self._f.write(",")
-            json.dump(rec, self._f)
-            self.count += 1
+            out = self._open()
+            if self._torn:
+                out.write("\n")     # end the cut line: it is skipped when the batch is read
+                self._torn = False
+            json.dump(rec, out)
+            out.write("\n")
         except BaseException:
-            self.drop()
+            self.lost += 1
+            self._torn = True
+            self._close()
             raise
 
-    def writer(self, head):
-        """A spool.put writer of the batch: the fields of `head` (a dict: scan, cycle ...),
-        then the records written so far. The staging file stays open: drop() once the
-        spool holds the batch; after a refusal the next records join these."""
-        if self._f is not None:
-            self._f.flush()
-
-        def write(out):
-            h = json.dumps(head)
-            out.write(h[:-1])
-            out.write(", \"records\": [" if len(h) > 2 else "\"records\": [")
-            with open(self.path) as src:    # text: a character is never cut in two
-                while True:
-                    chunk = src.read(COPY_CHARS)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-            out.write("]}")
-        return write
-
-    def drop(self):
-        """Forget the records written so far (the spool holds them, or the flash failed)."""
+    def _close(self):
         if self._f is not None:
             f, self._f = self._f, None
             try:
                 f.close()
             except OSError:
                 pass
+
+    def finish(self, spool, klass):
+        """Hand the batch to `spool` (a rename); returns its id (None: the flash took none of its
+        records). OSError when the flash refuses:
+        the records stay staged and the next batch takes them along."""
+        if self._f is not None:
+            f, self._f = self._f, None
+            try:
+                port.close_write(f, self.path)
+            except OSError:
+                self._torn = True   # the last line may not have reached the flash whole
+                raise
+        if not self._begun:
+            self.count = self.lost = 0     # every record was refused: no batch to hand over
+            return None
+        ident = spool.put_file(self.path, klass)
+        self._begun = self._torn = False
+        self.count = self.lost = 0
+        return ident
+
+    def drop(self):
+        """Forget the records staged so far."""
+        self._close()
         remove_quietly(self.path)
-        self.count = 0
+        self._begun = self._torn = False
+        self.count = self.lost = 0

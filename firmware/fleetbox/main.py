@@ -51,23 +51,27 @@ class App:
         self.updates = updagent.Agent(board, identity, self.uplink, VERSION, self.packs)
         self.statics = devstate.Statics(board.data_dir + "/statics")
 
+    def _head(self, scan, started):
+        head = {"scan": scan, "cycle": started}
+        errors = self.health.counters()
+        if errors:
+            head["h"] = errors
+        return head
+
     def _spool(self, scan, started, records):
         # JSON on flash: the uplink reads it back to send only what changed (fleetbox.delta).
         klass = {"counters": spool_mod.COUNTERS, "alerts": spool_mod.ALERTS}.get(scan, spool_mod.BULK)
-        batch = {"scan": scan, "cycle": started, "records": records}
-        errors = self.health.counters()
-        if errors:
-            batch["h"] = errors
         stage, self.stage = self.stage, "spool"
         evicted = self.spool.evicted
-        staged = isinstance(records, BatchFile)     # records already on flash, as they came
-        if staged:
-            del batch["records"]
-            n = records.count
         try:
-            ident = self.spool.put(records.writer(batch) if staged else lambda f: json.dump(batch, f), klass)
-            if staged:
-                records.drop()      # in the spool now (refused: they stay, the next batch takes them)
+            if isinstance(records, BatchFile):  # records already on flash, as they came: renamed in
+                n = records.count - records.lost
+                ident = records.finish(self.spool, klass)
+            else:
+                n = len(records)
+                batch = self._head(scan, started)
+                batch["records"] = records
+                ident = self.spool.put(lambda f: json.dump(batch, f), klass)
         finally:
             gone = self.spool.evicted - evicted
             if gone:
@@ -75,8 +79,8 @@ class App:
                 log(port.WARN, "spool full: evicted batches %s" % " ".join(
                     str(i) for i in self.spool.evicted_ids[-min(gone, 16):]))
         # one line per batch: what a soak's accounting (bench/chaos) holds the cloud's store against
-        log(port.INFO, "spooled batch %d: %s, cycle %d, %d records" % (ident, scan, started,
-                                                                        n if staged else len(records)))
+        if ident is not None:
+            log(port.INFO, "spooled batch %d: %s, cycle %d, %d records" % (ident, scan, started, n))
         self.stage = stage
 
     async def collect(self, scan="full"):
@@ -84,7 +88,8 @@ class App:
         cfg = self.cfg
         self.stage = "collect"
         started = port.time_s()
-        pending = BatchFile(self.spool.dir + "/batch.tmp")    # records go to flash as they come
+        # records go to flash as they come, each batch headed by its scan and cycle
+        pending = BatchFile(self.spool.dir + "/batch.tmp", lambda: self._head(scan, started))
         quiet = []      # markers of devices seen before and silent now (docs/collection.md)
 
         def on_record(rec):
@@ -93,7 +98,7 @@ class App:
                 if pending.count >= BATCH_RECORDS:
                     self._spool(scan, started, pending)
             except Exception as e:  # noqa: BLE001  (raised here it would end a sweep worker)
-                self.cycle_failed(e)    # the flash refused: this batch's records are lost
+                self.cycle_failed(e)    # the flash refused: this record is lost, the batch's others stay
                 self.stage = "collect"
 
         client = snmp.Client(timeout_ms=cfg["timeout_ms"], retries=cfg["retries"])

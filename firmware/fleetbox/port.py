@@ -5,6 +5,7 @@ firmware stays importable (and unit-testable with coverage) on CPython 3.11+.
 """
 import sys
 import hashlib
+import io
 
 MICROPYTHON = sys.implementation.name == "micropython"
 
@@ -196,7 +197,7 @@ _flash_fault = None
 
 def set_flash_fault(fault):
     """Install fault(op, path) -> errno (ENOSPC, EIO) or 0, consulted before each flash write;
-    op is "open", "close" (the data went in, the file is being committed), "rename" or
+    op is "open", "write" (through flash_stream), "close" (the data went in, the file is being committed), "rename" or
     "remove"; the reads a box cannot start without ask too: "list" (a folder) and "read"
     (opening a file). None: no injected faults."""
     global _flash_fault
@@ -221,16 +222,35 @@ def open_read(path, binary=False):
     return open(path, "rb" if binary else "r")
 
 
-def open_append(path):
-    """A binary file opened to add to its end (created when missing)."""
+def open_append(path, binary=True):
+    """A file opened to add to its end (created when missing)."""
     _flash_check("open", path)
-    return open(path, "ab")
+    return open(path, "ab" if binary else "a")
 
 
 def open_write(path, binary=False):
     """A file opened for writing (replacing it)."""
     _flash_check("open", path)
     return open(path, "wb" if binary else "w")
+
+
+class _CheckedStream(io.IOBase):
+    def __init__(self, f, path):
+        self.f = f
+        self.path = path
+
+    def write(self, data):
+        _flash_check("write", self.path)
+        return self.f.write(data)
+
+
+def flash_stream(f, path):
+    """`f` itself; while a flash fault is installed, `f` behind a stream that asks it ("write")
+    before each write, so a test or the sim's flash switch can cut a file in the middle of a
+    json.dump as a full or worn chip does."""
+    if _flash_fault is None:
+        return f
+    return _CheckedStream(f, path)
 
 
 def close_write(f, path):

@@ -11,14 +11,20 @@ with the lowest rank goes first, the oldest among equals. Ranks: BULK (full and
 other inventory scans) 0, COUNTERS 1, ALERTS 2, and the newest COUNTERS batch 3:
 alerts and the latest counters go last. docs/uplink.md has the whole policy.
 
+A batch on flash is either lines (a head line, then one record per line: what
+fleetbox.batchfile stages and `put_file` adopts by a rename) or one JSON object; both read
+back through `read_batch` (docs/uplink.md "Batch files").
+
 A batch read back must have the shape the uplink encodes ({"scan", "cycle", "records":
 [{...}]}); one that does not (flash corruption that still parses, an older format) is
 dropped with a log like an unreadable one: at the head of the queue it would stop every
 drain, on every boot.
 """
+import json
 import os
 
 from fleetbox.atomicfile import atomic_write, remove_quietly as _remove
+from fleetbox import port
 from fleetbox.port import WARN, listdir, log, urandom
 
 SUFFIX = ".b"
@@ -43,6 +49,42 @@ def _parse(name):
     if not (ident.isdigit() and klass.isdigit()):
         return None
     return int(ident), int(klass)
+
+
+HEAD_MAX = 1024     # characters of a line-format batch's head line, at most
+
+
+def read_batch(f):
+    """The batch a spool file (open in text mode) holds, in either format: a head line and a
+    record per line, a line that does not parse as an object (cut by a failed write) skipped
+    and counted in "cut"; or one JSON object (earlier firmware, and batches put whole).
+    ValueError when unreadable."""
+    head = f.readline(HEAD_MAX)
+    if not head.endswith("\n"):
+        f.seek(0)       # one JSON object (no line break in it): streamed, not read whole
+        return json.load(f)
+    batch = json.loads(head)
+    if not isinstance(batch, dict) or "records" in batch:
+        raise ValueError("not a batch head")
+    records = batch["records"] = []
+    cut = 0
+    while True:
+        line = f.readline()
+        if not line:
+            break
+        if line == "\n":
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            rec = None
+        if isinstance(rec, dict):
+            records.append(rec)
+        else:
+            cut += 1
+    if cut:
+        batch["cut"] = cut
+    return batch
 
 
 def batch_problem(batch):
@@ -161,14 +203,24 @@ class Spool:
         batch is streamed to flash, never built whole in a fragmented heap)."""
         if isinstance(data, str):
             data = data.encode()
+        return self._store(klass, lambda ident: atomic_write(self._file(ident), data, self._path("%010d.tmp" % ident)))
+
+    def put_file(self, path, klass=BULK):
+        """Store the finished batch file at `path` (a line-format batch, fleetbox.batchfile) by
+        renaming it into the spool: written once, never copied. Returns its id, as put."""
+        def adopt(ident):
+            port.rename(path, self._file(ident))
+            return os.stat(self._file(ident))[6]
+        return self._store(klass, adopt)
+
+    def _store(self, klass, write):
         ident = self._next
         self._next += 1
         self._class[ident] = klass
-        tmp = self._path("%010d.tmp" % ident)
         freed = 0
         while True:
             try:
-                size = atomic_write(self._file(ident), data, tmp)
+                size = write(ident)
                 break
             except OSError as e:
                 # Flash full (ENOSPC): make room by the eviction order, as if over max_bytes.
@@ -229,6 +281,9 @@ class Spool:
                     if reader is None:
                         return ident, f.read()
                     batch = reader(f)
+                cut = batch.pop("cut", 0) if isinstance(batch, dict) and reader is read_batch else 0
+                if cut:
+                    log("spool", WARN, "batch %d: %d record line(s) cut by a failed write, skipped" % (ident, cut))
                 problem = batch_problem(batch)
                 if problem is None:
                     return ident, batch

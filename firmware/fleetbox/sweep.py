@@ -283,7 +283,12 @@ class _Sweep:
         """The vendor's second agent (Canon: UDP 47545), asked only where the profile says
         (not for finding devices); one that stays silent is asked again only every
         devstate.XS_SKIP+1 sweeps."""
-        extra = c.extra_agent(rec) if self.opts.scan != "discovery" else None
+        try:
+            extra = c.extra_agent(rec) if self.opts.scan != "discovery" else None
+        except Exception as e:  # noqa: BLE001  (a small heap's MemoryError re-reading the profile)
+            # the record goes without the extra agent's fields; the sweep goes on
+            log("collector", ERROR, "%s: extra agent not looked up: %s %s" % (host, type(e).__name__, e))
+            return
         if extra is None or self.memory.skip_extra_agent(host):
             return
         xrec = await self.one(c, host, extra[0], None, extra[1])

@@ -18,6 +18,7 @@ from fleetbox import cbor, downlink, envelope, https, paydict, port, squeeze
 from fleetbox.errors import FleetboxError
 from fleetbox.delta import DeltaState
 from fleetbox.atomicfile import atomic_write
+from fleetbox.spool import read_batch
 
 PAYLOAD_VERSION = 3
 CODEC_DICT1 = 1             # "z": the batch is raw DEFLATE (RFC 1951) with preset dictionary DICT1
@@ -300,7 +301,7 @@ class Uplink:
         sent = 0
         try:
             while sent < budget:
-                item = spool.peek(json.load)
+                item = spool.peek(read_batch)
                 if item is None:
                     break
                 upload_id, batch = item

@@ -92,14 +92,14 @@ class Box:
     async def _sweep(self, client, addrs, on_record, opts):
         self._fault("collect")
         if self.faults.get(self.app.cycle) == "spool":
-            self.app.spool.put = self._broken_put
+            self.app.spool.put = self.app.spool.put_file = self._broken_put   # staged batches are renamed in
         for n in range(self.printers):
             on_record({"serial": "P%d" % n, "ip": "127.0.0.%d" % (n + 1), "counters": {"total": self.app.cycle}})
         self.swept.append(self.app.cycle)
         return self.printers, self.printers
 
     def _broken_put(self, data, klass=0):
-        del self.app.spool.put      # the spool's own put again from the next call
+        del self.app.spool.put, self.app.spool.put_file     # the spool's own again from the next call
         self._fault("spool")
 
     def _sealing(self, key, kid, device_id, seq, ts, plaintext):

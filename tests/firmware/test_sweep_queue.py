@@ -44,3 +44,36 @@ def test_answers_past_the_kept_few_are_asked_their_system_group_again():
     again = [_sys_group_gets(a, b"private") - 1 for a in agents]
     assert set(again) == {0, 1} and sum(again) <= AGENTS - sweep_mod.VALUES_KEPT, again
     assert all(len([1 for req, _ in a.requests if req.community == b"public"]) == 2 for a in agents)
+
+
+def test_a_failure_looking_up_the_extra_agent_costs_that_lookup_not_the_sweep():
+    # a small heap's MemoryError re-reading a vendor's profile, after the record was made
+    from check import LogCapture
+    from fleetbox.collector import Collector
+
+    def no_memory(self, rec):
+        raise MemoryError("memory allocation failed, allocating 496 bytes")
+
+    async def main():
+        agents = [ts.Agent(ts.MIB) for _ in range(3)]
+        for a in agents:
+            a.start()
+        client = snmp.Client(timeout_ms=300, retries=1)
+        recs = []
+        try:
+            await sweep(client, iter([("127.0.0.1", a.port) for a in agents]), recs.append, SweepOptions(workers=2))
+        finally:
+            client.close()
+            for a in agents:
+                await a.stop()
+            await asyncio.sleep(0)
+        return agents, recs
+    real = Collector.extra_agent
+    Collector.extra_agent = no_memory
+    try:
+        with LogCapture() as log:
+            agents, recs = asyncio.run(main())
+    finally:
+        Collector.extra_agent = real
+    assert sorted(r["port"] for r in recs) == sorted(a.port for a in agents)
+    assert log.text().count("extra agent not looked up: MemoryError") == 3, log.text()

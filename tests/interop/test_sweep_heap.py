@@ -5,7 +5,6 @@ batches of 8), runs in the heap its modules hold once imported (a board keeps th
 in flash) plus 64 KB of data heap. The same sweep in much less fails,
 so the bar is real. bench/collect/collect.py --part c prints the figures."""
 import glob
-import json
 import os
 import sys
 
@@ -15,6 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path[:0] = [os.path.join(ROOT, "host-tools"), os.path.join(ROOT, "bench", "collect")]
 import collect  # noqa: E402  (bench/collect/collect.py: the same site and the same MicroPython script)
 from fbtool import profiles as compiler  # noqa: E402
+from fleetbox.spool import read_batch  # noqa: E402
 from simulator.site import Site  # noqa: E402
 
 NET = "127.46.0."
@@ -60,7 +60,7 @@ def test_a_24_with_20_printers_collects_in_64k_of_data_heap(kit):
     batches = []
     for path in sorted(glob.glob(os.path.join(spool, "*.b"))):
         with open(path) as f:
-            batches.append(json.load(f))
+            batches.append(read_batch(f))
     assert [len(b["records"]) for b in batches] == [8, 8, 4]
     recs = [r for b in batches for r in b["records"]]
     assert sorted(r["ip"] for r in recs) == kit["printers"]
