@@ -17,24 +17,28 @@ def _sys_group_gets(agent, community):
                 and [o for o, _ in req.varbinds] == list(oids.SYS_GROUP)])
 
 
-def test_answers_past_the_kept_few_are_asked_their_system_group_again():
+def _sweep_agents(agents, opts):
+    """The records of one sweep over in-process `agents` (started and stopped here)."""
     async def main():
-        agents = [ts.Agent(ts.MIB, community=b"private") for _ in range(AGENTS)]
         for a in agents:
             a.start()
         client = snmp.Client(timeout_ms=300, retries=1)
         recs = []
-        creds = [snmp.Credential("2c", b"public"), snmp.Credential("2c", b"private")]
         try:
-            await sweep(client, iter([("127.0.0.1", a.port) for a in agents]), recs.append,
-                        SweepOptions(creds=creds, workers=1))
+            await sweep(client, iter([("127.0.0.1", a.port) for a in agents]), recs.append, opts)
         finally:
             client.close()
             for a in agents:
                 await a.stop()
             await asyncio.sleep(0)
-        return agents, recs
-    agents, recs = asyncio.run(main())
+        return recs
+    return asyncio.run(main())
+
+
+def test_answers_past_the_kept_few_are_asked_their_system_group_again():
+    agents = [ts.Agent(ts.MIB, community=b"private") for _ in range(AGENTS)]
+    creds = [snmp.Credential("2c", b"public"), snmp.Credential("2c", b"private")]
+    recs = _sweep_agents(agents, SweepOptions(creds=creds, workers=1))
     assert sorted(r["port"] for r in recs) == sorted(a.port for a in agents)
     for r in recs:
         assert r["sys_descr"] == "Fake printer" and r["hostname"] == "fb-test" and r["uptime_s"] == 123, r
@@ -54,25 +58,12 @@ def test_a_failure_looking_up_the_extra_agent_costs_that_lookup_not_the_sweep():
     def no_memory(self, rec):
         raise MemoryError("memory allocation failed, allocating 496 bytes")
 
-    async def main():
-        agents = [ts.Agent(ts.MIB) for _ in range(3)]
-        for a in agents:
-            a.start()
-        client = snmp.Client(timeout_ms=300, retries=1)
-        recs = []
-        try:
-            await sweep(client, iter([("127.0.0.1", a.port) for a in agents]), recs.append, SweepOptions(workers=2))
-        finally:
-            client.close()
-            for a in agents:
-                await a.stop()
-            await asyncio.sleep(0)
-        return agents, recs
+    agents = [ts.Agent(ts.MIB) for _ in range(3)]
     real = Collector.extra_agent
     Collector.extra_agent = no_memory
     try:
         with LogCapture() as log:
-            agents, recs = asyncio.run(main())
+            recs = _sweep_agents(agents, SweepOptions(workers=2))
     finally:
         Collector.extra_agent = real
     assert sorted(r["port"] for r in recs) == sorted(a.port for a in agents)
