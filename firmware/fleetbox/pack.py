@@ -42,14 +42,6 @@ def log(level, msg):
     port.log("pack", level, msg)
 
 
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
 def _mkdir(path):
     try:
         os.mkdir(path)
@@ -186,7 +178,7 @@ class Packs:
             self.version, self.counter = ptr["version"], ptr["counter"]
         else:
             order = list(LETTERS)       # no pointer (never installed, or damaged): the newest that verifies
-        order = [x for x in order if _exists(self.dir + "/" + x + "/" + SIG_FILE)]
+        order = [x for x in order if port.exists(self.dir + "/" + x + "/" + SIG_FILE)]
         self.in_use = self.in_use_version = None
         if not order:
             return None         # no pack installed: nothing to verify, no verifier imported

@@ -211,6 +211,16 @@ def _flash_check(op, path):
             raise OSError(err)
 
 
+def exists(path):
+    """Whether `path` names a file or folder (os.path is not on the box)."""
+    import os
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
 def listdir(path):
     import os
     _flash_check("list", path)

@@ -19,7 +19,6 @@ import sys
 import time
 
 import pytest
-import yaml
 
 from fbtool import flash, image
 from simulator.hardware import Hardware
@@ -371,17 +370,11 @@ def test_no_slot_verifies_rescue_without_crashing(box):
 def test_the_real_firmware_confirms_its_trial_after_a_cycle_and_an_upload(tmp_path):
     """The whole firmware, staged into slot B, through a power cut at a random instant of its trial boot."""
     from simulator.runner import Simulation
-    with open(os.path.join(ROOT, "simulator", "site.yaml")) as f:
-        site = yaml.safe_load(f)
-    printers = [d for d in site["devices"] if d.get("kind") == "dynamic" and d.get("printer")][:1]
-    printers[0]["address"] = "127.31.11.10"
-    site["network"] = "127.31.11.0/24"
-    site["devices"] = printers
-    with open(str(tmp_path / "site.yaml"), "w") as f:
-        yaml.safe_dump(site, f)
+    from tests.faults.update_sim import one_printer_site
+    site_yaml, printer = one_printer_site(tmp_path, 11)
     s = Simulation(str(tmp_path), snmp_port=17381, cloud_port=17653, interval=5, liberty="127.77.21.1",
-                   rescue="127.77.21.2", site_yaml=str(tmp_path / "site.yaml"), echo=lambda m: None,
-                   targets=["127.31.11.10"])
+                   rescue="127.77.21.2", site_yaml=site_yaml, echo=lambda m: None,
+                   targets=[printer])
     try:
         s.prepare()
         s.start_site()

@@ -10,28 +10,15 @@ import json
 import os
 import subprocess
 
-import yaml
 
 from cloud.updates import Updates
 from fbtool import flash, keys, updimage
 from simulator.runner import Simulation, _tool
 from tests import update_kit as kit
-from tests.faults.test_boot_state import APP_BOARD, BS, ROOT, SIM_ROM, _pack
+from tests.faults.test_boot_state import APP_BOARD, BS, SIM_ROM, _pack
+from tests.faults.update_sim import one_printer_site
 
 RESCUE_RETRY_S = 2
-
-
-def _site(tmp):
-    with open(os.path.join(ROOT, "simulator", "site.yaml")) as f:
-        site = yaml.safe_load(f)
-    printers = [d for d in site["devices"] if d.get("kind") == "dynamic" and d.get("printer")][:1]
-    printers[0]["address"] = "127.31.13.10"
-    site["network"] = "127.31.13.0/24"
-    site["devices"] = printers
-    path = os.path.join(str(tmp), "site.yaml")
-    with open(path, "w") as f:
-        yaml.safe_dump(site, f)
-    return path
 
 
 def _publish_rescue(svc, payload, signers, counter):
@@ -88,9 +75,10 @@ def _break_slots_and_add_the_root(s):
 
 
 def test_a_box_with_no_bootable_slot_is_rescued_boots_the_image_and_uploads(tmp_path):
+    site_yaml, printer = one_printer_site(tmp_path, 13)
     s = Simulation(str(tmp_path), snmp_port=17391, cloud_port=17663, interval=5, liberty="127.77.23.1",
-                   rescue="127.77.23.2", site_yaml=_site(tmp_path), echo=lambda m: None,
-                   targets=["127.31.13.10"], fresh=True)
+                   rescue="127.77.23.2", site_yaml=site_yaml, echo=lambda m: None,
+                   targets=[printer], fresh=True)
     try:
         s.start()
         s.wait_for("the first upload", lambda: any("main: uploaded" in x for x in s.box_log), 90)

@@ -33,8 +33,9 @@ def _rom():
 SIM_ROM = _rom()
 
 
-def small_sim(state_dir, net, interval=3, echo=None):
-    """A started Simulation of one printer on 127.31.<net>.10, liberty/rescue on 127.77.<net>.1/.2."""
+def one_printer_site(directory, net):
+    """(site.yaml written in `directory`, address): the default site's first dynamic printer alone,
+    on 127.31.<net>.10, so each test file's simulation has a /24 of its own."""
     with open(os.path.join(ROOT, "simulator", "site.yaml")) as f:
         site = yaml.safe_load(f)
     printers = [d for d in site["devices"] if d.get("kind") == "dynamic" and d.get("printer")][:1]
@@ -42,10 +43,16 @@ def small_sim(state_dir, net, interval=3, echo=None):
     printers[0]["address"] = address
     site["network"] = "127.31.%d.0/24" % net
     site["devices"] = printers
-    path = os.path.join(state_dir, "site.yaml")
-    os.makedirs(state_dir, exist_ok=True)
+    path = os.path.join(str(directory), "site.yaml")
+    os.makedirs(str(directory), exist_ok=True)
     with open(path, "w") as f:
         yaml.safe_dump(site, f)
+    return path, address
+
+
+def small_sim(state_dir, net, interval=3, echo=None):
+    """A started Simulation of one printer on 127.31.<net>.10, liberty/rescue on 127.77.<net>.1/.2."""
+    path, address = one_printer_site(state_dir, net)
     stamps = []      # (arrival time, line) of every box log line: how long each phase lasts here
 
     def stamp(message):

@@ -3,7 +3,7 @@ newest root that verified; trusted_root() loads the anchor or that root. On CPyt
 import os
 
 from check import fresh_dir, raises, rmtree
-from fleetbox import updroot
+from fleetbox import port, updroot
 from vectors import load
 
 TMP = "/tmp/fbx-test-updroot-%d" % os.getpid() if hasattr(os, "getpid") else "/tmp/fbx-test-updroot"
@@ -16,19 +16,11 @@ def _setup():
     return d + "/root.fbr", d + "/rotated.fbr"
 
 
-def _exists(path):
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
 def test_rotation_is_walked_kept_and_trusted():
     anchor, rotated = _setup()
     try:
         root = updroot.trusted_root(anchor, rotated)
-        assert root.version == 1 and not _exists(rotated)
+        assert root.version == 1 and not port.exists(rotated)
         served = []
 
         def fetch(v):
@@ -59,7 +51,7 @@ def test_a_bad_link_is_refused_and_nothing_is_kept():
         # expired against the time floor: only the newest link is held against it
         assert raises(updroot.Expired, updroot.rotate, root, lambda v: load("root-2.fbr"), 2, rotated,
                       1 << 40).reason == "expired"
-        assert not _exists(rotated) and updroot.trusted_root(anchor, rotated).version == 1
+        assert not port.exists(rotated) and updroot.trusted_root(anchor, rotated).version == 1
     finally:
         rmtree(TMP)
 
