@@ -370,7 +370,7 @@ def test_no_slot_verifies_rescue_without_crashing(box):
 def test_the_real_firmware_confirms_its_trial_after_a_cycle_and_an_upload(tmp_path):
     """The whole firmware, staged into slot B, through a power cut at a random instant of its trial boot."""
     from simulator.runner import Simulation
-    from tests.faults.update_sim import one_printer_site
+    from tests.faults.update_sim import boot_state, one_printer_site
     site_yaml, printer = one_printer_site(tmp_path, 11)
     s = Simulation(str(tmp_path), snmp_port=17381, cloud_port=17653, interval=5, liberty="127.77.21.1",
                    rescue="127.77.21.2", site_yaml=site_yaml, echo=lambda m: None,
@@ -407,7 +407,5 @@ def test_the_real_firmware_confirms_its_trial_after_a_cycle_and_an_upload(tmp_pa
         assert starts and all(x.endswith("from slot_b") for x in starts), starts
     finally:
         s.stop()
-    rom = SIM_ROM.Rom(s.flash)
-    st = BS.Store(rom.partition("bootstate")).load()
-    rom.flash.close()
+    st, _ = boot_state(s)
     assert (st.active, st.trial, st.crash_boots) == (1, BS.CONFIRMED, 0)

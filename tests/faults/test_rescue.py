@@ -15,8 +15,8 @@ from cloud.updates import Updates
 from fbtool import flash, keys, updimage
 from simulator.runner import Simulation, _tool
 from tests import update_kit as kit
-from tests.faults.test_boot_state import APP_BOARD, BS, SIM_ROM, _pack
-from tests.faults.update_sim import one_printer_site
+from tests.faults.test_boot_state import APP_BOARD, BS, _pack
+from tests.faults.update_sim import boot_state, one_printer_site
 
 RESCUE_RETRY_S = 2
 
@@ -122,7 +122,5 @@ def test_a_box_with_no_bootable_slot_is_rescued_boots_the_image_and_uploads(tmp_
         assert "Traceback" not in log, log
     finally:
         s.stop()
-    rom = SIM_ROM.Rom(s.flash)
-    st = BS.Store(rom.partition("bootstate")).load()
-    rom.flash.close()
+    st, _ = boot_state(s)
     assert (st.active, st.trial, st.counter) == (1, BS.CONFIRMED, 1)
