@@ -40,14 +40,19 @@ _UPLOADS = ("INSERT INTO uploads (box, epoch, upload, scan, cycle, records, endp
 _NAMED = ("SELECT d.box, d.device, d.num, d.record, d.clock FROM devices d "
           "JOIN unnest($1::text[], $2::int8[]) AS t(b, n) ON d.box = t.b AND d.num = t.n")
 _DELETE = "DELETE FROM devices d USING unnest($1::text[], $2::text[]) AS t(b, v) WHERE d.box = t.b AND d.device = t.v"
-# Readings and devices go as one JSON text each (orjson, in C) rather than as arrays, whose binary
-# form psycopg builds element by element in Python (a third of the group's Python).
-_READINGS = ("INSERT INTO readings (box, device, collected_at, cycle, scan, total, lowest_supply, record) "
-             "SELECT * FROM json_to_recordset($1::json) AS t(box text, device text, collected_at int8, cycle int8, "
-             "scan text, total int8, lowest_supply float8, record text)")
-_DEVICES = ("INSERT INTO devices (box, device, ip, manufacturer, model, serial, record, updated, num, clock) "
-            "SELECT * FROM json_to_recordset($1::json) AS t(box text, device text, ip text, manufacturer text, "
-            "model text, serial text, record text, updated float8, num int8, clock text) "
+# A group's readings and devices go in one statement, as one JSON text (orjson, in C) rather than as
+# arrays, whose binary form psycopg builds element by element in Python: each reading is a row, and
+# the newest reading of a device also carries the device's columns and "latest". The records are
+# embedded as JSON (orjson.Fragment), not as strings, so neither side escapes them again; a `json`
+# value keeps its text verbatim, which is what both tables store.
+_RECORDS = ("WITH t AS MATERIALIZED (SELECT * FROM json_to_recordset($1::json) AS t(box text, device text, "
+            "collected_at int8, cycle int8, scan text, total int8, lowest_supply float8, record json, ip text, "
+            "manufacturer text, model text, serial text, updated float8, num int8, clock text, latest bool)), "
+            "r AS (INSERT INTO readings (box, device, collected_at, cycle, scan, total, lowest_supply, record) "
+            "SELECT box, device, collected_at, cycle, scan, total, lowest_supply, record::text FROM t) "
+            "INSERT INTO devices (box, device, ip, manufacturer, model, serial, record, updated, num, clock) "
+            "SELECT box, device, ip, manufacturer, model, serial, record::text, updated, num, clock "
+            "FROM t WHERE latest "
             "ON CONFLICT (box, device) DO UPDATE SET ip = excluded.ip, manufacturer = excluded.manufacturer, "
             "model = excluded.model, serial = excluded.serial, record = excluded.record, "
             "updated = excluded.updated, clock = excluded.clock, num = coalesce(excluded.num, devices.num)")
@@ -55,6 +60,19 @@ _BOXES = ("UPDATE boxes SET last_seq = t.s, last_seen = t.seen, last_endpoint = 
           "down_seq = boxes.down_seq + 1 "
           "FROM unnest($1::text[], $2::int8[], $3::float8[], $4::text[], $5::int8[]) AS t(b, s, seen, ep, e) "
           "WHERE boxes.box = t.b RETURNING boxes.box, boxes.down_seq")
+
+
+def records_json(readings, devices):
+    """The JSON text _RECORDS takes: `readings` in order (their dicts are reused), the newest
+    reading of each of `devices` with that device's columns."""
+    newest = {(r["box"], r["device"]): r for r in readings}
+    for d in devices:
+        newest[d["box"], d["device"]].update(d, latest=True)
+    for r in readings:
+        r["record"] = orjson.Fragment(r["record"])
+    return orjson.dumps(readings).decode()
+
+
 def ingest_many(store, uploads):
     """Store distinct boxes' uploads in one transaction -> one outcome per upload, in order:
     (fresh, resync, down_seq) as Store.ingest returns, or the SeqReplay it would raise.
@@ -124,9 +142,7 @@ def ingest_many(store, uploads):
         if removed[0]:
             run(_DELETE, list(removed))
         if out_readings:
-            run(_READINGS, [orjson.dumps(out_readings).decode()])
-        if out_devices:
-            run(_DEVICES, [orjson.dumps(out_devices).decode()])
+            run(_RECORDS, [records_json(out_readings, out_devices)])
         down = dict(run(_BOXES, [[b for _, b, _, _ in going], [max(last, uploads[i][1]) for i, _, _, last in going],
                                  [now] * len(going), [uploads[i][4] for i, _, _, _ in going],
                                  [e for _, _, e, _ in going]]))

@@ -49,6 +49,7 @@ devices = Table(
     Column("updated", Float),
     PrimaryKeyConstraint("box", "device", name="devices_pkey"),
     Index("devices_box_num", "box", "num"),
+    postgresql_with={"fillfactor": 50},     # room for HOT updates: migration 0007
 )
 
 readings = Table(

@@ -3,13 +3,14 @@
 change to cloud/store.py can be judged in seconds and apart from the machine's other load.
 
     .venv/bin/python bench/cloud/store_upload.py [--uploads 2000] [--database sqlite|postgresql]
-        [--app [--group N]] [--profile N]
+        [--app [--group N]] [--profile N] [--statements N]
 
 Each upload is the workload of bench/cloud/ingest.py (8-record full scan, payload v1) with the
 down seq of its sealed answer, as the service does it. --app: the whole handling of a sealed
 envelope instead (the Endpoint create_app builds, with its answer hooks: open, decode, store,
 seal the answer, log), all but HTTP and TLS; the cyclic collector tuned as in a worker.
---profile prints cProfile's N costliest functions by their own CPU time.
+--profile prints cProfile's N costliest functions by their own CPU time; --statements (PostgreSQL)
+the N statements that took the database longest, per upload, from pg_stat_statements.
 """
 import argparse
 import cProfile
@@ -76,9 +77,12 @@ def main():
     ap.add_argument("--group", type=int, default=0, metavar="N",
                     help="with --app on PostgreSQL: N uploads per transaction (group commit)")
     ap.add_argument("--profile", type=int, default=0, metavar="N")
+    ap.add_argument("--statements", type=int, default=0, metavar="N")
     a = ap.parse_args()
+    statements = []
     with tempfile.TemporaryDirectory(prefix="fleetbox-bench-") as tmp:
-        cluster = Cluster().start() if a.database == "postgresql" else None
+        settings = {"shared_preload_libraries": "pg_stat_statements"} if a.statements else None
+        cluster = Cluster(settings=settings).start() if a.database == "postgresql" else None
         try:
             url = cluster.create_database("bench") if cluster else "sqlite:///%s/cloud.sqlite" % tmp
             store = Store(url, pool_size=1)
@@ -96,6 +100,10 @@ def main():
             if cluster:
                 with store.engine.connect() as c:
                     backend = c.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+                    if a.statements:
+                        c.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                        c.exec_driver_sql("SELECT pg_stat_statements_reset()")
+                        c.commit()
             prof = cProfile.Profile(time.process_time) if a.profile else None   # CPU, not waiting
             pg0 = proc_cpu_s(backend) if backend else 0.0
             t0, c0 = time.perf_counter(), time.process_time()
@@ -109,6 +117,11 @@ def main():
                 prof.disable()
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             pg = (proc_cpu_s(backend) - pg0) if backend else 0.0
+            if a.statements and cluster:
+                with store.engine.connect() as c:
+                    statements = c.exec_driver_sql(
+                        "SELECT total_exec_time + total_plan_time, calls, rows, query FROM pg_stat_statements "
+                        "ORDER BY 1 DESC LIMIT %d" % a.statements).all()
             store.close()
         finally:
             if cluster:
@@ -118,6 +131,8 @@ def main():
           " %.0f uploads per CPU-second" % (a.database, " through the app" if a.app else "",
                                            " in groups of %d" % a.group if a.group else "", n, wall,
                                            wall / n * 1000, cpu / n * 1000, pg / n * 1000, n / (cpu + pg)))
+    for ms, calls, rows, query in statements:
+        print("%7.3f ms per upload  %6d calls %7d rows  %s" % (ms / n, calls, rows, " ".join(query.split())[:110]))
     if prof:
         pstats.Stats(prof).sort_stats("tottime").print_stats(a.profile)
 

@@ -143,3 +143,61 @@ def test_records_keep_counters_beyond_64_bits_and_read_back_alike(database):
             assert store.device(box, "BIG-1") == huge
     finally:
         store.close()
+
+
+def test_a_group_stores_the_same_devices_and_readings_as_one_by_one(pg_url):
+    """The group's one statement for readings and devices (records embedded as JSON) leaves both
+    tables as Store.ingest does, through deltas, a delta for a device not held (a stand-in row), a
+    full record that takes the stand-in's number, and a device twice in one batch."""
+    store = Store(pg_url)
+    try:
+        full = printer_records(4, 3, t0=1800000000)
+        batches = [
+            {"scan": "full", "cycle": 1800000000, "records": [dict(r, **{"#": n}) for n, r in enumerate(full)]},
+            {"scan": "counters", "cycle": 1800000300, "base": 1, "records": [
+                {"=": 0, "counters": {"total": 11}, "@": 2, "^": 0},
+                {"=": 9, "counters": {"total": 5}},                                 # not held: a stand-in
+                {"=": 1, "-": ["hostname"], "uptime_s": None, "status": {"device": "warning"}},
+                {"=": 0, "counters": {"total": 12}, "@": 3}]},                     # twice in one batch
+            {"scan": "full", "cycle": 1800000600, "base": 2, "records": [
+                dict(full[2], serial="NEW-9", **{"#": 9}),                         # takes #9's number
+                {"=": 2, "supplies": [{"percent": 3.5}]}],
+             "seen": [0, 7, 1, 8]},
+        ]
+        for n, batch in enumerate(batches, 1):
+            batch = dict({"seen": [], "base": None}, **batch)
+            store.ingest("ONE", n, n, batch, "liberty", 100, 1)
+            assert ingest_many(store, [("GRP", n, n, batch, "liberty", 100, 1)])[0][0] is True
+        with store.engine.connect() as c:
+            def rows(sql, box):
+                return [tuple(r) for r in c.exec_driver_sql(sql, (box,)).all()]
+            for sql in ("SELECT device, num, ip, manufacturer, model, serial, record, clock FROM devices "
+                        "WHERE box = %s ORDER BY device",
+                        "SELECT device, collected_at, cycle, scan, total, lowest_supply, record FROM readings "
+                        "WHERE box = %s ORDER BY id"):
+                assert rows(sql, "GRP") == rows(sql, "ONE") and rows(sql, "ONE")
+            assert "NEW-9" in {r[0] for r in rows("SELECT device FROM devices WHERE box = %s", "GRP")}
+            assert "#9" not in {r[0] for r in rows("SELECT device FROM devices WHERE box = %s", "GRP")}
+    finally:
+        store.close()
+
+
+def test_devices_rows_are_rewritten_in_place_on_postgresql(pg_url):
+    """Migration 0007 leaves room on devices' pages: an upload's new device versions stay on their
+    page (HOT updates, no index entries), which is most of what the devices' upsert costs."""
+    store = Store(pg_url)
+    try:
+        with store.engine.connect() as c:
+            assert "fillfactor=50" in c.exec_driver_sql(
+                "SELECT reloptions FROM pg_class WHERE relname = 'devices'").scalar()
+        pages = []
+        for n in (1, 2, 3):
+            batch = {"scan": "full", "cycle": 1800000000 + n, "seen": [], "base": None,
+                     "records": printer_records(5, 8, n)}
+            ingest_many(store, [("HOT", n, n, batch, "liberty", 100, 1)])
+            with store.engine.connect() as c:
+                pages.append([r[0] for r in c.exec_driver_sql(
+                    "SELECT (ctid::text::point)[0] FROM devices WHERE box = 'HOT' ORDER BY device").all()])
+        assert pages[0] == pages[1] == pages[2]
+    finally:
+        store.close()
