@@ -153,6 +153,11 @@ def ingest_many(store, uploads):
 
 def handle_group(endpoint, items):
     """The answers (Responses, in order) to (data, client, t0) uploads that reached `endpoint`."""
+    with endpoint.reading([data for data, _, _ in items]):
+        return _handle_group(endpoint, items)
+
+
+def _handle_group(endpoint, items):
     answers = [None] * len(items)
     opened, boxes, later = [], set(), []
     for i, (data, client, _) in enumerate(items):
@@ -204,7 +209,7 @@ def handle_group(endpoint, items):
     for i in later:
         data, client, t0 = items[i]
         try:
-            answers[i] = endpoint._process(data, client, t0)
+            answers[i] = endpoint._process_read(data, client, t0)
         except Exception as e:
             answers[i] = endpoint.internal_error(client, e)
     return answers

@@ -28,7 +28,9 @@ import json
 import logging
 import os
 import secrets
+import threading
 import time
+from contextlib import contextmanager
 
 from sqlalchemy import delete, func, insert, select, update
 from starlette.concurrency import run_in_threadpool
@@ -75,6 +77,11 @@ PERMISSION = {"claim": "claim", "unclaim": "claim", "revoke": "revoke", "release
 AUDIT_ACTION = {"unclaim": "claim.unclaim", "revoke": "claim.revoke", "release": "claim.release"}
 
 
+# The columns ingest asks about a box (Provisioning.reading).
+FACTS = (provisioned.c.serial, provisioned.c.kid, provisioned.c.env_key, provisioned.c.state, provisioned.c.quarantined,
+         provisioned.c.config_version, provisioned.c.running_version, provisioned.c.refused_version)
+
+
 def _not_found():
     return 404, {"ok": False, "reason": "unknown-box"}
 
@@ -86,6 +93,7 @@ class Provisioning:
         self.engine = store.engine
         self.manifest_paths = [manifest_paths] if isinstance(manifest_paths, str) else list(manifest_paths)
         self._mtimes = {}
+        self._held = threading.local()      # .facts: what `reading` read, per thread
 
     # -- the factory manifests: new boxes appear as unclaimed
     def sync_manifest(self):
@@ -127,11 +135,33 @@ class Provisioning:
         return c.execute(select(provisioned).where(provisioned.c.serial == serial, self._owned(user))) \
             .mappings().first()
 
+    # -- what ingest asks about a box: read once for all the boxes of a request or a group
+    @contextmanager
+    def reading(self, serials):
+        """Within the block, this thread's questions of ingest about `serials` (keys, quarantine, a newer
+        configuration) are answered from one query instead of one query each: for a group of 64
+        uploads, 1 round trip instead of 256. Other serials are asked as before. The answers are as of
+        the block's start, as each query's was as of its own start."""
+        held = getattr(self._held, "facts", None)
+        with self.engine.connect() as c:
+            got = {r.serial: r for r in c.execute(select(*FACTS).where(provisioned.c.serial.in_(set(serials))))}
+        self._held.facts = (got, set(serials))
+        try:
+            yield
+        finally:
+            self._held.facts = held
+
+    def _fact(self, serial, *columns):
+        """The row of `serial` with `columns` (None: no such box), read now or held by `reading`."""
+        facts = getattr(self._held, "facts", None)
+        if facts is not None and serial in facts[1]:
+            return facts[0].get(serial)
+        with self.engine.connect() as c:
+            return c.execute(select(*columns).where(provisioned.c.serial == serial)).first()
+
     # -- envelope keys: (device_id, kid) -> key, for boxes that got theirs by provisioning
     def keys(self, device_id, kid):
-        with self.engine.connect() as c:
-            r = c.execute(select(provisioned.c.kid, provisioned.c.env_key, provisioned.c.state)
-                          .where(provisioned.c.serial == device_id)).first()
+        r = self._fact(device_id, provisioned.c.kid, provisioned.c.env_key, provisioned.c.state)
         if r is None or r.state != "claimed" or r.kid != kid or not r.env_key:
             return None
         return bytes.fromhex(r.env_key)
@@ -314,9 +344,8 @@ class Provisioning:
     def answer_fields(self, box):
         """Fields for a sealed ingest answer: config {"v"} when the box runs another version than the
         cloud holds (and has not refused it); it then asks at once instead of at its next check."""
-        with self.engine.connect() as c:
-            r = c.execute(select(provisioned.c.config_version, provisioned.c.running_version,
-                                 provisioned.c.refused_version).where(provisioned.c.serial == box)).first()
+        r = self._fact(box, provisioned.c.config_version, provisioned.c.running_version,
+                       provisioned.c.refused_version)
         if r is None or not r.config_version or r.config_version in (r.running_version, r.refused_version):
             return {}
         return {"config": {"v": r.config_version}}
@@ -324,9 +353,8 @@ class Provisioning:
     # -- clone detection (called by ingest)
     def quarantined(self, box, seq, data):
         """True (and the envelope kept aside) when the identity's uploads are quarantined."""
-        with self.engine.connect() as c:
-            q = c.execute(select(provisioned.c.quarantined).where(provisioned.c.serial == box)).scalar()
-        if not q:
+        r = self._fact(box, provisioned.c.quarantined)
+        if r is None or not r.quarantined:
             return False
         with self.engine.begin() as c:
             c.execute(insert(quarantine).values(serial=box, at=time.time(), seq=seq,

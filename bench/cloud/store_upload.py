@@ -27,6 +27,9 @@ from cloud.server import tune_gc  # noqa: E402
 from cloud.store import Store  # noqa: E402
 from tests.cloud.pgcluster import Cluster  # noqa: E402
 from cloud.app import create_app  # noqa: E402
+from cloud.provision import Provisioning, either_keys  # noqa: E402
+from cloud.provision_schema import provisioned  # noqa: E402
+from sqlalchemy import insert  # noqa: E402
 from cloud.ingest_group import handle_group  # noqa: E402
 from tests.cloud.service import printer_records, seal_uploads  # noqa: E402
 
@@ -62,6 +65,15 @@ def run_app(endpoint, envelopes, group=0):
         assert status == 200, status
 
 
+def claimed(store, lookup, serials):
+    """Provisioning over `store` where `serials` are claimed boxes holding their keys from `lookup`."""
+    with store.engine.begin() as c:
+        c.execute(insert(provisioned), [{"serial": s, "cert": "-", "spki": "-", "claim_salt": "-", "claim_hash": "-",
+                                         "state": "claimed", "kid": 1, "env_key": lookup(s, 1).hex()}
+                                        for s in serials])
+    return Provisioning(store, [])
+
+
 def run(store, uploads, prefix, boxes=100):
     batches = [{"scan": "full", "cycle": 1000 + u, "records": printer_records(u % boxes, 8, u)} for u in range(uploads)]
     for u, batch in enumerate(batches):
@@ -78,6 +90,9 @@ def main():
                     help="with --app on PostgreSQL: N uploads per transaction (group commit)")
     ap.add_argument("--profile", type=int, default=0, metavar="N")
     ap.add_argument("--statements", type=int, default=0, metavar="N")
+    ap.add_argument("--provisioned", action="store_true",
+                    help="with --app: the boxes' keys held by provisioning in the database (claimed boxes), "
+                         "as zero-touch provisioned boxes are, instead of a manufacturing manifest's")
     a = ap.parse_args()
     statements = []
     with tempfile.TemporaryDirectory(prefix="fleetbox-bench-") as tmp:
@@ -90,8 +105,13 @@ def main():
                 warm_keys, warm = sealed(50, "WARM")
                 test_keys, envelopes = sealed(a.uploads, "FBX")
                 # the service's endpoint, with its answer hooks (update offers)
-                endpoint = create_app("liberty", store, lambda box, kid: warm_keys(box, kid) or test_keys(box, kid)
-                                      ).state.endpoint
+                lookup = lambda box, kid: warm_keys(box, kid) or test_keys(box, kid)  # noqa: E731
+                provisioning = None
+                if a.provisioned:
+                    provisioning = claimed(store, lookup, ["WARM-%05d" % b for b in range(100)]
+                                           + ["FBX-%05d" % b for b in range(100)])
+                    lookup = either_keys(provisioning.keys, lambda box, kid: None)
+                endpoint = create_app("liberty", store, lookup, provisioning=provisioning).state.endpoint
                 run_app(endpoint, warm)
             else:
                 run(store, 50, "WARM")                     # warm: statement caches, the connection

@@ -1,6 +1,7 @@
 """Group commit on PostgreSQL (cloud/ingest_group.py): the uploads of several requests in one
 transaction store each envelope exactly once, within a group, across two workers' groups racing,
 and a refused or failing upload inside a group leaves the others stored."""
+import json
 import threading
 import time
 
@@ -199,5 +200,51 @@ def test_devices_rows_are_rewritten_in_place_on_postgresql(pg_url):
                 pages.append([r[0] for r in c.exec_driver_sql(
                     "SELECT (ctid::text::point)[0] FROM devices WHERE box = 'HOT' ORDER BY device").all()])
         assert pages[0] == pages[1] == pages[2]
+    finally:
+        store.close()
+
+
+def test_a_group_asks_the_database_about_its_provisioned_boxes_once(pg_url):
+    """Keys, quarantine and a newer configuration of a group's boxes come from one query
+    (Provisioning.reading), and each box still gets its own decision: a claimed box is stored, a
+    revoked one refused, a quarantined one's envelope kept aside, a box with a newer configuration
+    told so in its answer."""
+    from sqlalchemy import event, insert, update
+
+    from cloud.provision import Provisioning, either_keys
+    from cloud.provision_schema import provisioned, quarantine
+
+    store = Store(pg_url)
+    try:
+        boxes = ["FBX-G%02d" % i for i in range(4)]
+        with store.engine.begin() as c:
+            c.execute(insert(provisioned), [{"serial": b, "cert": "-", "spki": "-", "claim_salt": "-",
+                                             "claim_hash": "-", "state": "claimed", "kid": 1,
+                                             "env_key": KEYS[b].hex()} for b in boxes])
+            c.execute(update(provisioned).where(provisioned.c.serial == "FBX-G01").values(state="revoked"))
+            c.execute(update(provisioned).where(provisioned.c.serial == "FBX-G02").values(quarantined=1))
+            c.execute(update(provisioned).where(provisioned.c.serial == "FBX-G03").values(config_version=2))
+        prov = Provisioning(store, [])
+        ep = Endpoint("liberty", store, either_keys(prov.keys, lambda box, kid: None), guard=prov)
+        asked = []
+
+        def count(conn, cursor, statement, *args):
+            if "FROM provisioned" in statement:
+                asked.append(statement)
+        event.listen(store.engine, "before_cursor_execute", count)
+        got = group(ep, [seal_uploads(b, KEYS[b], n, 1)[0] for n, b in enumerate(boxes)])
+        event.remove(store.engine, "before_cursor_execute", count)
+        assert len(asked) == 1
+        assert [s for s, _ in got] == [200, 403, 403, 200]
+        answers = [downlink.open_answer((1, KEYS[b]), b, r)[1] if r[:3] == b"FBE" else json.loads(r)
+                   for b, (_, r) in zip(boxes, got)]
+        assert answers[0]["ok"] and "config" not in answers[0]
+        assert answers[1]["reason"] == "unauthenticated"      # the precise reason is in rejects
+        assert answers[2]["reason"] == "quarantined"
+        assert [r["reason"] for r in store.rejects()] == ["unknown-key", "quarantined"]
+        assert answers[3]["ok"] and answers[3]["config"] == {"v": 2}
+        assert {x["box"]: x["uploads"] for x in store.boxes()} == {"FBX-G00": 1, "FBX-G03": 1}
+        with store.engine.connect() as c:
+            assert [r.serial for r in c.execute(quarantine.select())] == ["FBX-G02"]
     finally:
         store.close()
