@@ -9,7 +9,11 @@ in-flight box (CONNECTIONS in all) and post each box's envelopes in order. Each 
 new boxes after RUN_S seconds, so the whole bench stays within a few minutes.
 
     .venv/bin/python bench/cloud/ingest.py [--boxes 3000] [--uploads 3] [--seconds 8] [--workers 1,2,4]
-        [--backends sqlite,postgresql] [--before COMMIT] [--one-by-one] [--no-old]
+        [--backends sqlite,postgresql] [--before COMMIT] [--one-by-one] [--no-old] [--keys provisioned|manifest]
+
+The boxes are claimed, zero-touch provisioned boxes (docs/provisioning.md): their envelope keys are
+in the database's `provisioned` table, which the service asks about every group (--keys manifest:
+the keys in a manufacturing manifest instead, as factory-seeded boxes have them).
 
 Enough envelopes that no run posts them all before its time is up (a run that does reports a floor:
 the "posted" column says). Each row also prints the CPU seconds of the server side (service, workers,
@@ -143,6 +147,27 @@ def old_server(tmp, manifest):
     return proc, port, pki.der(pki.ensure_ca(state)[1])
 
 
+def claimed(directory, url, keys):
+    """The boxes of `keys` claimed in the database at `url` (its schema made by this checkout), their
+    envelope keys there; returns an empty factory manifest's path (provisioning on, nothing to add)."""
+    from sqlalchemy import insert
+
+    from cloud.provision_schema import provisioned
+    from cloud.store import Store
+    store = Store(url)
+    try:
+        with store.engine.begin() as c:
+            c.execute(insert(provisioned), [{"serial": s, "cert": "-", "spki": "-", "claim_salt": "-",
+                                             "claim_hash": "-", "state": "claimed", "kid": 1, "env_key": k.hex()}
+                                            for s, k in keys.items()])
+    finally:
+        store.close()
+    path = os.path.join(directory, "factory.json")
+    with open(path, "w") as f:
+        json.dump({"boxes": {}}, f)
+    return path
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--boxes", type=int, default=3000)
@@ -158,8 +183,14 @@ def main():
     ap.add_argument("--no-old", action="store_true", help="skip the old http.server + sqlite3 row")
     ap.add_argument("--clients", type=int, default=CLIENT_PROCS, help="client processes")
     ap.add_argument("--connections", type=int, default=CONNECTIONS, help="TLS connections in all")
+    ap.add_argument("--keys", default="provisioned",
+                    help="where the service finds the boxes' keys: provisioned (claimed boxes in its database), "
+                         "manifest, or both: provisioned,manifest")
     a = ap.parse_args()
     workers = [int(w) for w in a.workers.split(",")]
+    key_kinds = a.keys.split(",")
+    if not set(key_kinds) <= {"provisioned", "manifest"}:
+        ap.error("--keys: provisioned, manifest or both")
     rows = []
 
     def add(server, database, w, figures):
@@ -193,22 +224,29 @@ def main():
             runs = []
             for backend in a.backends.split(","):
                 groups = [0] if backend == "sqlite" else [0] * a.one_by_one + ([a.group] if a.group else [0])
-                runs += [(backend, w, g, label, root) for w in workers for g in dict.fromkeys(groups)
+                runs += [(backend, w, g, label, root, k) for w in workers for g in dict.fromkeys(groups)
+                         for k in key_kinds
                          for label, root in roots]
-            for n, (backend, w, group, label, root) in enumerate(runs):
+            for n, (backend, w, group, label, root, key_kind) in enumerate(runs):
                 d = os.path.join(tmp, "run%d" % n)
                 os.makedirs(d)
-                shutil.copy(setup.manifest, os.path.join(d, "manifest.json"))
                 url = "sqlite:///%s/cloud.sqlite" % d if backend == "sqlite" else cluster.create_database("b%d" % n)
+                top, client_ca = ["ingest_group = %d" % group], None
+                if key_kind == "provisioned":
+                    top.append('factory_manifest = "%s"' % claimed(d, url, keys))
+                    client_ca = {"liberty": os.path.join(setup.dir, "ca.pem")}    # provisioning wants one
+                else:
+                    shutil.copy(setup.manifest, os.path.join(d, "manifest.json"))
                 svc = Service(d, url, workers=w, endpoints={"liberty": LIBERTY}, log_level="warning",
-                              top_toml=["ingest_group = %d" % group], root=root).start()
+                              top_toml=top, client_ca=client_ca, root=root).start()
                 try:
                     figures = drive(pool, svc.port["liberty"], svc.ca_der, jobs, a.seconds,
                                     [svc.proc.pid] + ([cluster.postmaster_pid()] if cluster else []),
                                     a.clients, a.connections)
                 finally:
                     svc.stop()
-                add("%s, %s" % (label, "group %d" % group if group else "one by one"), backend, str(w), figures)
+                add("%s, %s%s" % (label, "group %d" % group if group else "one by one",
+                                  ", manifest keys" if key_kind == "manifest" else ""), backend, str(w), figures)
         finally:
             if cluster:
                 cluster.stop()
