@@ -60,7 +60,7 @@ class App:
 
     def _spool(self, scan, started, records):
         # JSON on flash: the uplink reads it back to send only what changed (fleetbox.delta).
-        klass = {"counters": spool_mod.COUNTERS, "alerts": spool_mod.ALERTS}.get(scan, spool_mod.BULK)
+        klass = spool_mod.scan_class(scan)
         stage, self.stage = self.stage, "spool"
         evicted = self.spool.evicted
         try:
@@ -88,8 +88,10 @@ class App:
         cfg = self.cfg
         self.stage = "collect"
         started = port.time_s()
-        # records go to flash as they come, each batch headed by its scan and cycle
-        pending = BatchFile(self.spool.dir + "/batch.tmp", lambda: self._head(scan, started))
+        # records go to flash as they come, each batch headed by its scan and cycle; what an
+        # earlier sweep left staged (its rename refused) becomes a batch first, not overwritten
+        self.spool.adopt_staged()
+        pending = BatchFile(self.spool.staged, lambda: self._head(scan, started))
         quiet = []      # markers of devices seen before and silent now (docs/collection.md)
 
         def on_record(rec):
