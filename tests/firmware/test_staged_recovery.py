@@ -1,0 +1,203 @@
+"""What an interrupted sweep left staged (spool.STAGED) becomes a batch when the spool starts,
+or is removed when nothing in it can be a record; nothing about it stops the spool from
+starting. Both runtimes (flash faults through port.set_flash_fault, as the sim board's
+flash switch)."""
+import json
+import os
+
+from check import LogCapture, fresh_dir
+from fleetbox import port
+from fleetbox.batchfile import BatchFile
+from fleetbox.spool import ALERTS, BULK, COUNTERS, STAGED, STAGED_LINE_MAX, Spool, read_batch
+
+HEAD = {"scan": "counters", "cycle": 1700000000, "h": {"upload": 2}}
+
+
+def _record(i, pad=40):
+    return {"ip": "10.0.0.%d" % i, "serial": "S%d" % i, "collected_at": 1700000000 + i, "uptime_s": 100 + i,
+            "model": "Mödel €" + "x" * pad}
+
+
+def _dir(name):
+    return fresh_dir("/tmp/fb-staged-" + name)
+
+
+def _stage(d, text):
+    try:
+        os.mkdir(d + "/spool")
+    except OSError:
+        pass
+    with open(d + "/spool/" + STAGED, "w") as f:
+        f.write(text)
+
+
+def _lines(*objs):
+    return "".join(json.dumps(o) + "\n" for o in objs)
+
+
+def _start(d, **kw):
+    with LogCapture(port.INFO) as log:
+        spool = Spool(d + "/spool", **kw)
+    return spool, log.text()
+
+
+def _staged_left(d):
+    return STAGED in os.listdir(d + "/spool")
+
+
+def test_a_staged_batch_with_a_cut_last_line_is_adopted_and_the_next_ids_follow():
+    d = _dir("adopt")
+    spool = Spool(d + "/spool")
+    before = [spool.put(b'{"scan": "full", "cycle": 1, "records": []}', BULK) for _ in range(2)]
+    recs = [_record(i) for i in range(3)]
+    _stage(d, _lines(HEAD, *recs) + '{"ip": "10.0.0.9", "seria')      # the power went mid-record
+    spool, log = _start(d)
+    assert not _staged_left(d)
+    adopted = before[-1] + 1
+    assert spool.ids() == before + [adopted]
+    assert "%010d-%d.b" % (adopted, COUNTERS) in os.listdir(d + "/spool")   # the class of its scan
+    assert "recovered 3 records an interrupted sweep staged as batch %d, 1 cut line(s) skipped" % adopted in log, log
+    assert log.startswith("W spool:"), log      # a line was lost: a warning
+    for ident in before:
+        spool.ack(ident)
+    with LogCapture() as log:
+        assert spool.peek(read_batch) == (adopted, dict(HEAD, records=recs))
+    assert "1 record line(s) cut" in log.text()
+    assert spool.put(b"next") == adopted + 1
+    spool.ack(adopted)
+    assert Spool(d + "/spool").put(b"after") == adopted + 2       # ids never repeat across a start
+
+
+def test_a_whole_staged_batch_is_recovered_with_an_info_line_and_its_scan_class():
+    for scan, klass in (("full", BULK), ("alerts", ALERTS), (None, BULK)):
+        d = _dir("whole")
+        _stage(d, _lines(dict(HEAD, scan=scan), _record(1)))
+        spool, log = _start(d)
+        assert spool.ids() == [1] and os.listdir(d + "/spool").count("0000000001-%d.b" % klass) == 1, scan
+        assert log == "I spool: recovered 1 records an interrupted sweep staged as batch 1", log
+
+
+def test_a_staged_file_without_a_record_or_a_batch_head_is_removed():
+    head = json.dumps(HEAD) + "\n"
+    rec = json.dumps(_record(1)) + "\n"
+    cases = {
+        "head only": (head, "I spool: staged batch holds no complete record (0 cut), removed"),
+        "empty": ("", "no head line"),
+        "head cut": (head[:20], "no head line"),
+        "head and a cut record": (head + rec[:30], "W spool: staged batch holds no complete record (1 cut), removed"),
+        "garbage head": ("\x00\xff garbage }{\n" + rec, "W spool: staged batch removed"),
+        "head not an object": ("[1, 2]\n" + rec, "not a batch head"),
+        "head with records": ('{"scan": "full", "records": []}\n' + rec, "not a batch head"),
+        "head of the wrong shape": ('{"scan": 7, "cycle": 1}\n' + rec, "scan is not a string"),
+        # longer than read_batch's HEAD_MAX: the same bound, never read further
+        "oversize head": (json.dumps(dict(HEAD, pad="x" * 1100)) + "\n" + rec, "no head line"),
+        "no line break at all": (json.dumps(dict(HEAD, pad="y" * 5000)), "no head line"),
+    }
+    for name, (text, said) in cases.items():
+        d = _dir("removed")
+        spool = Spool(d + "/spool")
+        kept = spool.put(b"kept")
+        if name == "garbage head":
+            with open(d + "/spool/" + STAGED, "wb") as f:       # bytes no text decoder takes either
+                f.write(text.encode()[:2] + b"\xff\xfe" + text.encode()[2:])
+        else:
+            _stage(d, text)
+        spool, log = _start(d)
+        assert not _staged_left(d), name
+        assert spool.ids() == [kept], (name, spool.ids())
+        assert said in log and len(log.split("\n")) == 1, (name, log)
+        assert spool.put(b"next") == kept + 1, name
+
+
+def test_other_tmp_files_stay_deleted_and_only_the_staged_one_is_kept():
+    d = _dir("others")
+    _stage(d, _lines(HEAD, _record(1)))
+    for name in ("0000000007.tmp", "last.tmp", "epoch.tmp"):
+        with open(d + "/spool/" + name, "w") as f:
+            f.write(_lines(HEAD, _record(2)))      # records or not: a write that never became a batch
+    spool, _ = _start(d)
+    assert sorted(os.listdir(d + "/spool")) == ["0000000001-1.b", "epoch"], os.listdir(d + "/spool")
+
+
+def test_a_rename_the_flash_refuses_is_logged_and_the_next_start_adopts():
+    d = _dir("refused")
+    _stage(d, _lines(HEAD, _record(1), _record(2)))
+    for errno in (port.EIO, port.ENOSPC):     # ENOSPC with nothing to evict: refused the same
+        port.set_flash_fault(lambda op, path, errno=errno: errno if op == "rename" and path.endswith(".b") else 0)
+        try:
+            spool, log = _start(d)
+        finally:
+            port.set_flash_fault(None)
+        assert len(spool) == 0 and _staged_left(d)
+        assert log.startswith("W spool: 2 staged records not recovered yet, left staged: OSError(%d" % errno), log
+        meanwhile = spool.put(b"meanwhile")     # the box goes on
+        spool.ack(meanwhile)
+    spool, log = _start(d)    # the flash works again
+    assert spool.ids() == [meanwhile + 1] and not _staged_left(d) and "recovered 2 records" in log, log
+
+
+def test_a_full_flash_evicts_for_the_adopted_batch_as_for_any_other():
+    d = _dir("full")
+    spool = Spool(d + "/spool")
+    bulk = spool.put(b"bulk", BULK)
+    alerts = spool.put(b"alerts", ALERTS)
+    _stage(d, _lines(HEAD, _record(1)))
+    once = [True]
+
+    def full_once(op, path):
+        if op == "rename" and path.endswith(".b") and once[0]:
+            once[0] = False
+            return port.ENOSPC
+        return 0
+    port.set_flash_fault(full_once)
+    try:
+        spool, log = _start(d)
+    finally:
+        port.set_flash_fault(None)
+    assert spool.ids() == [alerts, alerts + 1] and spool.evicted_ids == [bulk], (spool.ids(), spool.evicted_ids)
+
+
+def test_an_unreadable_or_oversized_staged_file_is_removed_and_the_spool_starts():
+    d = _dir("unreadable")
+    _stage(d, _lines(HEAD, _record(1)))
+    port.set_flash_fault(lambda op, path: port.EIO if op == "read" and path.endswith(STAGED) else 0)
+    try:
+        spool, log = _start(d)
+    finally:
+        port.set_flash_fault(None)
+    assert len(spool) == 0 and not _staged_left(d)
+    assert log.startswith("W spool: staged batch unusable, removed: OSError(5"), log
+    # larger than the spool may hold: it could only push every other batch out
+    _stage(d, _lines(HEAD, *[_record(i, 500) for i in range(8)]))
+    spool, log = _start(d, max_bytes=4096)
+    assert len(spool) == 0 and not _staged_left(d)
+    assert "more than the spool holds" in log, log
+
+
+def test_a_record_line_longer_than_the_parse_bound_is_judged_by_its_shape():
+    d = _dir("long")
+    big = _record(1, STAGED_LINE_MAX * 2)
+    # a long record cut by a refused write, then the next record on a line of its own
+    cut_long = json.dumps(_record(2, STAGED_LINE_MAX + 10))[:STAGED_LINE_MAX + 100] + "\n"
+    _stage(d, _lines(HEAD) + cut_long + _lines(big, _record(3)) + json.dumps(_record(4, STAGED_LINE_MAX * 3))[:-1])
+    spool, log = _start(d)
+    assert "recovered 2 records" in log and "2 cut line(s)" in log, log
+    with LogCapture():
+        assert spool.peek(read_batch) == (1, dict(HEAD, records=[big, _record(3)]))
+
+
+def test_each_staged_record_is_on_flash_when_add_returns():
+    # LittleFS keeps only what a file's last commit held: a record not committed is gone at a cut
+    d = _dir("sync")
+    spool = Spool(d + "/spool")
+    staged = BatchFile(spool.staged, lambda: dict(HEAD))
+    for i in range(3):
+        staged.add(_record(i))
+        with open(spool.staged) as f:       # another reader, as the next start's spool would be
+            lines = f.read().split("\n")
+        assert [json.loads(line) for line in lines[:-1]] == [HEAD] + [_record(j) for j in range(i + 1)], i
+        assert lines[-1] == "", i
+    staged._close()      # the power goes: the spool's next start takes the batch
+    spool, _ = _start(d)
+    with LogCapture():
+        assert spool.peek(read_batch) == (1, dict(HEAD, records=[_record(i) for i in range(3)]))
