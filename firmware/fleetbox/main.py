@@ -47,9 +47,22 @@ class App:
         self.packs = pack.Packs(board.data_dir)
         self.profiles = self.packs.load()
         self.devices = devstate.DeviceState(board.data_dir + "/devices.json")
+        if self.spool.recovered is not None:
+            self._recall(self.spool.recovered)
         # offers ride the upload answers
         self.updates = updagent.Agent(board, identity, self.uplink, VERSION, self.packs)
         self.statics = devstate.Statics(board.data_dir + "/statics")
+
+    def _recall(self, ident):
+        """Device memory as the recovered batch's records left it: the sweep that made them was cut
+        before its save (docs/uplink.md "Batch files"). Record by record, as the spool checked them;
+        a failure costs only the memory's update."""
+        try:
+            with port.open_read(self.spool.path_of(ident)) as f:
+                spool_mod.staged_records(f, self.devices.recall)
+            self.devices.save()
+        except Exception as e:  # noqa: BLE001  (the batch itself is safe in the spool; the box starts)
+            log(port.WARN, "device memory not updated from recovered batch %d: %r" % (ident, e))
 
     def _head(self, scan, started):
         head = {"scan": scan, "cycle": started}

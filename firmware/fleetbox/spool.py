@@ -102,11 +102,12 @@ def read_batch(f):
     return batch
 
 
-def staged_records(f):
+def staged_records(f, each=None):
     """(head, records, cut) of a staging file open in text mode: its head line (as
     `read_batch` reads it, ValueError when it is not a batch head) and how many lines after it
     are records and how many are not (cut by a failed write or the power). Line by line,
-    holding at most STAGED_LINE_MAX characters: the file may be anything a fault left."""
+    holding at most STAGED_LINE_MAX characters: the file may be anything a fault left.
+    `each(record)` is called with every record that fits that bound."""
     line = f.readline(HEAD_MAX)
     if not line.endswith("\n"):
         raise ValueError("no head line")
@@ -127,9 +128,13 @@ def staged_records(f):
             continue
         if line.endswith("\n"):
             try:
-                ok = isinstance(json.loads(line), dict)
+                line = json.loads(line)
             except ValueError:
-                ok = False
+                pass
+            ok = isinstance(line, dict)
+            if ok and each is not None:
+                each(line)
+            line = None
         else:
             # longer than the bound, or cut by the power at the end of the file
             ok = line[0] == "{"
@@ -220,7 +225,7 @@ class Spool:
         self._next = max(self._ids[-1] if self._ids else 0, self._read_last()) + 1
         self.epoch = self._epoch()
         self.staged = self._path(STAGED)
-        self.adopt_staged()
+        self.recovered = self.adopt_staged()     # the id of what an interrupted sweep left, or None
 
     def _epoch(self):
         """A random number born with this spool: after a wiped data partition upload ids restart,
@@ -254,6 +259,10 @@ class Spool:
 
     def _file(self, ident):
         return self._path("%010d-%d%s" % (ident, self._class[ident], SUFFIX))
+
+    def path_of(self, ident):
+        """The file of batch `ident` (held by the spool)."""
+        return self._file(ident)
 
     def __len__(self):
         return len(self._ids)

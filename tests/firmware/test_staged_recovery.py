@@ -6,7 +6,7 @@ import json
 import os
 
 from check import LogCapture, fresh_dir
-from fleetbox import port
+from fleetbox import devstate, port
 from fleetbox.batchfile import BatchFile
 from fleetbox.spool import ALERTS, BULK, COUNTERS, STAGED, STAGED_LINE_MAX, Spool, read_batch
 
@@ -201,3 +201,44 @@ def test_each_staged_record_is_on_flash_when_add_returns():
     spool, _ = _start(d)
     with LogCapture():
         assert spool.peek(read_batch) == (1, dict(HEAD, records=[_record(i) for i in range(3)]))
+
+
+def test_device_memory_takes_back_what_a_recovered_record_says():
+    # the sweep that made the record was cut before device memory was saved
+    mem = devstate.DeviceState()
+    mem.update("@10.0.0.1", seen=1, q=2, qs=1, pw="on")
+    mem.update("S1", c={"total": 40}, t=1700000000)
+    rec = dict(_record(1), first_seen=1600000000, mac="02:00:00:00:00:01", counters={"total": 50, "odd": 3},
+               status={"power": "sleep"})
+    mem.recall(rec)
+    assert mem.get("S1") == {"c": {"total": 50}, "t": rec["collected_at"], "f": 1600000000}, mem.get("S1")
+    assert mem.was_seen("10.0.0.1") and not mem.quiet("10.0.0.1")          # answered: no backoff left
+    assert mem.last_identity("10.0.0.1") == ("S1", "02:00:00:00:00:01")
+    assert mem.fell_silent("10.0.0.1") == "asleep"       # silent next sweep: reported as last seen
+    # an older reading changes neither the counters kept nor when the box first collected it
+    mem.recall(dict(rec, collected_at=1, first_seen=1500000000, counters={"total": 1}))
+    assert mem.get("S1") == {"c": {"total": 50}, "t": rec["collected_at"], "f": 1600000000}, mem.get("S1")
+    # a record without an address or with odd fields is passed over
+    mem.recall({"serial": "S9"})
+    mem.recall({"ip": "10.0.0.9", "first_seen": "yesterday", "counters": [1], "collected_at": None})
+    assert mem.get("S9") == {} and mem.get("@10.0.0.9").get("f") is None
+
+
+def test_the_box_starts_with_the_recovered_batch_queued_and_its_devices_remembered():
+    from test_cycle_errors import Box
+    recs = [dict(_record(i), first_seen=1600000000 + i, counters={"total": 10 + i}) for i in (1, 2)]
+
+    def cut_mid_sweep(d):
+        os.mkdir(d + "/spool")
+        _stage(d, _lines({"scan": "full", "cycle": 1700000000}, *recs) + '{"ip": "10.0.0.3", "se')
+
+    with LogCapture(port.INFO) as log:
+        box = Box("recovered", {}, 1, cut_mid_sweep)
+    mem = box.app.devices
+    assert "recovered 2 records an interrupted sweep staged as batch 1" in log.text(), log.text()
+    assert [mem.get("S%d" % i).get("f") for i in (1, 2)] == [1600000001, 1600000002]
+    assert mem.was_seen("10.0.0.2") and not mem.dirty       # saved: another cut keeps it
+    box.run()
+    # the recovered batch goes up before the cycle's own, under the next id; nothing is left
+    assert box.uploads == [1, 1] and len(box.app.spool) == 0, box.uploads
+    assert box.app.uplink.stats["sent"] == 2
