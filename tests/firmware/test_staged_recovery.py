@@ -242,3 +242,31 @@ def test_the_box_starts_with_the_recovered_batch_queued_and_its_devices_remember
     # the recovered batch goes up before the cycle's own, under the next id; nothing is left
     assert box.uploads == [1, 1] and len(box.app.spool) == 0, box.uploads
     assert box.app.uplink.stats["sent"] == 2
+
+
+def test_the_documented_vector():
+    # docs/uplink.md "Batch files", Vector (staged): a spool holding batches 4 and 5, spool/last 5
+    d = _dir("vector")
+    os.mkdir(d + "/spool")
+    for name in ("0000000004-0.b", "0000000005-0.b"):
+        with open(d + "/spool/" + name, "w") as f:
+            f.write('{"scan": "full", "cycle": 1, "records": []}')
+    with open(d + "/spool/last", "w") as f:
+        f.write("5")
+    text = ('{"scan": "counters", "cycle": 7}\n{"ip": "10.0.0.1", "collected_at": 7, "uptime_s": 3}\n'
+            '{"ip": "10.0.0.2", "collected_at": 7, "uptime_s": 4}\n{"ip": "10.0.0.3", "col')
+    _stage(d, text)
+    spool, log = _start(d)
+    assert log == "W spool: recovered 2 records an interrupted sweep staged as batch 6, 1 cut line(s) skipped", log
+    assert sorted(n for n in os.listdir(d + "/spool") if n.endswith(".b")) == [
+        "0000000004-0.b", "0000000005-0.b", "0000000006-1.b"]
+    spool.ack(4)
+    spool.ack(5)
+    with LogCapture():
+        assert spool.peek(read_batch) == (6, {"scan": "counters", "cycle": 7, "records": [
+            {"ip": "10.0.0.1", "collected_at": 7, "uptime_s": 3},
+            {"ip": "10.0.0.2", "collected_at": 7, "uptime_s": 4}]})
+    assert spool.put(b"next") == 7
+    _stage(d, text[:text.index("\n") + 1])
+    spool, log = _start(d)
+    assert not _staged_left(d) and spool.ids() == [6, 7], log
