@@ -43,7 +43,7 @@ DEFAULT_MAX_BYTES = 384 * 1024
 STAGED = "batch.tmp"    # the sweep's staging file (fleetbox.batchfile), in the spool's folder
 # characters of a staged record line parsed at start; a longer one is judged by its shape
 # (a "{" first, "}" last): the check holds no more than this in RAM whatever the file holds
-STAGED_LINE_MAX = 4096
+STAGED_LINE_MAX = 8192
 _MAX_DEPTH = 24     # containers nested in a record (CBOR refuses beyond 32 with the envelope's own)
 # A put that meets a full flash evicts until it has freed this much; past it the flash is
 # failing rather than full of batches, and evicting more would only lose them.
