@@ -43,7 +43,8 @@ def test_a_sweep_killed_mid_batch_loses_no_staged_record(tmp_path):
                 staged.append(line.split()[1])
         time.sleep(rng.uniform(0, 0.02))
         os.killpg(p.pid, signal.SIGKILL)
-        rest = p.communicate(timeout=60)[0]
+        rest = p.stdout.read()      # (what the reads above buffered too: communicate would skip it)
+        p.wait(60)
         # what it said before the power went (a line the kill cut short is no evidence)
         staged += [line.split()[1] for line in rest.split("\n")[:-1] if line.startswith("staged ")]
 
