@@ -103,7 +103,8 @@ class App:
         started = port.time_s()
         # records go to flash as they come, each batch headed by its scan and cycle; what an
         # earlier sweep left staged (its rename refused) becomes a batch first, not overwritten
-        self.spool.adopt_staged()
+        if self.spool.adopt_staged() is None and port.exists(self.spool.staged):
+            log(port.WARN, "staged records overwritten: the flash refused their batch twice")
         pending = BatchFile(self.spool.staged, lambda: self._head(scan, started))
         quiet = []      # markers of devices seen before and silent now (docs/collection.md)
 

@@ -270,3 +270,27 @@ def test_the_documented_vector():
     _stage(d, text[:text.index("\n") + 1])
     spool, log = _start(d)
     assert not _staged_left(d) and spool.ids() == [6, 7], log
+
+
+def test_a_sweep_adopts_what_the_last_one_left_staged_and_warns_when_it_cannot():
+    from test_cycle_errors import Box
+    # cycle 1's batch is refused at its end (its record stays staged); cycle 2's sweep tries to
+    # adopt it first and the flash refuses again: staged over, with a warning; cycle 3 is clean
+    box = Box("twice", {1: "spool"}, 3)
+    wait = box.app.wait
+
+    def refuse_once(path, klass=0):
+        del box.app.spool.put_file
+        raise OSError(port.EIO)
+
+    async def wait_then_refuse(seconds):
+        if box.app.cycle == 1:
+            box.app.spool.put_file = refuse_once
+        await wait(seconds)
+    box.app.wait = wait_then_refuse
+    with LogCapture(port.INFO) as log:
+        box.run()
+    text = log.text()
+    assert "W spool: 1 staged records not recovered yet, left staged: OSError(5" in text, text
+    assert "W main: staged records overwritten: the flash refused their batch twice" in text, text
+    assert box.uploads == [2, 3] and len(box.app.spool) == 0, box.uploads
