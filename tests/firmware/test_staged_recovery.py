@@ -4,8 +4,9 @@ starting. Both runtimes (flash faults through port.set_flash_fault, as the sim b
 flash switch)."""
 import json
 import os
+from binascii import hexlify
 
-from check import LogCapture, fresh_dir
+from check import LogCapture, fresh_dir, rmtree
 from fleetbox import devstate, port
 from fleetbox.batchfile import BatchFile
 from fleetbox.spool import ALERTS, BULK, COUNTERS, STAGED, STAGED_LINE_MAX, Spool, read_batch
@@ -18,8 +19,12 @@ def _record(i, pad=40):
             "model": "Mödel €" + "x" * pad}
 
 
+# a directory of this run's own: other checkouts on the machine run these tests at the same time
+_RUN = hexlify(port.urandom(4)).decode()
+
+
 def _dir(name):
-    return fresh_dir("/tmp/fb-staged-" + name)
+    return fresh_dir("/tmp/fb-staged-%s-%s" % (name, _RUN))
 
 
 def _stage(d, text):
@@ -66,6 +71,7 @@ def test_a_staged_batch_with_a_cut_last_line_is_adopted_and_the_next_ids_follow(
     assert spool.put(b"next") == adopted + 1
     spool.ack(adopted)
     assert Spool(d + "/spool").put(b"after") == adopted + 2       # ids never repeat across a start
+    rmtree(d)
 
 
 def test_a_whole_staged_batch_is_recovered_with_an_info_line_and_its_scan_class():
@@ -75,6 +81,7 @@ def test_a_whole_staged_batch_is_recovered_with_an_info_line_and_its_scan_class(
         spool, log = _start(d)
         assert spool.ids() == [1] and os.listdir(d + "/spool").count("0000000001-%d.b" % klass) == 1, scan
         assert log == "I spool: recovered 1 records an interrupted sweep staged as batch 1", log
+    rmtree(d)
 
 
 def test_a_staged_file_without_a_record_or_a_batch_head_is_removed():
@@ -107,6 +114,7 @@ def test_a_staged_file_without_a_record_or_a_batch_head_is_removed():
         assert spool.ids() == [kept], (name, spool.ids())
         assert said in log and len(log.split("\n")) == 1, (name, log)
         assert spool.put(b"next") == kept + 1, name
+    rmtree(d)
 
 
 def test_other_tmp_files_stay_deleted_and_only_the_staged_one_is_kept():
@@ -117,6 +125,7 @@ def test_other_tmp_files_stay_deleted_and_only_the_staged_one_is_kept():
             f.write(_lines(HEAD, _record(2)))      # records or not: a write that never became a batch
     spool, _ = _start(d)
     assert sorted(os.listdir(d + "/spool")) == ["0000000001-1.b", "epoch"], os.listdir(d + "/spool")
+    rmtree(d)
 
 
 def test_a_rename_the_flash_refuses_is_logged_and_the_next_start_adopts():
@@ -134,6 +143,7 @@ def test_a_rename_the_flash_refuses_is_logged_and_the_next_start_adopts():
         spool.ack(meanwhile)
     spool, log = _start(d)    # the flash works again
     assert spool.ids() == [meanwhile + 1] and not _staged_left(d) and "recovered 2 records" in log, log
+    rmtree(d)
 
 
 def test_a_full_flash_evicts_for_the_adopted_batch_as_for_any_other():
@@ -155,6 +165,7 @@ def test_a_full_flash_evicts_for_the_adopted_batch_as_for_any_other():
     finally:
         port.set_flash_fault(None)
     assert spool.ids() == [alerts, alerts + 1] and spool.evicted_ids == [bulk], (spool.ids(), spool.evicted_ids)
+    rmtree(d)
 
 
 def test_an_unreadable_or_oversized_staged_file_is_removed_and_the_spool_starts():
@@ -172,6 +183,7 @@ def test_an_unreadable_or_oversized_staged_file_is_removed_and_the_spool_starts(
     spool, log = _start(d, max_bytes=4096)
     assert len(spool) == 0 and not _staged_left(d)
     assert "more than the spool holds" in log, log
+    rmtree(d)
 
 
 def test_a_record_line_longer_than_the_parse_bound_is_judged_by_its_shape():
@@ -184,6 +196,7 @@ def test_a_record_line_longer_than_the_parse_bound_is_judged_by_its_shape():
     assert "recovered 2 records" in log and "2 cut line(s)" in log, log
     with LogCapture():
         assert spool.peek(read_batch) == (1, dict(HEAD, records=[big, _record(3)]))
+    rmtree(d)
 
 
 def test_each_staged_record_is_on_flash_when_add_returns():
@@ -201,6 +214,7 @@ def test_each_staged_record_is_on_flash_when_add_returns():
     spool, _ = _start(d)
     with LogCapture():
         assert spool.peek(read_batch) == (1, dict(HEAD, records=[_record(i) for i in range(3)]))
+    rmtree(d)
 
 
 def test_device_memory_takes_back_what_a_recovered_record_says():
@@ -270,6 +284,7 @@ def test_the_documented_vector():
     _stage(d, text[:text.index("\n") + 1])
     spool, log = _start(d)
     assert not _staged_left(d) and spool.ids() == [6, 7], log
+    rmtree(d)
 
 
 def test_a_sweep_adopts_what_the_last_one_left_staged_and_warns_when_it_cannot():
