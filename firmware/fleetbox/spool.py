@@ -291,9 +291,9 @@ class Spool:
         """Take what an interrupted sweep staged (`STAGED`) as a batch: a fresh id, the class of
         its head's scan, eviction as for put_file. Returns its id; None when nothing was staged,
         or nothing worth keeping (a head line that is no batch head, longer than HEAD_MAX or
-        without its line break; no complete record; a file larger than the spool may hold;
-        unreadable): then the file is removed. A rename the flash refuses leaves it staged for
-        the next try (the next start, or the next sweep before it stages). Never raises: a fault
+        without its line break; no complete record; a file larger than the spool may hold):
+        then the file is removed. A read or rename the flash refuses leaves it staged for the
+        next try (the next start, or the next sweep before it stages). Never raises: a fault
         here must not stop the box from starting, on every start."""
         path = self.staged
         try:
@@ -302,6 +302,10 @@ class Spool:
             return None     # nothing staged
         try:
             return self._adopt(path, size)
+        except OSError as e:
+            # the flash failed to read it (or to rename it): nothing says the records are gone
+            log("spool", WARN, "staged batch not recovered yet, left staged: %r" % e)
+            return None
         except Exception as e:  # noqa: BLE001  (whatever it is, the box starts without the file)
             log("spool", WARN, "staged batch unusable, removed: %r" % e)
             _remove(path)
