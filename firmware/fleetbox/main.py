@@ -31,7 +31,12 @@ class App:
     def __init__(self, board, cfg, identity, box_health=None, prov=None):
         self.board = board
         self.cfg = cfg
+        self.devices = devstate.DeviceState(board.data_dir + "/devices.json")
+        # the spool adopts what a cut left staged; device memory takes those records back at once:
+        # a start that fails after this point and is tried again would not find them staged
         self.spool = Spool(board.data_dir + "/spool", cfg["spool_max"], cfg.get("spool_max_bytes"))
+        if self.spool.recovered is not None:
+            self._recall(self.spool.recovered)
         self.uplink = uplink.Uplink(cfg, identity, board.data_dir)
         self.health_running = box_health is not None
         self.health = box_health or health.Health(board)
@@ -46,9 +51,6 @@ class App:
         # Vendor profiles: a signed pack that verifies wins over the firmware's own copy.
         self.packs = pack.Packs(board.data_dir)
         self.profiles = self.packs.load()
-        self.devices = devstate.DeviceState(board.data_dir + "/devices.json")
-        if self.spool.recovered is not None:
-            self._recall(self.spool.recovered)
         # offers ride the upload answers
         self.updates = updagent.Agent(board, identity, self.uplink, VERSION, self.packs)
         self.statics = devstate.Statics(board.data_dir + "/statics")
