@@ -10,7 +10,8 @@ cloud replies (the simulator's `hostile` command: liberty, rescue or both answer
 replies, simulator/hostile.py, one mode after another). At the end every fault is healed and
 the box given time to drain, then:
 
-- lost: readings in batches the box spooled (its log: "spooled batch N") that the cloud's
+- lost: readings in batches the box spooled (its log: "spooled batch N", or "recovered ... as batch
+  N" for what a power cut left staged) that the cloud's
   store does not hold, except those the spool's policy dropped (evicted to make room,
   unreadable): every reading that policy keeps must arrive;
 - duplicated: readings the store holds beyond the records of the uploads it stored (each upload
@@ -45,6 +46,8 @@ PORTS = {"snmp": 27161, "cloud": 27443, "web": {80: 27080, 443: 27444}, "liberty
          "rescue": "127.77.27.2"}
 
 SPOOLED = re.compile(r"^I main: spooled batch (\d+): (\S+), cycle (\d+), (\d+) records")
+# a batch a power cut left staged, adopted when the box started again (docs/uplink.md "Batch files")
+RECOVERED = re.compile(r"^[IW] spool: recovered (\d+) records an interrupted sweep staged as batch (\d+)")
 EVICTED = re.compile(r"^W main: spool full: evicted batches ([\d ]+)")
 UNREADABLE = re.compile(r"^W spool: batch (\d+) unreadable, dropped")
 CYCLE_FAILED = re.compile(r"^E main: cycle \d+ failed at (\w+)")
@@ -219,6 +222,10 @@ class Soak:
             m = SPOOLED.match(line)
             if m:
                 spooled[int(m.group(1))] = int(m.group(4))
+                continue
+            m = RECOVERED.match(line)
+            if m:
+                spooled[int(m.group(2))] = int(m.group(1))
                 continue
             m = EVICTED.match(line) or UNREADABLE.match(line)
             if m:

@@ -71,7 +71,7 @@ async def main():
     runs = []
     found = [0]
     head = {"scan": opts["kind"], "cycle": 0}
-    staged = batchfile.BatchFile(opts["spool"] + "/batch.tmp", lambda: head) if box_spool is not None else None
+    staged = batchfile.BatchFile(box_spool.staged, lambda: head) if box_spool is not None else None
 
     def emit(rec):
         found[0] += 1

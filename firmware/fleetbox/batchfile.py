@@ -1,16 +1,18 @@
 """A sweep's records on flash as they are made, one line each; the file becomes a spool batch.
 
-The staging file beside the spool starts with the batch's head (scan, cycle, h) on a line
-of its own; each record the collector hands over is appended (json.dump streams it) as one
-more line. When the batch is complete the spool takes the file as it is, by a rename
-(`Spool.put_file`): the flash writes a batch once, and the heap never holds more than the
-record being written. The format is docs/uplink.md "Batch files".
+The staging file (`spool.STAGED`, in the spool's folder) starts with the batch's head
+(scan, cycle, h) on a line of its own; each record the collector hands over is appended
+(json.dump streams it) as one more line and committed to flash (`port.sync_write`) before
+`add` returns. When the batch is complete the spool takes the file as it is, by a rename
+(`Spool.put_file`): the heap never holds more than the record being written. The format is
+docs/uplink.md "Batch files".
 
 A write the flash refuses (ENOSPC, EIO) costs only the record being written: its line may
 be left cut, the next record starts on a line of its own after it, and a cut line is
-skipped (and counted) when the batch is read (`spool.read_batch`). The staging name ends
-in `.tmp`, so a power cut leaves nothing the spool keeps (it deletes such files when it
-starts), as records held in RAM would have been lost.
+skipped (and counted) when the batch is read (`spool.read_batch`). A power cut, reset or
+crash leaves the file staged with every record `add` returned for (LittleFS keeps only
+what a file's last commit held: hence the commit per record); the spool adopts it as a
+batch when it starts (`Spool.adopt_staged`).
 """
 import json
 
@@ -55,6 +57,7 @@ class BatchFile:
                 self._torn = False
             json.dump(rec, out)
             out.write("\n")
+            port.sync_write(self._f, self.path)    # on flash before the sweep goes on: a power cut keeps it
         except BaseException:
             self.lost += 1
             self._torn = True

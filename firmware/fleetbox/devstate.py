@@ -112,6 +112,26 @@ class DeviceState:
             self.update(key, f=now)
         return f
 
+    # ------------------------------------------------------------------ after a power cut
+    def recall(self, rec):
+        """Take back what `rec`, a record that reached flash, tells of its device, when the save at
+        the end of the sweep that made it never came (a power cut mid-sweep; the spool recovered the
+        record): when the box first collected the device (the cloud must not see it move later), that
+        the address gave a record and answers (its silence is reported, not backed off), its counters
+        when newer than those kept (the next reading is checked against them)."""
+        host = rec.get("ip")
+        if not isinstance(host, str):
+            return
+        key = rec.get("serial") or ("@" + host)
+        first = rec.get("first_seen")
+        if isinstance(first, int) and not isinstance(self.get(key).get("f"), int):
+            self.update(key, f=first)
+        self.answers_again(host)
+        self.saw(host, rec.get("serial"), rec.get("mac"), (rec.get("status") or {}).get("power"))
+        at, counters = rec.get("collected_at"), rec.get("counters")
+        if isinstance(counters, dict) and isinstance(at, int) and at > self.get(key).get("t", 0):
+            self.keep_counters(key, counters, at)
+
     # ------------------------------------------------------------------ credentials
     def preferred_credential(self, host):
         """Index of the discovery credential that answered last (tried first): 0 by default."""

@@ -31,7 +31,12 @@ class App:
     def __init__(self, board, cfg, identity, box_health=None, prov=None):
         self.board = board
         self.cfg = cfg
+        self.devices = devstate.DeviceState(board.data_dir + "/devices.json")
+        # the spool adopts what a cut left staged; device memory takes those records back at once:
+        # a start that fails after this point and is tried again would not find them staged
         self.spool = Spool(board.data_dir + "/spool", cfg["spool_max"], cfg.get("spool_max_bytes"))
+        if self.spool.recovered is not None:
+            self._recall(self.spool.recovered)
         self.uplink = uplink.Uplink(cfg, identity, board.data_dir)
         self.health_running = box_health is not None
         self.health = box_health or health.Health(board)
@@ -46,10 +51,20 @@ class App:
         # Vendor profiles: a signed pack that verifies wins over the firmware's own copy.
         self.packs = pack.Packs(board.data_dir)
         self.profiles = self.packs.load()
-        self.devices = devstate.DeviceState(board.data_dir + "/devices.json")
         # offers ride the upload answers
         self.updates = updagent.Agent(board, identity, self.uplink, VERSION, self.packs)
         self.statics = devstate.Statics(board.data_dir + "/statics")
+
+    def _recall(self, ident):
+        """Device memory as the recovered batch's records left it: the sweep that made them was cut
+        before its save (docs/uplink.md "Batch files"). Record by record, as the spool checked them;
+        a failure costs only the memory's update."""
+        try:
+            with port.open_read(self.spool.path_of(ident)) as f:
+                spool_mod.staged_records(f, self.devices.recall)
+            self.devices.save()
+        except Exception as e:  # noqa: BLE001  (the batch itself is safe in the spool; the box starts)
+            log(port.WARN, "device memory not updated from recovered batch %d: %r" % (ident, e))
 
     def _head(self, scan, started):
         head = {"scan": scan, "cycle": started}
@@ -60,7 +75,7 @@ class App:
 
     def _spool(self, scan, started, records):
         # JSON on flash: the uplink reads it back to send only what changed (fleetbox.delta).
-        klass = {"counters": spool_mod.COUNTERS, "alerts": spool_mod.ALERTS}.get(scan, spool_mod.BULK)
+        klass = spool_mod.scan_class(scan)
         stage, self.stage = self.stage, "spool"
         evicted = self.spool.evicted
         try:
@@ -88,8 +103,11 @@ class App:
         cfg = self.cfg
         self.stage = "collect"
         started = port.time_s()
-        # records go to flash as they come, each batch headed by its scan and cycle
-        pending = BatchFile(self.spool.dir + "/batch.tmp", lambda: self._head(scan, started))
+        # records go to flash as they come, each batch headed by its scan and cycle; what an
+        # earlier sweep left staged (its rename refused) becomes a batch first, not overwritten
+        if self.spool.adopt_staged() is None and port.exists(self.spool.staged):
+            log(port.WARN, "staged records overwritten: the flash refused their batch twice")
+        pending = BatchFile(self.spool.staged, lambda: self._head(scan, started))
         quiet = []      # markers of devices seen before and silent now (docs/collection.md)
 
         def on_record(rec):

@@ -15,6 +15,12 @@ A batch on flash is either lines (a head line, then one record per line: what
 fleetbox.batchfile stages and `put_file` adopts by a rename) or one JSON object; both read
 back through `read_batch` (docs/uplink.md "Batch files").
 
+The staging file (`STAGED`, beside the batches) is the spool's too: at start, whatever an
+interrupted sweep left there (power cut, reset, crash, a rename the flash refused) becomes a
+batch like any other when it holds a record (`adopt_staged`). The spool decides it, not the
+box's start-up: the spool already clears its folder's other `.tmp` files (writes that never
+became batches), and keeping or deleting is one decision about one folder.
+
 A batch read back must have the shape the uplink encodes ({"scan", "cycle", "records":
 [{...}]}); one that does not (flash corruption that still parses, an older format) is
 dropped with a log like an unreadable one: at the head of the queue it would stop every
@@ -25,7 +31,7 @@ import os
 
 from fleetbox.atomicfile import atomic_write, remove_quietly as _remove
 from fleetbox import port
-from fleetbox.port import WARN, listdir, log, urandom
+from fleetbox.port import INFO, WARN, listdir, log, urandom
 
 SUFFIX = ".b"
 BULK, COUNTERS, ALERTS = 0, 1, 2
@@ -34,10 +40,19 @@ ENOSPC = 28
 # Default bound of the spool's bytes: the smallest data partition (esp32-poe, 864 KiB of
 # 4 KiB blocks) holds it with room for LittleFS's copy-on-write, config and uplink state.
 DEFAULT_MAX_BYTES = 384 * 1024
+STAGED = "batch.tmp"    # the sweep's staging file (fleetbox.batchfile), in the spool's folder
+# characters of a staged record line parsed at start; a longer one is judged by its shape
+# (a "{" first, "}" last): the check holds no more than this in RAM whatever the file holds
+STAGED_LINE_MAX = 8192
 _MAX_DEPTH = 24     # containers nested in a record (CBOR refuses beyond 32 with the envelope's own)
 # A put that meets a full flash evicts until it has freed this much; past it the flash is
 # failing rather than full of batches, and evicting more would only lose them.
 FULL_EVICT_BYTES = 64 * 1024
+
+
+def scan_class(scan):
+    """The class a batch of the scan kind `scan` is spooled as."""
+    return COUNTERS if scan == "counters" else ALERTS if scan == "alerts" else BULK
 
 
 def _parse(name):
@@ -85,6 +100,59 @@ def read_batch(f):
     if cut:
         batch["cut"] = cut
     return batch
+
+
+def staged_records(f, each=None):
+    """(head, records, cut) of a staging file open in text mode: its head line (as
+    `read_batch` reads it, ValueError when it is not a batch head) and how many lines after it
+    are records and how many are not (cut by a failed write or the power). Line by line,
+    holding at most STAGED_LINE_MAX characters: the file may be anything a fault left.
+    `each(record)` is called with every record that fits that bound."""
+    line = f.readline(HEAD_MAX)
+    if not line.endswith("\n"):
+        raise ValueError("no head line")
+    head = json.loads(line)
+    if not isinstance(head, dict) or "records" in head:
+        raise ValueError("not a batch head")
+    head["records"] = []
+    problem = batch_problem(head)
+    if problem:
+        raise ValueError(problem)
+    del head["records"]
+    records = cut = 0
+    while True:
+        line = f.readline(STAGED_LINE_MAX)
+        if not line:
+            break
+        if line == "\n":
+            continue
+        if line.endswith("\n"):
+            try:
+                line = json.loads(line)
+            except ValueError:
+                pass
+            ok = isinstance(line, dict)
+            if ok and each is not None:
+                each(line)
+            line = None
+        else:
+            # longer than the bound, or cut by the power at the end of the file
+            ok = line[0] == "{"
+            tail = line[-1:]
+            while True:
+                line = f.readline(STAGED_LINE_MAX)
+                if not line:
+                    ok = False      # no line break: the write never finished
+                    break
+                tail = tail[-1:] + line[-2:]
+                if line.endswith("\n"):
+                    ok = ok and tail.endswith("}\n")
+                    break
+        if ok:
+            records += 1
+        else:
+            cut += 1
+    return head, records, cut
 
 
 def batch_problem(batch):
@@ -145,7 +213,7 @@ class Spool:
             if parsed:
                 self._class[parsed[0]] = parsed[1]
                 self._size[parsed[0]] = os.stat(self._path(name))[6]
-            elif name.endswith(".tmp"):
+            elif name.endswith(".tmp") and name != STAGED:
                 # A write that a power cut interrupted never became part of the spool.
                 _remove(self._path(name))
         self._ids = sorted(self._class)
@@ -156,6 +224,8 @@ class Spool:
         self._unnoted = None    # the newest id evicted while the flash was too full to note it
         self._next = max(self._ids[-1] if self._ids else 0, self._read_last()) + 1
         self.epoch = self._epoch()
+        self.staged = self._path(STAGED)
+        self.recovered = self.adopt_staged()     # the id of what an interrupted sweep left, or None
 
     def _epoch(self):
         """A random number born with this spool: after a wiped data partition upload ids restart,
@@ -190,6 +260,10 @@ class Spool:
     def _file(self, ident):
         return self._path("%010d-%d%s" % (ident, self._class[ident], SUFFIX))
 
+    def path_of(self, ident):
+        """The file of batch `ident` (held by the spool)."""
+        return self._file(ident)
+
     def __len__(self):
         return len(self._ids)
 
@@ -212,6 +286,53 @@ class Spool:
             port.rename(path, self._file(ident))
             return os.stat(self._file(ident))[6]
         return self._store(klass, adopt)
+
+    def adopt_staged(self):
+        """Take what an interrupted sweep staged (`STAGED`) as a batch: a fresh id, the class of
+        its head's scan, eviction as for put_file. Returns its id; None when nothing was staged,
+        or nothing worth keeping (a head line that is no batch head, longer than HEAD_MAX or
+        without its line break; no complete record; a file larger than the spool may hold):
+        then the file is removed. A read or rename the flash refuses leaves it staged for the
+        next try (the next start, or the next sweep before it stages). Never raises: a fault
+        here must not stop the box from starting, on every start."""
+        path = self.staged
+        try:
+            size = os.stat(path)[6]
+        except OSError:
+            return None     # nothing staged
+        try:
+            return self._adopt(path, size)
+        except OSError as e:
+            # the flash failed to read it (or to rename it): nothing says the records are gone
+            log("spool", WARN, "staged batch not recovered yet, left staged: %r" % e)
+            return None
+        except Exception as e:  # noqa: BLE001  (whatever it is, the box starts without the file)
+            log("spool", WARN, "staged batch unusable, removed: %r" % e)
+            _remove(path)
+            return None
+
+    def _adopt(self, path, size):
+        if size > self.max_bytes:
+            raise ValueError("%d bytes, more than the spool holds" % size)
+        try:
+            with port.open_read(path) as f:
+                head, records, cut = staged_records(f)
+        except ValueError as e:     # no head line, or a damaged one: nothing says what the lines are
+            log("spool", WARN, "staged batch removed: %s" % e)
+            _remove(path)
+            return None
+        if not records:
+            log("spool", INFO if not cut else WARN, "staged batch holds no complete record (%d cut), removed" % cut)
+            _remove(path)
+            return None
+        try:
+            ident = self.put_file(path, scan_class(head.get("scan")))
+        except OSError as e:
+            log("spool", WARN, "%d staged records not recovered yet, left staged: %r" % (records, e))
+            return None
+        log("spool", WARN if cut else INFO, "recovered %d records an interrupted sweep staged as batch %d%s"
+            % (records, ident, ", %d cut line(s) skipped" % cut if cut else ""))
+        return ident
 
     def _store(self, klass, write):
         ident = self._next
