@@ -147,14 +147,16 @@ def old_server(tmp, manifest):
     return proc, port, pki.der(pki.ensure_ca(state)[1])
 
 
-def claimed(directory, url, keys):
-    """The boxes of `keys` claimed in the database at `url` (its schema made by this checkout), their
-    envelope keys there; returns an empty factory manifest's path (provisioning on, nothing to add)."""
+def claimed(directory, url, keys, root):
+    """The boxes of `keys` claimed in the database at `url` (its schema made by the checkout at
+    `root`, whose service runs on it), their envelope keys there; returns an empty factory
+    manifest's path (provisioning on, nothing to add)."""
     from sqlalchemy import insert
 
     from cloud.provision_schema import provisioned
     from cloud.store import Store
-    store = Store(url)
+    subprocess.run([sys.executable, "-m", "cloud", "migrate", url], cwd=root, check=True, capture_output=True)
+    store = Store(url, migrate=False)
     try:
         with store.engine.begin() as c:
             c.execute(insert(provisioned), [{"serial": s, "cert": "-", "spki": "-", "claim_salt": "-",
@@ -233,7 +235,7 @@ def main():
                 url = "sqlite:///%s/cloud.sqlite" % d if backend == "sqlite" else cluster.create_database("b%d" % n)
                 top, client_ca = ["ingest_group = %d" % group], None
                 if key_kind == "provisioned":
-                    top.append('factory_manifest = "%s"' % claimed(d, url, keys))
+                    top.append('factory_manifest = "%s"' % claimed(d, url, keys, root))
                     client_ca = {"liberty": os.path.join(setup.dir, "ca.pem")}    # provisioning wants one
                 else:
                     shutil.copy(setup.manifest, os.path.join(d, "manifest.json"))
