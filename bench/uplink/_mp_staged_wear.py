@@ -34,8 +34,14 @@ class Counted(rom.Partition):
 
 with open(records_path) as f:
     records = json.load(f)
+# nocommit: the staging without commits; commit: a commit after every record; slow: the box's
+# bound (batchfile.COMMIT_MS) with a record every SLOW_MS (printers that take their time)
+SLOW_MS = 5000
+clock = [0]
 if mode == "nocommit":
-    port.sync_write = lambda f, path: None      # the staging as it was before the commit per record
+    port.sync_write = lambda f, path: None
+elif mode == "slow":
+    port.ticks_ms = lambda: clock[0]
 img = open(image, "w+b")
 img.write(b"\xff" * SIZE)
 img.flush()
@@ -44,12 +50,13 @@ vfs.VfsLfs2.mkfs(part)
 vfs.mount(vfs.VfsLfs2(part), "/d")
 spool = Spool("/d/spool")
 Counted.programmed = Counted.erased = 0
-staged = BatchFile(spool.staged, lambda: {"scan": "full", "cycle": 1764460800})
+staged = BatchFile(spool.staged, lambda: {"scan": "full", "cycle": 1764460800}, 0 if mode == "commit" else None)
 n = 0
 for _ in range(batches):
     for _ in range(8):
         staged.add(records[n % len(records)])
         n += 1
+        clock[0] += SLOW_MS
     staged.finish(spool, 0)
     if len(spool) > 16:
         spool.ack(spool.ids()[0])      # uploaded: the spool stays small, as on a box in touch with its cloud

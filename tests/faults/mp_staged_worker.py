@@ -19,7 +19,7 @@ sys.path.insert(0, root + "/board/sim")
 import vfs  # noqa: E402
 import hal  # noqa: E402
 import rom  # noqa: E402
-from fleetbox import config, main  # noqa: E402
+from fleetbox import batchfile, config, main  # noqa: E402
 from fleetbox.spool import read_batch  # noqa: E402
 
 f = open(image, "r+b")
@@ -50,6 +50,7 @@ cfg = config.check({"endpoints": [{"url": "https://127.0.0.1:8443/v1/upload", "n
                     "ca": "MAIFAA==", "pins": ["00" * 32], "targets": ["127.0.0.1"],
                     "intervals": {"counters": 60}})
 main.Trial = None
+batchfile.COMMIT_MS = 0     # every record committed as it is staged: each one a cut must not lose
 app = main.App(Board(), cfg, {"serial": "STAGED-1", "kid": 1, "device_key": "22" * 32})
 
 

@@ -7,7 +7,7 @@ import os
 from binascii import hexlify
 
 from check import LogCapture, fresh_dir, rmtree
-from fleetbox import devstate, port
+from fleetbox import batchfile, devstate, port
 from fleetbox.batchfile import BatchFile
 from fleetbox.spool import ALERTS, BULK, COUNTERS, STAGED, STAGED_LINE_MAX, Spool, read_batch
 
@@ -201,11 +201,11 @@ def test_a_record_line_longer_than_the_parse_bound_is_judged_by_its_shape():
     rmtree(d)
 
 
-def test_each_staged_record_is_on_flash_when_add_returns():
+def test_with_commit_ms_0_each_staged_record_is_on_flash_when_add_returns():
     # LittleFS keeps only what a file's last commit held: a record not committed is gone at a cut
     d = _dir("sync")
     spool = Spool(d + "/spool")
-    staged = BatchFile(spool.staged, lambda: dict(HEAD))
+    staged = BatchFile(spool.staged, lambda: dict(HEAD), commit_ms=0)
     for i in range(3):
         staged.add(_record(i))
         with open(spool.staged) as f:       # another reader, as the next start's spool would be
@@ -216,6 +216,28 @@ def test_each_staged_record_is_on_flash_when_add_returns():
     spool, _ = _start(d)
     with LogCapture():
         assert spool.peek(read_batch) == (1, dict(HEAD, records=[_record(i) for i in range(3)]))
+    rmtree(d)
+
+
+def test_a_record_is_committed_once_the_staged_batch_went_commit_ms_without_a_commit():
+    # a batch whose records come quickly costs the flash no commit; a slow one one per COMMIT_MS
+    d = _dir("commit")
+    clock, commits = [1000], []
+    ticks_ms, sync_write = port.ticks_ms, port.sync_write
+    port.ticks_ms = lambda: clock[0]
+    port.sync_write = lambda f, path: commits.append(clock[0]) or sync_write(f, path)
+    try:
+        assert BatchFile(d + "/x", lambda: dict(HEAD)).commit_ms == batchfile.COMMIT_MS == 20000
+        staged = BatchFile(d + "/batch.tmp", lambda: dict(HEAD), commit_ms=5000)
+        for at in (1000, 3000, 5999, 6000, 6500, 10999, 11000, 30000):     # the head is written at 1000
+            clock[0] = at
+            staged.add(_record(at))
+        assert commits == [6000, 11000, 30000], commits
+        staged._close()
+    finally:
+        port.ticks_ms, port.sync_write = ticks_ms, sync_write
+    with open(d + "/batch.tmp") as f:
+        assert len(f.read().split("\n")) == 10       # head, 8 records, the last line break
     rmtree(d)
 
 
