@@ -37,7 +37,7 @@ SUFFIX = ".b"
 BULK, COUNTERS, ALERTS = 0, 1, 2
 _LATEST_COUNTERS = 3
 ENOSPC = 28
-# Default bound of the spool's bytes: the smallest data partition (esp32-poe, 864 KiB of
+# Default bound of the spool's bytes: the smallest data partition (esp32-poe, 736 KiB of
 # 4 KiB blocks) holds it with room for LittleFS's copy-on-write, config and uplink state.
 DEFAULT_MAX_BYTES = 384 * 1024
 STAGED = "batch.tmp"    # the sweep's staging file (fleetbox.batchfile), in the spool's folder
