@@ -11,6 +11,8 @@ import os
 import sys
 import time
 
+import orjson
+
 
 def event(logger, level, name, msg, *args, **fields):
     """Log `msg % args` with event=name and the fields as structured data."""
@@ -28,7 +30,10 @@ class JsonFormatter(logging.Formatter):
         out.update(getattr(record, "fields", None) or {})
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, separators=(",", ":"))
+        try:    # orjson: a line per upload at info, a third of json.dumps's time
+            return orjson.dumps(out, default=str).decode()
+        except TypeError:   # what orjson cannot write (an integer beyond 64 bits, a key not text)
+            return json.dumps(out, default=str, separators=(",", ":"))
 
 
 def setup(level="info", stream=None):

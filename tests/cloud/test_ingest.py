@@ -178,6 +178,8 @@ def test_log_lines_are_one_json_object_each():
     lg.setLevel(logging.INFO)
     try:
         event(lg, logging.INFO, "stored", "stored upload %d from %s", 7, "FBX-1", box="FBX-1", upload=7)
+        # what orjson writes differently or not at all: text beyond ASCII, a huge integer, an object
+        event(lg, logging.INFO, "odd", "caf\u00e9 %s", "\u2603\n", big=1 << 70, obj=Ellipsis, nan=float("nan"))
         try:
             raise KeyError("boom")
         except KeyError:
@@ -186,7 +188,8 @@ def test_log_lines_are_one_json_object_each():
         lg.removeHandler(handler)
     lines = [JsonFormatter().format(r) for r in records]
     assert all("\n" not in line for line in lines)
-    first, second = (json.loads(line) for line in lines)
+    first, odd, second = (json.loads(line) for line in lines)
+    assert odd["msg"] == "caf\u00e9 \u2603\n" and odd["big"] == 1 << 70 and odd["obj"] == "Ellipsis"
     assert first["msg"] == "stored upload 7 from FBX-1" and first["event"] == "stored"
     assert ((first["box"], first["upload"], first["level"], first["logger"])
             == ("FBX-1", 7, "info", "fleetbox.cloud.test"))
