@@ -48,6 +48,8 @@ _RBRACE = const(0x7D)
 _LBRACKET = const(0x5B)
 _RBRACKET = const(0x5D)
 _BLANKS = b" \t\r\n"
+_SPACE = const(0x20)
+_SPACE_NEEDLESS = b"{[,: "   # a blank after these parts nothing
 
 
 def _held(d):
@@ -104,7 +106,7 @@ class DeviceState:
         read buffer besides what is kept. False when the file is not one JSON object."""
         chunk = bytearray(_CHUNK)
         ent = bytearray(ENTRY_MAX)
-        n = 0               # bytes of the entry (key and value, blanks outside strings left out)
+        n = 0               # bytes of the entry (key and value; blanks outside strings left out or one kept)
         key_end = 0         # where the key's text ends in ent (and the value's begins)
         state = _OPEN
         depth = 0           # nesting depth inside the value
@@ -129,8 +131,10 @@ class DeviceState:
                     elif b in _BLANKS:
                         if state == _VALUE and depth == 0:   # a number, true, false or null ended
                             state = _DONE
-                        else:
+                        elif n and ent[n - 1] in _SPACE_NEEDLESS:
                             continue
+                        else:
+                            b = _SPACE      # one blank kept where it may part two tokens ("1 2")
                     elif b == _QUOTE:
                         in_str = True
                     elif b == _LBRACE or b == _LBRACKET:
@@ -191,7 +195,7 @@ class DeviceState:
         except ValueError:
             return False
         if isinstance(value, dict):     # an entry that is not an object (a damaged file) is forgotten
-            self._put(key, _held(value))
+            self._put(key, _held(value), True)
         return True
 
     # ------------------------------------------------------------------ storage
@@ -206,9 +210,12 @@ class DeviceState:
         self._put(key, _held(d))
         self.dirty = True
 
-    def _put(self, key, text):
+    def _put(self, key, text, loading=False):
         if key not in self.devices and len(self.devices) >= self.max:
-            del self.devices[self._oldest()]
+            old = self._oldest()
+            if loading and _t(text) <= _t(self.devices[old]):
+                return      # a file over the bound (a smaller one now) keeps its newest entries
+            del self.devices[old]
         self.devices[key] = text
 
     def _oldest(self):
