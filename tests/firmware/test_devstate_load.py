@@ -175,3 +175,22 @@ def test_a_file_over_the_bound_keeps_the_newest():
     assert kept == ["VNB3K%05d" % i for i in range(6)]      # the addresses (no time) went first
     st = _load(json.dumps(data), max_devices=3)
     assert sorted(st.devices) == ["VNB3K00003", "VNB3K00004", "VNB3K00005"]
+
+
+def test_the_app_keeps_as_many_devices_as_its_board_says():
+    from check import fresh_dir, rmtree
+    from test_cycle_errors import FakeBoard       # a hal.Board (and hal on the path, as main needs)
+    from fleetbox import config, main
+    d = fresh_dir("/tmp/fleetbox-devload-app")
+    path = d + "/devices.json"
+    with open(path, "w") as f:
+        f.write(json.dumps(realistic(4)))           # 8 entries
+    board = FakeBoard(d)
+    assert board.device_memory == devstate.DEVICES_MAX     # hal's default
+    board.device_memory = 5
+    cfg = config.check({"endpoints": [{"url": "https://127.0.0.1:8443/v1/upload", "name": "liberty"}],
+                        "ca": "MAIFAA==", "pins": ["00" * 32], "targets": ["127.0.0.1"]})
+    app = main.App(board, cfg, {"serial": "DEVMEM-1", "kid": 1, "device_key": "11" * 32})
+    rmtree(d)
+    assert app.devices.max == 5 and len(app.devices.devices) == 5
+    assert sorted(k for k in app.devices.devices if not k.startswith("@")) == ["VNB3K%05d" % i for i in range(4)]
