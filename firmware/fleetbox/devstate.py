@@ -3,7 +3,9 @@
 One JSON object on the data partition (`/data/devices.json`), one entry per device;
 docs/collection.md "Device memory" is the schema (keys, meaning, bounds). The short keys
 are kept on flash for size; code reads and writes them only through the methods below,
-named for what the collector means by them.
+named for what the collector means by them. The file is read entry by entry and each entry
+held as its compact JSON text, at most the board's `device_memory` of them: a full memory
+must fit the heap of a board without PSRAM.
 
 Entries "@<address>" hold what belongs to an address (its credentials, its quiet
 backoff, whether it is a printer, table row counts ...); the last counters live under
