@@ -77,6 +77,7 @@ class Board:
         return events
     watchdog_ms = 60000          # the hardware watchdog's timeout once started
     has_rtc = False              # True: time() is right from power-on
+    device_memory = 512          # devices the firmware remembers between sweeps: what the heap holds
 
     def __init__(self):
         self._clock = None       # (unix ms, ticks ms) of the last clock reading

@@ -14,6 +14,7 @@ import network
 import hal
 
 WATCHDOG_S = 60                  # board.yaml hardware.watchdog_s
+DEVICE_MEMORY = 80               # board.yaml hardware.device_memory
 PIN_LED = 33                     # active high
 PIN_BUTTON = 34                  # BUT1, active low, external pull-up
 PIN_POWER_SENSE = 39             # high: 5 V adapter present; low: PoE
@@ -23,6 +24,7 @@ ETH = dict(mdc=23, mdio=18, power=12, ref_clk=17, phy_addr=0)
 class Board(hal.Board):
     name = "esp32-poe"
     has_rtc = False              # the RTC does not survive a power cut: time comes from the cloud
+    device_memory = DEVICE_MEMORY
 
     def __init__(self, rom, slot):
         # First: the watchdog at the app's period. rom.lock_down started it at power-on for the

@@ -19,6 +19,7 @@ import time
 import hal
 
 WATCHDOG_S = 60          # board.yaml hardware.watchdog_s (the ROM loads i6300esb with this heartbeat)
+DEVICE_MEMORY = 512      # board.yaml hardware.device_memory
 IFNAME = "eth0"
 DHCP_BOOT_WAIT_MS = 30000
 O_WRONLY = 1
@@ -63,6 +64,7 @@ class Board(hal.Board):
     name = "qemu-x86_64"
     has_rtc = False      # the kernel's clock serves TLS validity checks; the firmware's is learnt from the cloud
     watchdog_ms = WATCHDOG_S * 1000
+    device_memory = DEVICE_MEMORY
 
     def __init__(self, rom_, slot):
         hal.Board.__init__(self)

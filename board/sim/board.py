@@ -22,6 +22,7 @@ import hal
 from fleetbox import port
 
 WATCHDOG_S = 60   # board.yaml hardware.watchdog_s; the simulator may set a shorter one
+DEVICE_MEMORY = 512   # board.yaml hardware.device_memory
 ENETDOWN = 100    # Linux errno "Network is down" (MicroPython's errno module lacks the name)
 FLASH_FAULTS = {"ok": 0, "enospc": port.ENOSPC, "eio": port.EIO}
 
@@ -60,6 +61,7 @@ class _Network:
 class Board(hal.Board):
     name = "sim"
     has_rtc = False
+    device_memory = DEVICE_MEMORY
 
     def __init__(self, rom, slot):
         hal.Board.__init__(self)

@@ -3,7 +3,9 @@
 One JSON object on the data partition (`/data/devices.json`), one entry per device;
 docs/collection.md "Device memory" is the schema (keys, meaning, bounds). The short keys
 are kept on flash for size; code reads and writes them only through the methods below,
-named for what the collector means by them.
+named for what the collector means by them. The file is read entry by entry and each entry
+held as its compact JSON text, at most the board's `device_memory` of them: a full memory
+must fit the heap of a board without PSRAM.
 
 Entries "@<address>" hold what belongs to an address (its credentials, its quiet
 backoff, whether it is a printer, table row counts ...); the last counters live under
@@ -13,6 +15,7 @@ import json
 import os
 
 from fleetbox import port
+from fleetbox.port import const
 from fleetbox.atomicfile import atomic_write
 from fleetbox.records import COUNTER_KEYS
 
@@ -22,54 +25,212 @@ XS_SKIP = 8        # sweeps that skip a profile's extra agent after it stayed si
 NP_SKIP = 15       # sweeps that take a device found not to be a printer at its word
 WEB_FIELDS_MAX = 16
 _COMPACT = (",", ":")   # json separators of an entry held in memory
+DEVICES_MAX = 512  # entries, unless the board says otherwise (board.yaml device_memory)
+ENTRY_MAX = 2048   # bytes of one entry's text as read (key and value): a longer one is dropped
+_CHUNK = 256       # bytes read from the file at a time
+_T_HEAD = '{"t":'  # an entry with a time holds it first (_held): eviction reads it without a parse
+
+# _load's states (const: inlined as numbers, no names held) and the bytes it looks at
+_OPEN = const(0)
+_FIRST = const(1)
+_KEY = const(2)
+_COLON = const(3)
+_VALSTART = const(4)
+_VALUE = const(5)
+_DONE = const(6)
+_NEXT = const(7)
+_KEYNEXT = const(8)
+_END = const(9)
+_QUOTE = const(0x22)
+_BSL = const(0x5C)
+_COMMA = const(0x2C)
+_COLONCHAR = const(0x3A)
+_LBRACE = const(0x7B)
+_RBRACE = const(0x7D)
+_LBRACKET = const(0x5B)
+_RBRACKET = const(0x5D)
+_BLANKS = b" \t\r\n"
+_SPACE = const(0x20)
+_SPACE_NEEDLESS = b"{[,: "   # a blank after these parts nothing
+
+
+def _held(d):
+    """The compact JSON text an entry is held as, its integer "t" first."""
+    t = d.get("t")
+    if type(t) is not int:
+        return json.dumps(d, separators=_COMPACT)
+    del d["t"]
+    rest = json.dumps(d, separators=_COMPACT)
+    return _T_HEAD + str(t) + ("," + rest[1:] if len(rest) > 2 else "}")
+
+
+def _t(text):
+    """The "t" of an entry's held text; 0 when it has none."""
+    if not text.startswith(_T_HEAD):
+        return 0
+    end = text.find(",")
+    return int(text[5:end if end > 0 else -1])
+
+
+def _table(size):
+    """An empty dict whose table already holds `size` keys: it never grows, so a full device
+    memory needs no large block once the heap is cut up by the entries and a sweep."""
+    d = {}
+    for i in range(size):
+        d[i] = None
+    for i in range(size - 1, -1, -1):   # last first: each slot is left empty, not marked deleted
+        del d[i]
+    return d
 
 
 class DeviceState:
-    def __init__(self, path=None, max_devices=512):
+    def __init__(self, path=None, max_devices=DEVICES_MAX):
         self.path = path
         self.max = max_devices
-        self.devices = {}
+        self.devices = {}       # key -> the entry's compact JSON text (a string: less than half a dict's heap)
         self.dirty = False
         if path:
+            self.devices = _table(max_devices)
             try:
-                with port.open_read(path) as f:
-                    data = json.load(f)
-                if isinstance(data, dict):
-                    # an entry that is not an object (a damaged file) is forgotten, not fatal
-                    self.devices = {k: v for k, v in data.items() if isinstance(v, dict)}
+                with port.open_read(path, binary=True) as f:
+                    if not self._load(f):
+                        # not a JSON object: every device gets its first-time treatment
+                        self.devices = None     # (what was read goes before the new table is made)
+                        self.devices = _table(max_devices)
             except OSError as e:
                 if e.args[0] != port.ENOENT:
                     raise   # unread is not empty: starting empty would overwrite the file at the next save
-            except ValueError:
-                self.devices = {}
+
+    # ------------------------------------------------------------------ loading
+    def _load(self, f):
+        """Read the file's top-level object entry by entry, each value sliced out by its
+        strings, escapes and nesting depth: the heap holds one entry's text (ENTRY_MAX) and a
+        read buffer besides what is kept. False when the file is not one JSON object."""
+        chunk = bytearray(_CHUNK)
+        ent = bytearray(ENTRY_MAX)
+        n = 0               # bytes of the entry (key and value; blanks outside strings left out or one kept)
+        key_end = 0         # where the key's text ends in ent (and the value's begins)
+        state = _OPEN
+        depth = 0           # nesting depth inside the value
+        in_str = esc = False
+        over = False        # the entry outgrew ENTRY_MAX: read to its end, then dropped
+        while True:
+            got = f.readinto(chunk)
+            if not got:
+                return state == _END
+            i = 0
+            while i < got:
+                b = chunk[i]
+                i += 1
+                if state == _VALUE or state == _KEY:
+                    if in_str:
+                        if esc:
+                            esc = False
+                        elif b == _BSL:
+                            esc = True
+                        elif b == _QUOTE:
+                            in_str = False
+                    elif b in _BLANKS:
+                        if state == _VALUE and depth == 0:   # a number, true, false or null ended
+                            state = _DONE
+                        elif n and ent[n - 1] in _SPACE_NEEDLESS:
+                            continue
+                        else:
+                            b = _SPACE      # one blank kept where it may part two tokens ("1 2")
+                    elif b == _QUOTE:
+                        in_str = True
+                    elif b == _LBRACE or b == _LBRACKET:
+                        depth += 1
+                    elif b == _RBRACE or b == _RBRACKET:
+                        if depth == 0:          # the scalar ended at the object's close
+                            state = _DONE
+                            i -= 1
+                        else:
+                            depth -= 1
+                    elif b == _COMMA and depth == 0:
+                        state = _DONE
+                        i -= 1
+                    if state != _DONE:
+                        if n < ENTRY_MAX:
+                            ent[n] = b
+                            n += 1
+                        else:
+                            over = True
+                        if not in_str and depth == 0:
+                            if state == _KEY:
+                                key_end, state = n, _COLON
+                            elif b == _QUOTE or b == _RBRACE or b == _RBRACKET:
+                                state = _DONE   # a string, object or array value closed
+                    if state == _DONE:
+                        if not self._keep(ent, n, key_end, over):
+                            return False
+                        n, over, state = 0, False, _NEXT
+                    continue
+                if b in _BLANKS:
+                    continue
+                if state == _VALSTART:
+                    state = _VALUE
+                    i -= 1          # the value's first byte, read again as part of it
+                elif state == _COLON and b == _COLONCHAR:
+                    state = _VALSTART
+                elif (state == _FIRST or state == _KEYNEXT) and b == _QUOTE:
+                    state, in_str = _KEY, True
+                    ent[0] = b
+                    n = 1
+                elif state == _NEXT and b == _COMMA:
+                    state = _KEYNEXT
+                elif (state == _FIRST or state == _NEXT) and b == _RBRACE:
+                    state = _END
+                elif state == _OPEN and b == _LBRACE:
+                    state = _FIRST
+                else:
+                    return False    # not JSON, or not an object (garbage after its end too)
+
+    def _keep(self, ent, n, key_end, over):
+        """Keep one entry read by _load; False when its text is not JSON (the file is damaged)."""
+        if over:
+            port.log("devstate", port.WARN, "device memory entry over %d bytes dropped" % ENTRY_MAX)
+            return True
+        try:
+            key = json.loads(ent[:key_end])
+            value = json.loads(ent[key_end:n])
+        except ValueError:
+            return False
+        if isinstance(value, dict):     # an entry that is not an object (a damaged file) is forgotten
+            self._put(key, _held(value), True)
+        return True
 
     # ------------------------------------------------------------------ storage
-    # An entry is held as its JSON text once written (a dict as loaded until then): a
-    # string costs the heap less than half what a dict of small objects does.
     def get(self, key):
         """The entry of `key` (a fresh dict: change it through update)."""
         d = self.devices.get(key)
-        if isinstance(d, str):
-            return json.loads(d)
-        return d or {}
+        return json.loads(d) if d else {}
 
     def update(self, key, **fields):
-        d = self.devices.get(key)
-        if d is None:
-            if len(self.devices) >= self.max:
-                # Forget the device seen longest ago.
-                old, when = None, 0
-                for k in self.devices:
-                    t = self.get(k).get("t", 0)
-                    if old is None or t < when:
-                        old, when = k, t
-                del self.devices[old]
-            d = {}
-        elif isinstance(d, str):
-            d = json.loads(d)
+        d = self.get(key)
         d.update(fields)
-        self.devices[key] = json.dumps(d, separators=_COMPACT)
+        self._put(key, _held(d))
         self.dirty = True
+
+    def _put(self, key, text, loading=False):
+        if key not in self.devices and len(self.devices) >= self.max:
+            old = self._oldest()
+            if loading and _t(text) <= _t(self.devices[old]):
+                return      # a file over the bound (a smaller one now) keeps its newest entries
+            del self.devices[old]
+        self.devices[key] = text
+
+    def _oldest(self):
+        """The key of the entry seen longest ago: the smallest "t" (0 for an entry without one),
+        the first found of equals. Read from the text's head, no entry parsed."""
+        old, when = None, 0
+        for k, text in self.devices.items():
+            t = _t(text)
+            if old is None or t < when:
+                old, when = k, t
+                if t <= 0:      # nothing goes before an entry without a time
+                    break
+        return old
 
     def save(self):
         if not (self.path and self.dirty):
@@ -78,17 +239,14 @@ class DeviceState:
         self.dirty = False
 
     def _write(self, f):
-        # entry by entry, as held: never the whole file built in the heap
+        # entry by entry, as held, one a line: never the whole file built in the heap
         f.write("{")
         sep = ""
         for k, v in self.devices.items():
             f.write(sep)
             f.write(json.dumps(k))
             f.write(":")
-            if isinstance(v, str):
-                f.write(v)
-            else:
-                json.dump(v, f)
+            f.write(v)
             sep = ",\n"
         f.write("}")
 

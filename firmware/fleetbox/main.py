@@ -31,7 +31,7 @@ class App:
     def __init__(self, board, cfg, identity, box_health=None, prov=None):
         self.board = board
         self.cfg = cfg
-        self.devices = devstate.DeviceState(board.data_dir + "/devices.json")
+        self.devices = devstate.DeviceState(board.data_dir + "/devices.json", board.device_memory)
         # the spool adopts what a cut left staged; device memory takes those records back at once:
         # a start that fails after this point and is tried again would not find them staged
         self.spool = Spool(board.data_dir + "/spool", cfg["spool_max"], cfg.get("spool_max_bytes"))

@@ -37,6 +37,9 @@ def test_board_yaml_lays_out_every_partition_the_loader_needs(name):
     # The board's code states the same watchdog as its board.yaml.
     src = open(os.path.join(paths.BOARDS, name, "board.py")).read()
     assert int(re.search(r"^WATCHDOG_S = (\d+)", src, re.M).group(1)) == board["hardware"]["watchdog_s"]
+    # ... and the same device memory bound, which the board's class hands the firmware
+    assert int(re.search(r"^DEVICE_MEMORY = (\d+)", src, re.M).group(1)) == board["hardware"]["device_memory"]
+    assert re.search(r"^    device_memory = DEVICE_MEMORY$", src, re.M)
 
 
 def test_bad_board_descriptions_are_refused(tmp_path, monkeypatch):
