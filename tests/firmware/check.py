@@ -1,5 +1,15 @@
 """Tiny assertion helpers that work on both MicroPython and CPython (no pytest there)."""
 import os
+from binascii import hexlify
+
+# This process's own: a module's CPython run and its MicroPython run (make test runs two test
+# files at once) may overlap, and so may two checkouts' runs; a fixed /tmp path would be shared.
+RUN = hexlify(os.urandom(4)).decode()
+
+
+def tmp(name):
+    """A path under /tmp for `name` that no other test process uses."""
+    return "/tmp/fbt-%s-%s" % (RUN, name)
 
 
 def raises(exc, fn, *args, **kw):

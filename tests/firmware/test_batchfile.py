@@ -6,7 +6,7 @@ port.set_flash_fault, as the sim board's flash switch)."""
 import json
 import os
 
-from check import LogCapture, fresh_dir, raises
+from check import LogCapture, fresh_dir, raises, tmp
 from fleetbox import port
 from fleetbox.batchfile import BatchFile
 from fleetbox.spool import BULK, Spool, read_batch
@@ -21,7 +21,7 @@ def _records(n, start=0):
 
 
 def _staged(name):
-    d = fresh_dir("/tmp/fb-batchfile-" + name)
+    d = fresh_dir(tmp("fb-batchfile-") + name)
     spool = Spool(d + "/spool")
     return d, spool, BatchFile(d + "/spool/batch.tmp", lambda: dict(HEAD))
 
@@ -149,7 +149,7 @@ def test_a_full_flash_at_the_rename_evicts_as_put_does():
 
 
 def test_batches_of_either_format_read_back():
-    d = fresh_dir("/tmp/fb-batchfile-formats")
+    d = fresh_dir(tmp("fb-batchfile-formats"))
     spool = Spool(d + "/spool")
     whole = dict(HEAD, records=_records(2))
     a = spool.put(json.dumps(whole))                  # one JSON object: earlier firmware, markers
@@ -172,7 +172,7 @@ def test_batches_of_either_format_read_back():
 
 def test_the_documented_vector():
     # docs/uplink.md "Batch files"
-    d = fresh_dir("/tmp/fb-batchfile-vector")
+    d = fresh_dir(tmp("fb-batchfile-vector"))
     spool = Spool(d + "/spool")
     ident = spool.put('{"scan": "full", "cycle": 7}\n{"ip": "10.0.0.1", "collected_at": 7, "uptime_s": 3}\n'
                       '{"ip": "10.0.0.2", "col\n{"ip": "10.0.0.3", "collected_at": 7, "uptime_s": 4}\n')

@@ -9,7 +9,7 @@ for _p in list(sys.path):
         sys.path.append(_p[:-8] + "/board")   # hal.py lives in board/, next to firmware/
 
 import hal  # noqa: E402
-from check import LogCapture, fresh_dir  # noqa: E402
+from check import LogCapture, fresh_dir, tmp  # noqa: E402
 from fleetbox import cbor, config, envelope, main, port, uplink  # noqa: E402
 
 DEVICE_KEY = "11" * 32
@@ -48,7 +48,7 @@ class FakeBoard(hal.Board):
 
 
 def _fresh(name):
-    return fresh_dir("/tmp/fbcycle-" + name)
+    return fresh_dir(tmp("fbcycle-") + name)
 
 
 class Box:

@@ -4,7 +4,7 @@ Runs under pytest on CPython and under tests/mprun.py on MicroPython.
 """
 import os
 
-from check import fresh_dir
+from check import fresh_dir, tmp
 from fleetbox.delta import DeltaState
 
 SRC = {"serial": "prtGeneralSerialNumber", "counters.total": "prtMarkerLifeCount", "mac": "ifPhysAddress (first)"}
@@ -22,7 +22,7 @@ def _send(state, upload, kind, rec):
 
 
 def test_sources_entries_travel_only_when_they_change():
-    d = fresh_dir("/tmp/fbdelta-sources")
+    d = fresh_dir(tmp("fbdelta-sources"))
     state = DeltaState(d + "/delta")
     first = _send(state, 1, "full", _rec(1, dict(SRC)))
     assert first["sources"] == SRC and first["#"] == 1
@@ -43,7 +43,7 @@ def test_sources_entries_travel_only_when_they_change():
 
 
 def test_a_state_from_before_entry_digests_replaces_the_map_once():
-    d = fresh_dir("/tmp/fbdelta-sources-old")
+    d = fresh_dir(tmp("fbdelta-sources-old"))
     state = DeltaState(d + "/delta")
     _send(state, 1, "full", _rec(1, dict(SRC)))
     key = list(state.devices)[0]

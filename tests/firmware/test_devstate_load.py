@@ -7,7 +7,7 @@ import os
 
 from fleetbox import devstate
 from fleetbox.port import MICROPYTHON, urandom
-from check import LogCapture
+from check import LogCapture, tmp
 from devmem_files import realistic, spread
 
 TRICKY = {
@@ -22,7 +22,7 @@ TRICKY = {
 
 
 def _path(name):
-    return "/tmp/fleetbox-devload-%s-%s.json" % (name, binascii.hexlify(urandom(4)).decode())
+    return tmp("fleetbox-devload-%s-%s.json") % (name, binascii.hexlify(urandom(4)).decode())
 
 
 def _load(content, max_devices=devstate.DEVICES_MAX):
@@ -181,7 +181,7 @@ def test_the_app_keeps_as_many_devices_as_its_board_says():
     from check import fresh_dir, rmtree
     from test_cycle_errors import FakeBoard       # a hal.Board (and hal on the path, as main needs)
     from fleetbox import config, main
-    d = fresh_dir("/tmp/fleetbox-devload-app")
+    d = fresh_dir(tmp("fleetbox-devload-app"))
     path = d + "/devices.json"
     with open(path, "w") as f:
         f.write(json.dumps(realistic(4)))           # 8 entries

@@ -7,7 +7,7 @@ import json
 import os
 from binascii import unhexlify
 
-from check import raises
+from check import raises, tmp
 from fleetbox import cbor, downlink, envelope
 
 
@@ -25,7 +25,7 @@ DEVICE = V["device_id"]
 
 
 def _state(name, last=0):
-    path = "/tmp/fbdown-" + name
+    path = tmp("fbdown-") + name
     try:
         os.remove(path)
     except OSError:
@@ -125,7 +125,7 @@ def test_a_registered_field_is_checked_and_unknown_ones_dropped():
 
 
 def test_a_corrupt_state_file_counts_as_no_answer_yet():
-    path = "/tmp/fbdown-corrupt"
+    path = tmp("fbdown-corrupt")
     for content in ("", "abc", "-3", "99999999999999999999999"):
         with open(path, "w") as f:
             f.write(content)

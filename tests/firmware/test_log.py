@@ -8,7 +8,7 @@ for _p in list(sys.path):
         sys.path.append(_p[:-8] + "/board")   # hal.py lives in board/, next to firmware/
 
 import hal  # noqa: E402
-from check import LogCapture, raises  # noqa: E402
+from check import LogCapture, raises, tmp  # noqa: E402
 from fleetbox import config, health, port, snmp, uplink  # noqa: E402
 from fleetbox.spool import Spool  # noqa: E402
 
@@ -40,7 +40,7 @@ def test_threshold_drops_what_is_below_it():
 
 
 def test_threshold_by_name_and_from_the_config():
-    d = _fresh_dir("/tmp/fblog-spool")
+    d = _fresh_dir(tmp("fblog-spool"))
     with LogCapture() as log:
         port.set_log_level("warn")
         assert port.log_level() == port.WARN

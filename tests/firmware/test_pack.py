@@ -11,7 +11,7 @@ for _p in list(sys.path):
     if _p.endswith("/firmware") and _p + "/loader" not in sys.path:
         sys.path.append(_p + "/loader")      # bootstate: the agent reads the loader's version
 
-from check import LogCapture, fresh_dir, rmtree  # noqa: E402
+from check import LogCapture, fresh_dir, rmtree, tmp  # noqa: E402
 from fleetbox import pack, port, profiles, provision, updagent, updater, updimage  # noqa: E402
 from test_updater import DirSlot  # noqa: E402
 from vectors import DIR, expected, load  # noqa: E402
@@ -20,8 +20,8 @@ V = expected()
 IDENT = V["identity"]
 NOW = V["created"] + 86400
 PACK = json.loads(load("pack.json"))
-D = "/tmp/fbx-test-pack"
-LOADER = "/tmp/fbx-test-pack-loader"      # the loader partition: a factory reset does not touch it
+D = tmp("fbx-test-pack")
+LOADER = tmp("fbx-test-pack-loader")      # the loader partition: a factory reset does not touch it
 BUILTIN = '{"format":1,"profiles":1}\n{"descr":[],"enterprises":[99998],"vendor":"Builtin"}\n'
 
 

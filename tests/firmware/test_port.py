@@ -1,3 +1,4 @@
+from check import tmp
 from fleetbox import port
 
 
@@ -25,7 +26,7 @@ def test_consteq():
 def test_remove_tree_tries_everything_then_raises_the_first_failure():
     import os
     from check import fresh_dir, raises, rmtree
-    d = fresh_dir("/tmp/fbx-test-remove-tree")
+    d = fresh_dir(tmp("fbx-test-remove-tree"))
     os.mkdir(d + "/sub")
     for p in ("/a", "/b", "/sub/c", "/sub/d"):
         with open(d + p, "w") as f:

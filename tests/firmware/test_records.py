@@ -1,5 +1,6 @@
 """fleetbox.records, profiles (matching, rules), devstate: pure decoding on both runtimes."""
 from fleetbox import assemble, devstate, profiles, readplan, records, sanity
+from check import tmp
 from fleetbox.sweep import Merger
 
 
@@ -174,7 +175,7 @@ def test_profile_library_reads_one_vendor_at_a_time():
     import json
     import os
     from check import raises
-    path = "/tmp/fleetbox-test-profiles.json"
+    path = tmp("fleetbox-test-profiles.json")
     lines = [json.dumps({"format": 1, "profiles": len(PROFILES)})] + [json.dumps(p) for p in PROFILES]
     _write(path, "\n".join(lines) + "\n")
     lib = profiles.load(["/nonexistent", path])
@@ -192,7 +193,7 @@ def test_profile_library_reads_one_vendor_at_a_time():
 
 def test_device_state_bounded_and_saved():
     import os
-    path = "/tmp/fleetbox-test-devstate.json"
+    path = tmp("fleetbox-test-devstate.json")
     try:
         os.remove(path)
     except OSError:

@@ -1,10 +1,11 @@
 import os
 
+from check import tmp
 from fleetbox.spool import Spool
 
 
 def _fresh(name):
-    d = "/tmp/fbspool-" + name
+    d = tmp("fbspool-") + name
     try:
         for n in os.listdir(d):
             os.remove(d + "/" + n)

@@ -9,12 +9,12 @@ for _p in list(sys.path):
         sys.path.append(_p + "/loader")      # bootstate: on the loader partition
 
 import bootstate as bs  # noqa: E402
-from check import LogCapture, fresh_dir, rmtree  # noqa: E402
+from check import LogCapture, fresh_dir, rmtree, tmp  # noqa: E402
 from fleetbox import port, updagent  # noqa: E402
 from test_bootstate import RamFlash, Slots, _info, _quiet  # noqa: E402
 from test_pack import _Agent, _Board, _Uplink  # noqa: E402
 
-D = "/tmp/fbx-test-updagent"
+D = tmp("fbx-test-updagent")
 
 
 class _FlashBoard(_Board):

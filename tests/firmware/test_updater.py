@@ -4,14 +4,14 @@ arrive with the bytes; on CPython and MicroPython (there also into a real Little
 import json
 import os
 
-from check import raises
+from check import raises, tmp
 from fleetbox import port, updater, updimage
 from vectors import DIR, expected, load
 
 V = expected()
 IDENT = V["identity"]
 NOW = V["created"] + 86400
-TMP = "/tmp/fbx-test-updater-%d" % os.getpid() if hasattr(os, "getpid") else "/tmp/fbx-test-updater"
+TMP = tmp("fbx-test-updater")
 
 
 def _rmtree(path):

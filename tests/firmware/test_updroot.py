@@ -1,12 +1,11 @@
 """fleetbox.updroot's root rotation on the box: rotate() walks a chain link by link and keeps the
 newest root that verified; trusted_root() loads the anchor or that root. On CPython and MicroPython."""
-import os
 
-from check import fresh_dir, raises, rmtree
+from check import fresh_dir, raises, rmtree, tmp
 from fleetbox import port, updroot
 from vectors import load
 
-TMP = "/tmp/fbx-test-updroot-%d" % os.getpid() if hasattr(os, "getpid") else "/tmp/fbx-test-updroot"
+TMP = tmp("fbx-test-updroot")
 
 
 def _setup():

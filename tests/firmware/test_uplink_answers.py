@@ -7,7 +7,7 @@ import asyncio
 import json
 import os
 
-from check import LogCapture, rmtree
+from check import LogCapture, rmtree, tmp
 from fleetbox import cbor, config, envelope, port, uplink
 from fleetbox.spool import Spool
 
@@ -43,7 +43,7 @@ class Cloud:
 
 
 def box(name, script):
-    d = "/tmp/fbans-" + name
+    d = tmp("fbans-") + name
     rmtree(d)
     os.mkdir(d)
     cfg = config.check({"endpoints": [{"url": "https://liberty.test/v1/ingest", "name": "liberty"}],
@@ -125,7 +125,7 @@ def test_a_sealed_last_seq_ahead_is_adopted_and_the_batch_resealed():
 
 
 def test_a_corrupt_counter_on_flash_counts_as_lost():
-    d = "/tmp/fbans-counter"
+    d = tmp("fbans-counter")
     rmtree(d)
     os.mkdir(d)
     with open(d + "/uplink.seq", "w") as f:
