@@ -50,13 +50,17 @@ def signed(payload, signers=("k2.pem", "k3.pem"), chunk_size=4096, **manifest):
     return data, wrap
 
 
-def bytecode(out):
-    """The box's modules as mpy-cross bytecode (loading source costs heap)."""
+def bytecode(out, modules=BOX_MODULES):
+    """The box's modules as mpy-cross bytecode under `out` (loading source costs heap): those
+    named, or every module of the package when `modules` is None (a heap figure as a board has it)."""
     from fbtool.image import compile_mpy
     os.makedirs(os.path.join(out, "fleetbox"), exist_ok=True)
-    with open(os.path.join(out, "fleetbox", "__init__.py"), "w"):
-        pass
-    for name in BOX_MODULES:
+    if modules is None:
+        modules = sorted(n[:-3] for n in os.listdir(os.path.join(ROOT, "firmware", "fleetbox")) if n.endswith(".py"))
+    else:
+        with open(os.path.join(out, "fleetbox", "__init__.py"), "w"):
+            pass
+    for name in modules:
         arc = "fleetbox/%s.py" % name
         with open(os.path.join(out, arc[:-3] + ".mpy"), "wb") as f:
             f.write(compile_mpy(os.path.join(ROOT, "firmware", arc), arc))

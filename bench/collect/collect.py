@@ -32,7 +32,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "host-tools"), os.path.join(ROOT, "firmware")]
 from simulator.site import Site, walks_dir  # noqa: E402
-from fbtool import image, paths, profiles as compiler  # noqa: E402
+from fbtool import profiles as compiler  # noqa: E402
+from tests.update_kit import bytecode  # noqa: E402
 
 PORT = 17581
 NET = "127.45.0."
@@ -70,14 +71,6 @@ def site_description(net=NET):
     return {"network": net + "0/24", "devices": devs}
 
 
-def mpy_dir(tmp):
-    pkg = os.path.join(paths.FIRMWARE, "fleetbox")
-    os.makedirs(os.path.join(tmp, "fleetbox"))
-    for name in sorted(os.listdir(pkg)):
-        if name.endswith(".py"):
-            with open(os.path.join(tmp, "fleetbox", name[:-3] + ".mpy"), "wb") as f:
-                f.write(image.compile_mpy(os.path.join(pkg, name), "fleetbox/" + name))
-    return tmp
 
 
 def mp_sweep(mpy, prof, targets, kind, heap="256K", workers=2, sample_ms=0, runs=1, gc_threshold=0,
@@ -171,7 +164,7 @@ def netsnmp_bytes(addr, extra_oids):
 def main():
     parts = sys.argv[sys.argv.index("--part") + 1] if "--part" in sys.argv else "abc"
     with tempfile.TemporaryDirectory() as tmp:
-        mpy = mpy_dir(os.path.join(tmp, "mpy"))
+        mpy = bytecode(os.path.join(tmp, "mpy"), None)
         prof = os.path.join(tmp, "profiles.json")
         compiler.compile_to(prof)
         desc = site_description()

@@ -13,7 +13,7 @@ import yaml
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path[:0] = [os.path.join(ROOT, "host-tools"), os.path.join(ROOT, "tests", "firmware")]
 from devmem_files import realistic  # noqa: E402
-from fbtool import image  # noqa: E402
+from tests.update_kit import bytecode  # noqa: E402
 
 MP = os.path.join(os.path.dirname(sys.executable), "micropython")
 DATA_HEAP = 160 * 1024      # held 512 entries (~115 KB on this 64-bit port), the table and one entry's buffers
@@ -46,12 +46,7 @@ else:
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("devmemheap")
-    pkg = os.path.join(ROOT, "firmware", "fleetbox")
-    os.makedirs(str(tmp / "mpy" / "fleetbox"))
-    for name in sorted(os.listdir(pkg)):
-        if name.endswith(".py"):
-            (tmp / "mpy" / "fleetbox" / (name[:-3] + ".mpy")).write_bytes(
-                image.compile_mpy(os.path.join(pkg, name), "fleetbox/" + name))
+    bytecode(str(tmp / "mpy"), None)
     script = tmp / "load.py"
     script.write_text(MP_LOAD)
     full = tmp / "devices.json"

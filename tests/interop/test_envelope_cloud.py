@@ -307,16 +307,10 @@ def test_seal_to_streams_24k_in_a_small_micropython_heap(tmp_path):
     import hashlib
     import subprocess
     import sys
-    sys.path.insert(0, os.path.join(ROOT, "host-tools"))
-    from fbtool import image
+    from tests.update_kit import bytecode
     script = tmp_path / "seal_to.py"
     script.write_text(MP_SEAL_TO)
-    pkg = os.path.join(ROOT, "firmware", "fleetbox")
-    os.makedirs(str(tmp_path / "mpy" / "fleetbox"))
-    for name in sorted(os.listdir(pkg)):
-        if name.endswith(".py"):
-            (tmp_path / "mpy" / "fleetbox" / (name[:-3] + ".mpy")).write_bytes(
-                image.compile_mpy(os.path.join(pkg, name), "fleetbox/" + name))
+    bytecode(str(tmp_path / "mpy"), None)
     mp = os.path.join(os.path.dirname(sys.executable), "micropython")
     mpy = str(tmp_path / "mpy")
     r = subprocess.run([mp, "-X", "heapsize=1M", str(script), mpy, "measure"], capture_output=True, text=True,
