@@ -16,6 +16,7 @@ import collect  # noqa: E402  (bench/collect/collect.py: the same site and the s
 from fbtool import profiles as compiler  # noqa: E402
 from fleetbox.spool import read_batch  # noqa: E402
 from simulator.site import Site  # noqa: E402
+from tests.update_kit import bytecode  # noqa: E402
 
 NET = "127.46.0."
 PORT = 17582
@@ -27,7 +28,7 @@ WORKERS = 0             # the box's default: as many collectors as the free heap
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sweepheap")
-    mpy = collect.mpy_dir(str(tmp / "mpy"))
+    mpy = bytecode(str(tmp / "mpy"), None)
     prof = str(tmp / "profiles.json")
     compiler.compile_to(prof)
     desc = collect.site_description(NET)
