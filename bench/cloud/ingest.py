@@ -38,7 +38,7 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "firmware")]
 from cloud.ingest_group import MAX_GROUP  # noqa: E402
 from tests.cloud.client import post_jobs  # noqa: E402
 from tests.cloud.pgcluster import Cluster  # noqa: E402
-from tests.cloud.service import Service, seal_uploads  # noqa: E402
+from tests.cloud.service import Service, claim_boxes, seal_uploads  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 OLD_COMMIT = "e28d120"
@@ -151,17 +151,11 @@ def claimed(directory, url, keys, root):
     """The boxes of `keys` claimed in the database at `url` (its schema made by the checkout at
     `root`, whose service runs on it), their envelope keys there; returns an empty factory
     manifest's path (provisioning on, nothing to add)."""
-    from sqlalchemy import insert
-
-    from cloud.provision_schema import provisioned
     from cloud.store import Store
     subprocess.run([sys.executable, "-m", "cloud", "migrate", url], cwd=root, check=True, capture_output=True)
     store = Store(url, migrate=False)
     try:
-        with store.engine.begin() as c:
-            c.execute(insert(provisioned), [{"serial": s, "cert": "-", "spki": "-", "claim_salt": "-",
-                                             "claim_hash": "-", "state": "claimed", "kid": 1, "env_key": k.hex()}
-                                            for s, k in keys.items()])
+        claim_boxes(store, keys)
     finally:
         store.close()
     path = os.path.join(directory, "factory.json")

@@ -28,10 +28,8 @@ from cloud.store import Store  # noqa: E402
 from tests.cloud.pgcluster import Cluster  # noqa: E402
 from cloud.app import create_app  # noqa: E402
 from cloud.provision import Provisioning, either_keys  # noqa: E402
-from cloud.provision_schema import provisioned  # noqa: E402
-from sqlalchemy import insert  # noqa: E402
 from cloud.ingest_group import handle_group  # noqa: E402
-from tests.cloud.service import printer_records, seal_uploads  # noqa: E402
+from tests.cloud.service import claim_boxes, printer_records, seal_uploads  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -67,10 +65,7 @@ def run_app(endpoint, envelopes, group=0):
 
 def claimed(store, lookup, serials):
     """Provisioning over `store` where `serials` are claimed boxes holding their keys from `lookup`."""
-    with store.engine.begin() as c:
-        c.execute(insert(provisioned), [{"serial": s, "cert": "-", "spki": "-", "claim_salt": "-", "claim_hash": "-",
-                                         "state": "claimed", "kid": 1, "env_key": lookup(s, 1).hex()}
-                                        for s in serials])
+    claim_boxes(store, {s: lookup(s, 1) for s in serials})
     return Provisioning(store, [])
 
 

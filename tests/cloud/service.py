@@ -107,6 +107,17 @@ class Service:
         return code
 
 
+def claim_boxes(store, keys):
+    """The boxes of `keys` ({serial: envelope key}) claimed in `store`'s database, their keys (kid 1)
+    held there: what zero-touch provisioned boxes are to the service."""
+    from sqlalchemy import insert
+
+    from cloud.provision_schema import provisioned
+    with store.engine.begin() as c:
+        c.execute(insert(provisioned), [{"serial": s, "cert": "-", "spki": "-", "claim_salt": "-", "claim_hash": "-",
+                                         "state": "claimed", "kid": 1, "env_key": k.hex()} for s, k in keys.items()])
+
+
 def _firmware():
     if FIRMWARE not in sys.path:
         sys.path.insert(0, FIRMWARE)

@@ -11,7 +11,7 @@ from cloud import downlink
 from cloud.app import Endpoint
 from cloud.ingest_group import handle_group, ingest_many
 from cloud.store import SeqReplay, Store
-from tests.cloud.service import _firmware, printer_records, seal_uploads
+from tests.cloud.service import _firmware, claim_boxes, printer_records, seal_uploads
 
 KEYS = {"FBX-G%02d" % i: bytes([i + 1]) * 32 for i in range(6)}
 
@@ -209,7 +209,7 @@ def test_a_group_asks_the_database_about_its_provisioned_boxes_once(pg_url):
     (Provisioning.reading), and each box still gets its own decision: a claimed box is stored, a
     revoked one refused, a quarantined one's envelope kept aside, a box with a newer configuration
     told so in its answer."""
-    from sqlalchemy import event, insert, update
+    from sqlalchemy import event, update
 
     from cloud.provision import Provisioning, either_keys
     from cloud.provision_schema import provisioned, quarantine
@@ -217,10 +217,8 @@ def test_a_group_asks_the_database_about_its_provisioned_boxes_once(pg_url):
     store = Store(pg_url)
     try:
         boxes = ["FBX-G%02d" % i for i in range(4)]
+        claim_boxes(store, {b: KEYS[b] for b in boxes})
         with store.engine.begin() as c:
-            c.execute(insert(provisioned), [{"serial": b, "cert": "-", "spki": "-", "claim_salt": "-",
-                                             "claim_hash": "-", "state": "claimed", "kid": 1,
-                                             "env_key": KEYS[b].hex()} for b in boxes])
             c.execute(update(provisioned).where(provisioned.c.serial == "FBX-G01").values(state="revoked"))
             c.execute(update(provisioned).where(provisioned.c.serial == "FBX-G02").values(quarantined=1))
             c.execute(update(provisioned).where(provisioned.c.serial == "FBX-G03").values(config_version=2))
