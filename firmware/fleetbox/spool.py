@@ -69,6 +69,14 @@ def _parse(name):
 HEAD_MAX = 1024     # characters of a line-format batch's head line, at most
 
 
+def _batch_head(line):
+    """The fields of a line-format batch's head line (every field but its records)."""
+    head = json.loads(line)
+    if not isinstance(head, dict) or "records" in head:
+        raise ValueError("not a batch head")
+    return head
+
+
 def read_batch(f):
     """The batch a spool file (open in text mode) holds, in either format: a head line and a
     record per line, a line that does not parse as an object (cut by a failed write) skipped
@@ -78,9 +86,7 @@ def read_batch(f):
     if not head.endswith("\n"):
         f.seek(0)       # one JSON object (no line break in it): streamed, not read whole
         return json.load(f)
-    batch = json.loads(head)
-    if not isinstance(batch, dict) or "records" in batch:
-        raise ValueError("not a batch head")
+    batch = _batch_head(head)
     records = batch["records"] = []
     cut = 0
     while True:
@@ -111,9 +117,7 @@ def staged_records(f, each=None):
     line = f.readline(HEAD_MAX)
     if not line.endswith("\n"):
         raise ValueError("no head line")
-    head = json.loads(line)
-    if not isinstance(head, dict) or "records" in head:
-        raise ValueError("not a batch head")
+    head = _batch_head(line)
     head["records"] = []
     problem = batch_problem(head)
     if problem:
